@@ -1,0 +1,96 @@
+//! TLS and SSL record recognition, and the negotiated version from a
+//! ServerHello.
+
+use super::bytes::Prefix;
+use crate::TlsVersion;
+
+/// What the first bytes of a TLS (or SSLv2) stream say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Record {
+    ClientHello,
+    /// Carries the negotiated version when the prefix shows it.
+    ServerHello(TlsVersion),
+    /// Any other TLS record (alert, change_cipher_spec, application data,
+    /// another handshake message): TLS, but not the start of a handshake.
+    Other,
+}
+
+const CONTENT_CHANGE_CIPHER_SPEC: u8 = 0x14;
+const CONTENT_APPLICATION_DATA: u8 = 0x17;
+const HANDSHAKE: u8 = 0x16;
+const CLIENT_HELLO: u8 = 1;
+const SERVER_HELLO: u8 = 2;
+const EXT_SUPPORTED_VERSIONS: u16 = 43;
+/// Extensions walked in a ServerHello; real servers send fewer than this.
+const MAX_EXTENSIONS: usize = 8;
+
+/// Recognises a TLS record header (`16|14..17 03 00..04`) or an SSLv2 hello.
+#[must_use]
+pub fn record(d: &Prefix<'_>) -> Option<Record> {
+    if d.len() >= 5 && d.at(1) == 3 && d.at(2) <= 4 {
+        let ct = d.at(0);
+        if ct == HANDSHAKE {
+            return Some(match d.at(5) {
+                CLIENT_HELLO => Record::ClientHello,
+                SERVER_HELLO => Record::ServerHello(server_hello_version(d)),
+                _ => Record::Other,
+            });
+        }
+        if (CONTENT_CHANGE_CIPHER_SPEC..=CONTENT_APPLICATION_DATA).contains(&ct) {
+            return Some(Record::Other);
+        }
+    }
+    ssl2(d)
+}
+
+/// SSLv2-format record: a 2-byte length with the high bit set, then message
+/// type CLIENT-HELLO (1) with version `00 02` or `03 0x` (the SSLv3/TLS
+/// compatible hello old clients send), or SERVER-HELLO (4).
+fn ssl2(d: &Prefix<'_>) -> Option<Record> {
+    if d.len() < 5 || d.at(0) & 0x80 == 0 {
+        return None;
+    }
+    match (d.at(2), d.at(3), d.at(4)) {
+        (1, 0, 2) | (1, 3, 0..=4) => Some(Record::ClientHello),
+        // SERVER-HELLO: session-id-hit, certificate type, then version 00 02.
+        (4, _, _) if d.at(5) == 0 && d.at(6) == 2 => {
+            Some(Record::ServerHello(TlsVersion::Ssl2))
+        }
+        _ => None,
+    }
+}
+
+/// The negotiated version: the supported_versions extension when present
+/// (TLS 1.3 keeps `03 03` in the legacy field), else the legacy version once
+/// every extension has been seen. Unknown if the prefix ends first.
+fn server_hello_version(d: &Prefix<'_>) -> TlsVersion {
+    let legacy = TlsVersion::from_wire(d.at(9), d.at(10));
+    // record(5) + handshake header(4) + version(2) + random(32)
+    let sid_len = d.at(43) as usize;
+    // session id, cipher suite(2), compression(1)
+    let mut off = 44 + sid_len + 3;
+    if d.len() < off + 2 {
+        return TlsVersion::Unknown;
+    }
+    let end = off + 2 + d.be16_var(off) as usize;
+    off += 2;
+    let mut n = 0;
+    while n < MAX_EXTENSIONS {
+        if off >= end {
+            return legacy;
+        }
+        if d.len() < off + 4 {
+            return TlsVersion::Unknown;
+        }
+        let len = d.be16_var(off + 2) as usize;
+        if d.be16_var(off) == EXT_SUPPORTED_VERSIONS {
+            if d.len() < off + 6 {
+                return TlsVersion::Unknown;
+            }
+            return TlsVersion::from_wire(d.at_var(off + 4), d.at_var(off + 5));
+        }
+        off += 4 + len;
+        n += 1;
+    }
+    TlsVersion::Unknown
+}

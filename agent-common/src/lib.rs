@@ -1,0 +1,12 @@
+//! Everything the kernel and userspace must agree on, and the classifier.
+//!
+//! `no_std`, no allocation, no panics: the same code runs in the eBPF
+//! programs, in unit tests, in the fuzzer and in `plainsight replay`.
+#![no_std]
+
+pub mod classify;
+pub mod verdict;
+pub mod wire;
+
+pub use classify::{FlowClassifier, Side};
+pub use verdict::{Encryption, Protocol, Reason, TlsVersion, Verdict};

@@ -1,0 +1,202 @@
+//! Types that cross the kernel/userspace boundary. `#[repr(C)]`, explicit
+//! widths, fields largest-first and explicit padding, so both sides agree on
+//! every byte; `size_of` is pinned by const assertions.
+
+use crate::{Encryption, Protocol, Reason, TlsVersion, Verdict};
+
+/// Bytes of each payload segment the classifier sees. 128 covers every
+/// opening message we recognise (a MySQL HandshakeResponse's capability
+/// flags sit at offset 4..8, a PostgreSQL SSLRequest is 8 bytes, banners
+/// name themselves in their first words), usually reaches the
+/// supported_versions extension of a TLS 1.3 ServerHello with an X25519 key
+/// share, and fits the 512-byte BPF stack.
+pub const PREFIX: usize = 128;
+
+/// Payload segments inspected per direction before giving up. Server-first
+/// protocols and STARTTLS upgrades need a few round trips; after that the
+/// flow costs one map lookup per packet.
+pub const MAX_SEGMENTS: u8 = 4;
+
+/// Default capacity of the kernel flow table (`--max-flows`).
+pub const DEFAULT_MAX_FLOWS: u32 = 65_536;
+
+/// Address family of a flow, as carried in keys and events.
+pub const FAMILY_V4: u8 = 4;
+pub const FAMILY_V6: u8 = 6;
+
+/// Which program saw the flow.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    Cgroup = 0,
+    Tc = 1,
+}
+
+impl Hook {
+    #[must_use]
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(Self::Cgroup),
+            1 => Some(Self::Tc),
+            _ => None,
+        }
+    }
+
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Cgroup => "cgroup",
+            Self::Tc => "tc",
+        }
+    }
+}
+
+/// Canonical flow key: one endpoint ordering for both directions of a
+/// connection, so both find the same entry. Addresses are network-order
+/// bytes held in four `u32` words (IPv4 in the first; the rest zero): word
+/// stores and compares are single BPF instructions, where byte arrays turn
+/// into calls to memset. The order itself only has to be consistent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub lo_addr: [u32; 4],
+    pub hi_addr: [u32; 4],
+    pub lo_port: u16,
+    pub hi_port: u16,
+    pub family: u8,
+    pub _pad0: u8,
+    pub _pad1: u16,
+}
+const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
+
+/// Network-order address bytes of a key word array.
+#[must_use]
+pub fn addr_bytes(words: &[u32; 4]) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    let mut i = 0;
+    while i < 4 {
+        let b = words[i].to_ne_bytes();
+        out[i * 4] = b[0];
+        out[i * 4 + 1] = b[1];
+        out[i * 4 + 2] = b[2];
+        out[i * 4 + 3] = b[3];
+        i += 1;
+    }
+    out
+}
+
+/// `FlowState.flags` bits.
+pub const FLOW_MIDSTREAM: u8 = 1;
+pub const FLOW_CLIENT_IS_HI: u8 = 2;
+pub const FLOW_DONE: u8 = 4;
+pub const FLOW_SEQ_CLIENT: u8 = 8;
+pub const FLOW_SEQ_SERVER: u8 = 16;
+pub const FLOW_FIN_CLIENT: u8 = 32;
+pub const FLOW_FIN_SERVER: u8 = 64;
+
+/// Per-flow kernel state, the value of the flow table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FlowState {
+    /// Next expected sequence number per side (client, server): a segment
+    /// that does not start there is a retransmit or a second sighting of the
+    /// same packet (both ends on one node) and is not classified again.
+    pub next_seq: [u32; 2],
+    pub classifier: crate::FlowClassifier,
+    pub flags: u8,
+    pub _pad0: u8,
+    pub _pad1: u16,
+}
+const _: () = assert!(core::mem::size_of::<FlowState>() == 16);
+
+/// One classified flow, sent once per flow on the ring buffer. Carries the
+/// verdict, never application bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FlowEvent {
+    /// cgroup v2 id of the socket (cgroup hook), 0 on TC.
+    pub cgroup_id: u64,
+    /// Network-order address words, as in `FlowKey`.
+    pub client_addr: [u32; 4],
+    pub server_addr: [u32; 4],
+    pub client_port: u16,
+    pub server_port: u16,
+    pub family: u8,
+    pub hook: u8,
+    pub protocol: u8,
+    pub encryption: u8,
+    pub reason: u8,
+    pub tls_version: u8,
+    pub flags: u8,
+    pub _pad0: u8,
+    pub _pad1: u32,
+}
+const _: () = assert!(core::mem::size_of::<FlowEvent>() == 56);
+
+impl FlowEvent {
+    /// The verdict this event carries; unknown wire values read as `unknown`.
+    #[must_use]
+    pub fn verdict(&self) -> Verdict {
+        Verdict {
+            protocol: Protocol::from_u8(self.protocol).unwrap_or(Protocol::Unknown),
+            encryption: Encryption::from_u8(self.encryption).unwrap_or(Encryption::Unknown),
+            reason: Reason::from_u8(self.reason).unwrap_or(Reason::None),
+            tls_version: TlsVersion::from_u8(self.tls_version).unwrap_or(TlsVersion::Unknown),
+        }
+    }
+}
+
+/// Per-CPU kernel counters; the index into the `STATS` array.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stat {
+    Packets = 0,
+    TcpPackets = 1,
+    PayloadSegments = 2,
+    FlowsCreated = 3,
+    VerdictsEmitted = 4,
+    EventsLost = 5,
+    ParseTruncated = 6,
+    ParseFragment = 7,
+    ParseIpv6ExtLimit = 8,
+    FlowTableFull = 9,
+    PayloadLoadFailed = 10,
+    FlowsClosed = 11,
+    Loopback = 12,
+    ParseBadTcpOffset = 13,
+    NotTcp = 14,
+    TailCallFailed = 15,
+}
+
+impl Stat {
+    pub const COUNT: u32 = 16;
+
+    pub const ALL: [Stat; Self::COUNT as usize] = [
+        Self::Packets,
+        Self::TcpPackets,
+        Self::PayloadSegments,
+        Self::FlowsCreated,
+        Self::VerdictsEmitted,
+        Self::EventsLost,
+        Self::ParseTruncated,
+        Self::ParseFragment,
+        Self::ParseIpv6ExtLimit,
+        Self::FlowTableFull,
+        Self::PayloadLoadFailed,
+        Self::FlowsClosed,
+        Self::Loopback,
+        Self::ParseBadTcpOffset,
+        Self::NotTcp,
+        Self::TailCallFailed,
+    ];
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain `#[repr(C)]` data with explicit padding and no pointers.
+    unsafe impl aya::Pod for super::FlowKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::FlowState {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::FlowEvent {}
+}

@@ -1,0 +1,67 @@
+//! Maps and load-time settings shared by every program.
+
+use agent_common::wire::{DEFAULT_MAX_FLOWS, FlowKey, FlowState, PREFIX, Stat};
+use aya_ebpf::{
+    macros::map,
+    maps::{LruHashMap, PerCpuArray, ProgramArray, RingBuf},
+};
+
+/// Per-flow state; userspace resizes it with `--max-flows`.
+#[map]
+pub static FLOWS: LruHashMap<FlowKey, FlowState> =
+    LruHashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
+
+/// One `FlowEvent` per classified flow; userspace resizes it.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+
+/// Counters indexed by `Stat`.
+#[map]
+pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Stat::COUNT, 0);
+
+/// What the flow tracker hands the classifier program across the tail call.
+/// Per-CPU: a tail call runs on the same CPU, and nothing preempts it.
+#[repr(C, align(8))]
+pub struct Scratch {
+    /// Payload prefix, zero past `len`.
+    pub buf: [u8; PREFIX],
+    pub key: FlowKey,
+    pub len: u32,
+    /// `Side` of the sender.
+    pub side: u8,
+    /// TCP flags of the segment, for the close handling after classifying.
+    pub tcp_flags: u8,
+    pub _pad: [u8; 2],
+}
+
+#[map]
+pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// The classifier program each hook program tail-calls, at index 0. One
+/// array per (program type, expected attach type): the kernel only allows a
+/// tail call between programs that agree on both.
+#[map]
+pub static CLASSIFY_CGROUP_INGRESS: ProgramArray = ProgramArray::with_max_entries(1, 0);
+#[map]
+pub static CLASSIFY_CGROUP_EGRESS: ProgramArray = ProgramArray::with_max_entries(1, 0);
+#[map]
+pub static CLASSIFY_TC: ProgramArray = ProgramArray::with_max_entries(1, 0);
+
+/// Set by userspace at load time (`--include-loopback`).
+#[unsafe(no_mangle)]
+static INCLUDE_LOOPBACK: u8 = 0;
+
+#[inline(always)]
+pub fn include_loopback() -> bool {
+    // SAFETY: a plain read of a global the loader rewrote before loading;
+    // volatile so the compiler does not fold the default.
+    unsafe { core::ptr::read_volatile(&raw const INCLUDE_LOOPBACK) != 0 }
+}
+
+#[inline(always)]
+pub fn count(stat: Stat) {
+    if let Some(p) = STATS.get_ptr_mut(stat as u32) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *p += 1 };
+    }
+}

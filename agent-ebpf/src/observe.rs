@@ -1,0 +1,394 @@
+//! Flow tracking (every packet) and classification (the first payload
+//! segments of unclassified flows, in a tail-called program).
+//!
+//! Splitting them keeps each program small for the verifier: the classifier
+//! is verified once, not once per path through the tracker.
+
+use crate::maps::{
+    CLASSIFY_CGROUP_EGRESS, CLASSIFY_CGROUP_INGRESS, CLASSIFY_TC, EVENTS, FLOWS, SCRATCH, count,
+    include_loopback,
+};
+use crate::parse::{Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, parse};
+use agent_common::{
+    FlowClassifier, Reason, Side, Verdict,
+    classify::Prefix,
+    wire::{
+        FAMILY_V4, FLOW_CLIENT_IS_HI, FLOW_DONE, FLOW_FIN_CLIENT, FLOW_FIN_SERVER, FLOW_MIDSTREAM,
+        FLOW_SEQ_CLIENT, FLOW_SEQ_SERVER, FlowEvent, FlowKey, FlowState, Hook, PREFIX, Stat,
+    },
+};
+use aya_ebpf::{
+    EbpfContext,
+    bindings::{__sk_buff, BPF_NOEXIST},
+    helpers::generated::{bpf_skb_cgroup_id, bpf_skb_load_bytes},
+};
+
+/// Which hook program is running: picks the classifier to tail-call.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Program {
+    CgroupIngress,
+    CgroupEgress,
+    Tc,
+}
+
+impl Program {
+    #[inline(always)]
+    const fn hook(self) -> Hook {
+        match self {
+            Self::CgroupIngress | Self::CgroupEgress => Hook::Cgroup,
+            Self::Tc => Hook::Tc,
+        }
+    }
+}
+
+/// Entry of every hook program.
+#[inline(always)]
+pub fn observe<C: EbpfContext>(ctx: &C, prog: Program) {
+    let hook = prog.hook();
+    count(Stat::Packets);
+    let skb = ctx.as_ptr().cast::<__sk_buff>();
+    match parse(skb, hook) {
+        Ok(pkt) => {
+            count(Stat::TcpPackets);
+            track(ctx, skb, prog, &pkt);
+        }
+        Err(stat) => count(stat),
+    }
+}
+
+#[inline(always)]
+fn is_loopback(p: &Packet) -> bool {
+    if p.family == FAMILY_V4 {
+        return p.src[0].to_ne_bytes()[0] == 127 || p.dst[0].to_ne_bytes()[0] == 127;
+    }
+    let one = u32::from_ne_bytes([0, 0, 0, 1]);
+    let lo = |a: &[u32; 4]| a[0] | a[1] | a[2] == 0 && a[3] == one;
+    lo(&p.src) || lo(&p.dst)
+}
+
+/// Word-wise (address, port) order; decides which endpoint is "lo".
+#[inline(always)]
+fn src_is_lo(p: &Packet) -> bool {
+    let mut i = 0;
+    while i < 4 {
+        if p.src[i] != p.dst[i] {
+            return p.src[i] < p.dst[i];
+        }
+        i += 1;
+    }
+    p.sport <= p.dport
+}
+
+#[inline(always)]
+fn side_of(st: &FlowState, src_is_lo: bool) -> Side {
+    let client_is_hi = st.flags & FLOW_CLIENT_IS_HI != 0;
+    if src_is_lo == client_is_hi {
+        Side::Server
+    } else {
+        Side::Client
+    }
+}
+
+#[inline(always)]
+fn track<C: EbpfContext>(ctx: &C, skb: *mut __sk_buff, prog: Program, p: &Packet) {
+    let hook = prog.hook();
+    if !include_loopback() && is_loopback(p) {
+        count(Stat::Loopback);
+        return;
+    }
+    let Some(sc) = SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's slot; nothing else runs on this CPU meanwhile.
+    let sc = unsafe { &mut *sc };
+    // The key is built in the scratch slot, not on the stack: the classifier
+    // program reads it from there after the tail call, and a tail call from a
+    // program with subprogram calls allows only 256 bytes of stack.
+    let lo = src_is_lo(p);
+    let (la, lp, ha, hp) = if lo {
+        (&p.src, p.sport, &p.dst, p.dport)
+    } else {
+        (&p.dst, p.dport, &p.src, p.sport)
+    };
+    sc.key.lo_addr = *la;
+    sc.key.hi_addr = *ha;
+    sc.key.lo_port = lp;
+    sc.key.hi_port = hp;
+    sc.key.family = p.family;
+    sc.key._pad0 = 0;
+    sc.key._pad1 = 0;
+    let key = &sc.key;
+    let syn = p.flags & TCP_SYN != 0;
+    let ack = p.flags & TCP_ACK != 0;
+    let closing = p.flags & (TCP_FIN | TCP_RST) != 0;
+
+    let state = match FLOWS.get_ptr_mut(key) {
+        Some(s) => s,
+        None => {
+            let flags = if syn && !ack {
+                // The SYN sender is the client.
+                if lo { 0 } else { FLOW_CLIENT_IS_HI }
+            } else if p.payload_len > 0 && !closing {
+                // First seen mid-stream: the ephemeral (higher) port is
+                // most likely the client's.
+                let client_is_hi = if lo {
+                    p.sport > p.dport
+                } else {
+                    p.sport >= p.dport
+                };
+                FLOW_MIDSTREAM | if client_is_hi { FLOW_CLIENT_IS_HI } else { 0 }
+            } else {
+                return;
+            };
+            let fresh = fresh_state(flags);
+            if FLOWS.insert(key, &fresh, u64::from(BPF_NOEXIST)).is_ok() {
+                count(Stat::FlowsCreated);
+            }
+            match FLOWS.get_ptr_mut(key) {
+                Some(s) => s,
+                None => {
+                    count(Stat::FlowTableFull);
+                    return;
+                }
+            }
+        }
+    };
+    // SAFETY: a live map value; concurrent updates of one flow from two CPUs
+    // can at worst misclassify that flow, never touch other memory.
+    let st = unsafe { &mut *state };
+    let side = side_of(st, lo);
+
+    if st.flags & FLOW_DONE != 0 {
+        close_if_done(st, key, p.flags);
+        return;
+    }
+    let (seq_flag, idx) = match side {
+        Side::Client => (FLOW_SEQ_CLIENT, 0),
+        Side::Server => (FLOW_SEQ_SERVER, 1),
+    };
+    if syn {
+        // The SYN's sequence number + 1 is where this side's data starts.
+        st.next_seq[idx] = p.seq.wrapping_add(1);
+        st.flags |= seq_flag;
+    } else if p.payload_len > 0 && st.classifier.wants(side) {
+        // A segment that does not start where we expect is a retransmit, an
+        // out-of-order arrival, or the same packet seen at the other end of
+        // a node-local connection: it has been (or will be) classified once.
+        if st.flags & seq_flag == 0 || st.next_seq[idx] == p.seq {
+            st.next_seq[idx] = p.seq.wrapping_add(p.payload_len);
+            st.flags |= seq_flag;
+            if stage_payload(skb, side, p) {
+                // SAFETY: ctx is this program's context; the classifier
+                // program has the same type. Returns only on failure.
+                unsafe {
+                    match prog {
+                        Program::CgroupIngress => CLASSIFY_CGROUP_INGRESS.tail_call(ctx, 0),
+                        Program::CgroupEgress => CLASSIFY_CGROUP_EGRESS.tail_call(ctx, 0),
+                        Program::Tc => CLASSIFY_TC.tail_call(ctx, 0),
+                    }
+                };
+                count(Stat::TailCallFailed);
+            }
+        }
+    }
+    if closing {
+        on_close(skb, hook, &sc.key, st, side, p.flags);
+    }
+}
+
+/// A new flow's state, written word by word: the struct literal compiles to
+/// a memset call, and any subprogram call in this program would cut the
+/// stack a tail call allows to 256 bytes.
+#[inline(always)]
+fn fresh_state(flags: u8) -> FlowState {
+    let mut st = core::mem::MaybeUninit::<FlowState>::uninit();
+    let w = st.as_mut_ptr().cast::<u32>();
+    const _: () = assert!(size_of::<FlowState>() == 16 && size_of::<FlowClassifier>() == 4);
+    // SAFETY: four u32 stores cover the 16-byte, 4-aligned struct:
+    // next_seq[0], next_seq[1], the classifier, then flags and padding.
+    unsafe {
+        core::ptr::write_volatile(w, 0);
+        core::ptr::write_volatile(w.add(1), 0);
+        core::ptr::write_volatile(w.add(2), 0);
+        core::ptr::write_volatile(w.add(3), u32::from_ne_bytes([flags, 0, 0, 0]));
+        st.assume_init()
+    }
+}
+
+/// Copies the payload prefix and what the classifier needs into the per-CPU
+/// scratch (the key is there already). False if the payload could not be read.
+#[inline(always)]
+fn stage_payload(skb: *mut __sk_buff, side: Side, p: &Packet) -> bool {
+    let Some(sc) = SCRATCH.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: this CPU's slot; nothing else runs on this CPU meanwhile.
+    let sc = unsafe { &mut *sc };
+    let n = if p.payload_len as usize > PREFIX {
+        PREFIX
+    } else {
+        p.payload_len as usize
+    };
+    // Re-check on the very register passed to the helper: the verifier
+    // rejects a length it cannot see as >= 1, and the optimiser likes to
+    // test a copy instead.
+    let n = core::hint::black_box(n);
+    if n == 0 || n > PREFIX {
+        return false;
+    }
+    count(Stat::PayloadSegments);
+    // The classifier reads all PREFIX bytes and relies on zeros past n.
+    // Volatile word stores: a plain fill becomes a call to memset, and a
+    // subprogram call shrinks the stack a tail call allows.
+    let words = sc.buf.as_mut_ptr().cast::<u64>();
+    let mut i = 0;
+    while i < PREFIX / 8 {
+        // SAFETY: in bounds of the 8-aligned, PREFIX-byte buffer.
+        unsafe { core::ptr::write_volatile(words.add(i), 0) };
+        i += 1;
+    }
+    // SAFETY: buf has room for n <= PREFIX bytes.
+    let rc = unsafe {
+        bpf_skb_load_bytes(
+            skb as *const _,
+            p.payload_off,
+            sc.buf.as_mut_ptr().cast(),
+            n as u32,
+        )
+    };
+    if rc != 0 {
+        count(Stat::PayloadLoadFailed);
+        return false;
+    }
+    #[expect(clippy::cast_possible_truncation, reason = "n <= PREFIX")]
+    {
+        sc.len = n as u32;
+    }
+    sc.side = side as u8;
+    sc.tcp_flags = p.flags;
+    true
+}
+
+/// Entry of the classifier programs: runs the state machine on the staged
+/// prefix, emits the verdict, then finishes the segment's close handling.
+#[inline(always)]
+pub fn classify<C: EbpfContext>(ctx: &C, hook: Hook) {
+    let skb = ctx.as_ptr().cast::<__sk_buff>();
+    let Some(sc) = SCRATCH.get_ptr(0) else {
+        return;
+    };
+    // SAFETY: this CPU's slot, filled by the tracker just before the call.
+    let sc = unsafe { &*sc };
+    let key = sc.key;
+    let Some(state) = FLOWS.get_ptr_mut(&key) else {
+        return;
+    };
+    // SAFETY: see `track`.
+    let st = unsafe { &mut *state };
+    if st.flags & FLOW_DONE != 0 {
+        return;
+    }
+    let side = if sc.side == Side::Server as u8 {
+        Side::Server
+    } else {
+        Side::Client
+    };
+    if let Some(v) = st
+        .classifier
+        .on_segment(side, &Prefix::new(&sc.buf, sc.len as usize))
+    {
+        emit(skb, hook, &key, st, v);
+    }
+    if sc.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
+        on_close(skb, hook, &key, st, side, sc.tcp_flags);
+    }
+}
+
+/// FIN/RST on a flow still being classified: the entry goes once both sides
+/// have finished (or on RST), with the best verdict so far.
+#[inline(always)]
+fn on_close(
+    skb: *mut __sk_buff,
+    hook: Hook,
+    key: &FlowKey,
+    st: &mut FlowState,
+    side: Side,
+    tcp_flags: u8,
+) {
+    st.flags |= match side {
+        Side::Client => FLOW_FIN_CLIENT,
+        Side::Server => FLOW_FIN_SERVER,
+    };
+    let fins = FLOW_FIN_CLIENT | FLOW_FIN_SERVER;
+    if tcp_flags & TCP_RST != 0 || st.flags & fins == fins {
+        if st.flags & FLOW_DONE == 0
+            && let Some(v) = st.classifier.on_close()
+        {
+            emit(skb, hook, key, st, v);
+        }
+        let _ = FLOWS.remove(key);
+        count(Stat::FlowsClosed);
+    }
+}
+
+#[inline(always)]
+fn close_if_done(st: &mut FlowState, key: &FlowKey, tcp_flags: u8) {
+    if tcp_flags & TCP_RST != 0 {
+        let _ = FLOWS.remove(key);
+        count(Stat::FlowsClosed);
+    } else if tcp_flags & TCP_FIN != 0 {
+        // Keep the entry until both sides are done so late data from the
+        // other side is not mistaken for a new mid-stream flow.
+        let fins = FLOW_FIN_CLIENT | FLOW_FIN_SERVER;
+        if st.flags & fins != 0 {
+            let _ = FLOWS.remove(key);
+            count(Stat::FlowsClosed);
+        } else {
+            st.flags |= FLOW_FIN_CLIENT;
+        }
+    }
+}
+
+#[inline(always)]
+fn emit(skb: *mut __sk_buff, hook: Hook, key: &FlowKey, st: &mut FlowState, v: Verdict) {
+    st.flags |= FLOW_DONE;
+    let midstream = st.flags & FLOW_MIDSTREAM != 0;
+    let v = if midstream {
+        v.with_reason(Reason::Midstream)
+    } else {
+        v
+    };
+    let client_is_hi = st.flags & FLOW_CLIENT_IS_HI != 0;
+    let (ca, cp, sa, sp) = if client_is_hi {
+        (key.hi_addr, key.hi_port, key.lo_addr, key.lo_port)
+    } else {
+        (key.lo_addr, key.lo_port, key.hi_addr, key.hi_port)
+    };
+    let cgroup_id = match hook {
+        // SAFETY: valid skb for this run; the helper is allowed on cgroup_skb.
+        Hook::Cgroup => unsafe { bpf_skb_cgroup_id(skb) },
+        Hook::Tc => 0,
+    };
+    count(Stat::VerdictsEmitted);
+    let Some(mut entry) = EVENTS.reserve::<FlowEvent>(0) else {
+        count(Stat::EventsLost);
+        return;
+    };
+    entry.write(FlowEvent {
+        cgroup_id,
+        client_addr: ca,
+        server_addr: sa,
+        client_port: cp,
+        server_port: sp,
+        family: key.family,
+        hook: hook as u8,
+        protocol: v.protocol as u8,
+        encryption: v.encryption as u8,
+        reason: v.reason as u8,
+        tls_version: v.tls_version as u8,
+        flags: u8::from(midstream),
+        _pad0: 0,
+        _pad1: 0,
+    });
+    entry.submit(0);
+}

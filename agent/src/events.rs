@@ -1,0 +1,118 @@
+//! Reading verdict events from the kernel and turning them into metrics.
+
+use crate::{
+    metrics::{FlowLabels, Metrics, TlsLabels},
+    policy,
+};
+use agent_common::{
+    Encryption,
+    wire::{FAMILY_V4, FlowEvent, Hook, addr_bytes},
+};
+use aya::maps::{MapData, RingBuf};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use tokio::io::unix::AsyncFd;
+
+/// A verdict event decoded into userspace types.
+#[derive(Debug, Clone)]
+pub struct Flow {
+    pub client: IpAddr,
+    pub client_port: u16,
+    pub server: IpAddr,
+    pub server_port: u16,
+    pub hook: Option<Hook>,
+    pub verdict: agent_common::Verdict,
+    pub midstream: bool,
+}
+
+fn addr(family: u8, words: [u32; 4]) -> IpAddr {
+    let bytes = addr_bytes(&words);
+    if family == FAMILY_V4 {
+        IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(bytes))
+    }
+}
+
+/// Decodes one ring-buffer record; `None` if it is not a whole event.
+pub fn decode(bytes: &[u8]) -> Option<Flow> {
+    if bytes.len() < size_of::<FlowEvent>() {
+        return None;
+    }
+    // SAFETY: length checked; FlowEvent is plain data valid for any bytes.
+    let ev: FlowEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+    Some(Flow {
+        client: addr(ev.family, ev.client_addr),
+        client_port: ev.client_port,
+        server: addr(ev.family, ev.server_addr),
+        server_port: ev.server_port,
+        hook: Hook::from_u8(ev.hook),
+        verdict: ev.verdict(),
+        midstream: ev.flags & 1 != 0,
+    })
+}
+
+/// Records one flow in the metrics.
+pub fn record(m: &Metrics, f: &Flow) {
+    let v = &f.verdict;
+    let pol = policy::evaluate(v);
+    let client = f.client.to_string();
+    let server = f.server.to_string();
+    m.flows
+        .get_or_create(&FlowLabels {
+            client: client.clone(),
+            server: server.clone(),
+            server_port: f.server_port,
+            protocol: v.protocol.as_str(),
+            encryption: v.encryption.as_str(),
+            policy: pol.as_str(),
+        })
+        .inc();
+    if v.encryption == Encryption::Tls {
+        m.tls_flows
+            .get_or_create(&TlsLabels {
+                client,
+                server,
+                server_port: f.server_port,
+                version: v.tls_version.as_str(),
+            })
+            .inc();
+    }
+    log::debug!(
+        "flow {}:{} -> {}:{} {} {} {} midstream={} hook={}",
+        f.client,
+        f.client_port,
+        f.server,
+        f.server_port,
+        v.protocol.as_str(),
+        v.encryption.as_str(),
+        v.reason.as_str(),
+        f.midstream,
+        f.hook.map_or("?", Hook::as_str)
+    );
+}
+
+/// Drains the ring buffer whenever the kernel signals new records.
+pub async fn consume(
+    ring: RingBuf<MapData>,
+    metrics: std::sync::Arc<Metrics>,
+) -> anyhow::Result<()> {
+    // SAFETY: the ring buffer owns its fd and outlives the registration,
+    // which is dropped with `fd` at the end of this function.
+    let mut fd = unsafe { AsyncFd::register(ring) }.map_err(|e| anyhow::anyhow!("{e}"))?;
+    loop {
+        let mut guard = fd.readable_mut().await?;
+        let ring = guard.get_inner_mut();
+        while let Some(item) = ring.next() {
+            match decode(&item) {
+                Some(flow) => {
+                    metrics.events_received.inc();
+                    record(&metrics, &flow);
+                }
+                None => {
+                    metrics.events_malformed.inc();
+                }
+            }
+        }
+        guard.clear_ready();
+    }
+}

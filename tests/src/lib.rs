@@ -1,1 +1,39 @@
+//! Harness for privileged end-to-end tests (and `cargo xtask demo`): a
+//! client and a server network namespace joined by a veth pair, a child
+//! cgroup for the cgroup hook, real servers and clients spawned inside them,
+//! and the real `plainsight` binary watching. Everything is owned by guards
+//! that remove it in `Drop`, also when a test fails.
 
+pub mod agent;
+pub mod http;
+pub mod topology;
+
+pub use agent::Agent;
+pub use topology::{Proc, Side, TestCert, Topology};
+
+/// Fails loudly when not root: a privileged test that cannot run must not
+/// pass silently.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "plainsight's end-to-end tests need root (network namespaces, cgroups, BPF); \
+         run them through `cargo xtask test` as root"
+    );
+}
+
+/// The `plainsight` binary under test: `PLAINSIGHT_BIN`, else the release
+/// build in this workspace.
+pub fn plainsight_bin() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("PLAINSIGHT_BIN") {
+        return p.into();
+    }
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/plainsight");
+    assert!(
+        p.exists(),
+        "{} not found: build it with `cargo build --release -p plainsight` or run `cargo xtask test`",
+        p.display()
+    );
+    p
+}

@@ -1,0 +1,234 @@
+//! The real `plainsight` binary, started on a topology and read through its
+//! HTTP API.
+
+use crate::topology::{Proc, Side, Topology};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Agent {
+    pub proc: Proc,
+    pub addr: SocketAddr,
+    /// Namespace the agent (and its API) runs in; None = the host's.
+    pub netns: Option<String>,
+    pub log: PathBuf,
+}
+
+/// One sample of the Prometheus text format.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+impl Agent {
+    /// Attached by cgroup_skb to the topology's child cgroup; runs in the
+    /// host namespace with its API on a free loopback port.
+    pub fn on_cgroup(t: &Topology) -> Self {
+        let port = free_port();
+        let cg = t.cgroup.to_str().expect("utf-8 path").to_owned();
+        Self::start(None, port, &["--cgroup", &cg])
+    }
+
+    /// Attached by TC to the server end of the veth; runs in the server
+    /// namespace (the interface lives there).
+    pub fn on_tc(t: &Topology) -> Self {
+        Self::start(Some(t.ns(Side::Server)), 9477, &["--interface", &t.server_if])
+    }
+
+    pub fn start(netns: Option<&str>, port: u16, extra: &[&str]) -> Self {
+        let bin = crate::plainsight_bin();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let log = std::env::temp_dir().join(format!("plainsight-agent-{}-{port}.log", std::process::id()));
+        let logf = std::fs::File::create(&log).expect("creating agent log");
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&bin);
+                c
+            }
+            None => Command::new(&bin),
+        };
+        cmd.args(["run", "--listen", &addr.to_string()])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone().expect("dup log"))
+            .stderr(logf);
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+        let mut agent = Self {
+            proc: Proc::from_child(child, "plainsight run"),
+            addr,
+            netns: netns.map(str::to_owned),
+            log,
+        };
+        agent.wait_ready();
+        agent
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = self.proc.child.try_wait() {
+                panic!("plainsight exited with {status} before ready:\n{}", self.log_text());
+            }
+            if matches!(self.get("/readyz"), Ok((200, _))) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "plainsight not ready after 60 s:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn get(&self, path: &str) -> std::io::Result<(u16, String)> {
+        crate::http::get(self.netns.as_deref(), self.addr, path)
+    }
+
+    pub fn metrics(&self) -> Vec<Sample> {
+        let (status, body) = self.get("/metrics").expect("scraping /metrics");
+        assert_eq!(status, 200, "/metrics answered {status}: {body}");
+        parse_metrics(&body)
+    }
+
+    /// Waits (up to 10 s) for a sample of `name` whose labels include all of
+    /// `labels`, and returns it; panics with the metrics seen otherwise.
+    pub fn wait_sample(&self, name: &str, labels: &[(&str, &str)]) -> Sample {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let samples = self.metrics();
+            if let Some(s) = find(&samples, name, labels) {
+                return s.clone();
+            }
+            if Instant::now() > deadline {
+                let seen: Vec<String> = samples
+                    .iter()
+                    .filter(|s| s.name == name)
+                    .map(|s| format!("{:?} {}", s.labels, s.value))
+                    .collect();
+                panic!(
+                    "no {name} sample with {labels:?} after 10 s; {name} samples:\n{}\nagent log:\n{}",
+                    seen.join("\n"),
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The bpf_links the agent holds, as (link type, link id), read from its
+    /// file descriptors: exact even while other agents run on the machine.
+    pub fn links(&self) -> Vec<(String, u32)> {
+        let dir = format!("/proc/{}/fdinfo", self.proc.pid());
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("reading {dir}: {e}")) {
+            let Ok(text) = std::fs::read_to_string(entry.expect("fdinfo entry").path()) else {
+                continue;
+            };
+            let field = |k: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(k))
+                    .map(|v| v.trim().to_owned())
+            };
+            if let (Some(kind), Some(id)) = (field("link_type:"), field("link_id:")) {
+                out.push((kind, id.parse().expect("numeric link id")));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Ends the agent with SIGKILL, as the OOM killer or a node crash would.
+    pub fn kill9(mut self) {
+        let _ = self.proc.child.kill();
+        let _ = self.proc.child.wait();
+    }
+
+    /// Ends the agent with SIGTERM and returns its exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = i32::try_from(self.proc.pid()).expect("pid fits i32");
+        // SAFETY: signalling the agent we started, by its PID.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        self.proc.child.wait().expect("waiting for plainsight")
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// The first sample named `name` whose labels include `labels`.
+pub fn find<'a>(samples: &'a [Sample], name: &str, labels: &[(&str, &str)]) -> Option<&'a Sample> {
+    samples.iter().find(|s| {
+        s.name == name && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+    })
+}
+
+/// Parses the Prometheus/OpenMetrics text format (enough for our output).
+pub fn parse_metrics(text: &str) -> Vec<Sample> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let (series, value) = match line.rsplit_once(' ') {
+            Some(x) => x,
+            None => continue,
+        };
+        let (name, labels) = match series.split_once('{') {
+            Some((n, rest)) => (n, parse_labels(rest.trim_end_matches('}'))),
+            None => (series, BTreeMap::new()),
+        };
+        if let Ok(value) = value.parse() {
+            out.push(Sample {
+                name: name.to_owned(),
+                labels,
+                value,
+            });
+        }
+    }
+    out
+}
+
+fn parse_labels(s: &str) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    let mut rest = s;
+    while let Some((k, after)) = rest.split_once("=\"") {
+        let Some(end) = after.find('"') else { break };
+        m.insert(k.trim_start_matches(',').to_owned(), after[..end].to_owned());
+        rest = &after[end + 1..];
+    }
+    m
+}
+
+/// IDs of every bpf_link alive in the kernel (`bpftool link show`).
+pub fn live_links() -> Vec<u32> {
+    let out = Command::new("bpftool")
+        .args(["-j", "link", "show"])
+        .output()
+        .expect("running bpftool (cargo xtask setup installs it)");
+    assert!(out.status.success(), "bpftool link show: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(if text.trim().is_empty() { "[]" } else { &text })
+        .unwrap_or_else(|e| panic!("bpftool json {text:?}: {e}"));
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l.get("id")?.as_u64()?.try_into().ok())
+        .collect()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("finding a free port")
+        .port()
+}

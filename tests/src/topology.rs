@@ -1,0 +1,269 @@
+//! Two network namespaces joined by a veth pair, and a child cgroup: the
+//! smallest picture of "two pods on a node" that never touches the host's
+//! own interfaces or root cgroup.
+
+use std::ffi::CString;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// Which namespace a process runs in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Server,
+}
+
+pub struct Topology {
+    pub client_ns: String,
+    pub server_ns: String,
+    pub client_if: String,
+    pub server_if: String,
+    pub client_ip: Ipv4Addr,
+    pub server_ip: Ipv4Addr,
+    pub client_ip6: Ipv6Addr,
+    pub server_ip6: Ipv6Addr,
+    /// Child cgroup (cgroup v2) the cgroup hook attaches to.
+    pub cgroup: PathBuf,
+}
+
+impl Topology {
+    /// Creates the namespaces, the veth pair (IPv4 10.77.0.0/24 and IPv6
+    /// fd77::/64 inside them) and the child cgroup. Panics with the failing
+    /// command; whatever was made is removed by `Drop`.
+    pub fn new() -> Self {
+        crate::require_root();
+        let n = std::process::id() % 100_000 * 100 + NEXT.fetch_add(1, Ordering::Relaxed) % 100;
+        let t = Self {
+            client_ns: format!("plainsight-{n}-cli"),
+            server_ns: format!("plainsight-{n}-srv"),
+            client_if: format!("ps{n}c"),
+            server_if: format!("ps{n}s"),
+            client_ip: Ipv4Addr::new(10, 77, 0, 1),
+            server_ip: Ipv4Addr::new(10, 77, 0, 2),
+            client_ip6: "fd77::1".parse().expect("literal"),
+            server_ip6: "fd77::2".parse().expect("literal"),
+            cgroup: cgroup2_root().join(format!("plainsight-test-{n}")),
+        };
+        std::fs::create_dir(&t.cgroup)
+            .unwrap_or_else(|e| panic!("creating cgroup {}: {e}", t.cgroup.display()));
+        sh(&["ip", "netns", "add", &t.client_ns]);
+        sh(&["ip", "netns", "add", &t.server_ns]);
+        sh(&[
+            "ip", "link", "add", &t.client_if, "netns", &t.client_ns, "type", "veth", "peer",
+            "name", &t.server_if, "netns", &t.server_ns,
+        ]);
+        for (ns, dev, v4, v6) in [
+            (&t.client_ns, &t.client_if, t.client_ip, t.client_ip6),
+            (&t.server_ns, &t.server_if, t.server_ip, t.server_ip6),
+        ] {
+            sh(&["ip", "-n", ns, "addr", "add", &format!("{v4}/24"), "dev", dev]);
+            sh(&["ip", "-n", ns, "addr", "add", &format!("{v6}/64"), "dev", dev, "nodad"]);
+            sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
+            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        }
+        t
+    }
+
+    pub fn ns(&self, side: Side) -> &str {
+        match side {
+            Side::Client => &self.client_ns,
+            Side::Server => &self.server_ns,
+        }
+    }
+
+    fn command(&self, side: Side, in_cgroup: bool, argv: &[&str]) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", self.ns(side)]).args(argv);
+        if in_cgroup {
+            let procs = CString::new(self.cgroup.join("cgroup.procs").into_os_string().into_encoded_bytes())
+                .expect("cgroup path has no NUL");
+            // SAFETY: only async-signal-safe calls (open, write, close) between
+            // fork and exec. Writing "0" moves the writing process itself.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+                    if fd < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    let ok = libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
+                    libc::close(fd);
+                    if ok { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+                });
+            }
+        }
+        cmd
+    }
+
+    /// Starts a long-running process (a server) in a namespace.
+    pub fn spawn(&self, side: Side, in_cgroup: bool, argv: &[&str]) -> Proc {
+        let child = self
+            .command(side, in_cgroup, argv)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {argv:?}: {e}"));
+        Proc {
+            child,
+            name: argv.join(" "),
+        }
+    }
+
+    /// Runs a client to completion in a namespace.
+    pub fn run(&self, side: Side, in_cgroup: bool, argv: &[&str]) -> Output {
+        self.command(side, in_cgroup, argv)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("running {argv:?}: {e}"))
+    }
+
+    /// Waits until something listens on TCP `port` in the server namespace.
+    pub fn wait_listening(&self, port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let needle = format!(":{port} ");
+        loop {
+            let out = Command::new("ip")
+                .args(["netns", "exec", &self.server_ns, "ss", "-Htln"])
+                .output()
+                .expect("running ss");
+            if String::from_utf8_lossy(&out.stdout).contains(&needle) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "nothing listens on port {port} in {}", self.server_ns);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Default for Topology {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        // Processes left in our namespaces or cgroup are ours: end them.
+        for ns in [&self.client_ns, &self.server_ns] {
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    if let Ok(pid) = pid.parse::<i32>() {
+                        // SAFETY: signalling a process that lives in our namespace.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                }
+            }
+        }
+        let _ = std::fs::write(self.cgroup.join("cgroup.kill"), "1");
+        for ns in [&self.client_ns, &self.server_ns] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+        // rmdir succeeds once the killed processes are gone.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::fs::remove_dir(&self.cgroup).is_err() && self.cgroup.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A spawned process, killed (by PID) when dropped.
+pub struct Proc {
+    pub child: Child,
+    name: String,
+}
+
+impl Proc {
+    pub fn from_child(child: Child, name: &str) -> Self {
+        Self {
+            child,
+            name: name.to_owned(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a set-up command; panics with its output if it fails.
+pub fn sh(argv: &[&str]) -> Output {
+    let out = Command::new(argv[0])
+        .args(&argv[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("running {argv:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{argv:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The cgroup v2 mount point (unified or hybrid hierarchy).
+pub fn cgroup2_root() -> PathBuf {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("reading mountinfo");
+    info.lines()
+        .find_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let mountpoint = left.split_whitespace().nth(4)?;
+            (right.split_whitespace().next()? == "cgroup2").then(|| PathBuf::from(mountpoint))
+        })
+        .expect("no cgroup v2 hierarchy mounted")
+}
+
+/// A throwaway self-signed certificate and key for test servers.
+pub struct TestCert {
+    dir: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TestCert {
+    pub fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "plainsight-cert-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("creating cert dir");
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        sh(&[
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+            "/CN=plainsight-test", "-keyout", path_str(&key), "-out", path_str(&cert),
+        ]);
+        Self { dir, cert, key }
+    }
+}
+
+impl Default for TestCert {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TestCert {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("test paths are UTF-8")
+}

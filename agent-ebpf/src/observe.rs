@@ -141,7 +141,12 @@ fn track<C: EbpfContext>(ctx: &C, skb: *mut __sk_buff, prog: Program, p: &Packet
                 return;
             };
             let fresh = fresh_state(flags);
-            if FLOWS.insert(key, &fresh, u64::from(BPF_NOEXIST)).is_ok() {
+            #[expect(
+                clippy::needless_borrows_for_generic_args,
+                reason = "pass a pointer, not a 16-byte copy, to the helper"
+            )]
+            let inserted = FLOWS.insert(key, &fresh, u64::from(BPF_NOEXIST)).is_ok();
+            if inserted {
                 count(Stat::FlowsCreated);
             }
             match FLOWS.get_ptr_mut(key) {
@@ -279,8 +284,8 @@ pub fn classify<C: EbpfContext>(ctx: &C, hook: Hook) {
     };
     // SAFETY: this CPU's slot, filled by the tracker just before the call.
     let sc = unsafe { &*sc };
-    let key = sc.key;
-    let Some(state) = FLOWS.get_ptr_mut(&key) else {
+    let key = &sc.key;
+    let Some(state) = FLOWS.get_ptr_mut(key) else {
         return;
     };
     // SAFETY: see `track`.
@@ -297,10 +302,10 @@ pub fn classify<C: EbpfContext>(ctx: &C, hook: Hook) {
         .classifier
         .on_segment(side, &Prefix::new(&sc.buf, sc.len as usize))
     {
-        emit(skb, hook, &key, st, v);
+        emit(skb, hook, key, st, v);
     }
     if sc.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
-        on_close(skb, hook, &key, st, side, sc.tcp_flags);
+        on_close(skb, hook, key, st, side, sc.tcp_flags);
     }
 }
 

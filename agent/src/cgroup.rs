@@ -55,11 +55,7 @@ pub fn check_v2(path: &Path) -> Result<(), CgroupError> {
             source: std::io::Error::last_os_error(),
         });
     }
-    #[expect(
-        clippy::unnecessary_cast,
-        reason = "f_type's width differs by libc target"
-    )]
-    if st.f_type as i64 != CGROUP2_SUPER_MAGIC {
+    if st.f_type != CGROUP2_SUPER_MAGIC {
         return Err(CgroupError::NotCgroup2 {
             path: path.to_path_buf(),
         });

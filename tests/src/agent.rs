@@ -36,13 +36,20 @@ impl Agent {
     /// Attached by TC to the server end of the veth; runs in the server
     /// namespace (the interface lives there).
     pub fn on_tc(t: &Topology) -> Self {
-        Self::start(Some(t.ns(Side::Server)), 9477, &["--interface", &t.server_if])
+        Self::start(
+            Some(t.ns(Side::Server)),
+            9477,
+            &["--interface", &t.server_if],
+        )
     }
 
     pub fn start(netns: Option<&str>, port: u16, extra: &[&str]) -> Self {
         let bin = crate::plainsight_bin();
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let log = std::env::temp_dir().join(format!("plainsight-agent-{}-{port}.log", std::process::id()));
+        let log = std::env::temp_dir().join(format!(
+            "plainsight-agent-{}-{port}.log",
+            std::process::id()
+        ));
         let logf = std::fs::File::create(&log).expect("creating agent log");
         let mut cmd = match netns {
             Some(ns) => {
@@ -58,7 +65,9 @@ impl Agent {
             .stdin(Stdio::null())
             .stdout(logf.try_clone().expect("dup log"))
             .stderr(logf);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
         let mut agent = Self {
             proc: Proc::from_child(child, "plainsight run"),
             addr,
@@ -73,12 +82,19 @@ impl Agent {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(Some(status)) = self.proc.child.try_wait() {
-                panic!("plainsight exited with {status} before ready:\n{}", self.log_text());
+                panic!(
+                    "plainsight exited with {status} before ready:\n{}",
+                    self.log_text()
+                );
             }
             if matches!(self.get("/readyz"), Ok((200, _))) {
                 return;
             }
-            assert!(Instant::now() < deadline, "plainsight not ready after 60 s:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "plainsight not ready after 60 s:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -168,7 +184,10 @@ impl Drop for Agent {
 /// The first sample named `name` whose labels include `labels`.
 pub fn find<'a>(samples: &'a [Sample], name: &str, labels: &[(&str, &str)]) -> Option<&'a Sample> {
     samples.iter().find(|s| {
-        s.name == name && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        s.name == name
+            && labels
+                .iter()
+                .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
     })
 }
 
@@ -203,7 +222,10 @@ fn parse_labels(s: &str) -> BTreeMap<String, String> {
     let mut rest = s;
     while let Some((k, after)) = rest.split_once("=\"") {
         let Some(end) = after.find('"') else { break };
-        m.insert(k.trim_start_matches(',').to_owned(), after[..end].to_owned());
+        m.insert(
+            k.trim_start_matches(',').to_owned(),
+            after[..end].to_owned(),
+        );
         rest = &after[end + 1..];
     }
     m
@@ -215,10 +237,15 @@ pub fn live_links() -> Vec<u32> {
         .args(["-j", "link", "show"])
         .output()
         .expect("running bpftool (cargo xtask setup installs it)");
-    assert!(out.status.success(), "bpftool link show: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "bpftool link show: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    let v: serde_json::Value = serde_json::from_str(if text.trim().is_empty() { "[]" } else { &text })
-        .unwrap_or_else(|e| panic!("bpftool json {text:?}: {e}"));
+    let v: serde_json::Value =
+        serde_json::from_str(if text.trim().is_empty() { "[]" } else { &text })
+            .unwrap_or_else(|e| panic!("bpftool json {text:?}: {e}"));
     v.as_array()
         .into_iter()
         .flatten()

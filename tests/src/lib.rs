@@ -23,13 +23,12 @@ pub fn require_root() {
     );
 }
 
-/// The `plainsight` binary under test: `PLAINSIGHT_BIN`, else the release
-/// build in this workspace.
+/// The `plainsight` binary under test: `PLAINSIGHT_BIN` (relative paths are
+/// taken from the workspace root), else the release build in this workspace.
 pub fn plainsight_bin() -> std::path::PathBuf {
-    if let Some(p) = std::env::var_os("PLAINSIGHT_BIN") {
-        return p.into();
-    }
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/plainsight");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let p = std::env::var_os("PLAINSIGHT_BIN")
+        .map_or_else(|| root.join("target/release/plainsight"), |p| root.join(p));
     assert!(
         p.exists(),
         "{} not found: build it with `cargo build --release -p plainsight` or run `cargo xtask test`",

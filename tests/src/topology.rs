@@ -55,15 +55,45 @@ impl Topology {
         sh(&["ip", "netns", "add", &t.client_ns]);
         sh(&["ip", "netns", "add", &t.server_ns]);
         sh(&[
-            "ip", "link", "add", &t.client_if, "netns", &t.client_ns, "type", "veth", "peer",
-            "name", &t.server_if, "netns", &t.server_ns,
+            "ip",
+            "link",
+            "add",
+            &t.client_if,
+            "netns",
+            &t.client_ns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &t.server_if,
+            "netns",
+            &t.server_ns,
         ]);
         for (ns, dev, v4, v6) in [
             (&t.client_ns, &t.client_if, t.client_ip, t.client_ip6),
             (&t.server_ns, &t.server_if, t.server_ip, t.server_ip6),
         ] {
-            sh(&["ip", "-n", ns, "addr", "add", &format!("{v4}/24"), "dev", dev]);
-            sh(&["ip", "-n", ns, "addr", "add", &format!("{v6}/64"), "dev", dev, "nodad"]);
+            sh(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{v4}/24"),
+                "dev",
+                dev,
+            ]);
+            sh(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{v6}/64"),
+                "dev",
+                dev,
+                "nodad",
+            ]);
             sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
             sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
         }
@@ -81,8 +111,13 @@ impl Topology {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", self.ns(side)]).args(argv);
         if in_cgroup {
-            let procs = CString::new(self.cgroup.join("cgroup.procs").into_os_string().into_encoded_bytes())
-                .expect("cgroup path has no NUL");
+            let procs = CString::new(
+                self.cgroup
+                    .join("cgroup.procs")
+                    .into_os_string()
+                    .into_encoded_bytes(),
+            )
+            .expect("cgroup path has no NUL");
             // SAFETY: only async-signal-safe calls (open, write, close) between
             // fork and exec. Writing "0" moves the writing process itself.
             unsafe {
@@ -93,7 +128,11 @@ impl Topology {
                     }
                     let ok = libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
                     libc::close(fd);
-                    if ok { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+                    if ok {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
                 });
             }
         }
@@ -135,7 +174,11 @@ impl Topology {
             if String::from_utf8_lossy(&out.stdout).contains(&needle) {
                 return;
             }
-            assert!(Instant::now() < deadline, "nothing listens on port {port} in {}", self.server_ns);
+            assert!(
+                Instant::now() < deadline,
+                "nothing listens on port {port} in {}",
+                self.server_ns
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -166,7 +209,10 @@ impl Drop for Topology {
         }
         // rmdir succeeds once the killed processes are gone.
         let deadline = Instant::now() + Duration::from_secs(5);
-        while std::fs::remove_dir(&self.cgroup).is_err() && self.cgroup.exists() && Instant::now() < deadline {
+        while std::fs::remove_dir(&self.cgroup).is_err()
+            && self.cgroup.exists()
+            && Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -245,8 +291,20 @@ impl TestCert {
         std::fs::create_dir_all(&dir).expect("creating cert dir");
         let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
         sh(&[
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-            "/CN=plainsight-test", "-keyout", path_str(&key), "-out", path_str(&cert),
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=plainsight-test",
+            "-keyout",
+            path_str(&key),
+            "-out",
+            path_str(&cert),
         ]);
         Self { dir, cert, key }
     }

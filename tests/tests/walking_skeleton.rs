@@ -23,11 +23,23 @@ fn start_servers(t: &Topology) -> Servers {
         Side::Server,
         false,
         &[
-            "openssl", "s_server", "-quiet", "-www", "-accept", HTTPS_PORT, "-cert",
-            path_str(&cert.cert), "-key", path_str(&cert.key),
+            "openssl",
+            "s_server",
+            "-quiet",
+            "-www",
+            "-accept",
+            HTTPS_PORT,
+            "-cert",
+            path_str(&cert.cert),
+            "-key",
+            path_str(&cert.key),
         ],
     );
-    let http = t.spawn(Side::Server, false, &["python3", "-m", "http.server", HTTP_PORT, "--bind", "::"]);
+    let http = t.spawn(
+        Side::Server,
+        false,
+        &["python3", "-m", "http.server", HTTP_PORT, "--bind", "::"],
+    );
     t.wait_listening(8443);
     t.wait_listening(8080);
     Servers {
@@ -40,7 +52,18 @@ fn curl(t: &Topology, url: &str) {
     let out = t.run(
         Side::Client,
         true,
-        &["curl", "-sS", "-k", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}", url],
+        &[
+            "curl",
+            "-sS",
+            "-k",
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            url,
+        ],
     );
     assert!(
         out.status.success() && out.stdout == b"200",
@@ -70,9 +93,16 @@ fn assert_tls_and_plaintext_verdicts(t: &Topology, agent: &Agent) {
     assert_eq!(tls.value, 1.0, "one TLS connection, one flow");
     let version = agent.wait_sample(
         "plainsight_tls_flows_total",
-        &[("client", &client), ("server", &server), ("server_port", HTTPS_PORT)],
+        &[
+            ("client", &client),
+            ("server", &server),
+            ("server_port", HTTPS_PORT),
+        ],
     );
-    assert_eq!(version.labels["version"], "1.3", "curl and OpenSSL 3 negotiate TLS 1.3");
+    assert_eq!(
+        version.labels["version"], "1.3",
+        "curl and OpenSSL 3 negotiate TLS 1.3"
+    );
 
     let plain = agent.wait_sample(
         "plainsight_flows_total",
@@ -156,15 +186,23 @@ fn bpftool(netns: Option<&str>, args: &[&str]) -> String {
         }
         None => Command::new("bpftool"),
     };
-    let out = cmd.args(args).output().expect("running bpftool (cargo xtask setup installs it)");
-    assert!(out.status.success(), "bpftool {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = cmd
+        .args(args)
+        .output()
+        .expect("running bpftool (cargo xtask setup installs it)");
+    assert!(
+        out.status.success(),
+        "bpftool {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn cgroup_programs(t: &Topology) -> usize {
     let out = bpftool(None, &["-j", "cgroup", "show", path_str(&t.cgroup)]);
-    let v: serde_json::Value = serde_json::from_str(if out.trim().is_empty() { "[]" } else { &out })
-        .unwrap_or_else(|e| panic!("bpftool json {out:?}: {e}"));
+    let v: serde_json::Value =
+        serde_json::from_str(if out.trim().is_empty() { "[]" } else { &out })
+            .unwrap_or_else(|e| panic!("bpftool json {out:?}: {e}"));
     v.as_array().map_or(0, Vec::len)
 }
 
@@ -172,9 +210,20 @@ fn cgroup_programs(t: &Topology) -> usize {
 /// from the kernel.
 fn assert_sigkill_detaches(agent: Agent, kind: &str) {
     let held = agent.links();
-    let ids: Vec<u32> = held.iter().filter(|(k, _)| k == kind).map(|(_, id)| *id).collect();
-    assert_eq!(ids.len(), 2, "ingress + egress {kind} links, held: {held:?}");
-    assert!(ids.iter().all(|id| live_links().contains(id)), "links {ids:?} are live while running");
+    let ids: Vec<u32> = held
+        .iter()
+        .filter(|(k, _)| k == kind)
+        .map(|(_, id)| *id)
+        .collect();
+    assert_eq!(
+        ids.len(),
+        2,
+        "ingress + egress {kind} links, held: {held:?}"
+    );
+    assert!(
+        ids.iter().all(|id| live_links().contains(id)),
+        "links {ids:?} are live while running"
+    );
     agent.kill9();
     assert!(
         eventually(|| !live_links().iter().any(|id| ids.contains(id))),
@@ -189,14 +238,20 @@ fn sigkill_on_cgroup_hook_leaves_nothing_attached_and_restart_works() {
     let agent = Agent::on_cgroup(&t);
     assert_eq!(cgroup_programs(&t), 2, "ingress + egress attached");
     assert_sigkill_detaches(agent, "cgroup");
-    assert!(eventually(|| cgroup_programs(&t) == 0), "programs still attached after SIGKILL");
+    assert!(
+        eventually(|| cgroup_programs(&t) == 0),
+        "programs still attached after SIGKILL"
+    );
 
     let agent = Agent::on_cgroup(&t);
     assert_eq!(cgroup_programs(&t), 2, "attached again after restart");
     assert_tls_and_plaintext_verdicts(&t, &agent);
     let status = agent.terminate();
     assert!(status.success(), "SIGTERM exits cleanly, got {status}");
-    assert!(eventually(|| cgroup_programs(&t) == 0), "programs still attached after SIGTERM");
+    assert!(
+        eventually(|| cgroup_programs(&t) == 0),
+        "programs still attached after SIGTERM"
+    );
 }
 
 #[test]

@@ -1,1 +1,133 @@
-fn main() {}
+//! Developer and CI tasks: `cargo xtask <task>`.
+
+mod demo;
+mod setup;
+mod shell;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+
+#[derive(Parser)]
+#[command(about = "plainsight developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what builds and tests need (nightly rust-src, bpf-linker,
+    /// Debian packages). Idempotent: a second run only checks.
+    Setup,
+    /// Set up, then build the release `plainsight` binary.
+    Build,
+    /// Build, then run `plainsight run` on this node's root cgroup with
+    /// metrics on 127.0.0.1:9477. Extra arguments go to `plainsight run`.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, build, then run every test: unit tests and the privileged
+    /// end-to-end tests (needs root).
+    Test,
+    /// Formatting and clippy, as CI checks them.
+    Lint,
+    /// Show plainsight at work on its own network namespaces: an HTTP and a
+    /// TLS server, real clients, and the agent's verdicts.
+    Demo,
+}
+
+fn main() -> anyhow::Result<()> {
+    let root = workspace_root();
+    std::env::set_current_dir(&root).context("entering the workspace")?;
+    setup::add_cargo_bin_to_path();
+    match Cli::parse().task {
+        Task::Setup => setup::run(),
+        Task::Build => {
+            setup::run()?;
+            build()
+        }
+        Task::Run { args } => {
+            setup::run()?;
+            build()?;
+            run(&args)
+        }
+        Task::Test => {
+            setup::run()?;
+            build()?;
+            test()
+        }
+        Task::Lint => lint(),
+        Task::Demo => {
+            setup::run()?;
+            build()?;
+            demo::run(&root.join("target/release/plainsight"))
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn build() -> anyhow::Result<()> {
+    shell::cargo(&["build", "--release", "-p", "plainsight"])
+}
+
+fn run(args: &[String]) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt as _;
+    let listen_given = args
+        .iter()
+        .any(|a| a == "--listen" || a.starts_with("--listen="));
+    let mut cmd = std::process::Command::new("target/release/plainsight");
+    cmd.arg("run");
+    if !listen_given {
+        cmd.args(["--listen", "127.0.0.1:9477"]);
+        println!(
+            "plainsight: metrics will be on http://127.0.0.1:9477/metrics (Ctrl-C stops and detaches)"
+        );
+    }
+    cmd.args(args);
+    // Replace this process so Ctrl-C and SIGTERM reach the agent directly.
+    Err(cmd.exec()).context("starting target/release/plainsight")
+}
+
+fn test() -> anyhow::Result<()> {
+    let bin = workspace_root().join("target/release/plainsight");
+    // Unit tests, then the privileged end-to-end suite against the release
+    // binary just built.
+    shell::cargo_env(
+        &["test", "--", "--test-threads=2"],
+        &[("PLAINSIGHT_BIN", bin.as_os_str())],
+    )
+}
+
+fn lint() -> anyhow::Result<()> {
+    shell::cargo(&["fmt", "--all", "--check"])?;
+    // Host crates (the default members) skip the eBPF build (AYA_BUILD_SKIP):
+    // linting them must not need bpf-linker.
+    shell::cargo_env(
+        &["clippy", "--all-targets", "--", "-D", "warnings"],
+        &[("AYA_BUILD_SKIP", std::ffi::OsStr::new("1"))],
+    )?;
+    // The kernel crate is linted for its own target, with the toolchain it
+    // builds with.
+    shell::status(std::process::Command::new("cargo").args([
+        "+nightly",
+        "clippy",
+        "-p",
+        "agent-ebpf",
+        "--release",
+        "--target",
+        "bpfel-unknown-none",
+        "-Z",
+        "build-std=core",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+}

@@ -1,0 +1,141 @@
+//! `cargo xtask demo`: plainsight on its own network namespaces, so a
+//! newcomer sees verdicts without touching the host's traffic.
+
+use anyhow::bail;
+use plainsight_tests::{Agent, Side, TestCert, Topology, topology::path_str};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+pub fn run(bin: &Path) -> anyhow::Result<()> {
+    // Ctrl-C must unwind through the guards below (namespaces, cgroup,
+    // processes), not kill us where we stand.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
+    let check = || -> anyhow::Result<()> {
+        if stop.load(Ordering::SeqCst) {
+            bail!("interrupted; cleaned up");
+        }
+        Ok(())
+    };
+    // SAFETY: still single-threaded; the harness reads this to find the binary.
+    unsafe { std::env::set_var("PLAINSIGHT_BIN", bin) };
+
+    println!("== creating namespaces {{client, server}}, a veth pair and a child cgroup");
+    let t = Topology::new();
+    let cert = TestCert::new();
+    println!(
+        "== starting servers in the server namespace: openssl s_server :8443 (TLS), python http.server :8080 (plaintext)"
+    );
+    let _tls = t.spawn(
+        Side::Server,
+        false,
+        &[
+            "openssl",
+            "s_server",
+            "-quiet",
+            "-www",
+            "-accept",
+            "8443",
+            "-cert",
+            path_str(&cert.cert),
+            "-key",
+            path_str(&cert.key),
+        ],
+    );
+    let _http = t.spawn(
+        Side::Server,
+        false,
+        &["python3", "-m", "http.server", "8080", "--bind", "::"],
+    );
+    t.wait_listening(8443);
+    t.wait_listening(8080);
+    check()?;
+
+    println!(
+        "== starting plainsight on the child cgroup {}",
+        t.cgroup.display()
+    );
+    let agent = Agent::on_cgroup(&t);
+    check()?;
+
+    let server = t.server_ip;
+    let requests: [(&str, String); 4] = [
+        ("curl https (TLS 1.3)", format!("https://{server}:8443/")),
+        ("curl https (TLS 1.2)", format!("https://{server}:8443/")),
+        ("curl http", format!("http://{server}:8080/")),
+        (
+            "curl http over IPv6",
+            format!("http://[{}]:8080/", t.server_ip6),
+        ),
+    ];
+    for (i, (what, url)) in requests.iter().enumerate() {
+        println!("== client: {what} {url}");
+        let mut argv = vec!["curl", "-sk", "--max-time", "5", "-o", "/dev/null"];
+        if i == 1 {
+            argv.extend(["--tls-max", "1.2"]);
+        }
+        argv.push(url);
+        let out = t.run(Side::Client, true, &argv);
+        if !out.status.success() {
+            bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        check()?;
+    }
+
+    // Wait until all four flows are counted.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let samples = loop {
+        let s = agent.metrics();
+        let flows: f64 = s
+            .iter()
+            .filter(|x| x.name == "plainsight_flows_total")
+            .map(|x| x.value)
+            .sum();
+        if flows >= 4.0 || Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        check()?;
+    };
+
+    println!("\nplainsight found (from http://{}/metrics):\n", agent.addr);
+    println!(
+        "{:<28} {:<28} {:>5}  {:<9} {:<10} {:<9} {:>5}",
+        "CLIENT", "SERVER", "PORT", "PROTOCOL", "ENCRYPTION", "POLICY", "FLOWS"
+    );
+    for s in samples
+        .iter()
+        .filter(|s| s.name == "plainsight_flows_total")
+    {
+        let l = |k: &str| s.labels.get(k).map_or("", String::as_str);
+        println!(
+            "{:<28} {:<28} {:>5}  {:<9} {:<10} {:<9} {:>5}",
+            l("client"),
+            l("server"),
+            l("server_port"),
+            l("protocol"),
+            l("encryption"),
+            l("policy"),
+            s.value
+        );
+    }
+    for s in samples
+        .iter()
+        .filter(|s| s.name == "plainsight_tls_flows_total")
+    {
+        let l = |k: &str| s.labels.get(k).map_or("", String::as_str);
+        println!(
+            "TLS {} -> {}:{} negotiated version {} ({} flows)",
+            l("client"),
+            l("server"),
+            l("server_port"),
+            l("version"),
+            s.value
+        );
+    }
+    println!("\n== cleaning up (agent, servers, namespaces, cgroup)");
+    Ok(())
+}

@@ -86,9 +86,7 @@ impl FlowClassifier {
         };
         match verdict {
             Some(v) => Some(v),
-            None if !self.wants(Side::Client) && !self.wants(Side::Server) => {
-                Some(self.give_up())
-            }
+            None if !self.wants(Side::Client) && !self.wants(Side::Server) => Some(self.give_up()),
             None => None,
         }
     }

@@ -53,9 +53,7 @@ fn ssl2(d: &Prefix<'_>) -> Option<Record> {
     match (d.at(2), d.at(3), d.at(4)) {
         (1, 0, 2) | (1, 3, 0..=4) => Some(Record::ClientHello),
         // SERVER-HELLO: session-id-hit, certificate type, then version 00 02.
-        (4, _, _) if d.at(5) == 0 && d.at(6) == 2 => {
-            Some(Record::ServerHello(TlsVersion::Ssl2))
-        }
+        (4, _, _) if d.at(5) == 0 && d.at(6) == 2 => Some(Record::ServerHello(TlsVersion::Ssl2)),
         _ => None,
     }
 }

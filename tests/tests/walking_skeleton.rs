@@ -133,6 +133,13 @@ fn cgroup_hook_reports_tls_as_tls_and_http_as_plaintext() {
     let _servers = start_servers(&t);
     let agent = Agent::on_cgroup(&t);
     assert_tls_and_plaintext_verdicts(&t, &agent);
+    // The object's BTF must load: its rejection means a type layout the
+    // kernel cannot take slipped into the programs (see classify/mod.rs).
+    let log = agent.log_text();
+    assert!(
+        !log.contains("BTF couldn't be loaded"),
+        "BTF rejected:\n{log}"
+    );
 }
 
 #[test]

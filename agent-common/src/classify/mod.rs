@@ -4,6 +4,11 @@
 //! `MAX_SEGMENTS` payload segments per direction, in sequence order; `replay`
 //! does the same from a capture. It keeps four bytes of state so it fits in
 //! the flow-table value.
+//!
+//! Functions that return an `Option` are `#[inline(always)]`: a non-inlined
+//! one puts Rust's niche-optimised `Option` layout into the object's BTF,
+//! which the kernel rejects ("Invalid member bits_offset"), and the loader
+//! then drops BTF for the whole object with a long warning.
 
 pub mod bytes;
 pub mod http;
@@ -71,6 +76,7 @@ impl FlowClassifier {
 
     /// Feeds the prefix of one payload segment. Returns the final verdict
     /// once there is one; after that the caller stops feeding.
+    #[inline(always)]
     pub fn on_segment(&mut self, side: Side, data: &Prefix<'_>) -> Option<Verdict> {
         if data.is_empty() || !self.wants(side) {
             return None;
@@ -94,6 +100,7 @@ impl FlowClassifier {
     /// The best verdict for a flow that ends (FIN/RST, or the capture runs
     /// out) before a final one. `None` if it never carried payload.
     #[must_use]
+    #[inline(always)]
     pub fn on_close(&self) -> Option<Verdict> {
         if self.segs[0] == 0 && self.segs[1] == 0 {
             return None;
@@ -101,6 +108,7 @@ impl FlowClassifier {
         Some(self.give_up())
     }
 
+    #[inline(always)]
     fn give_up(&self) -> Verdict {
         if self.stage == Stage::AwaitServerHello as u8 {
             // A ClientHello with no ServerHello: a TLS client all the same.
@@ -114,6 +122,7 @@ impl FlowClassifier {
         }
     }
 
+    #[inline(always)]
     fn opening(&mut self, side: Side, d: &Prefix<'_>) -> Option<Verdict> {
         if let Some(rec) = tls::record(d) {
             return match rec {
@@ -140,6 +149,7 @@ impl FlowClassifier {
         None
     }
 
+    #[inline(always)]
     fn await_server_hello(&mut self, side: Side, d: &Prefix<'_>) -> Option<Verdict> {
         if side == Side::Client {
             return None;
@@ -151,6 +161,7 @@ impl FlowClassifier {
     }
 }
 
+#[inline(always)]
 fn tls_verdict(version: TlsVersion) -> Verdict {
     let mut v = Verdict::new(Protocol::Tls, Encryption::Tls);
     v.tls_version = version;

@@ -26,6 +26,7 @@ const MAX_EXTENSIONS: usize = 8;
 
 /// Recognises a TLS record header (`16|14..17 03 00..04`) or an SSLv2 hello.
 #[must_use]
+#[inline(always)]
 pub fn record(d: &Prefix<'_>) -> Option<Record> {
     if d.len() >= 5 && d.at(1) == 3 && d.at(2) <= 4 {
         let ct = d.at(0);
@@ -46,6 +47,7 @@ pub fn record(d: &Prefix<'_>) -> Option<Record> {
 /// SSLv2-format record: a 2-byte length with the high bit set, then message
 /// type CLIENT-HELLO (1) with version `00 02` or `03 0x` (the SSLv3/TLS
 /// compatible hello old clients send), or SERVER-HELLO (4).
+#[inline(always)]
 fn ssl2(d: &Prefix<'_>) -> Option<Record> {
     if d.len() < 5 || d.at(0) & 0x80 == 0 {
         return None;
@@ -61,6 +63,7 @@ fn ssl2(d: &Prefix<'_>) -> Option<Record> {
 /// The negotiated version: the supported_versions extension when present
 /// (TLS 1.3 keeps `03 03` in the legacy field), else the legacy version once
 /// every extension has been seen. Unknown if the prefix ends first.
+#[inline(always)]
 fn server_hello_version(d: &Prefix<'_>) -> TlsVersion {
     let legacy = TlsVersion::from_wire(d.at(9), d.at(10));
     // record(5) + handshake header(4) + version(2) + random(32)

@@ -4,7 +4,7 @@
 //! Splitting them keeps each program small for the verifier: the classifier
 //! is verified once, not once per path through the tracker.
 
-use crate::maps::{
+use crate::maps::{wakeup_flags, 
     CLASSIFY_CGROUP_EGRESS, CLASSIFY_CGROUP_INGRESS, CLASSIFY_TC, EVENTS, FLOWS, SCRATCH, count,
     include_loopback,
 };
@@ -395,5 +395,5 @@ fn emit(skb: *mut __sk_buff, hook: Hook, key: &FlowKey, st: &mut FlowState, v: V
         _pad0: 0,
         _pad1: 0,
     });
-    entry.submit(0);
+    entry.submit(wakeup_flags());
 }

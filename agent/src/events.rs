@@ -91,28 +91,40 @@ pub fn record(m: &Metrics, f: &Flow) {
     );
 }
 
-/// Drains the ring buffer whenever the kernel signals new records.
-pub async fn consume(
-    ring: RingBuf<MapData>,
-    metrics: std::sync::Arc<Metrics>,
-) -> anyhow::Result<()> {
+/// How often the ring buffer is drained when the kernel does not wake us
+/// (it wakes us only when the ring is a quarter full; see the kernel's
+/// `wakeup_flags`).
+const POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Drains the ring buffer on every wakeup and every `POLL`.
+pub async fn consume(ring: RingBuf<MapData>, metrics: std::sync::Arc<Metrics>) -> anyhow::Result<()> {
     // SAFETY: the ring buffer owns its fd and outlives the registration,
     // which is dropped with `fd` at the end of this function.
     let mut fd = unsafe { AsyncFd::register(ring) }.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut tick = tokio::time::interval(POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let mut guard = fd.readable_mut().await?;
-        let ring = guard.get_inner_mut();
-        while let Some(item) = ring.next() {
-            match decode(&item) {
-                Some(flow) => {
-                    metrics.events_received.inc();
-                    record(&metrics, &flow);
-                }
-                None => {
-                    metrics.events_malformed.inc();
-                }
+        tokio::select! {
+            guard = fd.readable_mut() => {
+                let mut guard = guard?;
+                drain(guard.get_inner_mut(), &metrics);
+                guard.clear_ready();
+            }
+            _ = tick.tick() => drain(fd.get_mut(), &metrics),
+        }
+    }
+}
+
+fn drain(ring: &mut RingBuf<MapData>, metrics: &Metrics) {
+    while let Some(item) = ring.next() {
+        match decode(&item) {
+            Some(flow) => {
+                metrics.events_received.inc();
+                record(metrics, &flow);
+            }
+            None => {
+                metrics.events_malformed.inc();
             }
         }
-        guard.clear_ready();
     }
 }

@@ -13,7 +13,18 @@ const NIGHTLY: &str = "nightly";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const BPF_LINKER_LLVM_FEATURE: &str = "llvm-22";
 /// Debian packages the tests and the demo use.
-const DEBIAN_PACKAGES: &[&str] = &["iproute2", "bpftool", "curl", "openssl", "ca-certificates"];
+/// `prometheus` brings promtool, `systemd` systemd-analyze and `util-linux`
+/// setpriv (tests/tests/deploy.rs).
+const DEBIAN_PACKAGES: &[&str] = &[
+    "iproute2",
+    "bpftool",
+    "curl",
+    "openssl",
+    "ca-certificates",
+    "prometheus",
+    "systemd",
+    "util-linux",
+];
 
 pub fn run() -> anyhow::Result<()> {
     let started = Instant::now();

@@ -1,0 +1,1193 @@
+//! The deployment artefacts in `deploy/`, each checked by the tool that
+//! consumes it:
+//!
+//! - Kubernetes: `kubectl kustomize` renders `deploy/kubernetes`; every core
+//!   object is validated against the Kubernetes OpenAPI schemas (PyPI
+//!   `kubernetes-validate`, strict: unknown fields fail) and the Prometheus
+//!   Operator objects against models generated from the operator's CRDs (PyPI
+//!   `cloudcoil.models.prometheus_operator`, with unknown fields rejected
+//!   here); then the wiring and the least-privilege settings are asserted.
+//!   Both PyPI packages live in a venv under `target/` made on first use.
+//! - Prometheus: `promtool check rules` and `promtool test rules`, plus
+//!   mutated copies of the rules that the unit tests must reject, and the
+//!   PrometheusRule kept identical to the rule file.
+//! - systemd: `systemd-analyze verify` and `systemd-analyze security
+//!   --offline`, plus a broken copy that verify must reject.
+//! - Privileges: the real agent binary runs with exactly the capabilities the
+//!   DaemonSet and the unit grant (and, for each, without it) on a child
+//!   cgroup and a veth in a namespace of its own.
+//!
+//! Every tool is required: a missing one fails the test with how to install
+//! it, never skips it.
+
+use plainsight_tests::agent::{Agent, Sample};
+use plainsight_tests::{Proc, Side, Topology};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The capabilities every deployment grants, and nothing else.
+const CAPS: [&str; 3] = ["BPF", "NET_ADMIN", "PERFMON"];
+/// Kubernetes versions whose schemas the manifests must pass: the oldest and
+/// the newest that `kubernetes-validate` ships.
+const K8S_VERSIONS: [&str; 2] = ["1.25.0", "1.37.0"];
+/// Pinned PyPI packages for the offline manifest validation.
+const PY_REQUIREMENTS: [&str; 2] = [
+    "kubernetes-validate==1.37.0",
+    "cloudcoil.models.prometheus_operator==0.80.1.0",
+];
+/// The alerts the rule file must define (issue 7).
+const ALERTS: [&str; 9] = [
+    "PlaintextFlowViolation",
+    "PlaintextFlowSustained",
+    "WeakTLS",
+    "StartTLSRefused",
+    "CleartextCredentials",
+    "PlainsightDown",
+    "PlainsightEventsLost",
+    "PlainsightFlowTableSaturated",
+    "PlainsightEdgeCardinalityCapHit",
+];
+const IMAGE_PLACEHOLDER: &str = "registry.example.com/plainsight/plainsight:0.1.0";
+
+// ---------------------------------------------------------------- helpers
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .expect("workspace root")
+}
+
+fn deploy(rel: &str) -> PathBuf {
+    root().join("deploy").join(rel)
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
+}
+
+/// A fresh scratch directory under target/ (tests run in parallel: each
+/// call gets its own).
+fn scratch(name: &str) -> PathBuf {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let d = root().join("target/deploy-check").join(format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("creating {}: {e}", d.display()));
+    d
+}
+
+/// Fails loudly when `tool` is not installed.
+fn require_tool(tool: &str, install: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(tool))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| panic!("`{tool}` is not installed; {install}"))
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}",
+        out.status,
+        text(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+// ------------------------------------------------------------ python venv
+
+/// The validation helper run inside the venv. `yaml2json FILE...` prints the
+/// documents of the files as one JSON list; `validate FILE VERSION...`
+/// validates every document of FILE and prints them as JSON, exiting 1 with
+/// every problem listed when one fails.
+const PY_HELPER: &str = r#"
+import json, sys, yaml
+
+def docs(path):
+    with open(path) as f:
+        return [d for d in yaml.safe_load_all(f) if d is not None]
+
+def dropped(given, kept, path=""):
+    """Keys in `given` that the model did not keep: unknown fields."""
+    out = []
+    if isinstance(given, dict):
+        kept = kept if isinstance(kept, dict) else {}
+        for k, v in given.items():
+            if k not in kept:
+                out.append(f"{path}.{k}")
+            else:
+                out.extend(dropped(v, kept[k], f"{path}.{k}"))
+    elif isinstance(given, list):
+        kept = kept if isinstance(kept, list) else []
+        for i, v in enumerate(given):
+            out.extend(dropped(v, kept[i] if i < len(kept) else None, f"{path}[{i}]"))
+    return out
+
+def validate(path, versions):
+    import kubernetes_validate
+    from cloudcoil.models.prometheus_operator import v1 as monitoring
+    crd_models = {"ServiceMonitor": monitoring.ServiceMonitor, "PrometheusRule": monitoring.PrometheusRule}
+    errors, all_docs = [], docs(path)
+    for d in all_docs:
+        what = f"{d.get('kind')}/{d.get('metadata', {}).get('name')}"
+        if d.get("apiVersion") == "monitoring.coreos.com/v1":
+            model = crd_models.get(d.get("kind"))
+            if model is None:
+                errors.append(f"{what}: no model for this kind")
+                continue
+            try:
+                kept = model.model_validate(d).model_dump(by_alias=True, exclude_none=True, mode="json")
+            except Exception as e:
+                errors.append(f"{what}: {e}")
+                continue
+            for field in dropped(d, kept):
+                errors.append(f"{what}: unknown field {field}")
+            continue
+        for v in versions:
+            try:
+                kubernetes_validate.validate(d, v, strict=True)
+            except Exception as e:
+                errors.append(f"{what} (Kubernetes {v}): {type(e).__name__}: {e}")
+    json.dump(all_docs, sys.stdout)
+    if errors:
+        print("\n".join(["", "validation failed:"] + errors), file=sys.stderr)
+        sys.exit(1)
+
+if sys.argv[1] == "yaml2json":
+    json.dump([d for p in sys.argv[2:] for d in docs(p)], sys.stdout)
+elif sys.argv[1] == "validate":
+    validate(sys.argv[2], sys.argv[3:])
+else:
+    sys.exit(f"unknown command {sys.argv[1]}")
+"#;
+
+/// target/deploy-venv with the pinned packages, made once (under a lock,
+/// so parallel test processes share it) and reused while the pins match.
+fn venv_python() -> PathBuf {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        let dir = root().join("target/deploy-venv");
+        let python = dir.join("bin/python");
+        let stamp = dir.join(".plainsight-requirements");
+        let want = PY_REQUIREMENTS.join("\n");
+        std::fs::create_dir_all(root().join("target")).expect("creating target/");
+        let lock = std::fs::File::create(root().join("target/deploy-venv.lock"))
+            .expect("creating the venv lock");
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: flock on a file descriptor we own; released when `lock` drops.
+        assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+        if python.exists() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == want) {
+            return python;
+        }
+        let host = require_tool(
+            "python3",
+            "install Python 3 with its venv module (Debian: python3 python3-venv)",
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        run_ok(Command::new(host).args(["-m", "venv"]).arg(&dir));
+        run_ok(
+            Command::new(&python)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                ])
+                .args(PY_REQUIREMENTS),
+        );
+        std::fs::write(&stamp, want).expect("writing the venv stamp");
+        python
+    })
+    .clone()
+}
+
+fn py(args: &[&str]) -> Output {
+    run(Command::new(venv_python())
+        .args(["-c", PY_HELPER])
+        .args(args))
+}
+
+/// All YAML documents of `files`, as JSON.
+fn yaml(files: &[&Path]) -> Vec<Value> {
+    let mut args = vec!["yaml2json"];
+    args.extend(files.iter().map(|p| p.to_str().expect("utf-8 path")));
+    let out = py(&args);
+    assert!(out.status.success(), "parsing {files:?}:\n{}", text(&out));
+    serde_json::from_slice::<Vec<Value>>(&out.stdout).expect("helper prints JSON")
+}
+
+// ----------------------------------------------------------- kubernetes
+
+/// `kubectl kustomize deploy/kubernetes`, validated; its objects as JSON.
+fn rendered() -> &'static [Value] {
+    static DOCS: OnceLock<Vec<Value>> = OnceLock::new();
+    DOCS.get_or_init(|| {
+        let kubectl = require_tool(
+            "kubectl",
+            "it renders deploy/kubernetes (`kubectl kustomize`); install kubectl (or run with a PATH that has it)",
+        );
+        let yaml = run_ok(Command::new(kubectl).arg("kustomize").arg(deploy("kubernetes")));
+        let file = scratch("kustomize").join("rendered.yaml");
+        std::fs::write(&file, yaml).expect("writing rendered manifests");
+        let mut args = vec!["validate", file.to_str().expect("utf-8 path")];
+        args.extend(K8S_VERSIONS);
+        let out = py(&args);
+        assert!(
+            out.status.success(),
+            "deploy/kubernetes does not validate:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("helper prints JSON")
+    })
+}
+
+fn object(kind: &str) -> &'static Value {
+    let found: Vec<&Value> = rendered().iter().filter(|d| d["kind"] == kind).collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "expected exactly one {kind}, found {}",
+        found.len()
+    );
+    found[0]
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Do `selector`'s labels all appear, with the same values, in `labels`?
+fn selects(selector: &Value, labels: &Value) -> bool {
+    selector
+        .as_object()
+        .is_some_and(|s| !s.is_empty() && s.iter().all(|(k, v)| labels.get(k) == Some(v)))
+}
+
+#[test]
+fn kubernetes_manifests_render_and_validate_against_the_schemas() {
+    let kinds: BTreeSet<String> = rendered()
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        kinds,
+        set(&[
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "DaemonSet",
+            "Namespace",
+            "PrometheusRule",
+            "Service",
+            "ServiceAccount",
+            "ServiceMonitor",
+        ]),
+        "deploy/kubernetes renders an unexpected set of kinds"
+    );
+    for d in rendered() {
+        let kind = d["kind"].as_str().unwrap_or_default();
+        let ns = &d["metadata"]["namespace"];
+        if ["Namespace", "ClusterRole", "ClusterRoleBinding"].contains(&kind) {
+            assert!(ns.is_null(), "cluster-scoped {kind} has a namespace");
+        } else {
+            assert_eq!(
+                ns, "plainsight",
+                "{kind} is not in the plainsight namespace"
+            );
+        }
+    }
+    assert_eq!(object("Namespace")["metadata"]["name"], "plainsight");
+}
+
+#[test]
+fn kubernetes_schema_validation_rejects_a_broken_manifest() {
+    // The validators must actually check: a misspelt field or a wrong type in
+    // a copy of each kind of object must fail.
+    for (file, from, to) in [
+        (
+            "daemonset.yaml",
+            "readOnlyRootFilesystem: true",
+            "readOnlyRootFileSystem: true",
+        ),
+        (
+            "daemonset.yaml",
+            "containerPort: 9477",
+            "containerPort: metrics",
+        ),
+        ("rbac.yaml", "roleRef:", "roleReference:"),
+        ("servicemonitor.yaml", "interval: 30s", "intervall: 30s"),
+        (
+            "servicemonitor.yaml",
+            "scrapeTimeout: 10s",
+            "scrapeTimeout: 10 seconds",
+        ),
+        ("prometheusrule.yaml", "for: 1h", "for: 1 hour"),
+    ] {
+        let good = read(&deploy(&format!("kubernetes/{file}")));
+        let broken = good.replace(from, to);
+        assert_ne!(broken, good, "{file}: `{from}` not found");
+        let f = scratch("broken").join(file);
+        std::fs::write(&f, broken).expect("writing the broken copy");
+        let out = py(&["validate", f.to_str().expect("utf-8"), K8S_VERSIONS[1]]);
+        assert!(
+            !out.status.success(),
+            "{file} with `{from}` -> `{to}` passed validation"
+        );
+    }
+}
+
+#[test]
+fn daemonset_grants_only_what_the_agent_needs() {
+    let ds = object("DaemonSet");
+    let pod = &ds["spec"]["template"]["spec"];
+    let containers = pod["containers"].as_array().expect("containers");
+    assert_eq!(containers.len(), 1, "one container");
+    let c = &containers[0];
+    let sc = &c["securityContext"];
+
+    // Capabilities: drop everything, add exactly three.
+    assert_eq!(strings(&sc["capabilities"]["drop"]), ["ALL"]);
+    assert_eq!(
+        strings(&sc["capabilities"]["add"])
+            .into_iter()
+            .collect::<BTreeSet<_>>(),
+        set(&CAPS)
+    );
+    assert_ne!(sc["privileged"], true, "privileged");
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(
+        sc["runAsUser"], 0,
+        "uid 0 makes the added capabilities effective"
+    );
+    let seccomp = if c["securityContext"]["seccompProfile"].is_null() {
+        &pod["securityContext"]["seccompProfile"]
+    } else {
+        &sc["seccompProfile"]
+    };
+    assert_eq!(seccomp["type"], "RuntimeDefault");
+    for host in ["hostNetwork", "hostPID", "hostIPC"] {
+        assert_ne!(pod[host], true, "{host} is not needed");
+    }
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    assert_eq!(pod["serviceAccountName"], "plainsight");
+
+    // Every node: one toleration that matches every taint.
+    let tolerations = pod["tolerations"].as_array().expect("tolerations");
+    assert!(
+        tolerations.iter().any(|t| t["operator"] == "Exists"
+            && t.get("key").is_none()
+            && t.get("effect").is_none()),
+        "no toleration for every taint: {tolerations:?}"
+    );
+
+    // Volumes: only the host's cgroup hierarchy and bpffs, both read-only.
+    let volumes = pod["volumes"].as_array().expect("volumes");
+    let host_paths: BTreeSet<String> = volumes
+        .iter()
+        .map(|v| {
+            v["hostPath"]["path"]
+                .as_str()
+                .unwrap_or_else(|| panic!("volume {v} is not a hostPath"))
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(host_paths, set(&["/sys/fs/bpf", "/sys/fs/cgroup"]));
+    let mounts = c["volumeMounts"].as_array().expect("volumeMounts");
+    assert_eq!(mounts.len(), volumes.len());
+    let mount_of = |host: &str| {
+        let vol = volumes
+            .iter()
+            .find(|v| v["hostPath"]["path"] == host)
+            .expect("volume");
+        let m = mounts
+            .iter()
+            .find(|m| m["name"] == vol["name"])
+            .unwrap_or_else(|| panic!("{host} is not mounted"));
+        assert_eq!(m["readOnly"], true, "{host} must be mounted read-only");
+        m["mountPath"].as_str().expect("mountPath").to_owned()
+    };
+    let cgroup_mount = mount_of("/sys/fs/cgroup");
+    mount_of("/sys/fs/bpf");
+
+    // Args: the mounted hierarchy, listening where Prometheus can reach.
+    let args = strings(&c["args"]);
+    assert_eq!(
+        args.first().map(String::as_str),
+        Some("run"),
+        "args {args:?}"
+    );
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .unwrap_or_else(|| panic!("no {name} in {args:?}"))
+            .clone()
+    };
+    assert_eq!(
+        flag("--cgroup"),
+        cgroup_mount,
+        "--cgroup is not the mounted host hierarchy"
+    );
+    let listen: SocketAddr = flag("--listen").parse().expect("--listen is an address");
+    assert!(
+        listen.ip().is_unspecified(),
+        "--listen {listen} is unreachable from Prometheus"
+    );
+    let ports = c["ports"].as_array().expect("ports");
+    assert!(
+        ports
+            .iter()
+            .any(|p| p["name"] == "metrics" && p["containerPort"] == listen.port()),
+        "no `metrics` containerPort {}",
+        listen.port()
+    );
+
+    // Probes, resources, rollout.
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(c["livenessProbe"]["httpGet"]["port"], "metrics");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(c["readinessProbe"]["httpGet"]["port"], "metrics");
+    assert_eq!(c["resources"]["requests"]["cpu"], "50m");
+    assert_eq!(c["resources"]["requests"]["memory"], "64Mi");
+    assert_eq!(c["resources"]["limits"]["memory"], "128Mi");
+    assert!(
+        c["resources"]["limits"].get("cpu").is_none(),
+        "a CPU limit throttles the ring-buffer reader"
+    );
+    assert_eq!(ds["spec"]["updateStrategy"]["type"], "RollingUpdate");
+    assert_eq!(
+        ds["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"],
+        "10%"
+    );
+    assert!(selects(
+        &ds["spec"]["selector"]["matchLabels"],
+        &ds["spec"]["template"]["metadata"]["labels"]
+    ));
+}
+
+#[test]
+fn image_is_set_in_one_place() {
+    let images: Vec<&str> = rendered()
+        .iter()
+        .flat_map(|d| {
+            d["spec"]["template"]["spec"]["containers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["image"].as_str())
+        })
+        .collect();
+    assert_eq!(
+        images,
+        [IMAGE_PLACEHOLDER],
+        "kustomization.yaml `images:` sets the image"
+    );
+    let k = &yaml(&[&deploy("kubernetes/kustomization.yaml")])[0];
+    assert_eq!(k["images"].as_array().map(Vec::len), Some(1));
+    // The raw manifests name the image only by the kustomize key.
+    let raw = read(&deploy("kubernetes/daemonset.yaml"));
+    assert!(
+        !raw.contains("registry.example.com"),
+        "the registry belongs in kustomization.yaml"
+    );
+}
+
+#[test]
+fn rbac_is_read_only_on_pods_services_nodes() {
+    let role = object("ClusterRole");
+    let rules = role["rules"].as_array().expect("rules");
+    let mut resources = BTreeSet::new();
+    for r in rules {
+        assert_eq!(strings(&r["apiGroups"]), [""], "core API group only: {r}");
+        assert!(
+            strings(&r["verbs"])
+                .iter()
+                .all(|v| ["get", "list", "watch"].contains(&v.as_str())),
+            "write verb in {r}"
+        );
+        assert!(r.get("resourceNames").is_none() && r.get("nonResourceURLs").is_none());
+        resources.extend(strings(&r["resources"]));
+    }
+    assert_eq!(resources, set(&["nodes", "pods", "services"]));
+    let binding = object("ClusterRoleBinding");
+    assert_eq!(binding["roleRef"]["kind"], "ClusterRole");
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    let subjects = binding["subjects"].as_array().expect("subjects");
+    assert_eq!(subjects.len(), 1);
+    let sa = object("ServiceAccount");
+    assert_eq!(subjects[0]["kind"], "ServiceAccount");
+    assert_eq!(subjects[0]["name"], sa["metadata"]["name"]);
+    assert_eq!(subjects[0]["namespace"], sa["metadata"]["namespace"]);
+}
+
+#[test]
+fn service_monitor_scrapes_the_agent_pods() {
+    let svc = object("Service");
+    let ds = object("DaemonSet");
+    let sm = object("ServiceMonitor");
+    let pod_labels = &ds["spec"]["template"]["metadata"]["labels"];
+    assert_eq!(svc["spec"]["clusterIP"], "None", "headless");
+    assert!(
+        selects(&svc["spec"]["selector"], pod_labels),
+        "the Service selects no agent pod"
+    );
+    let port = &svc["spec"]["ports"][0];
+    let container_ports = &ds["spec"]["template"]["spec"]["containers"][0]["ports"];
+    assert!(
+        container_ports
+            .as_array()
+            .expect("ports")
+            .iter()
+            .any(|p| p["name"] == port["targetPort"] || p["containerPort"] == port["targetPort"]),
+        "Service targetPort {} is no container port",
+        port["targetPort"]
+    );
+    assert!(
+        selects(
+            &sm["spec"]["selector"]["matchLabels"],
+            &svc["metadata"]["labels"]
+        ),
+        "the ServiceMonitor selects no Service"
+    );
+    assert_eq!(
+        strings(&sm["spec"]["namespaceSelector"]["matchNames"]),
+        [svc["metadata"]["namespace"].as_str().expect("namespace")]
+    );
+    let endpoints = sm["spec"]["endpoints"].as_array().expect("endpoints");
+    assert!(
+        endpoints
+            .iter()
+            .all(|e| e["port"] == port["name"] && e["path"] == "/metrics")
+    );
+    // The rules' agent-health alerts match job="plainsight": the operator
+    // names the job after the Service unless jobLabel says otherwise.
+    assert!(sm["spec"].get("jobLabel").is_none());
+    assert_eq!(svc["metadata"]["name"], "plainsight");
+}
+
+// ----------------------------------------------------------- prometheus
+
+/// deploy/kubernetes/prometheusrule.yaml as it must be: the rule file's
+/// `groups:` indented under `spec:`.
+fn expected_prometheus_rule() -> String {
+    let rules = read(&deploy("prometheus/plainsight-rules.yml"));
+    let start = rules
+        .lines()
+        .position(|l| l.starts_with("groups:"))
+        .expect("plainsight-rules.yml has a top-level `groups:`");
+    let mut out = String::from(
+        "# GENERATED from deploy/prometheus/plainsight-rules.yml: edit that file, then\n\
+         #   PLAINSIGHT_REGENERATE=1 cargo test -p plainsight-tests --test deploy\n\
+         # (the test fails while the two differ).\n\
+         apiVersion: monitoring.coreos.com/v1\n\
+         kind: PrometheusRule\n\
+         metadata:\n  name: plainsight\n  namespace: plainsight\n  labels:\n    app.kubernetes.io/name: plainsight\n\
+         spec:\n",
+    );
+    for line in rules.lines().skip(start) {
+        if line.is_empty() {
+            out.push('\n');
+        } else {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+    out
+}
+
+#[test]
+fn prometheus_rule_is_the_rule_file() {
+    let path = deploy("kubernetes/prometheusrule.yaml");
+    let want = expected_prometheus_rule();
+    if std::env::var_os("PLAINSIGHT_REGENERATE").is_some() {
+        std::fs::write(&path, &want).expect("writing prometheusrule.yaml");
+    }
+    assert!(
+        read(&path) == want,
+        "{} differs from deploy/prometheus/plainsight-rules.yml; regenerate it with \
+         PLAINSIGHT_REGENERATE=1 cargo test -p plainsight-tests --test deploy",
+        path.display()
+    );
+    // And parsed, as the operator sees it (the validation of the rendered
+    // manifests checks it against the CRD model).
+    let file = &yaml(&[&deploy("prometheus/plainsight-rules.yml")])[0];
+    assert_eq!(object("PrometheusRule")["spec"]["groups"], file["groups"]);
+}
+
+fn promtool() -> PathBuf {
+    require_tool(
+        "promtool",
+        "install Debian's `prometheus` package (`cargo xtask setup` does)",
+    )
+}
+
+#[test]
+fn promtool_checks_the_rules() {
+    let out = run_ok(
+        Command::new(promtool())
+            .args(["check", "rules"])
+            .arg(deploy("prometheus/plainsight-rules.yml")),
+    );
+    assert!(
+        out.contains(&format!("SUCCESS: {} rules found", ALERTS.len())),
+        "promtool check rules: {out}"
+    );
+}
+
+#[test]
+fn promtool_unit_tests_pass() {
+    let out = run(Command::new(promtool())
+        .args(["test", "rules"])
+        .arg(deploy("prometheus/plainsight-rules.test.yml")));
+    assert!(
+        out.status.success(),
+        "promtool test rules failed:\n{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("SUCCESS"), "{}", text(&out));
+}
+
+/// The unit tests cover every alert, both firing and quiet.
+#[test]
+fn every_alert_has_firing_and_quiet_cases() {
+    let rules = &yaml(&[&deploy("prometheus/plainsight-rules.yml")])[0];
+    let defined: BTreeSet<String> = rules["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .flat_map(|g| g["rules"].as_array().expect("rules").iter())
+        .filter_map(|r| r["alert"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(defined, set(&ALERTS));
+    let tests = &yaml(&[&deploy("prometheus/plainsight-rules.test.yml")])[0];
+    let (mut firing, mut quiet) = (BTreeSet::new(), BTreeSet::new());
+    for t in tests["tests"].as_array().expect("tests") {
+        for case in t["alert_rule_test"].as_array().into_iter().flatten() {
+            let name = case["alertname"].as_str().expect("alertname").to_owned();
+            if case["exp_alerts"].as_array().is_some_and(|a| !a.is_empty()) {
+                firing.insert(name);
+            } else {
+                quiet.insert(name);
+            }
+        }
+    }
+    assert_eq!(firing, defined, "alerts without a firing case");
+    assert_eq!(quiet, defined, "alerts without a quiet case");
+}
+
+/// Breaking a rule in a copy must make the unit tests fail: they test what
+/// they claim to.
+#[test]
+fn promtool_unit_tests_catch_broken_rules() {
+    let rules = read(&deploy("prometheus/plainsight-rules.yml"));
+    let tests = read(&deploy("prometheus/plainsight-rules.test.yml"));
+    let mutations: [(&str, &str, &str); 5] = [
+        (
+            "TLS and allowed flows must not fire",
+            r#"policy="violation""#,
+            r#"policy=~".+""#,
+        ),
+        ("a new edge with one flow must fire", " offset 10m", ""),
+        (
+            "starttls_upgraded is not a refusal",
+            r#"reason="starttls_refused""#,
+            r#"reason=~"starttls_.*""#,
+        ),
+        (
+            "another job's target is not ours",
+            r#"up{job="plainsight"}"#,
+            "up",
+        ),
+        ("sustained means an hour", "for: 1h", "for: 30m"),
+    ];
+    for (what, from, to) in mutations {
+        assert!(
+            rules.contains(from),
+            "mutation {what}: `{from}` not in the rules"
+        );
+        let dir = scratch("mutated");
+        std::fs::write(dir.join("plainsight-rules.yml"), rules.replace(from, to)).expect("write");
+        std::fs::write(dir.join("plainsight-rules.test.yml"), &tests).expect("write");
+        let out = run(Command::new(promtool())
+            .args(["test", "rules"])
+            .arg(dir.join("plainsight-rules.test.yml")));
+        assert!(
+            !out.status.success(),
+            "the unit tests still pass with `{from}` -> `{to}` ({what})"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// GitHub's heading anchor: lowercase, spaces to dashes, punctuation dropped.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn every_alert_is_documented_in_the_runbook() {
+    let runbook = read(&deploy("prometheus/RUNBOOK.md"));
+    let anchors: BTreeSet<String> = runbook
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .map(anchor)
+        .collect();
+    let prefix = "https://github.com/plainsight/plainsight/blob/main/deploy/prometheus/RUNBOOK.md#";
+    let rules = &yaml(&[&deploy("prometheus/plainsight-rules.yml")])[0];
+    for g in rules["groups"].as_array().expect("groups") {
+        for r in g["rules"].as_array().expect("rules") {
+            let name = r["alert"].as_str().expect("alert rule");
+            let a = &r["annotations"];
+            for key in ["summary", "description"] {
+                assert!(
+                    a[key].as_str().is_some_and(|s| s.len() > 20),
+                    "{name} has no useful {key}"
+                );
+            }
+            let url = a["runbook_url"].as_str().unwrap_or_default();
+            let frag = url
+                .strip_prefix(prefix)
+                .unwrap_or_else(|| panic!("{name}: runbook_url {url} is not in RUNBOOK.md"));
+            assert_eq!(frag, anchor(name), "{name}: runbook anchor");
+            assert!(
+                anchors.contains(frag),
+                "RUNBOOK.md has no `## {name}` section"
+            );
+            assert!(
+                ["critical", "warning"].contains(&r["labels"]["severity"].as_str().unwrap_or("")),
+                "{name}: severity"
+            );
+        }
+    }
+}
+
+// -------------------------------------------------------------- systemd
+
+fn unit_path() -> PathBuf {
+    deploy("systemd/plainsight.service")
+}
+
+/// A root directory for `systemd-analyze --root`: the host's unit files
+/// (targets the unit refers to), the unit under test, and a stand-in for
+/// /usr/bin/plainsight (verify checks that ExecStart is executable).
+fn analyze_root(unit_text: &str) -> PathBuf {
+    let dir = scratch("systemd-root");
+    let sys = dir.join("usr/lib/systemd/system");
+    std::fs::create_dir_all(&sys).expect("mkdir");
+    std::fs::create_dir_all(dir.join("etc/systemd/system")).expect("mkdir");
+    std::fs::create_dir_all(dir.join("usr/bin")).expect("mkdir");
+    let host_units = ["/usr/lib/systemd/system", "/lib/systemd/system"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.join("multi-user.target").exists())
+        .expect("no systemd unit directory with multi-user.target: install the `systemd` package");
+    for e in std::fs::read_dir(host_units)
+        .expect("listing units")
+        .flatten()
+    {
+        let p = e.path();
+        if p.is_file() {
+            std::fs::copy(&p, sys.join(e.file_name())).expect("copying a unit");
+        }
+    }
+    let bin = dir.join("usr/bin/plainsight");
+    std::fs::write(&bin, "#!/bin/sh\n").expect("writing the stand-in binary");
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::write(dir.join("etc/systemd/system/plainsight.service"), unit_text).expect("unit");
+    dir
+}
+
+fn systemd_analyze() -> PathBuf {
+    require_tool(
+        "systemd-analyze",
+        "install Debian's `systemd` package (`cargo xtask setup` does)",
+    )
+}
+
+fn verify(unit_text: &str) -> Output {
+    let dir = analyze_root(unit_text);
+    let out = run(Command::new(systemd_analyze())
+        .arg("verify")
+        .arg(format!("--root={}", dir.display()))
+        .arg("/etc/systemd/system/plainsight.service"));
+    let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
+#[test]
+fn systemd_unit_verifies() {
+    let out = verify(&read(&unit_path()));
+    // verify prints warnings (unknown keys, bad values) but still exits 0:
+    // any output is a failure.
+    assert!(
+        out.status.success() && text(&out).trim().is_empty(),
+        "systemd-analyze verify {} ({}):\n{}",
+        unit_path().display(),
+        out.status,
+        text(&out)
+    );
+}
+
+#[test]
+fn systemd_verify_rejects_a_broken_unit() {
+    // The check above must be able to fail here (no systemd as PID 1 in a
+    // container, --root): a misspelt directive and a bad value must show.
+    let unit = read(&unit_path());
+    for (from, to) in [
+        ("ProtectHome=yes", "ProtectHomes=yes"),
+        ("Restart=on-failure", "Restart=sometimes"),
+    ] {
+        assert!(unit.contains(from), "`{from}` not in the unit");
+        let out = verify(&unit.replace(from, to));
+        assert!(
+            !text(&out).trim().is_empty(),
+            "systemd-analyze verify accepted `{to}` silently"
+        );
+    }
+}
+
+#[test]
+fn systemd_unit_is_hardened() {
+    let dir = analyze_root(&read(&unit_path()));
+    // Exposure score from systemd's own checklist (shown as 0.0 = locked
+    // down to 10.0 = unprotected; --threshold takes it times ten). The unit
+    // scores 1.9 with systemd 252; the command fails above 2.0.
+    let out = run(Command::new(systemd_analyze())
+        .args(["security", "--offline=yes", "--threshold=20", "--no-pager"])
+        .arg(format!("--root={}", dir.display()))
+        .arg("plainsight.service"));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "systemd-analyze security: exposure above 2 ({}):\n{}",
+        out.status,
+        text(&out)
+    );
+
+    let unit = read(&unit_path());
+    let values = |key: &str| -> Vec<String> {
+        unit.lines()
+            .filter_map(|l| l.strip_prefix(&format!("{key}=")))
+            .map(str::to_owned)
+            .collect()
+    };
+    let caps: BTreeSet<String> = CAPS.iter().map(|c| format!("CAP_{c}")).collect();
+    for key in ["CapabilityBoundingSet", "AmbientCapabilities"] {
+        let v = values(key);
+        assert_eq!(v.len(), 1, "{key}: {v:?}");
+        assert_eq!(
+            v[0].split_whitespace()
+                .map(str::to_owned)
+                .collect::<BTreeSet<_>>(),
+            caps,
+            "{key}"
+        );
+    }
+    for (key, want) in [
+        (
+            "ExecStart",
+            "/usr/bin/plainsight run --listen 127.0.0.1:9477",
+        ),
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("ProtectKernelModules", "yes"),
+        (
+            "RestrictAddressFamilies",
+            "AF_UNIX AF_INET AF_INET6 AF_NETLINK",
+        ),
+        ("SystemCallFilter", "@system-service bpf"),
+        ("LockPersonality", "yes"),
+        ("MemoryDenyWriteExecute", "yes"),
+        ("Restart", "on-failure"),
+        ("After", "network-online.target"),
+        ("Wants", "network-online.target"),
+        ("DynamicUser", "yes"),
+    ] {
+        assert_eq!(values(key), [want], "{key}");
+    }
+    assert!(values("User").is_empty(), "DynamicUser picks the user");
+    for key in ["PrivateUsers", "PrivateNetwork"] {
+        assert!(
+            values(key).is_empty(),
+            "{key} would blind or disarm the agent"
+        );
+    }
+}
+
+// ------------------------------------------------------------ container
+
+#[test]
+fn containerfile_needs_no_base_image() {
+    let cf = read(&deploy("Containerfile"));
+    let instructions: Vec<&str> = cf
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let froms: Vec<&&str> = instructions
+        .iter()
+        .filter(|l| l.starts_with("FROM "))
+        .collect();
+    assert_eq!(froms, [&"FROM scratch"], "a base image would be downloaded");
+    let readme = read(&deploy("README.md"));
+    let target = "target/x86_64-unknown-linux-musl/release/plainsight";
+    assert!(
+        instructions
+            .iter()
+            .any(|l| l.starts_with("COPY ") && l.contains(target)),
+        "the Containerfile copies the musl build ({target})"
+    );
+    assert!(
+        readme.contains("cargo build --release --target x86_64-unknown-linux-musl -p plainsight"),
+        "deploy/README.md documents the musl build"
+    );
+    assert!(
+        instructions.contains(&r#"ENTRYPOINT ["/plainsight"]"#),
+        "the DaemonSet's args start with `run`: the entrypoint is the binary"
+    );
+}
+
+// ----------------------------------------------------------- privileges
+
+fn cap_bit(cap: &str) -> u32 {
+    match cap {
+        "NET_ADMIN" => 12,
+        "PERFMON" => 38,
+        "BPF" => 39,
+        other => panic!("unknown capability {other}"),
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// How the agent is started: as the container runtime does (uid 0, the
+/// capabilities as bounding set), or as the systemd unit does (an
+/// unprivileged uid with them as ambient capabilities). Both with
+/// no_new_privs, as allowPrivilegeEscalation: false and NoNewPrivileges=yes.
+#[derive(Clone, Copy, Debug)]
+enum Model {
+    Container,
+    SystemdUnit,
+}
+
+fn setpriv_args(model: Model, caps: &[&str]) -> Vec<String> {
+    let list: String = caps
+        .iter()
+        .map(|c| format!(",+{}", c.to_lowercase()))
+        .collect();
+    let mut a = vec!["setpriv".to_owned(), "--no-new-privs".to_owned()];
+    match model {
+        Model::Container => a.extend([
+            "--inh-caps=-all".to_owned(),
+            format!("--bounding-set=-all{list}"),
+        ]),
+        Model::SystemdUnit => a.extend([
+            "--reuid=65534".to_owned(),
+            "--regid=65534".to_owned(),
+            "--clear-groups".to_owned(),
+            format!("--inh-caps=-all{list}"),
+            format!("--ambient-caps=-all{list}"),
+            format!("--bounding-set=-all{list}"),
+        ]),
+    }
+    a
+}
+
+/// Starts the real agent under `setpriv`; returns it once ready, or the
+/// reason it never became ready.
+fn start_agent(
+    model: Model,
+    caps: &[&str],
+    netns: Option<&str>,
+    hook: &[&str],
+) -> Result<Agent, String> {
+    require_tool("setpriv", "install Debian's `util-linux` package");
+    let port = if netns.is_some() { 9477 } else { free_port() };
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let log = std::env::temp_dir().join(format!(
+        "plainsight-deploy-{}-{port}-{model:?}.log",
+        std::process::id()
+    ));
+    let logf = std::fs::File::create(&log).expect("creating the agent log");
+    let mut argv: Vec<String> = Vec::new();
+    if let Some(ns) = netns {
+        argv.extend(["ip", "netns", "exec", ns].map(str::to_owned));
+    }
+    argv.extend(setpriv_args(model, caps));
+    argv.push("--".to_owned());
+    argv.push(plainsight_tests::plainsight_bin().display().to_string());
+    argv.extend(["run", "--listen", &addr.to_string()].map(str::to_owned));
+    argv.extend(hook.iter().map(|s| (*s).to_owned()));
+    let child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(logf.try_clone().expect("dup log"))
+        .stderr(logf)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {argv:?}: {e}"));
+    let mut agent = Agent {
+        proc: Proc::from_child(child, "plainsight run"),
+        addr,
+        netns: netns.map(str::to_owned),
+        log,
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(status)) = agent.proc.child.try_wait() {
+            return Err(format!("exited with {status}:\n{}", agent.log_text()));
+        }
+        if matches!(agent.get("/readyz"), Ok((200, _))) {
+            return Ok(agent);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("not ready after 60 s:\n{}", agent.log_text()));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn attached(samples: &[Sample], hook: &str) -> f64 {
+    samples
+        .iter()
+        .filter(|s| {
+            s.name == "plainsight_programs_attached"
+                && s.labels.get("hook").is_some_and(|h| h == hook)
+        })
+        .map(|s| s.value)
+        .sum()
+}
+
+/// CapEff of a process, from /proc (the agent is setpriv's exec'd image).
+fn effective_caps(pid: u32) -> u64 {
+    let status = read(Path::new(&format!("/proc/{pid}/status")));
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .expect("CapEff");
+    u64::from_str_radix(hex.trim(), 16).expect("hex")
+}
+
+#[test]
+fn deployments_grant_the_same_capabilities() {
+    let ds = &yaml(&[&deploy("kubernetes/daemonset.yaml")])[0];
+    let k8s: BTreeSet<String> = strings(
+        &ds["spec"]["template"]["spec"]["containers"][0]["securityContext"]["capabilities"]["add"],
+    )
+    .into_iter()
+    .collect();
+    let unit = read(&unit_path());
+    let systemd: BTreeSet<String> = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("AmbientCapabilities="))
+        .expect("AmbientCapabilities")
+        .split_whitespace()
+        .map(|c| c.trim_start_matches("CAP_").to_owned())
+        .collect();
+    assert_eq!(k8s, set(&CAPS));
+    assert_eq!(systemd, set(&CAPS));
+}
+
+/// The least-privilege claim, on the real binary: with exactly the granted
+/// capabilities the agent attaches (cgroup hook in both models, TC as the
+/// unprivileged unit user) and its effective set is exactly those; without
+/// any one of them it fails to start.
+#[test]
+fn agent_runs_with_exactly_the_granted_capabilities() {
+    plainsight_tests::require_root();
+    let t = Topology::new();
+    let cg = t.cgroup.to_str().expect("utf-8").to_owned();
+    let want: u64 = CAPS.iter().map(|c| 1u64 << cap_bit(c)).sum();
+
+    for model in [Model::Container, Model::SystemdUnit] {
+        let agent = start_agent(model, &CAPS, None, &["--cgroup", &cg])
+            .unwrap_or_else(|e| panic!("{model:?} with {CAPS:?}: {e}"));
+        assert_eq!(
+            effective_caps(agent.proc.pid()),
+            want,
+            "{model:?}: the agent's effective capabilities"
+        );
+        assert_eq!(
+            attached(&agent.metrics(), "cgroup"),
+            2.0,
+            "{model:?}: cgroup programs"
+        );
+    }
+
+    let agent = start_agent(
+        Model::SystemdUnit,
+        &CAPS,
+        Some(t.ns(Side::Server)),
+        &["--interface", &t.server_if],
+    )
+    .unwrap_or_else(|e| panic!("TC hook as the unit's user: {e}"));
+    assert_eq!(attached(&agent.metrics(), "tc"), 2.0, "TC programs");
+    drop(agent);
+
+    for missing in CAPS {
+        let fewer: Vec<&str> = CAPS.into_iter().filter(|c| *c != missing).collect();
+        if let Ok(agent) = start_agent(Model::SystemdUnit, &fewer, None, &["--cgroup", &cg]) {
+            panic!(
+                "the agent became ready without CAP_{missing}: the grant is wider than needed \
+                 (metrics: {:?})",
+                attached(&agent.metrics(), "cgroup")
+            );
+        }
+    }
+}

@@ -141,11 +141,18 @@ impl Verdict {
         Self::new(protocol, Encryption::Plaintext)
     }
 
+    /// Keeps the more important of the current reason and `reason`.
+    /// Branch-free: in the kernel every branch on a verdict value would split
+    /// the verifier's paths all the way to the ring buffer.
     #[must_use]
     pub const fn with_reason(mut self, reason: Reason) -> Self {
-        if reason as u8 > self.reason as u8 {
-            self.reason = reason;
-        }
+        let a = self.reason as u8;
+        let b = reason as u8;
+        // 0xff when a < b, else 0.
+        let lt = (((a as i16) - (b as i16)) >> 8) as u8;
+        let max = a ^ ((a ^ b) & lt);
+        // SAFETY: `max` is `a` or `b`, both values of the `repr(u8)` Reason.
+        self.reason = unsafe { core::mem::transmute::<u8, Reason>(max) };
         self
     }
 }

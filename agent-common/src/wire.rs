@@ -13,9 +13,10 @@ use crate::{Encryption, Protocol, Reason, TlsVersion, Verdict};
 pub const PREFIX: usize = 128;
 
 /// Payload segments inspected per direction before giving up. Server-first
-/// protocols and STARTTLS upgrades need a few round trips; after that the
-/// flow costs one map lookup per packet.
-pub const MAX_SEGMENTS: u8 = 4;
+/// protocols and STARTTLS upgrades need a few round trips (SMTP: greeting,
+/// EHLO reply, often in two segments, the STARTTLS answer, the
+/// ServerHello); after that the flow costs one map lookup per packet.
+pub const MAX_SEGMENTS: u8 = 6;
 
 /// Default capacity of the kernel flow table (`--max-flows`).
 pub const DEFAULT_MAX_FLOWS: u32 = 65_536;
@@ -107,7 +108,8 @@ pub struct FlowState {
     pub _pad0: u8,
     pub _pad1: u16,
 }
-const _: () = assert!(core::mem::size_of::<FlowState>() == 16);
+const _: () = assert!(core::mem::size_of::<FlowState>() == 20);
+const _: () = assert!(core::mem::align_of::<FlowState>() == 4);
 
 /// One classified flow, sent once per flow on the ring buffer. Carries the
 /// verdict, never application bytes.

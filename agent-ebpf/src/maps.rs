@@ -54,7 +54,9 @@ pub static CLASSIFY_TC: ProgramArray = ProgramArray::with_max_entries(1, 0);
 /// bursts cannot overflow it between polls.
 #[inline(always)]
 pub fn wakeup_flags() -> u64 {
-    use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE};
+    use aya_ebpf::bindings::{
+        BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE,
+    };
     let queued = EVENTS.query(u64::from(BPF_RB_AVAIL_DATA));
     let size = EVENTS.query(u64::from(BPF_RB_RING_SIZE));
     if queued.saturating_mul(4) >= size {

@@ -4,13 +4,13 @@
 //! Splitting them keeps each program small for the verifier: the classifier
 //! is verified once, not once per path through the tracker.
 
-use crate::maps::{wakeup_flags, 
+use crate::maps::{
     CLASSIFY_CGROUP_EGRESS, CLASSIFY_CGROUP_INGRESS, CLASSIFY_TC, EVENTS, FLOWS, SCRATCH, count,
-    include_loopback,
+    include_loopback, wakeup_flags,
 };
 use crate::parse::{Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, parse};
 use agent_common::{
-    FlowClassifier, Reason, Side, Verdict,
+    FlowClassifier, Side, Verdict,
     classify::Prefix,
     wire::{
         FAMILY_V4, FLOW_CLIENT_IS_HI, FLOW_DONE, FLOW_FIN_CLIENT, FLOW_FIN_SERVER, FLOW_MIDSTREAM,
@@ -131,8 +131,9 @@ fn track<C: EbpfContext>(ctx: &C, skb: *mut __sk_buff, prog: Program, p: &Packet
             } else if p.payload_len > 0 && !closing {
                 // First seen mid-stream: the ephemeral (higher) port is
                 // most likely the client's.
+                // (On equal ports the sender is taken as the client.)
                 let client_is_hi = if lo {
-                    p.sport > p.dport
+                    p.dport > p.sport
                 } else {
                     p.sport >= p.dport
                 };
@@ -143,7 +144,7 @@ fn track<C: EbpfContext>(ctx: &C, skb: *mut __sk_buff, prog: Program, p: &Packet
             let fresh = fresh_state(flags);
             #[expect(
                 clippy::needless_borrows_for_generic_args,
-                reason = "pass a pointer, not a 16-byte copy, to the helper"
+                reason = "pass a pointer, not a 20-byte copy, to the helper"
             )]
             let inserted = FLOWS.insert(key, &fresh, u64::from(BPF_NOEXIST)).is_ok();
             if inserted {
@@ -203,19 +204,29 @@ fn track<C: EbpfContext>(ctx: &C, skb: *mut __sk_buff, prog: Program, p: &Packet
 
 /// A new flow's state, written word by word: the struct literal compiles to
 /// a memset call, and any subprogram call in this program would cut the
-/// stack a tail call allows to 256 bytes.
+/// stack a tail call allows to 256 bytes. The classifier's words come from
+/// its own constructors (`new_midstream` for flows first seen without SYN).
 #[inline(always)]
 fn fresh_state(flags: u8) -> FlowState {
+    const FRESH: [u32; 2] = FlowClassifier::new().to_words();
+    const MIDSTREAM: [u32; 2] = FlowClassifier::new_midstream().to_words();
     let mut st = core::mem::MaybeUninit::<FlowState>::uninit();
     let w = st.as_mut_ptr().cast::<u32>();
-    const _: () = assert!(size_of::<FlowState>() == 16 && size_of::<FlowClassifier>() == 4);
-    // SAFETY: four u32 stores cover the 16-byte, 4-aligned struct:
-    // next_seq[0], next_seq[1], the classifier, then flags and padding.
+    const _: () = assert!(size_of::<FlowState>() == 20 && size_of::<FlowClassifier>() == 8);
+    let cl = if flags & FLOW_MIDSTREAM != 0 {
+        MIDSTREAM
+    } else {
+        FRESH
+    };
+    // SAFETY: five u32 stores cover the 20-byte, 4-aligned struct:
+    // next_seq[0], next_seq[1], the classifier's two words, then flags and
+    // padding.
     unsafe {
         core::ptr::write_volatile(w, 0);
         core::ptr::write_volatile(w.add(1), 0);
-        core::ptr::write_volatile(w.add(2), 0);
-        core::ptr::write_volatile(w.add(3), u32::from_ne_bytes([flags, 0, 0, 0]));
+        core::ptr::write_volatile(w.add(2), cl[0]);
+        core::ptr::write_volatile(w.add(3), cl[1]);
+        core::ptr::write_volatile(w.add(4), u32::from_ne_bytes([flags, 0, 0, 0]));
         st.assume_init()
     }
 }
@@ -357,12 +368,9 @@ fn close_if_done(st: &mut FlowState, key: &FlowKey, tcp_flags: u8) {
 #[inline(always)]
 fn emit(skb: *mut __sk_buff, hook: Hook, key: &FlowKey, st: &mut FlowState, v: Verdict) {
     st.flags |= FLOW_DONE;
+    // The classifier decides the `midstream` reason (a flow picked up at
+    // an opening message has none); the flag still says how it was seen.
     let midstream = st.flags & FLOW_MIDSTREAM != 0;
-    let v = if midstream {
-        v.with_reason(Reason::Midstream)
-    } else {
-        v
-    };
     let client_is_hi = st.flags & FLOW_CLIENT_IS_HI != 0;
     let (ca, cp, sa, sp) = if client_is_hi {
         (key.hi_addr, key.hi_port, key.lo_addr, key.lo_port)

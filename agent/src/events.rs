@@ -1,11 +1,11 @@
 //! Reading verdict events from the kernel and turning them into metrics.
 
 use crate::{
-    metrics::{FlowLabels, Metrics, TlsLabels},
+    metrics::{FlowLabels, Metrics, ReasonLabels, TlsLabels},
     policy,
 };
 use agent_common::{
-    Encryption,
+    Encryption, Reason,
     wire::{FAMILY_V4, FlowEvent, Hook, addr_bytes},
 };
 use aya::maps::{MapData, RingBuf};
@@ -67,6 +67,18 @@ pub fn record(m: &Metrics, f: &Flow) {
             policy: pol.as_str(),
         })
         .inc();
+    if v.reason != Reason::None {
+        m.flow_reasons
+            .get_or_create(&ReasonLabels {
+                client: client.clone(),
+                server: server.clone(),
+                server_port: f.server_port,
+                protocol: v.protocol.as_str(),
+                encryption: v.encryption.as_str(),
+                reason: v.reason.as_str(),
+            })
+            .inc();
+    }
     if v.encryption == Encryption::Tls {
         m.tls_flows
             .get_or_create(&TlsLabels {
@@ -97,7 +109,10 @@ pub fn record(m: &Metrics, f: &Flow) {
 const POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Drains the ring buffer on every wakeup and every `POLL`.
-pub async fn consume(ring: RingBuf<MapData>, metrics: std::sync::Arc<Metrics>) -> anyhow::Result<()> {
+pub async fn consume(
+    ring: RingBuf<MapData>,
+    metrics: std::sync::Arc<Metrics>,
+) -> anyhow::Result<()> {
     // SAFETY: the ring buffer owns its fd and outlives the registration,
     // which is dropped with `fd` at the end of this function.
     let mut fd = unsafe { AsyncFd::register(ring) }.map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -1,15 +1,7 @@
 //! `plainsight`: finds unencrypted east-west traffic with eBPF.
 
-mod api;
-mod cgroup;
-mod datapath;
-mod events;
-mod interfaces;
-mod metrics;
-mod policy;
-mod run;
-
 use clap::{Parser, Subcommand};
+use plainsight::{replay, run};
 
 #[derive(Parser)]
 #[command(version, about = "Finds unencrypted east-west TCP traffic with eBPF")]
@@ -22,6 +14,8 @@ struct Cli {
 enum Command {
     /// Attach the kernel programs and serve verdicts on /metrics.
     Run(run::RunArgs),
+    /// Classify every TCP flow of a pcap/pcapng capture, as the agent would.
+    Replay(replay::ReplayArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -29,5 +23,6 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Replay(args) => replay::run(&args),
     }
 }

@@ -18,6 +18,18 @@ pub struct FlowLabels {
     pub policy: &'static str,
 }
 
+/// Flows whose verdict carries a reason (cleartext credentials, a refused
+/// STARTTLS, weak TLS, ...): what alerts page on.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub client: String,
+    pub server: String,
+    pub server_port: u16,
+    pub protocol: &'static str,
+    pub encryption: &'static str,
+    pub reason: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TlsLabels {
     pub client: String,
@@ -44,6 +56,7 @@ struct BuildLabels {
 pub struct Metrics {
     pub flows: Family<FlowLabels, Counter>,
     pub tls_flows: Family<TlsLabels, Counter>,
+    pub flow_reasons: Family<ReasonLabels, Counter>,
     pub events_received: Counter,
     pub events_lost: Counter,
     pub events_malformed: Counter,
@@ -57,6 +70,7 @@ impl Metrics {
         let m = Self {
             flows: Family::default(),
             tls_flows: Family::default(),
+            flow_reasons: Family::default(),
             events_received: Counter::default(),
             events_lost: Counter::default(),
             events_malformed: Counter::default(),
@@ -73,6 +87,11 @@ impl Metrics {
             "plainsight_tls_flows",
             "TLS flows by negotiated version",
             m.tls_flows.clone(),
+        );
+        reg.register(
+            "plainsight_flow_reasons",
+            "Classified flows whose verdict carries a reason, by reason",
+            m.flow_reasons.clone(),
         );
         reg.register(
             "plainsight_events_received",

@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod http;
+pub mod packets;
 pub mod topology;
 
 pub use agent::Agent;

@@ -2,16 +2,46 @@
 //!
 //! The kernel feeds it the first `PREFIX` bytes of each of the first
 //! `MAX_SEGMENTS` payload segments per direction, in sequence order; `replay`
-//! does the same from a capture. It keeps four bytes of state so it fits in
+//! does the same from a capture. It keeps eight bytes of state so it fits in
 //! the flow-table value.
+//!
+//! Verifier cost (the classifier programs verify at ~0.5M of the 1M
+//! instructions with every protocol here). What keeps it additive rather
+//! than multiplicative, learnt the hard way:
+//! - length checks go through `Prefix::has` (arithmetic on a fresh copy of
+//!   the length) and bytes through volatile loads: a comparison that
+//!   narrows a register shared by later signatures splits every later
+//!   path, and the verifier cannot merge states that differ in it;
+//! - verdict reasons are combined without branches (`finish`,
+//!   `with_reason`), and a final verdict is stored in the state and read
+//!   back (`settle`) so the paths that end in it meet before the kernel
+//!   emits it;
+//! - signatures are tried in a flat sequence: a `match` on the first byte
+//!   cost more, its arms never merge;
+//! - no tables of slices (they become .rodata pointers the verifier
+//!   rejects); no `Option` of an enum with data (LLVM reads the undefined
+//!   payload of `None`, and the verifier rejects arithmetic on it).
 //!
 //! Functions that return an `Option` are `#[inline(always)]`: a non-inlined
 //! one puts Rust's niche-optimised `Option` layout into the object's BTF,
 //! which the kernel rejects ("Invalid member bits_offset"), and the loader
 //! then drops BTF for the whole object with a long warning.
 
+pub mod amqp;
 pub mod bytes;
+pub mod dns;
+pub mod ftp;
 pub mod http;
+pub mod kafka;
+pub mod ldap;
+pub mod mail;
+pub mod memcached;
+pub mod mongodb;
+pub mod mqtt;
+pub mod mysql;
+pub mod nats;
+pub mod postgres;
+pub mod redis;
 pub mod tls;
 
 use crate::wire::MAX_SEGMENTS;
@@ -33,30 +63,99 @@ pub enum Side {
 enum Stage {
     /// Nothing recognised yet: every segment is tried as an opening message.
     Start = 0,
-    /// The client sent a ClientHello; the ServerHello names the version.
+    /// A ClientHello was sent; the ServerHello names the version.
     AwaitServerHello = 1,
+    /// An in-band upgrade was accepted; the client's ClientHello comes next.
+    AwaitClientHello = 2,
+    /// PostgreSQL SSLRequest sent: `S` or `N` next.
+    PgSsl = 3,
+    /// PostgreSQL GSSENCRequest sent: `G` or `N` next.
+    PgGss = 4,
+    /// PostgreSQL GSSAPI encryption accepted: tokens next.
+    PgGssAccepted = 5,
+    /// PostgreSQL StartupMessage sent: the server's answer names the
+    /// authentication method.
+    PgAuth = 6,
+    /// MySQL greeting seen: the client's answer says TLS or not.
+    MysqlGreeted = 7,
+    /// MySQL HandshakeResponse in the clear: an AuthSwitch may follow.
+    MysqlAuth = 8,
+    /// SMTP/IMAP/POP3/FTP greeting seen: watching commands.
+    Mail = 9,
+    /// STARTTLS (or STLS, AUTH TLS) sent: the answer decides.
+    MailUpgrade = 10,
+    /// LDAP StartTLS ExtendedRequest sent: the ExtendedResponse decides.
+    LdapStartTls = 11,
 }
 
-/// Classifier state: four bytes, `#[repr(C)]`, lives in the flow table.
+/// What the stage functions return while no verdict is final: they return
+/// a `Verdict`, never an `Option` of one (LLVM reads the undefined payload of
+/// a `None` speculatively, and the verifier rejects that), and no final
+/// verdict of theirs has `Encryption::Unknown` (only `give_up` gives one).
+const PENDING: Verdict = Verdict::new(Protocol::Unknown, Encryption::Unknown);
+
+/// `FlowClassifier.flags` bits.
+const F_TEXT: u8 = 1;
+/// First seen without its SYN (set by `new_midstream`).
+const F_MIDSTREAM: u8 = 2;
+/// The first payload segment of the flow was an opening message (request,
+/// hello, greeting): a mid-stream flow that starts there is not reported
+/// as `midstream`.
+const F_OPENED: u8 = 4;
+/// The server accepted an in-band TLS upgrade.
+const F_UPGRADED: u8 = 8;
+/// The server refused an in-band TLS upgrade.
+const F_REFUSED: u8 = 16;
+
+/// Classifier state: eight bytes, `#[repr(C)]`, lives in the flow table.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowClassifier {
     stage: u8,
-    /// Text seen on some side: decides the give-up verdict.
-    saw_text: u8,
+    flags: u8,
     /// Segments inspected, per side.
     segs: [u8; 2],
+    /// The protocol recognised so far (`Protocol` as u8), 0 if none; with
+    /// the next three, the final verdict once there is one (see `settle`).
+    proto: u8,
+    encryption: u8,
+    reason: u8,
+    tls_version: u8,
 }
 
 impl FlowClassifier {
-    /// The all-zero state (the kernel creates it with plain zero stores).
+    /// The all-zero state of a flow seen from its SYN.
     #[must_use]
     pub const fn new() -> Self {
         Self {
             stage: Stage::Start as u8,
-            saw_text: 0,
+            flags: 0,
             segs: [0, 0],
+            proto: 0,
+            encryption: 0,
+            reason: 0,
+            tls_version: 0,
         }
+    }
+
+    /// A flow first seen without its SYN: its verdict carries the
+    /// `midstream` reason unless its first payload is an opening message
+    /// (a request, a hello, a greeting).
+    #[must_use]
+    pub const fn new_midstream() -> Self {
+        let mut s = Self::new();
+        s.flags = F_MIDSTREAM;
+        s
+    }
+
+    /// The state as native-endian `u32` words, for the kernel to store
+    /// without a memset call.
+    #[must_use]
+    pub const fn to_words(self) -> [u32; 2] {
+        [
+            u32::from_ne_bytes([self.stage, self.flags, self.segs[0], self.segs[1]]),
+            u32::from_ne_bytes([self.proto, self.encryption, self.reason, self.tls_version]),
+        ]
     }
 
     /// Segments of `side` inspected so far.
@@ -85,16 +184,49 @@ impl FlowClassifier {
             Side::Client => self.segs[0] += 1,
             Side::Server => self.segs[1] += 1,
         }
-        let verdict = if self.stage == Stage::AwaitServerHello as u8 {
-            self.await_server_hello(side, data)
+        // TLS records mean the same in every stage: decided here, once,
+        // instead of one copy of the ServerHello walk per stage.
+        let rec = tls::record(data);
+        // Computed here, once: left to the optimiser, it sinks into each
+        // path that uses it, where the verifier knows some bytes already.
+        let text = core::hint::black_box(data.is_text(2));
+        let stage = self.stage;
+        let in_tls =
+            stage == Stage::AwaitServerHello as u8 || stage == Stage::AwaitClientHello as u8;
+        let verdict = if rec == tls::Record::ServerHello {
+            self.tls_verdict(tls::version(data))
+        } else if rec == tls::Record::ClientHello && side == Side::Client {
+            self.client_hello();
+            PENDING
+        } else if rec != tls::Record::None
+            && (stage == Stage::Start as u8 || (in_tls && side == Side::Server))
+        {
+            // Any other record: TLS, without a version.
+            Verdict::new(self.tls_protocol(), Encryption::Tls)
+        } else if stage == Stage::Start as u8 {
+            self.opening(side, data, text)
+        } else if stage == Stage::AwaitServerHello as u8 {
+            self.await_server_hello(side, data, text)
+        } else if stage == Stage::AwaitClientHello as u8 {
+            PENDING
+        } else if stage <= Stage::PgAuth as u8 {
+            self.postgres(side, data)
+        } else if stage <= Stage::MysqlAuth as u8 {
+            self.mysql(side, data)
+        } else if stage == Stage::LdapStartTls as u8 {
+            self.ldap_starttls(side, data)
         } else {
-            self.opening(side, data)
+            self.mail(side, data)
         };
-        match verdict {
-            Some(v) => Some(v),
-            None if !self.wants(Side::Client) && !self.wants(Side::Server) => Some(self.give_up()),
-            None => None,
+        if verdict.encryption != Encryption::Unknown {
+            let v = self.finish(verdict);
+            return Some(self.settle(v));
         }
+        if !self.wants(Side::Client) && !self.wants(Side::Server) {
+            let v = self.give_up();
+            return Some(self.settle(v));
+        }
+        None
     }
 
     /// The best verdict for a flow that ends (FIN/RST, or the capture runs
@@ -110,65 +242,574 @@ impl FlowClassifier {
 
     #[inline(always)]
     fn give_up(&self) -> Verdict {
-        if self.stage == Stage::AwaitServerHello as u8 {
-            // A ClientHello with no ServerHello: a TLS client all the same.
-            Verdict::new(Protocol::Tls, Encryption::Tls)
-        } else if self.saw_text != 0 {
+        let stage = self.stage;
+        let v = if stage == Stage::AwaitServerHello as u8 || stage == Stage::AwaitClientHello as u8
+        {
+            // A ClientHello with no ServerHello, or an accepted upgrade with
+            // no ClientHello yet: TLS all the same.
+            Verdict::new(self.tls_protocol(), Encryption::Tls)
+        } else if self.proto != 0 {
+            Verdict::plaintext(self.protocol())
+        } else if self.flags & F_TEXT != 0 {
             // Readable bytes from an application we do not name: custom TCP
             // services without TLS are exactly what we must not miss.
             Verdict::plaintext(Protocol::Unknown)
         } else {
             Verdict::new(Protocol::Unknown, Encryption::Unknown)
+        };
+        self.finish(v)
+    }
+
+    /// Adds the reasons the flow's history implies; `with_reason` keeps the
+    /// most important one.
+    ///
+    /// Branch-free (as `with_reason`): the verdicts of every path then meet
+    /// in one verifier state before the kernel emits them.
+    #[inline(always)]
+    fn finish(&self, v: Verdict) -> Verdict {
+        let f = u32::from(self.flags);
+        let enc = v.encryption as u8;
+        let upgraded = bit(f, F_UPGRADED) & eq(enc, Encryption::Tls as u8);
+        let refused = bit(f, F_REFUSED) & eq(enc, Encryption::Plaintext as u8);
+        let midstream = bit(f, F_MIDSTREAM) & (1 ^ bit(f, F_OPENED));
+        v.with_reason(Reason::StarttlsUpgraded.when(upgraded))
+            .with_reason(Reason::StarttlsRefused.when(refused))
+            .with_reason(Reason::Midstream.when(midstream))
+    }
+
+    /// Stores the final verdict in the state and reads it back. In the
+    /// kernel the state is map memory, whose contents the verifier does not
+    /// track: the dozens of paths that end in different verdict constants
+    /// meet here as one, instead of each walking the rest of the program
+    /// (emit, close handling) on its own.
+    #[inline(always)]
+    fn settle(&mut self, v: Verdict) -> Verdict {
+        self.proto = v.protocol as u8;
+        self.encryption = v.encryption as u8;
+        self.reason = v.reason as u8;
+        self.tls_version = v.tls_version as u8;
+        // SAFETY: reads of this struct's own fields.
+        let (p, e, r, t) = unsafe {
+            (
+                core::ptr::read_volatile(&raw const self.proto),
+                core::ptr::read_volatile(&raw const self.encryption),
+                core::ptr::read_volatile(&raw const self.reason),
+                core::ptr::read_volatile(&raw const self.tls_version),
+            )
+        };
+        // SAFETY: each value is clamped to its enum's range (0 = Unknown /
+        // None when out of range); every `repr(u8)` enum here is 0..=LAST.
+        unsafe {
+            Verdict {
+                protocol: core::mem::transmute::<u8, Protocol>(in_range(p, Protocol::Nats as u8)),
+                encryption: core::mem::transmute::<u8, Encryption>(in_range(
+                    e,
+                    Encryption::Plaintext as u8,
+                )),
+                reason: core::mem::transmute::<u8, Reason>(in_range(
+                    r,
+                    Reason::CleartextCredentials as u8,
+                )),
+                tls_version: core::mem::transmute::<u8, TlsVersion>(in_range(
+                    t,
+                    TlsVersion::Tls13 as u8,
+                )),
+            }
+        }
+    }
+
+    /// Marks an opening message; it counts only as the flow's first segment.
+    #[inline(always)]
+    fn open(&mut self) {
+        if u16::from(self.segs[0]) + u16::from(self.segs[1]) == 1 {
+            self.flags |= F_OPENED;
+        }
+    }
+
+    /// Records `proto` as recognised, by an opening message, and moves on.
+    #[inline(always)]
+    fn opened(&mut self, proto: Protocol, stage: Stage) {
+        self.open();
+        self.proto = proto as u8;
+        self.stage = stage as u8;
+    }
+
+    #[inline(always)]
+    fn protocol(&self) -> Protocol {
+        proto_from_u8(self.proto)
+    }
+
+    /// The protocol a TLS verdict names: the upgraded one, else `tls`.
+    #[inline(always)]
+    fn tls_protocol(&self) -> Protocol {
+        if self.proto == 0 {
+            Protocol::Tls
+        } else {
+            self.protocol()
         }
     }
 
     #[inline(always)]
-    fn opening(&mut self, side: Side, d: &Prefix<'_>) -> Option<Verdict> {
-        if let Some(rec) = tls::record(d) {
-            return match rec {
-                tls::Record::ClientHello if side == Side::Client => {
-                    self.stage = Stage::AwaitServerHello as u8;
-                    None
-                }
-                tls::Record::ServerHello(v) => Some(tls_verdict(v)),
-                _ => Some(Verdict::new(Protocol::Tls, Encryption::Tls)),
-            };
+    fn tls_verdict(&self, version: TlsVersion) -> Verdict {
+        let mut v = Verdict::new(self.tls_protocol(), Encryption::Tls);
+        v.tls_version = version;
+        // SSL 2/3, TLS 1.0/1.1 (wire values 1..=4), without a branch.
+        let weak = (0b1_1110 >> (version as u32)) & 1;
+        v.with_reason(Reason::WeakTls.when(weak))
+    }
+
+    /// A ClientHello: directly, or after an in-band upgrade.
+    #[inline(always)]
+    fn client_hello(&mut self) {
+        let stage = self.stage;
+        if stage == Stage::Start as u8 {
+            self.open();
+        } else if stage != Stage::AwaitServerHello as u8 {
+            // After STARTTLS, `S`, an SSLRequest...: even if the answer was
+            // not seen (sent before it arrived), TLS follows the protocol.
+            self.flags |= F_UPGRADED;
+            self.flags &= !F_REFUSED;
+        }
+        self.stage = Stage::AwaitServerHello as u8;
+    }
+
+    /// The first segment(s) of a flow, TLS records aside.
+    #[inline(always)]
+    fn opening(&mut self, side: Side, d: &Prefix<'_>, text: bool) -> Verdict {
+        // Before HTTP: `CONNECT {` is NATS, not an HTTP CONNECT.
+        if nats::is_connect(d) || nats::is_info(d) {
+            self.open();
+            return Verdict::plaintext(Protocol::Nats);
         }
         if http::is_h2_preface(d) {
-            return Some(Verdict::plaintext(Protocol::Http2));
+            self.open();
+            return Verdict::plaintext(Protocol::Http2);
         }
-        if http::is_request(d) || http::is_response(d) {
-            return Some(Verdict::plaintext(Protocol::Http));
+        if http::is_request(d) {
+            self.open();
+            return Verdict::plaintext(Protocol::Http);
+        }
+        if http::is_response(d) {
+            return Verdict::plaintext(Protocol::Http);
         }
         if d.starts_with(b"SSH-") {
-            return Some(Verdict::new(Protocol::Ssh, Encryption::Encrypted));
+            self.open();
+            return Verdict::new(Protocol::Ssh, Encryption::Encrypted);
         }
-        if d.is_text(2) {
-            self.saw_text = 1;
+        let v = match side {
+            Side::Client => self.client_opening(d),
+            Side::Server => self.server_opening(d),
+        };
+        if v.encryption == Encryption::Unknown && self.stage == Stage::Start as u8 && text {
+            self.flags |= F_TEXT;
         }
-        None
+        v
+    }
+
+    /// A client's first message, tried against each signature in turn.
+    /// (A `match` on the first byte costs the verifier more, not less: its
+    /// arms do not merge.)
+    #[inline(always)]
+    fn client_opening(&mut self, d: &Prefix<'_>) -> Verdict {
+        let v = self.client_zero(d);
+        if self.decided(v) {
+            return v;
+        }
+        let v = self.redis_command(d);
+        if self.decided(v) {
+            return v;
+        }
+        let v = self.mqtt(d);
+        if self.decided(v) {
+            return v;
+        }
+        let v = self.ldap_request(d);
+        if self.decided(v) {
+            return v;
+        }
+        let v = self.memcached_command(d);
+        if self.decided(v) {
+            return v;
+        }
+        if mongodb::is_request(d) {
+            self.open();
+            return Verdict::plaintext(Protocol::Mongodb);
+        }
+        // Mid-stream frames and SQL: not opening messages.
+        if amqp::is_method_frame(d) {
+            return Verdict::plaintext(Protocol::Amqp);
+        }
+        if postgres::is_query(d) {
+            return Verdict::plaintext(Protocol::Postgres);
+        }
+        if mysql::is_command(d) {
+            return Verdict::plaintext(Protocol::Mysql);
+        }
+        PENDING
+    }
+
+    /// A verdict, or a stage change (a recogniser that waits for more).
+    #[inline(always)]
+    fn decided(&self, v: Verdict) -> bool {
+        v.encryption != Encryption::Unknown || self.stage != Stage::Start as u8
+    }
+
+    /// Client messages that start with a zero byte: PostgreSQL's untyped
+    /// openings, DNS over TCP, Kafka.
+    #[inline(always)]
+    fn client_zero(&mut self, d: &Prefix<'_>) -> Verdict {
+        if postgres::is_startup(d) {
+            self.opened(Protocol::Postgres, Stage::PgAuth);
+            return PENDING;
+        }
+        if postgres::is_ssl_request(d) {
+            self.opened(Protocol::Postgres, Stage::PgSsl);
+            return PENDING;
+        }
+        if postgres::is_gssenc_request(d) {
+            self.opened(Protocol::Postgres, Stage::PgGss);
+            return PENDING;
+        }
+        if postgres::is_cancel_request(d) {
+            self.open();
+            return Verdict::plaintext(Protocol::Postgres);
+        }
+        if dns::message(d) == 1 {
+            self.open();
+            return Verdict::plaintext(Protocol::Dns);
+        }
+        if kafka::is_request(d) {
+            self.open();
+            return Verdict::plaintext(Protocol::Kafka);
+        }
+        if mongodb::is_request(d) {
+            self.open();
+            return Verdict::plaintext(Protocol::Mongodb);
+        }
+        PENDING
     }
 
     #[inline(always)]
-    fn await_server_hello(&mut self, side: Side, d: &Prefix<'_>) -> Option<Verdict> {
-        if side == Side::Client {
-            return None;
+    fn redis_command(&mut self, d: &Prefix<'_>) -> Verdict {
+        if amqp::is_header(d) {
+            self.open();
+            return Verdict::plaintext(Protocol::Amqp);
         }
-        Some(match tls::record(d) {
-            Some(tls::Record::ServerHello(v)) => tls_verdict(v),
-            _ => Verdict::new(Protocol::Tls, Encryption::Tls),
-        })
+        match redis::command(d) {
+            redis::Command::Auth => {
+                self.open();
+                Verdict::plaintext(Protocol::Redis).with_reason(Reason::CleartextCredentials)
+            }
+            redis::Command::Plain => {
+                self.open();
+                Verdict::plaintext(Protocol::Redis)
+            }
+            redis::Command::Not => PENDING,
+        }
+    }
+
+    #[inline(always)]
+    fn memcached_command(&mut self, d: &Prefix<'_>) -> Verdict {
+        if memcached::is_text_command(d) || memcached::is_binary(d, 0x80) {
+            self.open();
+            return Verdict::plaintext(Protocol::Memcached);
+        }
+        PENDING
+    }
+
+    #[inline(always)]
+    fn mqtt(&mut self, d: &Prefix<'_>) -> Verdict {
+        let c = mqtt::connect(d);
+        if c == 0 {
+            return PENDING;
+        }
+        self.open();
+        let v = Verdict::plaintext(Protocol::Mqtt);
+        if c == 2 {
+            v.with_reason(Reason::CleartextCredentials)
+        } else {
+            v
+        }
+    }
+
+    #[inline(always)]
+    fn ldap_request(&mut self, d: &Prefix<'_>) -> Verdict {
+        match ldap::message(d) {
+            ldap::Message::Not => PENDING,
+            ldap::Message::SimpleBind => {
+                self.open();
+                Verdict::plaintext(Protocol::Ldap).with_reason(Reason::CleartextCredentials)
+            }
+            ldap::Message::StartTls => {
+                self.opened(Protocol::Ldap, Stage::LdapStartTls);
+                PENDING
+            }
+            ldap::Message::Request => {
+                self.open();
+                Verdict::plaintext(Protocol::Ldap)
+            }
+            _ => Verdict::plaintext(Protocol::Ldap),
+        }
+    }
+
+    /// A server's first message.
+    #[inline(always)]
+    fn server_opening(&mut self, d: &Prefix<'_>) -> Verdict {
+        // Redis never speaks first; POP3 does. A reply after the client
+        // spoke (or in a flow picked up mid-stream) is Redis.
+        let client_spoke = self.segs[0] != 0 || self.flags & F_MIDSTREAM != 0;
+        if client_spoke && redis::is_reply(d) {
+            return Verdict::plaintext(Protocol::Redis);
+        }
+        if mail::is_220(d) {
+            let proto = if mail::names_smtp(d) {
+                Protocol::Smtp
+            } else if ftp::names_ftp(d) {
+                Protocol::Ftp
+            } else {
+                // Decided by the client's first command.
+                Protocol::Unknown
+            };
+            self.opened(proto, Stage::Mail);
+            return PENDING;
+        }
+        if mail::is_imap_greeting(d) {
+            self.opened(Protocol::Imap, Stage::Mail);
+            return PENDING;
+        }
+        if mail::is_pop3_greeting(d) {
+            self.opened(Protocol::Pop3, Stage::Mail);
+            return PENDING;
+        }
+        if memcached::is_text_reply(d) || memcached::is_binary(d, 0x81) {
+            return Verdict::plaintext(Protocol::Memcached);
+        }
+        if ldap::message(d) != ldap::Message::Not {
+            return Verdict::plaintext(Protocol::Ldap);
+        }
+        if dns::message(d) == 2 {
+            return Verdict::plaintext(Protocol::Dns);
+        }
+        self.server_other(d)
+    }
+
+    /// Server messages with a little-endian length first: MySQL, MongoDB.
+    #[inline(always)]
+    fn server_other(&mut self, d: &Prefix<'_>) -> Verdict {
+        if mysql::is_greeting(d) {
+            self.opened(Protocol::Mysql, Stage::MysqlGreeted);
+            return PENDING;
+        }
+        if mysql::is_greeting_error(d) {
+            self.open();
+            return Verdict::plaintext(Protocol::Mysql);
+        }
+        // Replies seen first (a flow picked up mid-stream): not openings.
+        if mongodb::is_reply(d) {
+            return Verdict::plaintext(Protocol::Mongodb);
+        }
+        if amqp::is_method_frame(d) {
+            return Verdict::plaintext(Protocol::Amqp);
+        }
+        PENDING
+    }
+
+    /// A ClientHello was sent; TLS records were handled by the caller.
+    #[inline(always)]
+    fn await_server_hello(&mut self, side: Side, d: &Prefix<'_>, text: bool) -> Verdict {
+        if side == Side::Client {
+            return PENDING;
+        }
+        if self.proto == 0 && text {
+            // A TLS client answered in cleartext (SMTPS to a plain SMTP
+            // port): the server's greeting decides.
+            self.stage = Stage::Start as u8;
+            let v = self.server_opening(d);
+            if v.encryption == Encryption::Unknown && self.proto == 0 {
+                return Verdict::plaintext(Protocol::Unknown);
+            }
+            return v;
+        }
+        Verdict::new(self.tls_protocol(), Encryption::Tls)
+    }
+
+    #[inline(always)]
+    fn upgrade_accepted(&mut self) {
+        self.flags |= F_UPGRADED;
+        self.stage = Stage::AwaitClientHello as u8;
+    }
+
+    #[inline(always)]
+    fn postgres(&mut self, side: Side, d: &Prefix<'_>) -> Verdict {
+        let stage = self.stage;
+        if side == Side::Client {
+            if stage == Stage::PgGssAccepted as u8 && !postgres::is_startup(d) {
+                // GSSAPI-wrapped bytes: encrypted, not TLS.
+                return Verdict::new(Protocol::Postgres, Encryption::Encrypted);
+            }
+            return PENDING;
+        }
+        let reply = d.at(0);
+        if stage == Stage::PgSsl as u8 {
+            if reply == b'S' {
+                self.upgrade_accepted();
+                return PENDING;
+            }
+            // `N` (or an error from a pre-7.0 server): cleartext follows.
+            self.flags |= F_REFUSED;
+            self.stage = Stage::PgAuth as u8;
+            return PENDING;
+        }
+        if stage == Stage::PgGss as u8 {
+            if reply == b'G' {
+                self.stage = Stage::PgGssAccepted as u8;
+            } else {
+                // Refused: the client goes on with SSLRequest or startup.
+                self.stage = Stage::Start as u8;
+            }
+            return PENDING;
+        }
+        if stage == Stage::PgAuth as u8 {
+            if postgres::asks_cleartext_password(d) {
+                return Verdict::plaintext(Protocol::Postgres)
+                    .with_reason(Reason::CleartextCredentials);
+            }
+            return Verdict::plaintext(Protocol::Postgres);
+        }
+        PENDING
+    }
+
+    #[inline(always)]
+    fn mysql(&mut self, side: Side, d: &Prefix<'_>) -> Verdict {
+        if self.stage == Stage::MysqlGreeted as u8 {
+            if side == Side::Server {
+                return PENDING;
+            }
+            return match mysql::response(d) {
+                mysql::Response::SslRequest => {
+                    self.upgrade_accepted();
+                    // SSLRequest and ClientHello in one segment.
+                    if d.at(36) == 0x16 && d.at(37) == 3 {
+                        self.stage = Stage::AwaitServerHello as u8;
+                    }
+                    PENDING
+                }
+                mysql::Response::Cleartext => {
+                    self.stage = Stage::MysqlAuth as u8;
+                    PENDING
+                }
+                mysql::Response::Not => Verdict::plaintext(Protocol::Mysql),
+            };
+        }
+        if side == Side::Client {
+            return PENDING;
+        }
+        if mysql::asks_clear_password(d) {
+            return Verdict::plaintext(Protocol::Mysql).with_reason(Reason::CleartextCredentials);
+        }
+        Verdict::plaintext(Protocol::Mysql)
+    }
+
+    /// LDAP StartTLS asked: success upgrades, anything else refuses.
+    #[inline(always)]
+    fn ldap_starttls(&mut self, side: Side, d: &Prefix<'_>) -> Verdict {
+        if side == Side::Client {
+            return PENDING;
+        }
+        if ldap::message(d) == ldap::Message::ExtendedSuccess {
+            self.upgrade_accepted();
+            return PENDING;
+        }
+        self.flags |= F_REFUSED;
+        Verdict::plaintext(Protocol::Ldap)
+    }
+
+    /// SMTP/IMAP/POP3/FTP after the greeting.
+    #[inline(always)]
+    fn mail(&mut self, side: Side, d: &Prefix<'_>) -> Verdict {
+        if self.stage == Stage::MailUpgrade as u8 {
+            if side == Side::Client {
+                return PENDING;
+            }
+            if mail::is_upgrade_ok(d) || ftp::is_auth_tls_ok(d) {
+                self.upgrade_accepted();
+            } else {
+                self.flags |= F_REFUSED;
+                self.stage = Stage::Mail as u8;
+            }
+            return PENDING;
+        }
+        if side == Side::Server {
+            return PENDING;
+        }
+        if self.proto == Protocol::Unknown as u8 {
+            // A bare 220 greeting: the first command names the protocol.
+            if mail::is_smtp_command(d) {
+                self.proto = Protocol::Smtp as u8;
+            } else if ftp::is_ftp_command(d) || d.eq_at_ci(0, b"user ") {
+                self.proto = Protocol::Ftp as u8;
+            }
+        }
+        if mail::is_starttls(d) || ftp::is_auth_tls(d) {
+            self.stage = Stage::MailUpgrade as u8;
+            return PENDING;
+        }
+        if mail::has_credentials(d) {
+            return Verdict::plaintext(self.protocol()).with_reason(Reason::CleartextCredentials);
+        }
+        PENDING
     }
 }
 
+/// `v` if `v <= last`, else 0; branch-free.
 #[inline(always)]
-fn tls_verdict(version: TlsVersion) -> Verdict {
-    let mut v = Verdict::new(Protocol::Tls, Encryption::Tls);
-    v.tls_version = version;
-    if version.is_weak() {
-        v = v.with_reason(Reason::WeakTls);
+const fn in_range(v: u8, last: u8) -> u8 {
+    // All ones when v <= last.
+    let ok = (((v as i16) - (last as i16) - 1) >> 8) as u8;
+    v & ok
+}
+
+/// 1 if `flag` is set in `flags`, else 0; branch-free.
+#[inline(always)]
+const fn bit(flags: u32, flag: u8) -> u32 {
+    (flags / flag as u32) & 1
+}
+
+/// 1 if `a == b`, else 0; branch-free.
+#[inline(always)]
+const fn eq(a: u8, b: u8) -> u32 {
+    ((a ^ b) as u32).wrapping_sub(1) >> 31
+}
+
+impl Reason {
+    /// `self` when `on` is 1, `Reason::None` when it is 0; branch-free.
+    #[inline(always)]
+    const fn when(self, on: u32) -> Reason {
+        let v = (self as u8) * (on as u8);
+        // SAFETY: `v` is 0 (`Reason::None`) or `self`'s own value.
+        unsafe { core::mem::transmute::<u8, Reason>(v) }
     }
-    v
+}
+
+/// `Protocol::from_u8` without an `Option` (see the note on inlining above)
+/// and without a branch per variant: each would be a path for the verifier.
+#[inline(always)]
+fn proto_from_u8(v: u8) -> Protocol {
+    const LAST: Protocol = Protocol::ALL[Protocol::ALL.len() - 1];
+    const _: () = {
+        // The variants are exactly 0..=LAST, so every such byte is one.
+        let mut i = 0;
+        while i < Protocol::ALL.len() {
+            assert!(Protocol::ALL[i] as usize == i);
+            i += 1;
+        }
+    };
+    if v > LAST as u8 {
+        return Protocol::Unknown;
+    }
+    // SAFETY: `Protocol` is `repr(u8)` with the variants 0..=LAST (checked
+    // above), and v is in that range.
+    unsafe { core::mem::transmute::<u8, Protocol>(v) }
 }
 
 #[cfg(test)]

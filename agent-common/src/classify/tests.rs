@@ -38,7 +38,15 @@ macro_rules! replay {
 /// verdict, or `on_close()` if none came. The verdict must come on the last
 /// segment given (or not at all): each test names the segment that decides.
 fn classify(segs: &[(Side, &[u8])]) -> Option<Verdict> {
-    let mut flow = FlowClassifier::new();
+    classify_from(FlowClassifier::new(), segs)
+}
+
+/// `classify` for a flow first seen without its SYN.
+fn classify_midstream(segs: &[(Side, &[u8])]) -> Option<Verdict> {
+    classify_from(FlowClassifier::new_midstream(), segs)
+}
+
+fn classify_from(mut flow: FlowClassifier, segs: &[(Side, &[u8])]) -> Option<Verdict> {
     let mut segs = segs.iter().enumerate().peekable();
     while let Some((i, &(side, data))) = segs.next() {
         let buf = PrefixBuf::new(data);
@@ -277,4 +285,353 @@ fn empty_flow_has_no_verdict_on_close() {
     assert_eq!(flow.on_segment(Side::Server, &empty.prefix()), None);
     assert_eq!(flow.on_close(), None);
     assert_eq!(classify(&[]), None);
+}
+
+// --- PostgreSQL (psql 15 against PostgreSQL 15) --------------------------------
+
+const fn upgraded(protocol: Protocol, version: TlsVersion) -> Verdict {
+    let mut v = Verdict::new(protocol, Encryption::Tls).with_reason(Reason::StarttlsUpgraded);
+    v.tls_version = version;
+    v
+}
+
+#[test]
+fn psql_startup_without_tls_is_plaintext_postgres() {
+    // StartupMessage, then the server's SASL (SCRAM) request decides.
+    let v = replay!("psql-15-scram-sslmode-disable": "c2s.0", "s2c.0");
+    assert_eq!(v, Some(Verdict::plaintext(Protocol::Postgres)));
+}
+
+#[test]
+fn psql_sslrequest_answered_s_is_postgres_over_tls_1_3() {
+    // SSLRequest, `S`, ClientHello, ServerHello: the version comes from TLS.
+    let v = replay!("psql-15-sslmode-require": "c2s.0", "s2c.0", "c2s.1", "s2c.1");
+    assert_eq!(v, Some(upgraded(Protocol::Postgres, TlsVersion::Tls13)));
+}
+
+#[test]
+fn psql_sslrequest_answered_s_without_server_hello_is_still_tls() {
+    let v = replay!("psql-15-sslmode-require": "c2s.0", "s2c.0");
+    assert_eq!(v, Some(upgraded(Protocol::Postgres, TlsVersion::Unknown)));
+}
+
+#[test]
+fn psql_sslrequest_answered_n_is_plaintext_starttls_refused() {
+    // sslmode=prefer against ssl=off: `N`, then the StartupMessage in the
+    // clear; the server's authentication request decides.
+    let v = replay!("psql-15-sslmode-prefer-refused": "c2s.0", "s2c.0", "c2s.1", "s2c.1");
+    assert_eq!(
+        v,
+        Some(Verdict::plaintext(Protocol::Postgres).with_reason(Reason::StarttlsRefused))
+    );
+}
+
+#[test]
+fn postgres_cleartext_password_request_is_cleartext_credentials() {
+    // pg_hba `password`: AuthenticationCleartextPassword (R, 8, 3).
+    let v = replay!("psql-15-cleartext-password": "c2s.0", "s2c.0");
+    assert_eq!(
+        v,
+        Some(Verdict::plaintext(Protocol::Postgres).with_reason(Reason::CleartextCredentials))
+    );
+}
+
+#[test]
+fn postgres_startup_alone_is_plaintext_postgres_on_close() {
+    let v = replay!("psql-15-scram-sslmode-disable": "c2s.0");
+    assert_eq!(v, Some(Verdict::plaintext(Protocol::Postgres)));
+}
+
+// --- MySQL / MariaDB (mariadb 10.11 client and server) --------------------------
+
+#[test]
+fn mariadb_ssl_request_is_mysql_over_tls_1_3() {
+    // Greeting, the 32-byte SSLRequest with CLIENT_SSL, ClientHello,
+    // ServerHello.
+    let v = replay!("mariadb-10.11-ssl": "s2c.0", "c2s.0", "c2s.1", "s2c.1");
+    assert_eq!(v, Some(upgraded(Protocol::Mysql, TlsVersion::Tls13)));
+}
+
+#[test]
+fn mariadb_handshake_response_without_ssl_is_plaintext_mysql() {
+    // --skip-ssl: a full HandshakeResponse (user name in the clear); the
+    // server's OK (no switch to mysql_clear_password) decides.
+    let v = replay!("mariadb-10.11-skip-ssl": "s2c.0", "c2s.0", "s2c.1");
+    assert_eq!(v, Some(Verdict::plaintext(Protocol::Mysql)));
+}
+
+#[test]
+fn mariadb_greeting_alone_is_plaintext_mysql_on_close() {
+    let v = replay!("mariadb-10.11-skip-ssl": "s2c.0");
+    assert_eq!(v, Some(Verdict::plaintext(Protocol::Mysql)));
+}
+
+// --- Redis (redis-cli 7.0 against redis-server 7.0) ------------------------------
+
+#[test]
+fn redis_resp_command_is_plaintext_redis() {
+    let v = replay!("redis-cli-7.0-set": "c2s.0");
+    assert_eq!(v, Some(Verdict::plaintext(Protocol::Redis)));
+}
+
+#[test]
+fn redis_auth_is_cleartext_credentials() {
+    // redis-cli --user app --pass ...: `AUTH app app-pw` first.
+    let v = replay!("redis-cli-7.0-auth": "c2s.0");
+    assert_eq!(
+        v,
+        Some(Verdict::plaintext(Protocol::Redis).with_reason(Reason::CleartextCredentials))
+    );
+}
+
+#[test]
+fn redis_resp3_client_auth_is_cleartext_credentials() {
+    let v = replay!("redis-cli-7.0-resp3-auth": "c2s.0");
+    assert_eq!(
+        v,
+        Some(Verdict::plaintext(Protocol::Redis).with_reason(Reason::CleartextCredentials))
+    );
+}
+
+#[test]
+fn redis_inline_ping_is_plaintext_redis() {
+    let v = replay!("redis-cli-7.0-inline-ping": "c2s.0");
+    assert_eq!(v, Some(Verdict::plaintext(Protocol::Redis)));
+}
+
+#[test]
+fn redis_reply_seen_first_midstream_is_redis_midstream() {
+    // `+OK\r\n` from the server of a flow picked up mid-stream: a reply,
+    // so Redis (a POP3 greeting only comes first on a fresh flow).
+    let v = classify_midstream(&[(Side::Server, fixture!("redis-cli-7.0-set", "s2c.0"))]);
+    assert_eq!(
+        v,
+        Some(Verdict::plaintext(Protocol::Redis).with_reason(Reason::Midstream))
+    );
+}
+
+// --- Flows first seen mid-stream ---------------------------------------------
+
+#[test]
+fn midstream_flow_starting_with_a_request_has_no_midstream_reason() {
+    let v = classify_midstream(&[(Side::Client, fixture!("curl-7.88-http-nginx-1.22", "c2s.0"))]);
+    assert_eq!(v, Some(Verdict::plaintext(Protocol::Http)));
+}
+
+#[test]
+fn midstream_flow_starting_with_a_response_is_midstream() {
+    let v = classify_midstream(&[(Side::Server, fixture!("curl-7.88-http-nginx-1.22", "s2c.0"))]);
+    assert_eq!(
+        v,
+        Some(Verdict::plaintext(Protocol::Http).with_reason(Reason::Midstream))
+    );
+}
+
+#[test]
+fn midstream_flow_starting_with_a_client_hello_has_no_midstream_reason() {
+    let v = classify_midstream(&[
+        (
+            Side::Client,
+            fixture!("curl-7.88-tls13-nginx-1.22", "c2s.0"),
+        ),
+        (
+            Side::Server,
+            fixture!("curl-7.88-tls13-nginx-1.22", "s2c.0"),
+        ),
+    ]);
+    assert_eq!(v, Some(tls(TlsVersion::Tls13)));
+}
+
+#[test]
+fn midstream_tls_application_data_is_midstream() {
+    let v = classify_midstream(&[(Side::Client, fixture!("curl-7.88-tls13-s_server", "c2s.2"))]);
+    assert_eq!(
+        v,
+        Some(tls(TlsVersion::Unknown).with_reason(Reason::Midstream))
+    );
+}
+
+#[test]
+fn midstream_postgres_startup_has_no_midstream_reason() {
+    let v = classify_midstream(&[
+        (
+            Side::Client,
+            fixture!("psql-15-cleartext-password", "c2s.0"),
+        ),
+        (
+            Side::Server,
+            fixture!("psql-15-cleartext-password", "s2c.0"),
+        ),
+    ]);
+    assert_eq!(
+        v,
+        Some(Verdict::plaintext(Protocol::Postgres).with_reason(Reason::CleartextCredentials))
+    );
+}
+
+#[test]
+fn midstream_unknown_binary_is_unknown_midstream_on_close() {
+    let v = classify_midstream(&[(Side::Client, fixture!("python-3.11-mpconn-echo", "c2s.1"))]);
+    assert_eq!(
+        v,
+        Some(Verdict::new(Protocol::Unknown, Encryption::Unknown).with_reason(Reason::Midstream))
+    );
+}
+
+#[test]
+fn classifier_state_words_match_the_struct() {
+    // The kernel stores `to_words()` in place of the struct: same bytes.
+    for c in [FlowClassifier::new(), FlowClassifier::new_midstream()] {
+        let w = c.to_words();
+        assert_eq!(
+            core::mem::size_of_val(&w),
+            core::mem::size_of::<FlowClassifier>()
+        );
+        // SAFETY: both are 8 plain bytes.
+        let back: FlowClassifier = unsafe { core::mem::transmute(w) };
+        assert_eq!(back, c);
+    }
+    assert_eq!(FlowClassifier::new().to_words(), [0, 0]);
+}
+
+// --- IMAP / POP3 (curl 7.88 against dovecot 2.3) ------------------------------
+
+#[test]
+fn imap_authenticate_plain_is_cleartext_credentials() {
+    // Greeting, CAPABILITY, then `A002 AUTHENTICATE PLAIN <base64>`.
+    let v = replay!("curl-7.88-imap-login-dovecot-2.3": "s2c.0", "c2s.0", "s2c.1", "c2s.1");
+    assert_eq!(
+        v,
+        Some(Verdict::plaintext(Protocol::Imap).with_reason(Reason::CleartextCredentials))
+    );
+}
+
+#[test]
+fn imap_starttls_accepted_is_imap_over_tls_1_3() {
+    let v = replay!("curl-7.88-imap-starttls-dovecot-2.3":
+        "s2c.0", "c2s.0", "s2c.1", "c2s.1", "s2c.2", "c2s.2", "s2c.3");
+    assert_eq!(v, Some(upgraded(Protocol::Imap, TlsVersion::Tls13)));
+}
+
+#[test]
+fn pop3_auth_plain_is_cleartext_credentials() {
+    let v = replay!("curl-7.88-pop3-login-dovecot-2.3": "s2c.0", "c2s.0", "s2c.1", "c2s.1");
+    assert_eq!(
+        v,
+        Some(Verdict::plaintext(Protocol::Pop3).with_reason(Reason::CleartextCredentials))
+    );
+}
+
+#[test]
+fn pop3_stls_accepted_is_pop3_over_tls_1_3() {
+    let v = replay!("curl-7.88-pop3-starttls-dovecot-2.3":
+        "s2c.0", "c2s.0", "s2c.1", "c2s.1", "s2c.2", "c2s.2", "s2c.3");
+    assert_eq!(v, Some(upgraded(Protocol::Pop3, TlsVersion::Tls13)));
+}
+
+#[test]
+fn pop3_greeting_and_capabilities_alone_are_plaintext_pop3() {
+    let v = replay!("curl-7.88-pop3-login-dovecot-2.3": "s2c.0", "c2s.0", "s2c.1");
+    assert_eq!(v, Some(Verdict::plaintext(Protocol::Pop3)));
+}
+
+// --- FTP (curl 7.88 against vsftpd 3.0) -------------------------------------------
+
+#[test]
+fn ftp_user_in_the_clear_is_cleartext_credentials() {
+    // Even `USER anonymous`: the password follows in the clear.
+    let v = replay!("curl-7.88-ftp-anonymous-vsftpd-3.0": "s2c.0", "c2s.0");
+    assert_eq!(
+        v,
+        Some(Verdict::plaintext(Protocol::Ftp).with_reason(Reason::CleartextCredentials))
+    );
+}
+
+#[test]
+fn ftp_auth_tls_accepted_is_ftp_over_tls_1_3() {
+    // curl sends `AUTH SSL`; vsftpd answers 234, then a TLS 1.3 handshake.
+    let v =
+        replay!("curl-7.88-ftp-auth-tls-vsftpd-3.0": "s2c.0", "c2s.0", "s2c.1", "c2s.1", "s2c.2");
+    assert_eq!(v, Some(upgraded(Protocol::Ftp, TlsVersion::Tls13)));
+}
+
+#[test]
+fn ftp_greeting_alone_is_plaintext_ftp() {
+    let v = replay!("curl-7.88-ftp-anonymous-vsftpd-3.0": "s2c.0");
+    assert_eq!(v, Some(Verdict::plaintext(Protocol::Ftp)));
+}
+
+// --- MQTT (mosquitto_pub 2.0 against mosquitto 2.0) --------------------------------
+
+#[test]
+fn mqtt_connect_without_credentials_is_plaintext_mqtt() {
+    let v = replay!("mosquitto_pub-2.0-anonymous": "c2s.0");
+    assert_eq!(v, Some(Verdict::plaintext(Protocol::Mqtt)));
+}
+
+#[test]
+fn mqtt_connect_with_user_and_password_is_cleartext_credentials() {
+    let v = replay!("mosquitto_pub-2.0-userpass": "c2s.0");
+    assert_eq!(
+        v,
+        Some(Verdict::plaintext(Protocol::Mqtt).with_reason(Reason::CleartextCredentials))
+    );
+}
+
+// --- LDAP (ldapwhoami 2.5 against slapd 2.5) ---------------------------------------
+
+#[test]
+fn ldap_simple_bind_is_cleartext_credentials() {
+    let v = replay!("ldapwhoami-2.5-simple-bind": "c2s.0");
+    assert_eq!(
+        v,
+        Some(Verdict::plaintext(Protocol::Ldap).with_reason(Reason::CleartextCredentials))
+    );
+}
+
+#[test]
+fn ldap_starttls_accepted_is_ldap_over_tls() {
+    // ExtendedRequest (StartTLS OID), ExtendedResponse success, hellos.
+    // GnuTLS sends its P-256 key share before supported_versions, which
+    // then starts at byte 154, past the 128-byte prefix: TLS 1.3 on the
+    // wire, version unknown to us.
+    let v = replay!("ldapwhoami-2.5-starttls": "c2s.0", "s2c.0", "c2s.1", "s2c.1");
+    assert_eq!(v, Some(upgraded(Protocol::Ldap, TlsVersion::Unknown)));
+}
+
+#[test]
+fn ldap_bind_response_seen_first_is_ldap_midstream() {
+    let v = classify_midstream(&[(
+        Side::Server,
+        fixture!("ldapwhoami-2.5-simple-bind", "s2c.0"),
+    )]);
+    assert_eq!(
+        v,
+        Some(Verdict::plaintext(Protocol::Ldap).with_reason(Reason::Midstream))
+    );
+}
+
+// --- memcached (memcstat 1.1 against memcached 1.6) --------------------------------
+
+#[test]
+fn memcached_text_command_is_plaintext_memcached() {
+    // `version\r\n`.
+    let v = replay!("memcstat-1.1-text": "c2s.0");
+    assert_eq!(v, Some(Verdict::plaintext(Protocol::Memcached)));
+}
+
+#[test]
+fn memcached_binary_request_is_plaintext_memcached() {
+    // Magic 0x80, opcode VERSION.
+    let v = replay!("memcstat-1.1-binary": "c2s.0");
+    assert_eq!(v, Some(Verdict::plaintext(Protocol::Memcached)));
+}
+
+#[test]
+fn memcached_binary_response_seen_first_is_memcached_midstream() {
+    let v = classify_midstream(&[(Side::Server, fixture!("memcstat-1.1-binary", "s2c.0"))]);
+    assert_eq!(
+        v,
+        Some(Verdict::plaintext(Protocol::Memcached).with_reason(Reason::Midstream))
+    );
 }

@@ -4,12 +4,18 @@
 use super::bytes::Prefix;
 use crate::TlsVersion;
 
-/// What the first bytes of a TLS (or SSLv2) stream say.
+/// What the first bytes of a TLS (or SSLv2) stream say. A plain `u8` enum,
+/// no data: an `Option` of an enum with a payload leaves LLVM free to read
+/// an undefined payload register on the `None` path, and the verifier
+/// rejects arithmetic on whatever that register held (a pointer).
+#[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Record {
+    /// Not TLS.
+    None,
     ClientHello,
-    /// Carries the negotiated version when the prefix shows it.
-    ServerHello(TlsVersion),
+    /// `version` names the negotiated version.
+    ServerHello,
     /// Any other TLS record (alert, change_cipher_spec, application data,
     /// another handshake message): TLS, but not the start of a handshake.
     Other,
@@ -27,36 +33,47 @@ const MAX_EXTENSIONS: usize = 8;
 /// Recognises a TLS record header (`16|14..17 03 00..04`) or an SSLv2 hello.
 #[must_use]
 #[inline(always)]
-pub fn record(d: &Prefix<'_>) -> Option<Record> {
-    if d.len() >= 5 && d.at(1) == 3 && d.at(2) <= 4 {
+pub fn record(d: &Prefix<'_>) -> Record {
+    if d.has(5) && d.at(1) == 3 && d.at(2) <= 4 {
         let ct = d.at(0);
         if ct == HANDSHAKE {
-            return Some(match d.at(5) {
+            return match d.at(5) {
                 CLIENT_HELLO => Record::ClientHello,
-                SERVER_HELLO => Record::ServerHello(server_hello_version(d)),
+                SERVER_HELLO => Record::ServerHello,
                 _ => Record::Other,
-            });
+            };
         }
         if (CONTENT_CHANGE_CIPHER_SPEC..=CONTENT_APPLICATION_DATA).contains(&ct) {
-            return Some(Record::Other);
+            return Record::Other;
         }
     }
     ssl2(d)
+}
+
+/// The version a ServerHello (`record` said so) negotiates.
+#[must_use]
+#[inline(always)]
+pub fn version(d: &Prefix<'_>) -> TlsVersion {
+    if d.at(0) & 0x80 != 0 {
+        TlsVersion::Ssl2
+    } else {
+        server_hello_version(d)
+    }
 }
 
 /// SSLv2-format record: a 2-byte length with the high bit set, then message
 /// type CLIENT-HELLO (1) with version `00 02` or `03 0x` (the SSLv3/TLS
 /// compatible hello old clients send), or SERVER-HELLO (4).
 #[inline(always)]
-fn ssl2(d: &Prefix<'_>) -> Option<Record> {
-    if d.len() < 5 || d.at(0) & 0x80 == 0 {
-        return None;
+fn ssl2(d: &Prefix<'_>) -> Record {
+    if !d.has(5) || d.at(0) & 0x80 == 0 {
+        return Record::None;
     }
     match (d.at(2), d.at(3), d.at(4)) {
-        (1, 0, 2) | (1, 3, 0..=4) => Some(Record::ClientHello),
+        (1, 0, 2) | (1, 3, 0..=4) => Record::ClientHello,
         // SERVER-HELLO: session-id-hit, certificate type, then version 00 02.
-        (4, _, _) if d.at(5) == 0 && d.at(6) == 2 => Some(Record::ServerHello(TlsVersion::Ssl2)),
-        _ => None,
+        (4, _, _) if d.at(5) == 0 && d.at(6) == 2 => Record::ServerHello,
+        _ => Record::None,
     }
 }
 
@@ -70,6 +87,12 @@ fn server_hello_version(d: &Prefix<'_>) -> TlsVersion {
     let sid_len = d.at(43) as usize;
     // session id, cipher suite(2), compression(1)
     let mut off = 44 + sid_len + 3;
+    // No extensions at all (allowed before TLS 1.3): the handshake message
+    // ends right after the compression method.
+    let msg_end = 9 + ((d.at(6) as usize) << 16 | (d.at(7) as usize) << 8 | d.at(8) as usize);
+    if off >= msg_end {
+        return legacy;
+    }
     if d.len() < off + 2 {
         return TlsVersion::Unknown;
     }

@@ -1,0 +1,35 @@
+//! DNS over TCP: a 2-byte length, then the DNS header (id, flags, four
+//! counts) with sane values: opcode QUERY, Z bit clear, exactly one
+//! question, and for a query no answers; the first label of the name is
+//! 1..=63 bytes (or the root).
+
+use super::bytes::Prefix;
+
+/// 1 = query, 2 = response, 0 = not DNS.
+#[must_use]
+#[inline(always)]
+pub fn message(d: &Prefix<'_>) -> u8 {
+    let len = d.be16(0);
+    let flags = d.at(2 + 2);
+    let label = d.at(14);
+    if !d.has(17)
+        || len < 17
+        || flags & 0x78 != 0
+        || d.at(5) & 0x40 != 0
+        || d.be16(6) != 1
+        || label > 63
+    {
+        return 0;
+    }
+    if flags & 0x80 == 0 {
+        if d.be16(8) == 0 && d.be16(10) == 0 && d.be16(12) <= 2 {
+            1
+        } else {
+            0
+        }
+    } else if d.be16(8) <= 256 {
+        2
+    } else {
+        0
+    }
+}

@@ -1,0 +1,23 @@
+//! Kafka: every request is `int32 length, int16 api_key, int16
+//! api_version, int32 correlation_id, string client_id` (big-endian). We
+//! accept api keys up to 74 (KIP-era ApiVersions lists fewer), versions up
+//! to 20, and a client id that is null (-1) or short printable text.
+
+use super::bytes::Prefix;
+
+const MAX_API_KEY: u8 = 74;
+const MAX_API_VERSION: u8 = 20;
+
+#[must_use]
+#[inline(always)]
+pub fn is_request(d: &Prefix<'_>) -> bool {
+    let len = d.be32(0);
+    let id_len = d.be16(12);
+    d.has(14)
+        && (10..1 << 24).contains(&len)
+        && d.at(4) == 0
+        && d.at(5) <= MAX_API_KEY
+        && d.at(6) == 0
+        && d.at(7) <= MAX_API_VERSION
+        && (id_len == 0xffff || ((1..=255).contains(&id_len) && d.at(14).is_ascii_graphic()))
+}

@@ -1,0 +1,50 @@
+//! memcached: the text protocol (lower-case commands `get `, `set `, ...;
+//! replies `VALUE `, `STORED`, `END`, `STAT `) and the binary protocol
+//! (24-byte header, magic 0x80 request / 0x81 response, data type 0).
+
+use super::bytes::Prefix;
+
+/// Text commands. Written out, not a loop over a table: a table of slices
+/// becomes pointers in .rodata the verifier cannot follow.
+#[must_use]
+#[inline(always)]
+pub fn is_text_command(d: &Prefix<'_>) -> bool {
+    d.starts_with(b"get ")
+        || d.starts_with(b"gets ")
+        || d.starts_with(b"set ")
+        || d.starts_with(b"add ")
+        || d.starts_with(b"replace ")
+        || d.starts_with(b"append ")
+        || d.starts_with(b"prepend ")
+        || d.starts_with(b"delete ")
+        || d.starts_with(b"incr ")
+        || d.starts_with(b"decr ")
+        || d.starts_with(b"stats")
+        || d.starts_with(b"version\r\n")
+        || d.starts_with(b"flush_all")
+}
+
+#[must_use]
+#[inline(always)]
+pub fn is_text_reply(d: &Prefix<'_>) -> bool {
+    d.starts_with(b"VALUE ")
+        || d.starts_with(b"STORED\r\n")
+        || d.starts_with(b"END\r\n")
+        || d.starts_with(b"STAT ")
+        || d.starts_with(b"NOT_FOUND\r\n")
+}
+
+/// Binary header: magic, opcode, key length, extras length, data type 0,
+/// and a total body at least extras + key.
+#[must_use]
+#[inline(always)]
+pub fn is_binary(d: &Prefix<'_>, magic: u8) -> bool {
+    let key = u32::from(d.be16(2));
+    let extras = u32::from(d.at(4));
+    d.has(24)
+        && d.at(0) == magic
+        && d.at(1) <= 0x48
+        && d.at(5) == 0
+        && extras <= 20
+        && d.be32(8) >= key + extras
+}

@@ -1,0 +1,35 @@
+//! MongoDB wire protocol: a 16-byte little-endian header (messageLength,
+//! requestID, responseTo, opCode) with opCode OP_MSG (2013), OP_QUERY
+//! (2004, legacy and the first `isMaster` of old drivers), OP_COMPRESSED
+//! (2012), or OP_REPLY (1, server only). The length must be sane: at least
+//! a header plus a minimal body, below 48 MB (the server's limit).
+
+use super::bytes::Prefix;
+
+const OP_REPLY: u32 = 1;
+const OP_QUERY: u32 = 2004;
+const OP_COMPRESSED: u32 = 2012;
+const OP_MSG: u32 = 2013;
+const MAX_MESSAGE: u32 = 48_000_000;
+
+/// A request (client side): opening message when it starts the flow.
+#[must_use]
+#[inline(always)]
+pub fn is_request(d: &Prefix<'_>) -> bool {
+    let op = d.le32(12);
+    sane(d) && (op == OP_MSG || op == OP_QUERY || op == OP_COMPRESSED)
+}
+
+/// A reply (server side): answers a request id.
+#[must_use]
+#[inline(always)]
+pub fn is_reply(d: &Prefix<'_>) -> bool {
+    let op = d.le32(12);
+    sane(d) && d.le32(8) != 0 && (op == OP_MSG || op == OP_REPLY || op == OP_COMPRESSED)
+}
+
+#[inline(always)]
+fn sane(d: &Prefix<'_>) -> bool {
+    let len = d.le32(0);
+    d.has(21) && (21..MAX_MESSAGE).contains(&len)
+}

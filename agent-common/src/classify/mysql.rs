@@ -1,0 +1,94 @@
+//! MySQL / MariaDB client/server protocol.
+//!
+//! Packets are `int24 length (LE), seq, payload`. The server speaks first:
+//! the Initial Handshake (seq 0, protocol `0a`, NUL-terminated version
+//! string), or an ERR packet (`ff`) when it refuses the host. The client
+//! answers with seq 1: either a 32-byte SSLRequest whose capability flags
+//! carry CLIENT_SSL (0x0800), after which TLS starts, or a full
+//! HandshakeResponse without it (user name and auth data in the clear). A
+//! server that switches the client to `mysql_clear_password`
+//! (AuthSwitchRequest, `fe` + plugin name) asks for the password as is.
+
+use super::bytes::Prefix;
+
+const PROTOCOL_10: u8 = 0x0a;
+const ERR: u8 = 0xff;
+const AUTH_SWITCH: u8 = 0xfe;
+/// CLIENT_SSL (0x0800) in the low capability word: bit 3 of byte 5.
+const CLIENT_SSL_BYTE5: u8 = 0x08;
+/// CLIENT_PROTOCOL_41 (0x0200): bit 1 of byte 5; every client since 4.1.
+const CLIENT_PROTOCOL_41_BYTE5: u8 = 0x02;
+const SSL_REQUEST_LEN: u32 = 32;
+
+/// Initial Handshake v10: sane length, seq 0, `0a`, version starting with a
+/// digit (`8.0.36`, `5.5.5-10.11.6-MariaDB`).
+#[must_use]
+#[inline(always)]
+pub fn is_greeting(d: &Prefix<'_>) -> bool {
+    let len = d.le24(0);
+    d.has(10)
+        && (20..1024).contains(&len)
+        && d.at(3) == 0
+        && d.at(4) == PROTOCOL_10
+        && d.at(5).is_ascii_digit()
+}
+
+/// An ERR packet in place of the greeting (`Host '...' is not allowed`).
+#[must_use]
+#[inline(always)]
+pub fn is_greeting_error(d: &Prefix<'_>) -> bool {
+    let len = d.le24(0);
+    d.has(9)
+        && (4..1024).contains(&len)
+        && d.at(3) == 0
+        && d.at(4) == ERR
+        && d.at(7).is_ascii_graphic()
+}
+
+/// What the client answers the greeting with.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Response {
+    Not,
+    SslRequest,
+    Cleartext,
+}
+
+#[must_use]
+#[inline(always)]
+pub fn response(d: &Prefix<'_>) -> Response {
+    let len = d.le24(0);
+    if !d.has(36)
+        || d.at(3) != 1
+        || !(SSL_REQUEST_LEN..1 << 16).contains(&len)
+        || d.at(5) & CLIENT_PROTOCOL_41_BYTE5 == 0
+    {
+        return Response::Not;
+    }
+    if d.at(5) & CLIENT_SSL_BYTE5 != 0 {
+        Response::SslRequest
+    } else {
+        Response::Cleartext
+    }
+}
+
+/// AuthSwitchRequest to `mysql_clear_password`.
+#[must_use]
+#[inline(always)]
+pub fn asks_clear_password(d: &Prefix<'_>) -> bool {
+    d.at(4) == AUTH_SWITCH && d.eq_at(5, b"mysql_clear_password\0")
+}
+
+/// A command packet (seq 0) as a flow seen mid-stream shows first:
+/// COM_QUERY (03) or COM_STMT_PREPARE (16) with SQL text.
+#[must_use]
+#[inline(always)]
+pub fn is_command(d: &Prefix<'_>) -> bool {
+    let len = d.le24(0) as usize;
+    let cmd = d.at(4);
+    d.has(6)
+        && d.at(3) == 0
+        && len >= 2
+        && len + 4 >= d.len()
+        && (cmd == 0x03 || cmd == 0x16)
+        && d.at(5).is_ascii_alphabetic()
+}

@@ -1,0 +1,72 @@
+//! PostgreSQL (frontend/backend protocol 3.0).
+//!
+//! A client opens with one of four untyped messages: `int32 len` then a
+//! code: StartupMessage `00 03 00 00` (protocol 3.0, cleartext from here on),
+//! SSLRequest `04 d2 16 2f` (the server answers one byte: `S` = TLS follows,
+//! `N` = refused, the client goes on in cleartext), GSSENCRequest
+//! `04 d2 16 30` (`G` / `N`) and CancelRequest `04 d2 16 2e` (pid and secret
+//! key, then close). A PG17 direct-TLS client sends a ClientHello with ALPN
+//! `postgresql`, which is plain TLS to us. The server's first answer to a
+//! StartupMessage names the authentication method; AuthenticationCleartext
+//! (`R`, len 8, int32 3) means the password crosses the wire as is.
+
+use super::bytes::Prefix;
+
+const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+const GSSENC_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30];
+const CANCEL_CODE: u32 = 0x04d2_162e;
+const PROTOCOL_3: u32 = 0x0003_0000;
+/// A StartupMessage carries user, database and a few options: kilobytes
+/// at most; anything larger is some other protocol's length.
+const MAX_STARTUP: u32 = 10_000;
+const AUTH_CLEARTEXT: u32 = 3;
+
+#[must_use]
+#[inline(always)]
+pub fn is_ssl_request(d: &Prefix<'_>) -> bool {
+    d.starts_with(&SSL_REQUEST)
+}
+
+#[must_use]
+#[inline(always)]
+pub fn is_gssenc_request(d: &Prefix<'_>) -> bool {
+    d.starts_with(&GSSENC_REQUEST)
+}
+
+#[must_use]
+#[inline(always)]
+pub fn is_cancel_request(d: &Prefix<'_>) -> bool {
+    d.has(16) && d.be32(0) == 16 && d.be32(4) == CANCEL_CODE
+}
+
+/// StartupMessage: sane length, protocol 3.0, then `key\0value\0` pairs
+/// (the first key starts with a letter: `user`, `database`, ...).
+#[must_use]
+#[inline(always)]
+pub fn is_startup(d: &Prefix<'_>) -> bool {
+    let len = d.be32(0);
+    d.has(9)
+        && d.be32(4) == PROTOCOL_3
+        && (9..=MAX_STARTUP).contains(&len)
+        && d.at(8).is_ascii_lowercase()
+}
+
+/// A frontend Query (`Q`, int32 length, SQL text): what a flow seen
+/// mid-stream shows first.
+#[must_use]
+#[inline(always)]
+pub fn is_query(d: &Prefix<'_>) -> bool {
+    let len = d.be32(1) as usize;
+    d.has(6)
+        && d.at(0) == b'Q'
+        && (5..1 << 24).contains(&len)
+        && len + 1 >= d.len()
+        && d.at(5).is_ascii_alphabetic()
+}
+
+/// AuthenticationCleartextPassword.
+#[must_use]
+#[inline(always)]
+pub fn asks_cleartext_password(d: &Prefix<'_>) -> bool {
+    d.at(0) == b'R' && d.be32(1) == 8 && d.be32(5) == AUTH_CLEARTEXT
+}

@@ -1,0 +1,80 @@
+//! Redis (RESP2/RESP3).
+//!
+//! Clients send commands as RESP arrays of bulk strings (`*N\r\n$len\r\n`)
+//! or as inline text (`PING\r\n`); the server never speaks first. Replies
+//! start with a type byte: `+` simple string, `-` error, `:` integer, `$`
+//! bulk, `*` array, and in RESP3 `%` map, `|` attribute, `>` push, `_`
+//! null, `#` boolean, `,` double. `AUTH password` and `HELLO 3 AUTH user
+//! password` carry the password as is; clients send them first.
+
+use super::bytes::Prefix;
+
+/// A client command, and whether it carries a password.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Not,
+    Plain,
+    Auth,
+}
+
+#[must_use]
+#[inline(always)]
+pub fn command(d: &Prefix<'_>) -> Command {
+    if d.at(0) == b'*' && d.at(1).is_ascii_digit() {
+        // `*N\r\n$` with a one- or two-digit N.
+        if d.eq_at(2, b"\r\n$") {
+            return array_command(d, 4);
+        }
+        if d.at(2).is_ascii_digit() && d.eq_at(3, b"\r\n$") {
+            return array_command(d, 5);
+        }
+        return Command::Not;
+    }
+    // `HELLO <protover>`: a bare "hello " is just a friendly text protocol.
+    let hello = d.eq_at_ci(0, b"hello ") && d.at(6).is_ascii_digit();
+    if d.eq_at_ci(0, b"auth ") || (hello && d.find_ci(b" auth ", 24)) {
+        return Command::Auth;
+    }
+    if d.eq_at_ci(0, b"ping\r\n") || hello {
+        return Command::Plain;
+    }
+    Command::Not
+}
+
+/// The first bulk string of a RESP array, at `o`, names the command.
+#[inline(always)]
+fn array_command(d: &Prefix<'_>, o: usize) -> Command {
+    if d.eq_at_ci(o, b"$4\r\nauth\r\n") {
+        return Command::Auth;
+    }
+    // HELLO protover AUTH user pass: `$5\r\nHELLO\r\n$1\r\n3\r\n$4\r\nAUTH`.
+    if d.eq_at_ci(o, b"$5\r\nhello\r\n$1\r\n") && d.eq_at_ci(o + 18, b"$4\r\nauth\r\n") {
+        return Command::Auth;
+    }
+    Command::Plain
+}
+
+/// A server reply: a type byte, what must follow it, and a line end at the end
+/// of the segment (unless the segment is longer than the prefix).
+#[must_use]
+#[inline(always)]
+pub fn is_reply(d: &Prefix<'_>) -> bool {
+    let t = d.at(0);
+    let next = d.at(1);
+    let num = next.is_ascii_digit() || next == b'-';
+    let head = match t {
+        b'+' => next.is_ascii_alphanumeric(),
+        b'-' => next.is_ascii_uppercase(),
+        b':' | b'$' | b'*' | b'%' | b'|' | b'>' => num,
+        b'_' => next == b'\r',
+        b'#' => next == b't' || next == b'f',
+        _ => false,
+    };
+    head && d.has(3) && ends_with_crlf(d)
+}
+
+#[inline(always)]
+fn ends_with_crlf(d: &Prefix<'_>) -> bool {
+    // The last byte is enough (`\n`): some servers' replies end `\r\n\n`.
+    d.has(crate::wire::PREFIX) || d.at_var(d.len() - 1) == b'\n'
+}

@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod http;
 pub mod packets;
+pub mod servers;
 pub mod topology;
 
 pub use agent::Agent;

@@ -2,50 +2,17 @@
 //! network namespaces, the real agent on each hook, verdicts on /metrics,
 //! and nothing left attached when the agent dies.
 
-use plainsight_tests::{Agent, Side, TestCert, Topology, agent::live_links, topology::path_str};
+use plainsight_tests::{
+    Agent, Side, Topology, agent::live_links, servers::HttpAndTls, topology::path_str,
+};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 const HTTPS_PORT: &str = "8443";
 const HTTP_PORT: &str = "8080";
 
-/// openssl s_server (TLS) and python's http.server (plaintext), started in
-/// the server namespace outside the cgroup: the agent sees each flow once,
-/// from the client's side.
-struct Servers {
-    _cert: TestCert,
-    _procs: Vec<plainsight_tests::Proc>,
-}
-
-fn start_servers(t: &Topology) -> Servers {
-    let cert = TestCert::new();
-    let tls = t.spawn(
-        Side::Server,
-        false,
-        &[
-            "openssl",
-            "s_server",
-            "-quiet",
-            "-www",
-            "-accept",
-            HTTPS_PORT,
-            "-cert",
-            path_str(&cert.cert),
-            "-key",
-            path_str(&cert.key),
-        ],
-    );
-    let http = t.spawn(
-        Side::Server,
-        false,
-        &["python3", "-m", "http.server", HTTP_PORT, "--bind", "::"],
-    );
-    t.wait_listening(8443);
-    t.wait_listening(8080);
-    Servers {
-        _cert: cert,
-        _procs: vec![tls, http],
-    }
+fn start_servers(t: &Topology) -> HttpAndTls {
+    HttpAndTls::start(t)
 }
 
 fn curl(t: &Topology, url: &str) {

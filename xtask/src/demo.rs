@@ -2,7 +2,7 @@
 //! newcomer sees verdicts without touching the host's traffic.
 
 use anyhow::bail;
-use plainsight_tests::{Agent, Side, TestCert, Topology, topology::path_str};
+use plainsight_tests::{Agent, Side, Topology, servers::HttpAndTls};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,33 +25,10 @@ pub fn run(bin: &Path) -> anyhow::Result<()> {
 
     println!("== creating namespaces {{client, server}}, a veth pair and a child cgroup");
     let t = Topology::new();
-    let cert = TestCert::new();
     println!(
         "== starting servers in the server namespace: openssl s_server :8443 (TLS), python http.server :8080 (plaintext)"
     );
-    let _tls = t.spawn(
-        Side::Server,
-        false,
-        &[
-            "openssl",
-            "s_server",
-            "-quiet",
-            "-www",
-            "-accept",
-            "8443",
-            "-cert",
-            path_str(&cert.cert),
-            "-key",
-            path_str(&cert.key),
-        ],
-    );
-    let _http = t.spawn(
-        Side::Server,
-        false,
-        &["python3", "-m", "http.server", "8080", "--bind", "::"],
-    );
-    t.wait_listening(8443);
-    t.wait_listening(8080);
+    let _servers = HttpAndTls::start(&t);
     check()?;
 
     println!(

@@ -313,7 +313,7 @@ fn data_offset_past_the_packet_end_reads_no_payload() {
     for hook in Hook::ALL {
         let mut k = Kernel::load(hook);
         handshake(&mut k, C, S);
-        // Claims 60 bytes of header; only 20 + a 4-byte payload follow.
+        // Claims a 60-byte TCP header; the packet ends after 20.
         let mut seg = Segment::new(C, 40000, S, 80, 1001, ACK | PSH, b"GET ");
         seg.doff = 15;
         seg.payload.clear();

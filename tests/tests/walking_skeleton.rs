@@ -3,13 +3,21 @@
 //! and nothing left attached when the agent dies.
 
 use plainsight_tests::{
-    Agent, Side, Topology, agent::live_links, servers::HttpAndTls, topology::path_str,
+    Agent, Side, Topology,
+    agent::live_links,
+    servers::{self, HttpAndTls},
+    topology::path_str,
 };
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const HTTPS_PORT: &str = "8443";
-const HTTP_PORT: &str = "8080";
+/// The shared servers' ports, as label values.
+fn ports() -> (String, String) {
+    (
+        servers::HTTPS_PORT.to_string(),
+        servers::HTTP_PORT.to_string(),
+    )
+}
 
 fn start_servers(t: &Topology) -> HttpAndTls {
     HttpAndTls::start(t)
@@ -43,15 +51,16 @@ fn curl(t: &Topology, url: &str) {
 /// Drives one HTTPS and one HTTP request and asserts the exact verdicts.
 fn assert_tls_and_plaintext_verdicts(t: &Topology, agent: &Agent) {
     let (client, server) = (t.client_ip.to_string(), t.server_ip.to_string());
-    curl(t, &format!("https://{server}:{HTTPS_PORT}/"));
-    curl(t, &format!("http://{server}:{HTTP_PORT}/"));
+    let (https, http) = ports();
+    curl(t, &format!("https://{server}:{https}/"));
+    curl(t, &format!("http://{server}:{http}/"));
 
     let tls = agent.wait_sample(
         "plainsight_flows_total",
         &[
             ("client", &client),
             ("server", &server),
-            ("server_port", HTTPS_PORT),
+            ("server_port", &https),
             ("protocol", "tls"),
             ("encryption", "tls"),
             ("policy", "ok"),
@@ -63,7 +72,7 @@ fn assert_tls_and_plaintext_verdicts(t: &Topology, agent: &Agent) {
         &[
             ("client", &client),
             ("server", &server),
-            ("server_port", HTTPS_PORT),
+            ("server_port", &https),
         ],
     );
     assert_eq!(
@@ -76,7 +85,7 @@ fn assert_tls_and_plaintext_verdicts(t: &Topology, agent: &Agent) {
         &[
             ("client", &client),
             ("server", &server),
-            ("server_port", HTTP_PORT),
+            ("server_port", &http),
             ("protocol", "http"),
             ("encryption", "plaintext"),
             ("policy", "violation"),
@@ -122,13 +131,14 @@ fn cgroup_hook_classifies_ipv6() {
     let t = Topology::new();
     let _servers = start_servers(&t);
     let agent = Agent::on_cgroup(&t);
-    curl(&t, &format!("http://[{}]:{HTTP_PORT}/", t.server_ip6));
+    let (_, http) = ports();
+    curl(&t, &format!("http://[{}]:{http}/", t.server_ip6));
     let s = agent.wait_sample(
         "plainsight_flows_total",
         &[
             ("client", &t.client_ip6.to_string()),
             ("server", &t.server_ip6.to_string()),
-            ("server_port", HTTP_PORT),
+            ("server_port", &http),
             ("protocol", "http"),
             ("encryption", "plaintext"),
         ],

@@ -196,10 +196,7 @@ enum Endian {
 
 impl Endian {
     fn u16(self, b: &[u8], at: usize) -> u16 {
-        let mut a = [0u8; 2];
-        if let Some(s) = b.get(at..at + 2) {
-            a.copy_from_slice(s);
-        }
+        let a = bytes_at(b, at);
         match self {
             Self::Little => u16::from_le_bytes(a),
             Self::Big => u16::from_be_bytes(a),
@@ -207,10 +204,7 @@ impl Endian {
     }
 
     fn u32(self, b: &[u8], at: usize) -> u32 {
-        let mut a = [0u8; 4];
-        if let Some(s) = b.get(at..at + 4) {
-            a.copy_from_slice(s);
-        }
+        let a = bytes_at(b, at);
         match self {
             Self::Little => u32::from_le_bytes(a),
             Self::Big => u32::from_be_bytes(a),
@@ -218,15 +212,22 @@ impl Endian {
     }
 
     fn i64(self, b: &[u8], at: usize) -> i64 {
-        let mut a = [0u8; 8];
-        if let Some(s) = b.get(at..at + 8) {
-            a.copy_from_slice(s);
-        }
+        let a = bytes_at(b, at);
         match self {
             Self::Little => i64::from_le_bytes(a),
             Self::Big => i64::from_be_bytes(a),
         }
     }
+}
+
+/// `N` bytes of `b` at `at`, zeros when out of range (callers check lengths
+/// before trusting a field).
+fn bytes_at<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
+    let mut a = [0u8; N];
+    if let Some(s) = at.checked_add(N).and_then(|end| b.get(at..end)) {
+        a.copy_from_slice(s);
+    }
+    a
 }
 
 #[cfg(test)]

@@ -1,13 +1,8 @@
-//! Reading verdict events from the kernel and turning them into metrics.
+//! Reading verdict events from the kernel and handing each flow to the
+//! pipeline.
 
-use crate::{
-    metrics::{FlowLabels, Metrics, ReasonLabels, TlsLabels},
-    policy,
-};
-use agent_common::{
-    Encryption, Reason,
-    wire::{FAMILY_V4, FlowEvent, Hook, addr_bytes},
-};
+use crate::{clock, metrics::Metrics, pipeline::Pipeline};
+use agent_common::wire::{FAMILY_V4, FlowEvent, Hook, addr_bytes};
 use aya::maps::{MapData, RingBuf};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use tokio::io::unix::AsyncFd;
@@ -51,67 +46,17 @@ pub fn decode(bytes: &[u8]) -> Option<Flow> {
     })
 }
 
-/// Records one flow in the metrics.
-pub fn record(m: &Metrics, f: &Flow) {
-    let v = &f.verdict;
-    let pol = policy::evaluate(v);
-    let client = f.client.to_string();
-    let server = f.server.to_string();
-    m.flows
-        .get_or_create(&FlowLabels {
-            client: client.clone(),
-            server: server.clone(),
-            server_port: f.server_port,
-            protocol: v.protocol.as_str(),
-            encryption: v.encryption.as_str(),
-            policy: pol.as_str(),
-        })
-        .inc();
-    if v.reason != Reason::None {
-        m.flow_reasons
-            .get_or_create(&ReasonLabels {
-                client: client.clone(),
-                server: server.clone(),
-                server_port: f.server_port,
-                protocol: v.protocol.as_str(),
-                encryption: v.encryption.as_str(),
-                reason: v.reason.as_str(),
-            })
-            .inc();
-    }
-    if v.encryption == Encryption::Tls {
-        m.tls_flows
-            .get_or_create(&TlsLabels {
-                client,
-                server,
-                server_port: f.server_port,
-                version: v.tls_version.as_str(),
-            })
-            .inc();
-    }
-    log::debug!(
-        "flow {}:{} -> {}:{} {} {} {} midstream={} hook={}",
-        f.client,
-        f.client_port,
-        f.server,
-        f.server_port,
-        v.protocol.as_str(),
-        v.encryption.as_str(),
-        v.reason.as_str(),
-        f.midstream,
-        f.hook.map_or("?", Hook::as_str)
-    );
-}
-
 /// How often the ring buffer is drained when the kernel does not wake us
 /// (it wakes us only when the ring is a quarter full; see the kernel's
 /// `wakeup_flags`).
 const POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Drains the ring buffer on every wakeup and every `POLL`.
+/// Drains the ring buffer on every wakeup and every `POLL`, when the
+/// pipeline also does its housekeeping.
 pub async fn consume(
     ring: RingBuf<MapData>,
     metrics: std::sync::Arc<Metrics>,
+    mut pipeline: Pipeline,
 ) -> anyhow::Result<()> {
     // SAFETY: the ring buffer owns its fd and outlives the registration,
     // which is dropped with `fd` at the end of this function.
@@ -122,20 +67,24 @@ pub async fn consume(
         tokio::select! {
             guard = fd.readable_mut() => {
                 let mut guard = guard?;
-                drain(guard.get_inner_mut(), &metrics);
+                drain(guard.get_inner_mut(), &metrics, &mut pipeline);
                 guard.clear_ready();
             }
-            _ = tick.tick() => drain(fd.get_mut(), &metrics),
+            _ = tick.tick() => {
+                drain(fd.get_mut(), &metrics, &mut pipeline);
+                pipeline.tick(clock::now_ns());
+            }
         }
     }
 }
 
-fn drain(ring: &mut RingBuf<MapData>, metrics: &Metrics) {
+fn drain(ring: &mut RingBuf<MapData>, metrics: &Metrics, pipeline: &mut Pipeline) {
+    let now = clock::now_ns();
     while let Some(item) = ring.next() {
         match decode(&item) {
             Some(flow) => {
                 metrics.events_received.inc();
-                record(metrics, &flow);
+                pipeline.observe(&flow, now);
             }
             None => {
                 metrics.events_malformed.inc();

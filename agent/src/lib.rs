@@ -1,12 +1,24 @@
 //! The `plainsight` agent as a library: the binary (main.rs) only parses
 //! the command line, and integration tests call `replay` directly.
 
+mod alerts;
 mod api;
+mod caps;
 mod cgroup;
+pub mod check_config;
+mod cidr;
+mod clock;
+pub mod config;
 pub mod datapath;
+pub mod edges;
+pub mod edges_cmd;
 pub mod events;
+mod identity;
 mod interfaces;
+pub mod logging;
 mod metrics;
+mod pipeline;
 mod policy;
 pub mod replay;
 pub mod run;
+mod table;

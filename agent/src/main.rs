@@ -1,7 +1,7 @@
 //! `plainsight`: finds unencrypted east-west traffic with eBPF.
 
 use clap::{Parser, Subcommand};
-use plainsight::{replay, run};
+use plainsight::{check_config, edges_cmd, logging, replay, run};
 
 #[derive(Parser)]
 #[command(version, about = "Finds unencrypted east-west TCP traffic with eBPF")]
@@ -12,17 +12,27 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Attach the kernel programs and serve verdicts on /metrics.
+    /// Attach the kernel programs; serve verdicts on /metrics and
+    /// /api/v1/edges.
     Run(run::RunArgs),
+    /// Print the live edge table of a running agent.
+    Edges(edges_cmd::EdgesArgs),
+    /// Check a configuration file and list every problem in it.
+    CheckConfig(check_config::CheckConfigArgs),
     /// Classify every TCP flow of a pcap/pcapng capture, as the agent would.
     Replay(replay::ReplayArgs),
 }
 
 fn main() -> anyhow::Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Run(args) => run::run(args),
-        Command::Replay(args) => replay::run(&args),
+        // `run` installs the logger in the configured format.
+        Command::Run(args) => run::run(&args),
+        Command::Edges(args) => edges_cmd::run(&args),
+        Command::CheckConfig(args) => check_config::run(&args),
+        Command::Replay(args) => {
+            logging::init(logging::LogFormat::Text);
+            replay::run(&args)
+        }
     }
 }

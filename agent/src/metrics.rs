@@ -49,6 +49,12 @@ pub struct HookLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyRuleLabels {
+    /// `active` or `expired`.
+    pub state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
 }
@@ -63,6 +69,9 @@ pub struct Metrics {
     pub kernel: Family<KernelLabels, Counter>,
     pub flow_table_capacity: Gauge,
     pub programs_attached: Family<HookLabels, Gauge>,
+    pub edges: Gauge,
+    pub edges_dropped: Counter,
+    pub policy_rules: Family<PolicyRuleLabels, Gauge>,
 }
 
 impl Metrics {
@@ -77,6 +86,9 @@ impl Metrics {
             kernel: Family::default(),
             flow_table_capacity: Gauge::default(),
             programs_attached: Family::default(),
+            edges: Gauge::default(),
+            edges_dropped: Counter::default(),
+            policy_rules: Family::default(),
         };
         reg.register(
             "plainsight_flows",
@@ -124,6 +136,21 @@ impl Metrics {
             m.programs_attached.clone(),
         );
         reg.register(
+            "plainsight_edges",
+            "Edges in the live view (/api/v1/edges), after idle expiry",
+            m.edges.clone(),
+        );
+        reg.register(
+            "plainsight_edges_dropped",
+            "Flows folded into an `other` edge by the cardinality cap (edges.max)",
+            m.edges_dropped.clone(),
+        );
+        reg.register(
+            "plainsight_policy_rules",
+            "Allow-rules in the policy, by state (active or expired)",
+            m.policy_rules.clone(),
+        );
+        reg.register(
             "plainsight_build",
             "Build information",
             Info::new(BuildLabels {
@@ -132,6 +159,48 @@ impl Metrics {
         );
         m
     }
+}
+
+/// Content type of `prometheus_text`.
+pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// Content type of the registry's own encoding.
+pub const OPENMETRICS_TEXT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The registry in OpenMetrics text.
+pub fn openmetrics_text(reg: &Registry) -> Result<String, std::fmt::Error> {
+    let mut body = String::new();
+    prometheus_client::encoding::text::encode(&mut body, reg)?;
+    Ok(body)
+}
+
+/// OpenMetrics text rewritten as Prometheus text format 0.0.4, for
+/// scrapers that do not ask for OpenMetrics (and `promtool check metrics`):
+/// family names carry the sample suffix (`_total`, `_info`), `info`
+/// becomes a gauge, and `# EOF`/`# UNIT` go.
+pub fn prometheus_text(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    let mut help: Option<&str> = None;
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            help = Some(rest.split_once(' ').map_or("", |(_, text)| text));
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let (name, kind) = match kind {
+                "counter" => (format!("{name}_total"), "counter"),
+                "info" => (format!("{name}_info"), "gauge"),
+                "gauge" | "histogram" | "summary" => (name.to_owned(), kind),
+                _ => (name.to_owned(), "untyped"),
+            };
+            if let Some(text) = help.take() {
+                out.push_str(&format!("# HELP {name} {text}\n"));
+            }
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+        } else if !line.starts_with('#') {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// The label value of each kernel counter.
@@ -155,3 +224,6 @@ pub const fn stat_name(s: Stat) -> &'static str {
         Stat::TailCallFailed => "tail_call_failed",
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,23 +1,25 @@
-//! Policy: whether a classified flow is acceptable. Until allow-rules land
-//! every readable flow is a violation; encrypted ones are `ok`.
+//! Policy as code: whether a classified flow is acceptable. Encrypted flows
+//! are `ok`; a plaintext flow is `allowed` only when an unexpired
+//! allow-rule covers it, else it is a `violation`.
 
-use agent_common::{Encryption, Verdict};
+use crate::{cidr::Cidr, clock, identity::Identity, interfaces::glob_match};
+use agent_common::{Encryption, Protocol, Verdict};
+use std::{net::IpAddr, sync::Arc};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Policy {
+    /// Plaintext (or unclassifiable) and nothing allows it. First, so that
+    /// sorting puts violations on top.
+    Violation,
+    /// Plaintext, but an allow-rule covers it.
+    Allowed,
     /// TLS or another encryption.
     Ok,
-    /// Plaintext, but an allow-rule covers it.
-    #[expect(
-        dead_code,
-        reason = "allow-rules arrive with the policy config (issue 5)"
-    )]
-    Allowed,
-    /// Plaintext (or unclassifiable) and nothing allows it.
-    Violation,
 }
 
 impl Policy {
+    pub const ALL: [Self; 3] = [Self::Violation, Self::Allowed, Self::Ok];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Ok => "ok",
@@ -25,13 +27,306 @@ impl Policy {
             Self::Violation => "violation",
         }
     }
+
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
 }
 
-/// `unknown` counts as a violation: we cannot show those bytes are
-/// encrypted, and a custom binary protocol in the clear is a real leak.
-pub fn evaluate(v: &Verdict) -> Policy {
-    match v.encryption {
-        Encryption::Tls | Encryption::Encrypted => Policy::Ok,
-        Encryption::Plaintext | Encryption::Unknown => Policy::Violation,
+/// One side of a rule: anyone, a network, or identity names (`*`, `?` globs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Peer {
+    Any,
+    Net(Cidr),
+    Name(String),
+}
+
+impl Peer {
+    fn matches(&self, ip: IpAddr, id: &Identity) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Net(c) => c.contains(ip),
+            Self::Name(pattern) => glob_match(pattern, &id.name),
+        }
+    }
+}
+
+/// An allow-rule: a known plaintext path someone owns and has a reason for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    pub name: String,
+    pub owner: String,
+    pub reason: String,
+    /// When the rule stops matching, Unix nanoseconds.
+    pub expires_ns: Option<i64>,
+    pub client: Peer,
+    pub server: Peer,
+    /// Empty: any port.
+    pub ports: Vec<u16>,
+    /// Empty: any protocol.
+    pub protocols: Vec<Protocol>,
+}
+
+impl Rule {
+    pub fn expired(&self, now_ns: i64) -> bool {
+        self.expires_ns.is_some_and(|t| t <= now_ns)
+    }
+
+    pub fn expires(&self) -> Option<String> {
+        self.expires_ns.map(clock::rfc3339)
+    }
+
+    fn covers(&self, f: &FlowFacts<'_>) -> bool {
+        self.client.matches(f.client_ip, f.client)
+            && self.server.matches(f.server_ip, f.server)
+            && (self.ports.is_empty() || self.ports.contains(&f.server_port))
+            && (self.protocols.is_empty() || self.protocols.contains(&f.protocol))
+    }
+}
+
+/// How flows whose encryption could not be determined are judged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownTreatment {
+    /// Like plaintext: a violation unless an allow-rule covers it. We cannot
+    /// show those bytes are protected, and a custom protocol in the clear
+    /// is a real leak.
+    #[default]
+    Violation,
+    /// Always `allowed`: for fleets full of proprietary binary protocols
+    /// whose owners vouch for them.
+    Allowed,
+}
+
+/// What policy needs to know about a flow.
+pub struct FlowFacts<'a> {
+    pub client_ip: IpAddr,
+    pub client: &'a Identity,
+    pub server_ip: IpAddr,
+    pub server: &'a Identity,
+    pub server_port: u16,
+    pub protocol: Protocol,
+    pub encryption: Encryption,
+}
+
+impl<'a> FlowFacts<'a> {
+    pub fn new(
+        client: (IpAddr, &'a Identity),
+        server: (IpAddr, &'a Identity),
+        server_port: u16,
+        v: &Verdict,
+    ) -> Self {
+        Self {
+            client_ip: client.0,
+            client: client.1,
+            server_ip: server.0,
+            server: server.1,
+            server_port,
+            protocol: v.protocol,
+            encryption: v.encryption,
+        }
+    }
+}
+
+/// The outcome for one flow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub policy: Policy,
+    /// The rule that allowed the flow.
+    pub rule: Option<Arc<Rule>>,
+    /// For a violation: an expired rule that would have allowed it.
+    pub expired: Option<Arc<Rule>>,
+}
+
+#[derive(Default)]
+pub struct PolicySet {
+    rules: Vec<Arc<Rule>>,
+    unknown: UnknownTreatment,
+}
+
+impl PolicySet {
+    pub fn new(rules: Vec<Rule>, unknown: UnknownTreatment) -> Self {
+        Self {
+            rules: rules.into_iter().map(Arc::new).collect(),
+            unknown,
+        }
+    }
+
+    pub const fn unknown(&self) -> UnknownTreatment {
+        self.unknown
+    }
+
+    pub fn rules(&self) -> &[Arc<Rule>] {
+        &self.rules
+    }
+
+    pub fn evaluate(&self, f: &FlowFacts<'_>, now_ns: i64) -> Decision {
+        let decision = |policy, rule| Decision {
+            policy,
+            rule,
+            expired: None,
+        };
+        match (f.encryption, self.unknown) {
+            (Encryption::Tls | Encryption::Encrypted, _) => return decision(Policy::Ok, None),
+            (Encryption::Unknown, UnknownTreatment::Allowed) => {
+                return decision(Policy::Allowed, None);
+            }
+            (Encryption::Plaintext | Encryption::Unknown, _) => {}
+        }
+        let mut expired = None;
+        for r in self.rules.iter().filter(|r| r.covers(f)) {
+            if !r.expired(now_ns) {
+                return decision(Policy::Allowed, Some(r.clone()));
+            }
+            expired.get_or_insert_with(|| r.clone());
+        }
+        Decision {
+            policy: Policy::Violation,
+            rule: None,
+            expired,
+        }
+    }
+
+    /// (active, expired) rule counts.
+    pub fn counts(&self, now_ns: i64) -> (usize, usize) {
+        let expired = self.rules.iter().filter(|r| r.expired(now_ns)).count();
+        (self.rules.len() - expired, expired)
+    }
+
+    /// Rules whose expiry falls in (after_ns, until_ns].
+    pub fn expiring(&self, after_ns: i64, until_ns: i64) -> impl Iterator<Item = &Rule> {
+        self.rules
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(move |r| r.expires_ns.is_some_and(|t| after_ns < t && t <= until_ns))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000_000_000_000;
+
+    fn rule(name: &str, server: Peer, ports: &[u16], expires_ns: Option<i64>) -> Rule {
+        Rule {
+            name: name.into(),
+            owner: "team-billing".into(),
+            reason: "legacy driver".into(),
+            expires_ns,
+            client: Peer::Any,
+            server,
+            ports: ports.to_vec(),
+            protocols: vec![Protocol::Postgres],
+        }
+    }
+
+    fn judge(set: &PolicySet, server: &str, port: u16, v: Verdict) -> Decision {
+        let (cip, sip): (IpAddr, IpAddr) =
+            ("10.0.1.5".parse().unwrap(), "10.0.5.7".parse().unwrap());
+        let (c, s) = (Identity::named("checkout"), Identity::named(server));
+        set.evaluate(&FlowFacts::new((cip, &c), (sip, &s), port, &v), NOW)
+    }
+
+    fn pg() -> Verdict {
+        Verdict::plaintext(Protocol::Postgres)
+    }
+
+    #[test]
+    fn encrypted_is_ok_plaintext_needs_a_rule() {
+        let set = PolicySet::new(
+            vec![rule("db", Peer::Name("rds-*".into()), &[5432], None)],
+            UnknownTreatment::Violation,
+        );
+        let tls = Verdict::new(Protocol::Tls, Encryption::Tls);
+        assert_eq!(judge(&set, "rds-billing", 5432, tls).policy, Policy::Ok);
+        let ssh = Verdict::new(Protocol::Ssh, Encryption::Encrypted);
+        assert_eq!(judge(&set, "rds-billing", 22, ssh).policy, Policy::Ok);
+
+        let d = judge(&set, "rds-billing", 5432, pg());
+        assert_eq!(d.policy, Policy::Allowed);
+        assert_eq!(d.rule.expect("rule").name, "db");
+        assert_eq!(
+            judge(&set, "rds-billing", 5433, pg()).policy,
+            Policy::Violation
+        );
+        assert_eq!(
+            judge(&set, "orders-db", 5432, pg()).policy,
+            Policy::Violation
+        );
+        let http = Verdict::plaintext(Protocol::Http);
+        assert_eq!(
+            judge(&set, "rds-billing", 5432, http).policy,
+            Policy::Violation,
+            "the rule names postgres only"
+        );
+    }
+
+    #[test]
+    fn cidr_peers_match_addresses() {
+        let set = PolicySet::new(
+            vec![rule(
+                "net",
+                Peer::Net("10.0.5.0/24".parse().unwrap()),
+                &[],
+                None,
+            )],
+            UnknownTreatment::Violation,
+        );
+        assert_eq!(judge(&set, "whatever", 6000, pg()).policy, Policy::Allowed);
+    }
+
+    #[test]
+    fn expired_rules_stop_matching_and_are_named() {
+        let set = PolicySet::new(
+            vec![rule("old", Peer::Any, &[5432], Some(NOW - 1))],
+            UnknownTreatment::Violation,
+        );
+        let d = judge(&set, "rds-billing", 5432, pg());
+        assert_eq!(d.policy, Policy::Violation);
+        assert!(d.rule.is_none());
+        assert_eq!(d.expired.expect("expired rule").name, "old");
+        assert_eq!(set.counts(NOW), (0, 1));
+        assert_eq!(set.counts(NOW - 10), (1, 0));
+        assert_eq!(set.expiring(NOW - 10, NOW).count(), 1);
+        assert_eq!(set.expiring(NOW, NOW + 10).count(), 0);
+    }
+
+    #[test]
+    fn an_active_rule_wins_over_an_expired_one() {
+        let set = PolicySet::new(
+            vec![
+                rule("old", Peer::Any, &[5432], Some(NOW - 1)),
+                rule("new", Peer::Any, &[5432], Some(NOW + 1)),
+            ],
+            UnknownTreatment::Violation,
+        );
+        let d = judge(&set, "x", 5432, pg());
+        assert_eq!(d.policy, Policy::Allowed);
+        assert_eq!(d.rule.expect("rule").name, "new");
+    }
+
+    #[test]
+    fn unknown_encryption_has_its_own_treatment() {
+        let unknown = Verdict::new(Protocol::Postgres, Encryption::Unknown);
+        let strict = PolicySet::new(vec![], UnknownTreatment::Violation);
+        assert_eq!(judge(&strict, "x", 5432, unknown).policy, Policy::Violation);
+        let covered = PolicySet::new(
+            vec![rule("db", Peer::Any, &[5432], None)],
+            UnknownTreatment::Violation,
+        );
+        assert_eq!(
+            judge(&covered, "x", 5432, unknown).policy,
+            Policy::Allowed,
+            "judged like plaintext: a rule can allow it"
+        );
+        let lenient = PolicySet::new(vec![], UnknownTreatment::Allowed);
+        let d = judge(&lenient, "x", 5432, unknown);
+        assert_eq!((d.policy, d.rule), (Policy::Allowed, None));
+        assert_eq!(
+            judge(&lenient, "x", 5432, pg()).policy,
+            Policy::Violation,
+            "plaintext still needs a rule"
+        );
     }
 }

@@ -1,73 +1,139 @@
-//! `plainsight run`: attach, classify, serve, detach on SIGINT/SIGTERM.
+//! `plainsight run`: check the configuration, attach, drop capabilities,
+//! classify and serve, detach on SIGINT/SIGTERM.
 
 use crate::{
-    api, datapath, events,
+    alerts::Alerter,
+    api, caps, clock,
+    config::{self, Config},
+    datapath,
+    edges::Edges,
+    events,
+    identity::{CidrNames, IdentitySource, Resolver},
     interfaces::TcAttacher,
+    logging::{self, LogFormat},
     metrics::{self, HookLabels, KernelLabels, Metrics},
+    pipeline::Pipeline,
 };
-use agent_common::wire::{DEFAULT_MAX_FLOWS, Stat};
+use agent_common::wire::Stat;
 use anyhow::{Context as _, bail};
+use aya::util::KernelVersion;
 use std::{
     net::SocketAddr,
     path::PathBuf,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::{Arc, Mutex, atomic::AtomicBool},
     time::Duration,
 };
 use tokio::signal::unix::{SignalKind, signal};
 
-#[derive(clap::Args, Debug)]
+/// Flags override the configuration file (`--config`), key by key.
+#[derive(clap::Args, Debug, Default)]
 pub struct RunArgs {
+    /// TOML configuration file (see deploy/config/plainsight.toml); checked
+    /// completely before anything is attached.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     /// cgroup v2 directory to attach the cgroup_skb programs to. Default:
     /// the node's cgroup v2 root (every socket on the node), unless only
-    /// --interface is given.
+    /// --interface is given. [config: hooks.cgroup]
     #[arg(long, value_name = "PATH")]
     pub cgroup: Option<PathBuf>,
 
     /// Attach TC programs to interfaces whose name matches PATTERN (`*` and
     /// `?` globs). Repeatable. Interfaces that appear later are picked up.
+    /// [config: hooks.interfaces]
     #[arg(long = "interface", value_name = "PATTERN")]
     pub interfaces: Vec<String>,
 
-    /// Address for /metrics, /healthz and /readyz.
-    #[arg(long, default_value = "127.0.0.1:9477")]
-    pub listen: SocketAddr,
+    /// Address for /metrics, /api/v1/edges, /healthz and /readyz.
+    /// [config: api.listen; default 127.0.0.1:9477]
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
 
     /// Also classify loopback (127.0.0.0/8, ::1) traffic.
+    /// [config: hooks.include_loopback]
     #[arg(long)]
     pub include_loopback: bool,
 
     /// Capacity of the kernel flow table (connections tracked at once).
-    #[arg(long, default_value_t = DEFAULT_MAX_FLOWS, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_flows: u32,
+    /// [config: datapath.max_flows; default 65536]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_flows: Option<u32>,
 
-    /// Size of the verdict ring buffer in bytes: a power of two, at least 4096.
-    #[arg(long, default_value_t = 256 * 1024, value_parser = parse_ring_bytes)]
-    pub ring_bytes: u32,
+    /// Size of the verdict ring buffer in bytes: a power of two, at least
+    /// 4096. [config: datapath.ring_bytes; default 262144]
+    #[arg(long, value_parser = parse_ring_bytes)]
+    pub ring_bytes: Option<u32>,
+
+    /// Log lines as text or one JSON object per line. [config: log.format]
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
 }
 
 fn parse_ring_bytes(s: &str) -> Result<u32, String> {
     let n: u32 = s
         .parse()
         .map_err(|e| format!("{s:?} is not a byte count: {e}"))?;
-    if n < 4096 || !n.is_power_of_two() {
-        return Err(format!("{n} must be a power of two and at least 4096"));
-    }
-    Ok(n)
+    config::check_ring_bytes(n).map(|()| n)
 }
 
-pub fn run(args: RunArgs) -> anyhow::Result<()> {
+impl RunArgs {
+    /// The file (or the defaults) with the flags applied.
+    pub fn settings(&self) -> anyhow::Result<Config> {
+        let mut c = match &self.config {
+            Some(path) => config::load(path)?,
+            None => Config::default(),
+        };
+        if self.cgroup.is_some() || !self.interfaces.is_empty() {
+            // The hooks given on the command line replace the file's.
+            c.cgroup.clone_from(&self.cgroup);
+            c.interfaces.clone_from(&self.interfaces);
+        }
+        c.listen = self.listen.unwrap_or(c.listen);
+        c.include_loopback |= self.include_loopback;
+        c.max_flows = self.max_flows.unwrap_or(c.max_flows);
+        c.ring_bytes = self.ring_bytes.unwrap_or(c.ring_bytes);
+        c.log_format = self.log_format.unwrap_or(c.log_format);
+        Ok(c)
+    }
+}
+
+pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+    let cfg = args.settings()?;
+    logging::init(cfg.log_format);
+    for w in config::warnings(&cfg, clock::now_ns()) {
+        log::warn!(target: "plainsight::policy", "{w}");
+    }
+    // Attaching happens on this, the only thread, so that dropping
+    // capabilities afterwards covers every thread the runtime starts.
+    let attached = attach(&cfg)?;
+    let kernel_ge_6_5 = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 5, 0));
+    let kept = caps::drop_to(caps::needed_after_attach(
+        attached.tc.is_some(),
+        kernel_ge_6_5,
+    ))
+    .context("dropping capabilities after attaching")?;
+    log::info!("capabilities kept after attaching: {}", caps::names(kept));
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?
-        .block_on(run_async(args))
+        .block_on(serve(cfg, attached))
 }
 
-async fn run_async(args: RunArgs) -> anyhow::Result<()> {
-    let cgroup = match (&args.cgroup, args.interfaces.is_empty()) {
+/// Everything set up before the runtime starts.
+struct Attached {
+    listener: std::net::TcpListener,
+    registry: prometheus_client::registry::Registry,
+    metrics: Arc<Metrics>,
+    ebpf: aya::Ebpf,
+    ring: aya::maps::RingBuf<aya::maps::MapData>,
+    stats: aya::maps::PerCpuArray<aya::maps::MapData, u64>,
+    tc: Option<TcAttacher>,
+}
+
+fn attach(cfg: &Config) -> anyhow::Result<Attached> {
+    let cgroup = match (&cfg.cgroup, cfg.interfaces.is_empty()) {
         (Some(p), _) => Some(p.clone()),
         (None, true) => Some(crate::cgroup::default_root()?),
         (None, false) => None,
@@ -76,34 +142,24 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         crate::cgroup::check_v2(p)?;
     }
     // Bind before attaching, so a taken port fails fast with nothing attached.
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
+    let listener = std::net::TcpListener::bind(cfg.listen)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .with_context(|| format!("listening on {}", cfg.listen))?;
 
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = Arc::new(Metrics::register(&mut registry));
-    let ready = Arc::new(AtomicBool::new(false));
-    let state = api::ApiState {
-        registry: Arc::new(registry),
-        ready: ready.clone(),
-    };
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, api::router(state)).await {
-            log::error!("metrics server stopped: {e}");
-        }
-    });
 
     let dp = datapath::load(&datapath::LoadOptions {
-        include_loopback: args.include_loopback,
-        max_flows: args.max_flows,
-        ring_bytes: args.ring_bytes,
+        include_loopback: cfg.include_loopback,
+        max_flows: cfg.max_flows,
+        ring_bytes: cfg.ring_bytes,
     })?;
     let datapath::Datapath {
         mut ebpf,
         events: ring,
         stats,
     } = dp;
-    metrics.flow_table_capacity.set(i64::from(args.max_flows));
+    metrics.flow_table_capacity.set(i64::from(cfg.max_flows));
 
     if let Some(p) = &cgroup {
         datapath::attach_cgroup(&mut ebpf, p)?;
@@ -114,26 +170,71 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         log::info!("attached cgroup_skb ingress+egress to {}", p.display());
     }
     let mut tc = None;
-    if !args.interfaces.is_empty() {
-        let mut t = TcAttacher::new(&mut ebpf, args.interfaces.clone())?;
+    if !cfg.interfaces.is_empty() {
+        let mut t = TcAttacher::new(&mut ebpf, cfg.interfaces.clone())?;
         let added = t.sync(&mut ebpf)?;
         if added.is_empty() {
             log::warn!(
                 "no interface matches {:?} yet; watching for them",
-                args.interfaces
+                cfg.interfaces
             );
         } else {
             log::info!("attached TC ingress+egress to {}", added.join(", "));
         }
         tc = Some(t);
     }
-    ready.store(true, Ordering::Release);
-    log::info!(
-        "plainsight ready; metrics on http://{}/metrics",
-        args.listen
-    );
+    Ok(Attached {
+        listener,
+        registry,
+        metrics,
+        ebpf,
+        ring,
+        stats,
+        tc,
+    })
+}
 
-    let mut consumer = tokio::spawn(events::consume(ring, metrics.clone()));
+async fn serve(cfg: Config, a: Attached) -> anyhow::Result<()> {
+    let Attached {
+        listener,
+        registry,
+        metrics,
+        mut ebpf,
+        ring,
+        stats,
+        mut tc,
+    } = a;
+    let now = clock::now_ns();
+    let edges = Arc::new(Mutex::new(Edges::new(cfg.edges_max, cfg.idle_timeout)));
+    let sources: Vec<Box<dyn IdentitySource>> = vec![Box::new(CidrNames::new(cfg.identities))];
+    let pipeline = Pipeline::live(
+        Resolver::new(sources),
+        cfg.policy,
+        edges.clone(),
+        metrics.clone(),
+        Alerter::new(cfg.alerts_per_minute, now),
+        now,
+    );
+    let ready = Arc::new(AtomicBool::new(true));
+    let state = api::ApiState {
+        registry: Arc::new(registry),
+        edges,
+        ready,
+    };
+    // The API failing must not stop classification: log and carry on.
+    match tokio::net::TcpListener::from_std(listener) {
+        Ok(listener) => {
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, api::router(state)).await {
+                    log::error!("the HTTP API stopped: {e}; classification continues");
+                }
+            });
+        }
+        Err(e) => log::error!("the HTTP API cannot start: {e}; classification continues"),
+    }
+    log::info!("plainsight ready; metrics on http://{}/metrics", cfg.listen);
+
+    let mut consumer = tokio::spawn(events::consume(ring, metrics.clone(), pipeline));
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));

@@ -2,12 +2,11 @@
 //! object per flow.
 
 use super::FlowRecord;
-use crate::policy;
+use crate::{edges::EdgeList, events::Flow, pipeline::Pipeline, table};
 use agent_common::{Reason, TlsVersion};
 use std::{
-    collections::BTreeMap,
     io::{self, Write},
-    net::IpAddr,
+    sync::PoisonError,
 };
 
 /// The `--json` line of one flow (DESIGN.md "CLI"); field order is the
@@ -39,130 +38,50 @@ pub fn json_line(r: &FlowRecord) -> String {
     serde_json::to_string(&line).unwrap_or_default()
 }
 
-/// Flows aggregated into edges, as the live agent aggregates them.
-#[derive(Default)]
+/// Flows aggregated into edges by the live agent's pipeline (identities are
+/// the addresses, no allow-rules, no cap).
 pub struct Edges {
-    edges: BTreeMap<EdgeKey, Edge>,
+    pipeline: Pipeline,
 }
 
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
-struct EdgeKey {
-    client: IpAddr,
-    server: IpAddr,
-    port: u16,
-    protocol: &'static str,
-    encryption: &'static str,
-    policy: &'static str,
-}
-
-struct Edge {
-    flows: u64,
-    last_seen_ns: i64,
+impl Default for Edges {
+    fn default() -> Self {
+        Self {
+            pipeline: Pipeline::offline(),
+        }
+    }
 }
 
 impl Edges {
     pub fn add(&mut self, r: &FlowRecord) {
-        let key = EdgeKey {
+        let flow = Flow {
             client: r.client.ip(),
+            client_port: r.client.port(),
             server: r.server.ip(),
-            port: r.server.port(),
-            protocol: r.verdict.protocol.as_str(),
-            encryption: r.verdict.encryption.as_str(),
-            policy: policy::evaluate(&r.verdict).as_str(),
+            server_port: r.server.port(),
+            hook: None,
+            verdict: r.verdict,
+            midstream: r.midstream,
         };
-        let e = self.edges.entry(key).or_insert(Edge {
-            flows: 0,
-            last_seen_ns: r.ts_ns,
-        });
-        e.flows += 1;
-        e.last_seen_ns = e.last_seen_ns.max(r.ts_ns);
+        self.pipeline.observe(&flow, r.ts_ns);
+    }
+
+    fn list(&self) -> EdgeList {
+        self.pipeline
+            .edges()
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .snapshot(None)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.edges.is_empty()
+        self.list().edges.is_empty()
     }
 
-    /// Aligned columns: CLIENT SERVER PORT PROTOCOL ENCRYPTION POLICY FLOWS LAST-SEEN.
+    /// The table of `plainsight edges`, with capture times as LAST-SEEN.
     pub fn write_table(&self, w: &mut impl Write) -> io::Result<()> {
-        const HEAD: [&str; 8] = [
-            "CLIENT",
-            "SERVER",
-            "PORT",
-            "PROTOCOL",
-            "ENCRYPTION",
-            "POLICY",
-            "FLOWS",
-            "LAST-SEEN",
-        ];
-        let rows: Vec<[String; 8]> = self
-            .edges
-            .iter()
-            .map(|(k, e)| {
-                [
-                    k.client.to_string(),
-                    k.server.to_string(),
-                    k.port.to_string(),
-                    k.protocol.to_string(),
-                    k.encryption.to_string(),
-                    k.policy.to_string(),
-                    e.flows.to_string(),
-                    rfc3339(e.last_seen_ns),
-                ]
-            })
-            .collect();
-        let mut width = HEAD.map(str::len);
-        for row in &rows {
-            for (wd, cell) in width.iter_mut().zip(row) {
-                *wd = (*wd).max(cell.len());
-            }
-        }
-        let head = HEAD.map(String::from);
-        for row in std::iter::once(&head).chain(&rows) {
-            let mut line = String::new();
-            for (i, (cell, wd)) in row.iter().zip(width).enumerate() {
-                match i {
-                    0 => {}
-                    _ => line.push_str("  "),
-                }
-                // FLOWS is a number: right-aligned.
-                if i == 6 {
-                    line.push_str(&format!("{cell:>wd$}"));
-                } else {
-                    line.push_str(&format!("{cell:<wd$}"));
-                }
-            }
-            writeln!(w, "{}", line.trim_end())?;
-        }
-        Ok(())
+        table::write(w, &self.list().edges, |e| e.last_seen.clone())
     }
-}
-
-/// RFC 3339 UTC with second precision, e.g. `2024-05-01T12:00:00Z`.
-pub fn rfc3339(ts_ns: i64) -> String {
-    let secs = ts_ns.div_euclid(1_000_000_000);
-    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        sod / 3600,
-        sod / 60 % 60,
-        sod % 60
-    )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's
-/// `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 #[cfg(test)]
@@ -242,13 +161,5 @@ mod tests {
              10.0.0.1  10.0.0.2  80    http      plaintext   violation      2  1970-01-01T00:00:07Z\n\
              10.0.0.1  10.0.0.2  8080  http      plaintext   violation      1  1970-01-01T00:00:01Z\n"
         );
-    }
-
-    #[test]
-    fn rfc3339_dates() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_700_000_000_999_999_999), "2023-11-14T22:13:20Z");
-        assert_eq!(rfc3339(951_782_400_000_000_000), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
     }
 }

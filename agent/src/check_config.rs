@@ -1,0 +1,33 @@
+//! `plainsight check-config FILE`: every problem with where it is, or a
+//! summary of what the agent would run with (and which rules expired).
+
+use crate::{clock, config};
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct CheckConfigArgs {
+    /// The TOML configuration file.
+    pub file: PathBuf,
+}
+
+pub fn run(args: &CheckConfigArgs) -> anyhow::Result<()> {
+    let c = config::load(&args.file)?;
+    let now = clock::now_ns();
+    let (active, expired) = c.policy.counts(now);
+    println!(
+        "{}: ok: {} identities, {active} active and {expired} expired allow-rules, \
+         unknown encryption judged as {}, edges.max {}, listen {}",
+        args.file.display(),
+        c.identities.len(),
+        match c.policy.unknown() {
+            crate::policy::UnknownTreatment::Violation => "violation",
+            crate::policy::UnknownTreatment::Allowed => "allowed",
+        },
+        c.edges_max,
+        c.listen
+    );
+    for w in config::warnings(&c, now) {
+        println!("warning: {w}");
+    }
+    Ok(())
+}

@@ -1,0 +1,501 @@
+//! The configuration file (`plainsight run --config FILE`), TOML. Every key
+//! is optional and has the default documented here and in
+//! `deploy/config/plainsight.toml`; unknown keys are errors, so a typo is
+//! never a silent default. `load` checks everything and reports every
+//! problem with where it is before anything is attached.
+
+use crate::{
+    cidr::{self, Cidr},
+    clock,
+    logging::LogFormat,
+    policy::{Peer, PolicySet, Rule, UnknownTreatment},
+};
+use agent_common::Protocol;
+use serde::Deserialize;
+use std::{
+    collections::BTreeMap,
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9477";
+pub const DEFAULT_RING_BYTES: u32 = 256 * 1024;
+pub const DEFAULT_EDGES_MAX: usize = 10_000;
+pub const DEFAULT_IDLE_TIMEOUT: &str = "1h";
+pub const DEFAULT_ALERTS_PER_MINUTE: u32 = 20;
+
+/// The file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct File {
+    api: ApiFile,
+    hooks: HooksFile,
+    datapath: DatapathFile,
+    /// CIDR or single address -> identity name.
+    identities: BTreeMap<String, String>,
+    policy: PolicyFile,
+    edges: EdgesFile,
+    alerts: AlertsFile,
+    log: LogFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct ApiFile {
+    /// `/metrics`, `/api/v1/edges`, `/healthz`, `/readyz`.
+    listen: SocketAddr,
+}
+
+impl Default for ApiFile {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.parse().expect("valid default"),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct HooksFile {
+    /// cgroup v2 directory for the cgroup_skb programs; default: the
+    /// node's cgroup v2 root, unless only `interfaces` are given.
+    cgroup: Option<PathBuf>,
+    /// Interface name globs for the TC programs.
+    interfaces: Vec<String>,
+    /// Also classify 127.0.0.0/8 and ::1.
+    include_loopback: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct DatapathFile {
+    /// Kernel flow-table capacity (connections tracked at once).
+    max_flows: u32,
+    /// Verdict ring buffer bytes: a power of two, at least 4096.
+    ring_bytes: u32,
+}
+
+impl Default for DatapathFile {
+    fn default() -> Self {
+        Self {
+            max_flows: agent_common::wire::DEFAULT_MAX_FLOWS,
+            ring_bytes: DEFAULT_RING_BYTES,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct PolicyFile {
+    /// How flows of unknown encryption are judged.
+    unknown: UnknownTreatment,
+    allow: Vec<RuleFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RuleFile {
+    name: String,
+    owner: String,
+    reason: String,
+    /// A TOML date/date-time or an RFC 3339 string; absent: never.
+    expires: Option<toml::Value>,
+    /// Identity name glob, CIDR or address; absent: any.
+    client: Option<String>,
+    server: Option<String>,
+    ports: Vec<u16>,
+    protocols: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct EdgesFile {
+    /// Distinct edges (and metric series per family) kept; more flows go
+    /// to the `other` edge.
+    max: usize,
+    /// Edges unseen this long leave the API (not /metrics).
+    idle_timeout: String,
+}
+
+impl Default for EdgesFile {
+    fn default() -> Self {
+        Self {
+            max: DEFAULT_EDGES_MAX,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT.into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct AlertsFile {
+    /// Alert log lines per minute at most (token bucket); 0 turns alerts off.
+    max_per_minute: u32,
+}
+
+impl Default for AlertsFile {
+    fn default() -> Self {
+        Self {
+            max_per_minute: DEFAULT_ALERTS_PER_MINUTE,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct LogFile {
+    format: LogFormat,
+}
+
+/// A checked configuration.
+pub struct Config {
+    pub listen: SocketAddr,
+    pub cgroup: Option<PathBuf>,
+    pub interfaces: Vec<String>,
+    pub include_loopback: bool,
+    pub max_flows: u32,
+    pub ring_bytes: u32,
+    pub identities: Vec<(Cidr, String)>,
+    pub policy: PolicySet,
+    pub edges_max: usize,
+    pub idle_timeout: Duration,
+    pub alerts_per_minute: u32,
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        check(File::default()).unwrap_or_else(|p| unreachable!("the defaults check: {p:?}"))
+    }
+}
+
+/// One thing wrong, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub at: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.at, self.message)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config {}: {error}", .path.display())]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("config {}: {}", .path.display(), list(.problems))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+fn list(problems: &[Problem]) -> String {
+    match problems {
+        [one] => one.to_string(),
+        many => many
+            .iter()
+            .fold(format!("{} problems", many.len()), |acc, p| {
+                acc + "\n  " + &p.to_string()
+            }),
+    }
+}
+
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+        path: path.to_owned(),
+        error,
+    })?;
+    parse(&text).map_err(|problems| ConfigError::Invalid {
+        path: path.to_owned(),
+        problems,
+    })
+}
+
+/// Parses and checks a whole file.
+pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
+    let file: File = toml::from_str(text).map_err(|e| vec![syntax_problem(text, &e)])?;
+    check(file)
+}
+
+/// TOML syntax and type errors come one at a time, with a position.
+fn syntax_problem(text: &str, e: &toml::de::Error) -> Problem {
+    let at = e.span().map_or_else(
+        || "file".to_owned(),
+        |span| {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {col}")
+        },
+    );
+    Problem {
+        at,
+        message: e.message().trim_end().to_owned(),
+    }
+}
+
+/// Checks every value; collects every problem rather than stopping at one.
+fn check(f: File) -> Result<Config, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut problem = |at: String, message: String| problems.push(Problem { at, message });
+
+    if let Some(cg) = &f.hooks.cgroup
+        && !cg.is_absolute()
+    {
+        problem(
+            "hooks.cgroup".into(),
+            format!("{:?} must be an absolute path", cg.display()),
+        );
+    }
+    for (i, p) in f.hooks.interfaces.iter().enumerate() {
+        if let Err(m) = check_interface_pattern(p) {
+            problem(format!("hooks.interfaces[{i}]"), m);
+        }
+    }
+    if f.datapath.max_flows == 0 {
+        problem("datapath.max_flows".into(), "must be at least 1".into());
+    }
+    if let Err(m) = check_ring_bytes(f.datapath.ring_bytes) {
+        problem("datapath.ring_bytes".into(), m);
+    }
+
+    let mut identities: Vec<(Cidr, String)> = Vec::new();
+    for (net, name) in &f.identities {
+        let at = format!("identities.{net:?}");
+        match net.parse::<Cidr>() {
+            Err(m) => problem(at, m),
+            Ok(c) => {
+                if let Err(m) = check_identity_name(name) {
+                    problem(at.clone(), m);
+                }
+                if let Some((_, other)) = identities.iter().find(|(o, _)| *o == c) {
+                    problem(
+                        at,
+                        format!("{c} is already named {other:?} (by another spelling)"),
+                    );
+                } else {
+                    identities.push((c, name.clone()));
+                }
+            }
+        }
+    }
+
+    let mut rules = Vec::new();
+    for (i, r) in f.policy.allow.iter().enumerate() {
+        let at = |key: &str| format!("policy.allow[{i}].{key}");
+        match check_rule(r, |key, m| problem(at(key), m)) {
+            Some(rule) if rules.iter().any(|o: &Rule| o.name == rule.name) => problem(
+                at("name"),
+                format!(
+                    "{:?} is used by another rule; names must be unique",
+                    rule.name
+                ),
+            ),
+            Some(rule) => rules.push(rule),
+            None => {}
+        }
+    }
+
+    if f.edges.max == 0 {
+        problem("edges.max".into(), "must be at least 1".into());
+    }
+    let idle_timeout = clock::parse_duration(&f.edges.idle_timeout)
+        .map_err(|m| problem("edges.idle_timeout".into(), m))
+        .unwrap_or_default();
+
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Config {
+        listen: f.api.listen,
+        cgroup: f.hooks.cgroup,
+        interfaces: f.hooks.interfaces,
+        include_loopback: f.hooks.include_loopback,
+        max_flows: f.datapath.max_flows,
+        ring_bytes: f.datapath.ring_bytes,
+        identities,
+        policy: PolicySet::new(rules, f.policy.unknown),
+        edges_max: f.edges.max,
+        idle_timeout,
+        alerts_per_minute: f.alerts.max_per_minute,
+        log_format: f.log.format,
+    })
+}
+
+/// Builds a rule, reporting each bad key through `problem`.
+fn check_rule(r: &RuleFile, mut problem: impl FnMut(&str, String)) -> Option<Rule> {
+    let mut ok = true;
+    let mut bad = |key: &str, m: String| {
+        ok = false;
+        problem(key, m);
+    };
+    for (key, value) in [
+        ("name", &r.name),
+        ("owner", &r.owner),
+        ("reason", &r.reason),
+    ] {
+        if value.trim().is_empty() {
+            bad(
+                key,
+                "is required: every exception says who owns it and why".into(),
+            );
+        }
+    }
+    let mut peer = |key: &str, v: &Option<String>| match v.as_deref() {
+        None | Some("*") => Peer::Any,
+        Some(s) if cidr::looks_like_cidr(s) => s.parse().map_or_else(
+            |m| {
+                bad(key, m);
+                Peer::Any
+            },
+            Peer::Net,
+        ),
+        Some(s) => match check_identity_name(s) {
+            Ok(()) => Peer::Name(s.to_owned()),
+            Err(m) => {
+                bad(key, m);
+                Peer::Any
+            }
+        },
+    };
+    let client = peer("client", &r.client);
+    let server = peer("server", &r.server);
+    if r.ports.contains(&0) {
+        bad("ports", "port 0 never carries a connection".into());
+    }
+    let mut protocols = Vec::new();
+    for (j, name) in r.protocols.iter().enumerate() {
+        match Protocol::ALL.iter().find(|p| p.as_str() == name) {
+            Some(p) => protocols.push(*p),
+            None => bad(
+                &format!("protocols[{j}]"),
+                format!(
+                    "{name:?} is not a protocol plainsight names; one of: {}",
+                    Protocol::ALL
+                        .iter()
+                        .map(|p| p.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+        }
+    }
+    let expires_ns = match &r.expires {
+        None => None,
+        Some(v) => match expiry(v) {
+            Ok(t) => Some(t),
+            Err(m) => {
+                bad("expires", m);
+                None
+            }
+        },
+    };
+    if client == Peer::Any && server == Peer::Any && r.ports.is_empty() && protocols.is_empty() {
+        bad(
+            "server",
+            "the rule would allow every plaintext flow; name at least one of client, server, \
+             ports, protocols"
+                .into(),
+        );
+    }
+    ok.then(|| Rule {
+        name: r.name.clone(),
+        owner: r.owner.clone(),
+        reason: r.reason.clone(),
+        expires_ns,
+        client,
+        server,
+        ports: r.ports.clone(),
+        protocols,
+    })
+}
+
+/// `2026-12-31` (expires at the start of that day, UTC),
+/// `2026-12-31T18:00:00Z` or with an offset; bare or as a string.
+fn expiry(v: &toml::Value) -> Result<i64, String> {
+    let dt = match v {
+        toml::Value::Datetime(dt) => *dt,
+        toml::Value::String(s) => s
+            .parse::<toml::value::Datetime>()
+            .map_err(|_| format!("{s:?} is not an RFC 3339 date or date-time"))?,
+        other => {
+            return Err(format!("a {} is not a date or date-time", other.type_str()));
+        }
+    };
+    let Some(d) = dt.date else {
+        return Err(format!("{dt} has no date"));
+    };
+    let offset_min = match (dt.time, dt.offset) {
+        (None, _) => 0,
+        (Some(_), Some(toml::value::Offset::Z)) => 0,
+        (Some(_), Some(toml::value::Offset::Custom { minutes })) => i64::from(minutes),
+        (Some(_), None) => {
+            return Err(format!(
+                "{dt} has a time but no UTC offset; add `Z` or e.g. `+02:00`"
+            ));
+        }
+    };
+    let days = clock::days_from_civil(i64::from(d.year), i64::from(d.month), i64::from(d.day));
+    let secs = dt.time.map_or(0, |t| {
+        i64::from(t.hour) * 3600 + i64::from(t.minute) * 60 + i64::from(t.second)
+    });
+    Ok((days * 86_400 + secs - offset_min * 60) * 1_000_000_000)
+}
+
+pub fn check_ring_bytes(n: u32) -> Result<(), String> {
+    if n < 4096 || !n.is_power_of_two() {
+        return Err(format!("{n} must be a power of two and at least 4096"));
+    }
+    Ok(())
+}
+
+fn check_interface_pattern(p: &str) -> Result<(), String> {
+    if p.is_empty() || p.contains(['/', ' ']) {
+        return Err(format!("{p:?} is not an interface name pattern"));
+    }
+    Ok(())
+}
+
+/// Names end up in metric labels and the table: printable, no spaces.
+fn check_identity_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{name:?} is not an identity name (non-empty, no spaces)"
+        ));
+    }
+    if name == crate::edges::OTHER {
+        return Err(format!(
+            "{name:?} is reserved for edges beyond the cardinality cap"
+        ));
+    }
+    Ok(())
+}
+
+/// Warnings that do not stop the agent: expired rules.
+pub fn warnings(c: &Config, now_ns: i64) -> Vec<String> {
+    c.policy
+        .rules()
+        .iter()
+        .filter(|r| r.expired(now_ns))
+        .map(|r| {
+            format!(
+                "allow-rule {:?} (owner {}) expired at {}; it no longer allows anything",
+                r.name,
+                r.owner,
+                r.expires().unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,281 @@
+//! Flows aggregated into edges: who talks to whom, on which port, how, and
+//! whether policy allows it. Bounded: at most `max` distinct edges are ever
+//! admitted (the same bound holds for the metric series, which are keyed
+//! alike and never removed, so counters stay monotonic); flows of further
+//! edges fold into an `other` edge per (protocol, encryption, policy), and
+//! are counted. Idle edges leave the live view (the API) but stay admitted.
+
+use crate::{clock, policy::Policy, policy::Rule};
+use agent_common::{Encryption, Protocol, Reason, TlsVersion, Verdict};
+use serde::{Deserialize, Serialize};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    net::IpAddr,
+    sync::Arc,
+    time::Duration,
+};
+
+/// The client and server name of overflow edges.
+pub const OTHER: &str = "other";
+/// Sample addresses kept per side of an edge: enough to find the pods or
+/// hosts behind a name, bounded so an edge costs the same at any scale.
+pub const SAMPLE_ADDRS: usize = 4;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EdgeKey {
+    pub policy: Policy,
+    pub client: Arc<str>,
+    pub server: Arc<str>,
+    pub server_port: u16,
+    pub protocol: Protocol,
+    pub encryption: Encryption,
+}
+
+impl EdgeKey {
+    fn other(&self) -> Self {
+        Self {
+            client: OTHER.into(),
+            server: OTHER.into(),
+            server_port: 0,
+            ..self.clone()
+        }
+    }
+
+    pub fn is_other(&self) -> bool {
+        &*self.client == OTHER && &*self.server == OTHER && self.server_port == 0
+    }
+}
+
+/// One flow, as the aggregator sees it.
+pub struct Observation<'a> {
+    pub key: EdgeKey,
+    pub client_ip: IpAddr,
+    pub server_ip: IpAddr,
+    pub verdict: &'a Verdict,
+    pub midstream: bool,
+    /// The rule that allowed it, or for a violation an expired one that
+    /// would have.
+    pub rule: Option<&'a Arc<Rule>>,
+    pub ts_ns: i64,
+}
+
+/// Where a flow went.
+pub struct Recorded {
+    /// The edge it counted on: its own, or an `other` edge.
+    pub key: EdgeKey,
+    /// First flow ever on this edge (since start).
+    pub first: bool,
+    /// Folded into `other` by the cap.
+    pub folded: bool,
+}
+
+#[derive(Clone, Debug)]
+struct Edge {
+    flows: u64,
+    first_seen_ns: i64,
+    last_seen_ns: i64,
+    reasons: BTreeMap<Reason, u64>,
+    tls_versions: BTreeMap<TlsVersion, u64>,
+    midstream_flows: u64,
+    client_addrs: Vec<IpAddr>,
+    server_addrs: Vec<IpAddr>,
+    rule: Option<Arc<Rule>>,
+}
+
+pub struct Edges {
+    live: HashMap<EdgeKey, Edge>,
+    /// Every non-`other` key ever seen, at most `max`.
+    admitted: HashSet<EdgeKey>,
+    /// `other` keys ever seen (bounded by protocols × encryptions × policies).
+    others: HashSet<EdgeKey>,
+    max: usize,
+    idle_ns: i64,
+    dropped: u64,
+}
+
+impl Edges {
+    pub fn new(max: usize, idle: Duration) -> Self {
+        Self {
+            live: HashMap::new(),
+            admitted: HashSet::new(),
+            others: HashSet::new(),
+            max,
+            idle_ns: i64::try_from(idle.as_nanos()).unwrap_or(i64::MAX),
+            dropped: 0,
+        }
+    }
+
+    pub fn record(&mut self, o: &Observation<'_>) -> Recorded {
+        let (key, first, folded) = if self.admitted.contains(&o.key) {
+            (o.key.clone(), false, false)
+        } else if self.admitted.len() < self.max {
+            self.admitted.insert(o.key.clone());
+            (o.key.clone(), true, false)
+        } else {
+            self.dropped += 1;
+            let k = o.key.other();
+            let first = self.others.insert(k.clone());
+            (k, first, true)
+        };
+        let e = self.live.entry(key.clone()).or_insert_with(|| Edge {
+            flows: 0,
+            first_seen_ns: o.ts_ns,
+            last_seen_ns: o.ts_ns,
+            reasons: BTreeMap::new(),
+            tls_versions: BTreeMap::new(),
+            midstream_flows: 0,
+            client_addrs: Vec::new(),
+            server_addrs: Vec::new(),
+            rule: None,
+        });
+        e.flows += 1;
+        e.first_seen_ns = e.first_seen_ns.min(o.ts_ns);
+        e.last_seen_ns = e.last_seen_ns.max(o.ts_ns);
+        let v = o.verdict;
+        if v.reason != Reason::None {
+            *e.reasons.entry(v.reason).or_default() += 1;
+        }
+        if v.encryption == Encryption::Tls {
+            *e.tls_versions.entry(v.tls_version).or_default() += 1;
+        }
+        e.midstream_flows += u64::from(o.midstream);
+        sample(&mut e.client_addrs, o.client_ip);
+        sample(&mut e.server_addrs, o.server_ip);
+        if let Some(r) = o.rule {
+            e.rule = Some(r.clone());
+        }
+        Recorded { key, first, folded }
+    }
+
+    /// Drops edges unseen for the idle timeout; returns how many.
+    pub fn expire(&mut self, now_ns: i64) -> usize {
+        let before = self.live.len();
+        let idle = self.idle_ns;
+        self.live
+            .retain(|_, e| now_ns.saturating_sub(e.last_seen_ns) < idle);
+        before - self.live.len()
+    }
+
+    /// Live edges.
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live.is_empty()
+    }
+
+    /// Flows folded into `other` edges since start.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// The API view, violations first; `only` keeps one policy.
+    pub fn snapshot(&self, only: Option<Policy>) -> EdgeList {
+        let mut rows: Vec<(&EdgeKey, &Edge)> = self
+            .live
+            .iter()
+            .filter(|(k, _)| only.is_none_or(|p| k.policy == p))
+            .collect();
+        rows.sort_by(|a, b| a.0.cmp(b.0));
+        EdgeList {
+            edges: rows.into_iter().map(|(k, e)| EdgeJson::new(k, e)).collect(),
+            dropped_flows: self.dropped,
+        }
+    }
+}
+
+fn sample(addrs: &mut Vec<IpAddr>, ip: IpAddr) {
+    if addrs.len() < SAMPLE_ADDRS && !addrs.contains(&ip) {
+        addrs.push(ip);
+    }
+}
+
+/// `GET /api/v1/edges` (the shape is a contract; see README "JSON API").
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EdgeList {
+    pub edges: Vec<EdgeJson>,
+    pub dropped_flows: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EdgeJson {
+    pub client: String,
+    pub server: String,
+    pub server_port: u16,
+    pub protocol: String,
+    pub encryption: String,
+    pub policy: String,
+    pub flows: u64,
+    pub reasons: BTreeMap<String, u64>,
+    pub tls_versions: BTreeMap<String, u64>,
+    pub midstream_flows: u64,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub client_addrs: Vec<String>,
+    pub server_addrs: Vec<String>,
+    /// The rule that allowed an `allowed` edge; for a `violation`, null.
+    pub rule: Option<RuleJson>,
+    /// For a `violation`: the expired rule that used to allow it.
+    #[serde(default)]
+    pub expired_rule: Option<RuleJson>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RuleJson {
+    pub name: String,
+    pub owner: String,
+    pub reason: String,
+    pub expires: Option<String>,
+}
+
+impl RuleJson {
+    pub fn new(r: &Rule) -> Self {
+        Self {
+            name: r.name.clone(),
+            owner: r.owner.clone(),
+            reason: r.reason.clone(),
+            expires: r.expires(),
+        }
+    }
+}
+
+impl EdgeJson {
+    fn new(k: &EdgeKey, e: &Edge) -> Self {
+        let strs = |a: &[IpAddr]| a.iter().map(ToString::to_string).collect();
+        let rule = e.rule.as_deref().map(RuleJson::new);
+        let (rule, expired_rule) = match k.policy {
+            Policy::Violation => (None, rule),
+            _ => (rule, None),
+        };
+        Self {
+            client: k.client.to_string(),
+            server: k.server.to_string(),
+            server_port: k.server_port,
+            protocol: k.protocol.as_str().into(),
+            encryption: k.encryption.as_str().into(),
+            policy: k.policy.as_str().into(),
+            flows: e.flows,
+            reasons: e
+                .reasons
+                .iter()
+                .map(|(r, n)| (r.as_str().into(), *n))
+                .collect(),
+            tls_versions: e
+                .tls_versions
+                .iter()
+                .map(|(v, n)| (v.as_str().into(), *n))
+                .collect(),
+            midstream_flows: e.midstream_flows,
+            first_seen: clock::rfc3339(e.first_seen_ns),
+            last_seen: clock::rfc3339(e.last_seen_ns),
+            client_addrs: strs(&e.client_addrs),
+            server_addrs: strs(&e.server_addrs),
+            rule,
+            expired_rule,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

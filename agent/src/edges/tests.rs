@@ -1,0 +1,238 @@
+use super::*;
+use agent_common::Verdict;
+
+const S: i64 = 1_000_000_000;
+
+fn key(client: &str, server: &str, port: u16, policy: Policy) -> EdgeKey {
+    EdgeKey {
+        policy,
+        client: client.into(),
+        server: server.into(),
+        server_port: port,
+        protocol: Protocol::Postgres,
+        encryption: Encryption::Plaintext,
+    }
+}
+
+fn flow(e: &mut Edges, k: EdgeKey, client_ip: [u8; 4], v: &Verdict, ts_ns: i64) -> Recorded {
+    e.record(&Observation {
+        key: k,
+        client_ip: client_ip.into(),
+        server_ip: [10, 0, 5, 7].into(),
+        verdict: v,
+        midstream: false,
+        rule: None,
+        ts_ns,
+    })
+}
+
+#[test]
+fn flows_of_one_edge_aggregate() {
+    let mut e = Edges::new(10, Duration::from_secs(3600));
+    let pg = Verdict::plaintext(Protocol::Postgres).with_reason(Reason::CleartextCredentials);
+    let k = key("checkout", "rds", 5432, Policy::Violation);
+    let r1 = flow(&mut e, k.clone(), [10, 0, 1, 1], &pg, 5 * S);
+    let r2 = flow(&mut e, k.clone(), [10, 0, 1, 2], &pg, 3 * S);
+    assert!(r1.first && !r2.first && !r1.folded);
+    for i in 0..10 {
+        flow(
+            &mut e,
+            k.clone(),
+            [10, 0, 2, i],
+            &Verdict::plaintext(Protocol::Postgres),
+            9 * S,
+        );
+    }
+    let list = e.snapshot(None);
+    assert_eq!(list.edges.len(), 1);
+    let j = &list.edges[0];
+    assert_eq!(j.flows, 12);
+    assert_eq!(
+        j.reasons,
+        BTreeMap::from([("cleartext_credentials".into(), 2)])
+    );
+    assert_eq!(j.first_seen, "1970-01-01T00:00:03Z");
+    assert_eq!(j.last_seen, "1970-01-01T00:00:09Z");
+    assert_eq!(j.client_addrs.len(), SAMPLE_ADDRS, "samples are bounded");
+    assert_eq!(
+        j.client_addrs[..2],
+        ["10.0.1.1".to_owned(), "10.0.1.2".to_owned()]
+    );
+    assert_eq!(j.server_addrs, ["10.0.5.7"]);
+    assert_eq!(
+        (j.policy.as_str(), j.protocol.as_str()),
+        ("violation", "postgres")
+    );
+}
+
+#[test]
+fn the_cap_folds_new_edges_into_other_and_counts_them() {
+    let mut e = Edges::new(2, Duration::from_secs(3600));
+    let v = Verdict::plaintext(Protocol::Postgres);
+    for port in [1, 2] {
+        assert!(
+            !flow(
+                &mut e,
+                key("a", "b", port, Policy::Violation),
+                [10, 0, 0, 1],
+                &v,
+                S
+            )
+            .folded
+        );
+    }
+    let r = flow(
+        &mut e,
+        key("a", "b", 3, Policy::Violation),
+        [10, 0, 0, 1],
+        &v,
+        S,
+    );
+    assert!(r.folded && r.first, "first flow of the other edge");
+    assert_eq!(r.key, key(OTHER, OTHER, 0, Policy::Violation));
+    let r = flow(
+        &mut e,
+        key("c", "d", 4, Policy::Violation),
+        [10, 0, 0, 1],
+        &v,
+        S,
+    );
+    assert!(r.folded && !r.first);
+    let r = flow(
+        &mut e,
+        key("c", "d", 5, Policy::Allowed),
+        [10, 0, 0, 1],
+        &v,
+        S,
+    );
+    assert_eq!(
+        r.key,
+        key(OTHER, OTHER, 0, Policy::Allowed),
+        "policy survives the fold"
+    );
+    // Admitted edges still count as themselves.
+    assert!(
+        !flow(
+            &mut e,
+            key("a", "b", 1, Policy::Violation),
+            [10, 0, 0, 1],
+            &v,
+            S
+        )
+        .folded
+    );
+    assert_eq!(e.dropped(), 3);
+    let list = e.snapshot(None);
+    assert_eq!(list.dropped_flows, 3);
+    assert_eq!(list.edges.len(), 4);
+    let other = list
+        .edges
+        .iter()
+        .find(|j| j.client == OTHER && j.policy == "violation")
+        .expect("other");
+    assert_eq!(
+        (other.server.as_str(), other.server_port, other.flows),
+        (OTHER, 0, 2)
+    );
+}
+
+#[test]
+fn idle_edges_leave_the_view_but_stay_admitted() {
+    let mut e = Edges::new(1, Duration::from_secs(60));
+    let v = Verdict::plaintext(Protocol::Postgres);
+    flow(
+        &mut e,
+        key("a", "b", 1, Policy::Violation),
+        [10, 0, 0, 1],
+        &v,
+        0,
+    );
+    assert_eq!(e.expire(59 * S), 0);
+    assert_eq!(e.expire(60 * S), 1);
+    assert!(e.is_empty());
+    // The metric series of `a -> b:1` still exists, so the cap still counts
+    // it: a new edge folds, the old one comes back as itself (not `first`:
+    // it alerted already).
+    assert!(
+        flow(
+            &mut e,
+            key("x", "y", 2, Policy::Violation),
+            [10, 0, 0, 1],
+            &v,
+            61 * S
+        )
+        .folded
+    );
+    let back = flow(
+        &mut e,
+        key("a", "b", 1, Policy::Violation),
+        [10, 0, 0, 1],
+        &v,
+        62 * S,
+    );
+    assert!(!back.folded && !back.first);
+    let list = e.snapshot(None);
+    let edge = list
+        .edges
+        .iter()
+        .find(|j| j.client == "a")
+        .expect("a is back");
+    assert_eq!(
+        edge.flows, 1,
+        "the live view restarts; /metrics counters do not"
+    );
+}
+
+#[test]
+fn violations_come_first_and_filter() {
+    let mut e = Edges::new(10, Duration::from_secs(60));
+    let v = Verdict::plaintext(Protocol::Postgres);
+    flow(&mut e, key("a", "b", 1, Policy::Ok), [10, 0, 0, 1], &v, 0);
+    flow(
+        &mut e,
+        key("a", "b", 2, Policy::Allowed),
+        [10, 0, 0, 1],
+        &v,
+        0,
+    );
+    flow(
+        &mut e,
+        key("z", "b", 3, Policy::Violation),
+        [10, 0, 0, 1],
+        &v,
+        0,
+    );
+    let order: Vec<String> = e
+        .snapshot(None)
+        .edges
+        .into_iter()
+        .map(|j| j.policy)
+        .collect();
+    assert_eq!(order, ["violation", "allowed", "ok"]);
+    let only = e.snapshot(Some(Policy::Violation));
+    assert_eq!(only.edges.len(), 1);
+    assert_eq!(only.edges[0].client, "z");
+}
+
+#[test]
+fn json_is_the_contract_shape() {
+    let mut e = Edges::new(10, Duration::from_secs(60));
+    let mut tls = Verdict::new(Protocol::Tls, Encryption::Tls);
+    tls.tls_version = TlsVersion::Tls13;
+    let mut k = key("10.77.0.1", "10.77.0.2", 8443, Policy::Ok);
+    k.protocol = Protocol::Tls;
+    k.encryption = Encryption::Tls;
+    flow(&mut e, k, [10, 77, 0, 1], &tls, 1_800_000_000 * S);
+    let v = serde_json::to_value(e.snapshot(None)).expect("json");
+    assert_eq!(
+        v,
+        serde_json::json!({"edges": [{
+            "client": "10.77.0.1", "server": "10.77.0.2", "server_port": 8443,
+            "protocol": "tls", "encryption": "tls", "policy": "ok", "flows": 1,
+            "reasons": {}, "tls_versions": {"1.3": 1}, "midstream_flows": 0,
+            "first_seen": "2027-01-15T08:00:00Z", "last_seen": "2027-01-15T08:00:00Z",
+            "client_addrs": ["10.77.0.1"], "server_addrs": ["10.0.5.7"],
+            "rule": null, "expired_rule": null
+        }], "dropped_flows": 0})
+    );
+}

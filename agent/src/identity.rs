@@ -1,0 +1,159 @@
+//! Who is at each end of a flow. Sources are asked in order and the first
+//! answer wins; the IP address itself is the fallback. The Kubernetes
+//! source (pods and services from the API server) goes in front of the
+//! configured CIDRs.
+
+use crate::cidr::Cidr;
+use std::{collections::HashMap, net::IpAddr, sync::Arc};
+
+/// The name a peer goes by in metrics, the API and policy.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Identity {
+    /// `namespace/workload`, a configured CIDR name, or the IP address.
+    pub name: Arc<str>,
+    /// Kubernetes namespace and workload, when a Kubernetes source named it.
+    pub namespace: Option<Arc<str>>,
+    pub workload: Option<Arc<str>>,
+}
+
+impl Identity {
+    pub fn named(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            namespace: None,
+            workload: None,
+        }
+    }
+}
+
+/// One way of naming an address.
+pub trait IdentitySource: Send + Sync {
+    fn lookup(&self, ip: IpAddr) -> Option<Identity>;
+}
+
+/// Named networks; the longest matching prefix wins.
+#[derive(Default)]
+pub struct CidrNames {
+    /// Prefix lengths in use, longest first, per family; a lookup masks the
+    /// address once per length (few lengths in practice) instead of
+    /// scanning every network.
+    lengths_v4: Vec<u8>,
+    lengths_v6: Vec<u8>,
+    names: HashMap<Cidr, Identity>,
+}
+
+impl CidrNames {
+    pub fn new(entries: impl IntoIterator<Item = (Cidr, String)>) -> Self {
+        let mut s = Self::default();
+        for (cidr, name) in entries {
+            let lengths = if cidr.is_v6() {
+                &mut s.lengths_v6
+            } else {
+                &mut s.lengths_v4
+            };
+            if !lengths.contains(&cidr.prefix_len()) {
+                lengths.push(cidr.prefix_len());
+            }
+            s.names.insert(cidr, Identity::named(&name));
+        }
+        s.lengths_v4.sort_unstable_by(|a, b| b.cmp(a));
+        s.lengths_v6.sort_unstable_by(|a, b| b.cmp(a));
+        s
+    }
+}
+
+impl IdentitySource for CidrNames {
+    fn lookup(&self, ip: IpAddr) -> Option<Identity> {
+        let lengths = if ip.is_ipv6() {
+            &self.lengths_v6
+        } else {
+            &self.lengths_v4
+        };
+        lengths
+            .iter()
+            .find_map(|len| self.names.get(&Cidr::of(ip, *len)))
+            .cloned()
+    }
+}
+
+/// The sources in order, then the address.
+#[derive(Default)]
+pub struct Resolver {
+    sources: Vec<Box<dyn IdentitySource>>,
+}
+
+impl Resolver {
+    pub fn new(sources: Vec<Box<dyn IdentitySource>>) -> Self {
+        Self { sources }
+    }
+
+    pub fn resolve(&self, ip: IpAddr) -> Identity {
+        self.sources
+            .iter()
+            .find_map(|s| s.lookup(ip))
+            .unwrap_or_else(|| Identity::named(&ip.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(entries: &[(&str, &str)]) -> Resolver {
+        let cidrs = CidrNames::new(
+            entries
+                .iter()
+                .map(|(c, n)| (c.parse().expect("cidr"), (*n).to_owned())),
+        );
+        Resolver::new(vec![Box::new(cidrs)])
+    }
+
+    fn name(r: &Resolver, ip: &str) -> String {
+        r.resolve(ip.parse().expect("ip")).name.to_string()
+    }
+
+    #[test]
+    fn longest_prefix_wins_for_v4_and_v6() {
+        let r = names(&[
+            ("10.0.0.0/8", "corp"),
+            ("10.0.5.0/24", "rds-billing"),
+            ("10.0.5.7", "billing-primary"),
+            ("fd00::/16", "corp6"),
+            ("fd00:5::/64", "rds-billing"),
+        ]);
+        assert_eq!(name(&r, "10.0.5.7"), "billing-primary");
+        assert_eq!(name(&r, "10.0.5.8"), "rds-billing");
+        assert_eq!(name(&r, "10.9.9.9"), "corp");
+        assert_eq!(name(&r, "fd00:5::99"), "rds-billing");
+        assert_eq!(name(&r, "fd00:6::1"), "corp6");
+    }
+
+    #[test]
+    fn unnamed_addresses_are_their_ip() {
+        let r = names(&[("10.0.5.0/24", "rds-billing")]);
+        assert_eq!(name(&r, "192.0.2.1"), "192.0.2.1");
+        assert_eq!(name(&r, "fd77::2"), "fd77::2");
+        // An IPv4 network never names an IPv6 address with the same bits.
+        assert_eq!(name(&r, "::a00:507"), "::a00:507");
+        assert_eq!(name(&Resolver::default(), "10.0.5.1"), "10.0.5.1");
+    }
+
+    struct Fixed;
+    impl IdentitySource for Fixed {
+        fn lookup(&self, ip: IpAddr) -> Option<Identity> {
+            (ip == IpAddr::from([10, 0, 5, 9])).then(|| Identity {
+                name: "billing/api".into(),
+                namespace: Some("billing".into()),
+                workload: Some("api".into()),
+            })
+        }
+    }
+
+    #[test]
+    fn earlier_sources_win() {
+        let cidrs = CidrNames::new([("10.0.5.0/24".parse().expect("cidr"), "rds".to_owned())]);
+        let r = Resolver::new(vec![Box::new(Fixed), Box::new(cidrs)]);
+        assert_eq!(name(&r, "10.0.5.9"), "billing/api");
+        assert_eq!(name(&r, "10.0.5.8"), "rds");
+    }
+}

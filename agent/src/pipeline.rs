@@ -1,0 +1,342 @@
+//! Where each classified flow goes, in one place: identities -> policy ->
+//! edges -> metrics and alerts. The live agent and `replay` share it.
+
+use crate::{
+    alerts::{Alert, Alerter, Cause},
+    edges::{EdgeKey, Edges, Observation},
+    events::Flow,
+    identity::Resolver,
+    metrics::{FlowLabels, Metrics, PolicyRuleLabels, ReasonLabels, TlsLabels},
+    policy::{FlowFacts, Policy, PolicySet},
+};
+use agent_common::{Encryption, Reason, wire::Hook};
+use std::{
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+/// How often idle edges are swept out of the live view.
+const SWEEP_EVERY_NS: i64 = 1_000_000_000;
+
+pub struct Pipeline {
+    resolver: Resolver,
+    policy: PolicySet,
+    edges: Arc<Mutex<Edges>>,
+    metrics: Option<Arc<Metrics>>,
+    alerts: Option<Alerter>,
+    last_tick_ns: i64,
+    last_sweep_ns: i64,
+}
+
+impl Pipeline {
+    /// The live agent's: metrics, alerts and a shared edge view for the API.
+    pub fn live(
+        resolver: Resolver,
+        policy: PolicySet,
+        edges: Arc<Mutex<Edges>>,
+        metrics: Arc<Metrics>,
+        alerts: Alerter,
+        now_ns: i64,
+    ) -> Self {
+        let p = Self {
+            resolver,
+            policy,
+            edges,
+            metrics: Some(metrics),
+            alerts: Some(alerts),
+            last_tick_ns: now_ns,
+            last_sweep_ns: now_ns,
+        };
+        p.publish_rules(now_ns);
+        p
+    }
+
+    /// Replay's: addresses as identities, no rules, no cap, nothing expires.
+    pub fn offline() -> Self {
+        Self {
+            resolver: Resolver::default(),
+            policy: PolicySet::default(),
+            edges: Arc::new(Mutex::new(Edges::new(usize::MAX, Duration::MAX))),
+            metrics: None,
+            alerts: None,
+            last_tick_ns: 0,
+            last_sweep_ns: 0,
+        }
+    }
+
+    pub fn edges(&self) -> Arc<Mutex<Edges>> {
+        self.edges.clone()
+    }
+
+    pub fn observe(&mut self, f: &Flow, ts_ns: i64) {
+        let v = &f.verdict;
+        let client = self.resolver.resolve(f.client);
+        let server = self.resolver.resolve(f.server);
+        let facts = FlowFacts::new((f.client, &client), (f.server, &server), f.server_port, v);
+        let d = self.policy.evaluate(&facts, ts_ns);
+        let key = EdgeKey {
+            policy: d.policy,
+            client: client.name.clone(),
+            server: server.name.clone(),
+            server_port: f.server_port,
+            protocol: v.protocol,
+            encryption: v.encryption,
+        };
+        let rec = {
+            let mut edges = self.edges.lock().unwrap_or_else(PoisonError::into_inner);
+            let rec = edges.record(&Observation {
+                key,
+                client_ip: f.client,
+                server_ip: f.server,
+                verdict: v,
+                midstream: f.midstream,
+                rule: d.rule.as_ref().or(d.expired.as_ref()),
+                ts_ns,
+            });
+            if let Some(m) = &self.metrics {
+                m.edges.set(i64::try_from(edges.len()).unwrap_or(i64::MAX));
+            }
+            rec
+        };
+        if let Some(m) = &self.metrics {
+            count(m, &rec.key, v);
+            if rec.folded {
+                m.edges_dropped.inc();
+            }
+        }
+        if rec.first
+            && d.policy == Policy::Violation
+            && let Some(alerts) = &mut self.alerts
+        {
+            alerts.violation(
+                &Alert {
+                    key: &rec.key,
+                    client_addr: f.client,
+                    server_addr: f.server,
+                    reason: v.reason,
+                    cause: d.expired.as_deref().map_or(Cause::NoRule, Cause::Expired),
+                },
+                ts_ns,
+            );
+        }
+        log::debug!(
+            "flow {}:{} -> {}:{} {} {} {} {} midstream={} hook={}",
+            f.client,
+            f.client_port,
+            f.server,
+            f.server_port,
+            v.protocol.as_str(),
+            v.encryption.as_str(),
+            v.reason.as_str(),
+            d.policy.as_str(),
+            f.midstream,
+            f.hook.map_or("?", Hook::as_str)
+        );
+    }
+
+    /// Housekeeping, called often (every ring-buffer poll): reports rules
+    /// that expired since the last call, sweeps idle edges once a second,
+    /// and lets held-back alerts be reported.
+    pub fn tick(&mut self, now_ns: i64) {
+        let mut expired_any = false;
+        for r in self.policy.expiring(self.last_tick_ns, now_ns) {
+            expired_any = true;
+            log::warn!(
+                target: "plainsight::policy",
+                rule = r.name.as_str(),
+                owner = r.owner.as_str();
+                "allow-rule {:?} (owner {}) expired at {}; flows it allowed are now violations",
+                r.name,
+                r.owner,
+                r.expires().unwrap_or_default()
+            );
+        }
+        if expired_any {
+            self.publish_rules(now_ns);
+        }
+        self.last_tick_ns = now_ns;
+        if now_ns - self.last_sweep_ns >= SWEEP_EVERY_NS {
+            self.last_sweep_ns = now_ns;
+            let mut edges = self.edges.lock().unwrap_or_else(PoisonError::into_inner);
+            edges.expire(now_ns);
+            if let Some(m) = &self.metrics {
+                m.edges.set(i64::try_from(edges.len()).unwrap_or(i64::MAX));
+            }
+        }
+        if let Some(a) = &mut self.alerts {
+            a.tick(now_ns);
+        }
+    }
+
+    fn publish_rules(&self, now_ns: i64) {
+        let Some(m) = &self.metrics else { return };
+        let (active, expired) = self.policy.counts(now_ns);
+        for (state, n) in [("active", active), ("expired", expired)] {
+            m.policy_rules
+                .get_or_create(&PolicyRuleLabels { state })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+/// The flow's metric series, under the (possibly `other`) edge's labels.
+fn count(m: &Metrics, k: &EdgeKey, v: &agent_common::Verdict) {
+    let (client, server) = (k.client.to_string(), k.server.to_string());
+    m.flows
+        .get_or_create(&FlowLabels {
+            client: client.clone(),
+            server: server.clone(),
+            server_port: k.server_port,
+            protocol: k.protocol.as_str(),
+            encryption: k.encryption.as_str(),
+            policy: k.policy.as_str(),
+        })
+        .inc();
+    if v.reason != Reason::None {
+        m.flow_reasons
+            .get_or_create(&ReasonLabels {
+                client: client.clone(),
+                server: server.clone(),
+                server_port: k.server_port,
+                protocol: k.protocol.as_str(),
+                encryption: k.encryption.as_str(),
+                reason: v.reason.as_str(),
+            })
+            .inc();
+    }
+    if v.encryption == Encryption::Tls {
+        m.tls_flows
+            .get_or_create(&TlsLabels {
+                client,
+                server,
+                server_port: k.server_port,
+                version: v.tls_version.as_str(),
+            })
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        identity::CidrNames,
+        metrics::{openmetrics_text, prometheus_text},
+        policy::{Peer, Rule, UnknownTreatment},
+    };
+    use agent_common::{Protocol, Verdict};
+    use std::net::IpAddr;
+
+    const S: i64 = 1_000_000_000;
+
+    fn flow(client: &str, server: &str, port: u16) -> Flow {
+        Flow {
+            client: client.parse().expect("ip"),
+            client_port: 40000,
+            server: server.parse().expect("ip"),
+            server_port: port,
+            hook: None,
+            verdict: Verdict::plaintext(Protocol::Postgres),
+            midstream: false,
+        }
+    }
+
+    fn live(max: usize) -> (Pipeline, prometheus_client::registry::Registry) {
+        let mut reg = prometheus_client::registry::Registry::default();
+        let metrics = Arc::new(Metrics::register(&mut reg));
+        let names = CidrNames::new([("10.0.5.0/24".parse().expect("cidr"), "rds".to_owned())]);
+        let rule = Rule {
+            name: "db".into(),
+            owner: "o".into(),
+            reason: "r".into(),
+            expires_ns: Some(100 * S),
+            client: Peer::Any,
+            server: Peer::Name("rds".into()),
+            ports: vec![5432],
+            protocols: vec![],
+        };
+        let p = Pipeline::live(
+            Resolver::new(vec![Box::new(names)]),
+            PolicySet::new(vec![rule], UnknownTreatment::Violation),
+            Arc::new(Mutex::new(Edges::new(max, Duration::from_secs(60)))),
+            metrics,
+            Alerter::new(10, 0),
+            0,
+        );
+        (p, reg)
+    }
+
+    fn value(reg: &prometheus_client::registry::Registry, series: &str) -> Option<f64> {
+        let text = prometheus_text(&openmetrics_text(reg).expect("encode"));
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    }
+
+    #[test]
+    fn flows_become_named_judged_edges_and_series() {
+        let (mut p, reg) = live(10);
+        p.observe(&flow("10.0.1.1", "10.0.5.7", 5432), S);
+        p.observe(&flow("10.0.1.1", "10.0.5.7", 5432), 2 * S);
+        p.observe(&flow("10.0.1.1", "10.0.6.1", 5432), 2 * S);
+        let allowed = r#"plainsight_flows_total{client="10.0.1.1",server="rds",server_port="5432",protocol="postgres",encryption="plaintext",policy="allowed"}"#;
+        let violation = r#"plainsight_flows_total{client="10.0.1.1",server="10.0.6.1",server_port="5432",protocol="postgres",encryption="plaintext",policy="violation"}"#;
+        assert_eq!(value(&reg, allowed), Some(2.0));
+        assert_eq!(value(&reg, violation), Some(1.0));
+        assert_eq!(value(&reg, "plainsight_edges "), Some(2.0));
+        assert_eq!(
+            value(&reg, r#"plainsight_policy_rules{state="active"}"#),
+            Some(1.0)
+        );
+        let list = p.edges().lock().expect("lock").snapshot(None);
+        assert_eq!(list.edges[1].rule.as_ref().expect("rule").name, "db");
+
+        // The rule expires: same path, now a violation, the rule named.
+        p.tick(101 * S);
+        assert_eq!(
+            value(&reg, r#"plainsight_policy_rules{state="expired"}"#),
+            Some(1.0)
+        );
+        p.observe(&flow("10.0.1.1", "10.0.5.7", 5432), 101 * S);
+        let list = p
+            .edges()
+            .lock()
+            .expect("lock")
+            .snapshot(Some(Policy::Violation));
+        let e = list
+            .edges
+            .iter()
+            .find(|e| e.server == "rds")
+            .expect("rds violation");
+        assert_eq!(e.expired_rule.as_ref().expect("expired rule").name, "db");
+    }
+
+    #[test]
+    fn counters_stay_monotonic_when_edges_go_idle_and_the_cap_bounds_series() {
+        let (mut p, reg) = live(1);
+        p.observe(&flow("10.0.1.1", "10.0.6.1", 80), 0);
+        p.tick(61 * S);
+        assert_eq!(
+            value(&reg, "plainsight_edges "),
+            Some(0.0),
+            "idle edge left the API"
+        );
+        p.observe(&flow("10.0.1.1", "10.0.6.1", 80), 62 * S);
+        let series = r#"plainsight_flows_total{client="10.0.1.1",server="10.0.6.1",server_port="80",protocol="postgres",encryption="plaintext",policy="violation"}"#;
+        assert_eq!(value(&reg, series), Some(2.0), "the counter kept counting");
+        for i in 2..50u8 {
+            let ip = IpAddr::from([10, 0, 1, i]).to_string();
+            p.observe(&flow(&ip, "10.0.6.1", 80), 62 * S);
+        }
+        let other = r#"plainsight_flows_total{client="other",server="other",server_port="0",protocol="postgres",encryption="plaintext",policy="violation"}"#;
+        assert_eq!(value(&reg, other), Some(48.0));
+        assert_eq!(value(&reg, "plainsight_edges_dropped_total "), Some(48.0));
+        let text = prometheus_text(&openmetrics_text(&reg).expect("encode"));
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("plainsight_flows_total{"))
+                .count(),
+            2,
+            "one admitted series and one `other`"
+        );
+    }
+}

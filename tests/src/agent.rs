@@ -231,6 +231,25 @@ fn parse_labels(s: &str) -> BTreeMap<String, String> {
     m
 }
 
+/// Programs attached to a cgroup (`bpftool cgroup show`).
+pub fn cgroup_programs(cgroup: &std::path::Path) -> usize {
+    let out = Command::new("bpftool")
+        .args(["-j", "cgroup", "show"])
+        .arg(cgroup)
+        .output()
+        .expect("running bpftool (cargo xtask setup installs it)");
+    assert!(
+        out.status.success(),
+        "bpftool cgroup show: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value =
+        serde_json::from_str(if text.trim().is_empty() { "[]" } else { &text })
+            .unwrap_or_else(|e| panic!("bpftool json {text:?}: {e}"));
+    v.as_array().map_or(0, Vec::len)
+}
+
 /// IDs of every bpf_link alive in the kernel (`bpftool link show`).
 pub fn live_links() -> Vec<u32> {
     let out = Command::new("bpftool")

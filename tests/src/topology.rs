@@ -162,6 +162,33 @@ impl Topology {
             .unwrap_or_else(|e| panic!("running {argv:?}: {e}"))
     }
 
+    /// A real `curl` request from the client namespace, inside the cgroup;
+    /// asserts it got a 200.
+    pub fn curl(&self, url: &str) {
+        let out = self.run(
+            Side::Client,
+            true,
+            &[
+                "curl",
+                "-sS",
+                "-k",
+                "--max-time",
+                "10",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                url,
+            ],
+        );
+        assert!(
+            out.status.success() && out.stdout == b"200",
+            "curl {url} failed: {} {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Waits until something listens on TCP `port` in the server namespace.
     pub fn wait_listening(&self, port: u16) {
         let deadline = Instant::now() + Duration::from_secs(15);

@@ -4,11 +4,9 @@
 
 use plainsight_tests::{
     Agent, Side, Topology,
-    agent::live_links,
+    agent::{cgroup_programs, live_links},
     servers::{self, HttpAndTls},
-    topology::path_str,
 };
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The shared servers' ports, as label values.
@@ -23,37 +21,12 @@ fn start_servers(t: &Topology) -> HttpAndTls {
     HttpAndTls::start(t)
 }
 
-fn curl(t: &Topology, url: &str) {
-    let out = t.run(
-        Side::Client,
-        true,
-        &[
-            "curl",
-            "-sS",
-            "-k",
-            "--max-time",
-            "10",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            url,
-        ],
-    );
-    assert!(
-        out.status.success() && out.stdout == b"200",
-        "curl {url} failed: {} {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Drives one HTTPS and one HTTP request and asserts the exact verdicts.
 fn assert_tls_and_plaintext_verdicts(t: &Topology, agent: &Agent) {
     let (client, server) = (t.client_ip.to_string(), t.server_ip.to_string());
     let (https, http) = ports();
-    curl(t, &format!("https://{server}:{https}/"));
-    curl(t, &format!("http://{server}:{http}/"));
+    t.curl(&format!("https://{server}:{https}/"));
+    t.curl(&format!("http://{server}:{http}/"));
 
     let tls = agent.wait_sample(
         "plainsight_flows_total",
@@ -132,7 +105,7 @@ fn cgroup_hook_classifies_ipv6() {
     let _servers = start_servers(&t);
     let agent = Agent::on_cgroup(&t);
     let (_, http) = ports();
-    curl(&t, &format!("http://[{}]:{http}/", t.server_ip6));
+    t.curl(&format!("http://[{}]:{http}/", t.server_ip6));
     let s = agent.wait_sample(
         "plainsight_flows_total",
         &[
@@ -159,35 +132,6 @@ fn eventually(mut check: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn bpftool(netns: Option<&str>, args: &[&str]) -> String {
-    let mut cmd = match netns {
-        Some(ns) => {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", ns, "bpftool"]);
-            c
-        }
-        None => Command::new("bpftool"),
-    };
-    let out = cmd
-        .args(args)
-        .output()
-        .expect("running bpftool (cargo xtask setup installs it)");
-    assert!(
-        out.status.success(),
-        "bpftool {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn cgroup_programs(t: &Topology) -> usize {
-    let out = bpftool(None, &["-j", "cgroup", "show", path_str(&t.cgroup)]);
-    let v: serde_json::Value =
-        serde_json::from_str(if out.trim().is_empty() { "[]" } else { &out })
-            .unwrap_or_else(|e| panic!("bpftool json {out:?}: {e}"));
-    v.as_array().map_or(0, Vec::len)
 }
 
 /// Kills the agent with SIGKILL and asserts that every link it held is gone
@@ -220,20 +164,24 @@ fn sigkill_on_cgroup_hook_leaves_nothing_attached_and_restart_works() {
     let t = Topology::new();
     let _servers = start_servers(&t);
     let agent = Agent::on_cgroup(&t);
-    assert_eq!(cgroup_programs(&t), 2, "ingress + egress attached");
+    assert_eq!(cgroup_programs(&t.cgroup), 2, "ingress + egress attached");
     assert_sigkill_detaches(agent, "cgroup");
     assert!(
-        eventually(|| cgroup_programs(&t) == 0),
+        eventually(|| cgroup_programs(&t.cgroup) == 0),
         "programs still attached after SIGKILL"
     );
 
     let agent = Agent::on_cgroup(&t);
-    assert_eq!(cgroup_programs(&t), 2, "attached again after restart");
+    assert_eq!(
+        cgroup_programs(&t.cgroup),
+        2,
+        "attached again after restart"
+    );
     assert_tls_and_plaintext_verdicts(&t, &agent);
     let status = agent.terminate();
     assert!(status.success(), "SIGTERM exits cleanly, got {status}");
     assert!(
-        eventually(|| cgroup_programs(&t) == 0),
+        eventually(|| cgroup_programs(&t.cgroup) == 0),
         "programs still attached after SIGTERM"
     );
 }

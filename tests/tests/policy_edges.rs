@@ -5,8 +5,9 @@
 //! and the alert log line.
 
 use plainsight_tests::{
-    Agent, Topology,
+    Agent, Proc, Topology,
     agent::{Sample, cgroup_programs},
+    http,
     servers::{HTTP_PORT, HTTPS_PORT, HttpAndTls},
 };
 use std::{
@@ -391,6 +392,61 @@ fn edges_says_when_no_agent_answers() {
     assert!(
         err.contains(&format!("cannot reach the plainsight agent at {url}")),
         "{err}"
+    );
+}
+
+/// Logging into a closed pipe (a dead log shipper) must not stop the
+/// agent: every line fails with EPIPE, classification and the API go on.
+#[test]
+fn a_dead_log_sink_does_not_stop_the_agent() {
+    plainsight_tests::require_root();
+    let t = Topology::new();
+    let _servers = HttpAndTls::start(&t);
+    let cg = t.cgroup.to_str().expect("utf-8").to_owned();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let mut child = Command::new(plainsight_tests::plainsight_bin())
+        .args(["run", "--cgroup", &cg, "--listen", &addr.to_string()])
+        // A line per flow, so the flow below writes into the dead pipe.
+        .env("RUST_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting plainsight");
+    drop(child.stderr.take());
+    let mut agent = Proc::from_child(child, "plainsight run");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !matches!(http::get(None, addr, "/readyz"), Ok((200, _))) {
+        assert!(
+            agent.child.try_wait().expect("try_wait").is_none(),
+            "the agent exited while its log sink was closed"
+        );
+        assert!(Instant::now() < deadline, "not ready after 60 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    t.curl(&format!("http://{}:{HTTP_PORT}/", t.server_ip));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = http::get(None, addr, "/metrics").expect("metrics");
+        let samples = plainsight_tests::agent::parse_metrics(&body);
+        if plainsight_tests::agent::find(
+            &samples,
+            "plainsight_flows_total",
+            &[("policy", "violation")],
+        )
+        .is_some()
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no flow classified after 10 s:\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        agent.child.try_wait().expect("try_wait").is_none(),
+        "still running"
     );
 }
 

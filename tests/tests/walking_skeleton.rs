@@ -3,7 +3,7 @@
 //! and nothing left attached when the agent dies.
 
 use plainsight_tests::{
-    Agent, Side, Topology,
+    Agent, Topology,
     agent::{cgroup_programs, live_links},
     servers::{self, HttpAndTls},
 };

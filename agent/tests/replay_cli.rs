@@ -84,13 +84,14 @@ fn edge_table() {
     );
     let rows: Vec<Vec<String>> = lines[1..].iter().map(|l| cols(l)).collect();
     assert_eq!(rows.len(), 3, "{}", r.stdout);
+    // Violations first, as `plainsight edges` prints them.
     assert_eq!(
         rows[1][..7],
-        ["127.0.0.1", "127.0.0.1", "18443", "tls", "tls", "ok", "2"]
+        ["::1", "::1", "18081", "http", "plaintext", "violation", "1"]
     );
     assert_eq!(
         rows[2][..7],
-        ["::1", "::1", "18081", "http", "plaintext", "violation", "1"]
+        ["127.0.0.1", "127.0.0.1", "18443", "tls", "tls", "ok", "2"]
     );
     // RFC 3339 UTC.
     assert!(

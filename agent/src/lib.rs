@@ -8,5 +8,6 @@ pub mod events;
 mod interfaces;
 mod metrics;
 mod policy;
+mod process_metrics;
 pub mod replay;
 pub mod run;

@@ -599,6 +599,15 @@ fn service_monitor_scrapes_the_agent_pods() {
             .iter()
             .all(|e| e["port"] == port["name"] && e["path"] == "/metrics")
     );
+    // Alerts and the dashboard's Node variable name the node by `instance`.
+    for e in endpoints {
+        let relabels = e["relabelings"].as_array().expect("relabelings");
+        assert!(
+            relabels.iter().any(|r| r["targetLabel"] == "instance"
+                && strings(&r["sourceLabels"]) == ["__meta_kubernetes_pod_node_name"]),
+            "instance is not relabelled to the node name"
+        );
+    }
     // The rules' agent-health alerts match job="plainsight": the operator
     // names the job after the Service unless jobLabel says otherwise.
     assert!(sm["spec"].get("jobLabel").is_none());

@@ -14,7 +14,8 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 const BPF_LINKER_LLVM_FEATURE: &str = "llvm-22";
 /// Debian packages the tests and the demo use.
 /// `prometheus` brings promtool, `systemd` systemd-analyze and `util-linux`
-/// setpriv (tests/tests/deploy.rs).
+/// setpriv (tests/tests/deploy.rs); `redis-server` (with redis-cli) gives the
+/// dashboard test cleartext credentials to see (tests/tests/grafana.rs).
 const DEBIAN_PACKAGES: &[&str] = &[
     "iproute2",
     "bpftool",
@@ -24,6 +25,7 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "prometheus",
     "systemd",
     "util-linux",
+    "redis-server",
 ];
 
 pub fn run() -> anyhow::Result<()> {

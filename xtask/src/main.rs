@@ -1,6 +1,7 @@
 //! Developer and CI tasks: `cargo xtask <task>`.
 
 mod demo;
+mod package;
 mod setup;
 mod shell;
 
@@ -31,6 +32,10 @@ enum Task {
     /// Set up, build, then run every test: unit tests and the privileged
     /// end-to-end tests (needs root).
     Test,
+    /// Set up, build, then the Debian package
+    /// target/debian/plainsight_<version>_amd64.deb (binary, systemd unit,
+    /// /etc/plainsight/plainsight.toml, alert rules, dashboard).
+    Package,
     /// Formatting and clippy, as CI checks them.
     Lint,
     /// Show plainsight at work on its own network namespaces: an HTTP and a
@@ -56,7 +61,16 @@ fn main() -> anyhow::Result<()> {
         Task::Test => {
             setup::run()?;
             build()?;
+            // tests/tests/deploy.rs inspects the package.
+            package::build(&root)?;
             test()
+        }
+        Task::Package => {
+            setup::run()?;
+            build()?;
+            let deb = package::build(&root)?;
+            println!("{}", deb.display());
+            Ok(())
         }
         Task::Lint => lint(),
         Task::Demo => {

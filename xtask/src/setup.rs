@@ -15,7 +15,9 @@ const BPF_LINKER_LLVM_FEATURE: &str = "llvm-22";
 /// Debian packages the tests and the demo use.
 /// `prometheus` brings promtool, `systemd` systemd-analyze and `util-linux`
 /// setpriv (tests/tests/deploy.rs); `redis-server` (with redis-cli) gives the
-/// dashboard test cleartext credentials to see (tests/tests/grafana.rs).
+/// dashboard test cleartext credentials to see (tests/tests/grafana.rs);
+/// `dpkg-dev` (dpkg-shlibdeps) and `binutils` (strip) build the .deb
+/// (xtask/src/package.rs), `lintian` checks it.
 const DEBIAN_PACKAGES: &[&str] = &[
     "iproute2",
     "bpftool",
@@ -26,6 +28,9 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "systemd",
     "util-linux",
     "redis-server",
+    "dpkg-dev",
+    "binutils",
+    "lintian",
 ];
 
 pub fn run() -> anyhow::Result<()> {

@@ -1201,6 +1201,16 @@ fn containerfile_needs_no_base_image() {
         readme.contains("cargo build --release --target x86_64-unknown-linux-musl -p plainsight"),
         "deploy/README.md documents the musl build"
     );
+    // The build context is the repository root: everything but the binary
+    // is ignored (else gigabytes of target/ are sent to the builder).
+    for ignore in [".containerignore", ".dockerignore"] {
+        let text = read(&root().join(ignore));
+        let rules: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .collect();
+        assert_eq!(rules, ["*", &format!("!{target}")], "{ignore}");
+    }
     assert!(
         instructions.contains(&r#"ENTRYPOINT ["/plainsight"]"#),
         "the DaemonSet's args start with `run`: the entrypoint is the binary"

@@ -37,7 +37,7 @@ pub fn run() -> anyhow::Result<()> {
     let started = Instant::now();
     nightly_with_rust_src()?;
     bpf_linker()?;
-    debian_packages()?;
+    debian_packages(DEBIAN_PACKAGES)?;
     eprintln!("setup: ready ({:.1} s)", started.elapsed().as_secs_f64());
     Ok(())
 }
@@ -161,8 +161,19 @@ fn bpf_linker() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn debian_packages() -> anyhow::Result<()> {
-    let missing: Vec<&str> = DEBIAN_PACKAGES
+/// Adds a rustup target (its standard library) unless it is there.
+pub fn rust_target(target: &str) -> anyhow::Result<()> {
+    let installed = shell::output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
+    if installed.lines().any(|l| l.trim() == target) {
+        return Ok(());
+    }
+    eprintln!("setup: adding the {target} target");
+    shell::status(Command::new("rustup").args(["target", "add", target]))
+}
+
+/// Installs those of `packages` that dpkg does not list as installed.
+pub fn debian_packages(packages: &[&str]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages
         .iter()
         .copied()
         .filter(|p| {

@@ -10,7 +10,7 @@
 //!
 //! The Prometheus harness here is deliberately small (one static target).
 
-use plainsight_tests::agent::Agent;
+use plainsight_tests::agent::{Agent, free_port};
 use plainsight_tests::servers::{self, HttpAndTls};
 use plainsight_tests::topology::path_str;
 use plainsight_tests::{Proc, Side, Topology};
@@ -384,13 +384,6 @@ fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("finding a free port")
-        .port()
 }
 
 fn wait_for(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) -> Result<(), String> {

@@ -55,7 +55,9 @@ pub fn check_v2(path: &Path) -> Result<(), CgroupError> {
             source: std::io::Error::last_os_error(),
         });
     }
-    if st.f_type != CGROUP2_SUPER_MAGIC {
+    // f_type is i64 in glibc and u64 in musl (the static build).
+    #[allow(clippy::unnecessary_cast)]
+    if st.f_type as i64 != CGROUP2_SUPER_MAGIC {
         return Err(CgroupError::NotCgroup2 {
             path: path.to_path_buf(),
         });

@@ -19,6 +19,7 @@ pub mod logging;
 mod metrics;
 mod pipeline;
 mod policy;
+mod process_metrics;
 pub mod replay;
 pub mod run;
 mod table;

@@ -157,6 +157,7 @@ impl Metrics {
                 version: env!("CARGO_PKG_VERSION"),
             }),
         );
+        reg.register_collector(Box::new(crate::process_metrics::ProcessCollector));
         m
     }
 }

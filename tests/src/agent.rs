@@ -272,7 +272,7 @@ pub fn live_links() -> Vec<u32> {
         .collect()
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("finding a free port")

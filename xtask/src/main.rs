@@ -1,6 +1,8 @@
 //! Developer and CI tasks: `cargo xtask <task>`.
 
 mod demo;
+mod image;
+mod package;
 mod setup;
 mod shell;
 
@@ -31,6 +33,15 @@ enum Task {
     /// Set up, build, then run every test: unit tests and the privileged
     /// end-to-end tests (needs root).
     Test,
+    /// Set up, build, then the Debian package
+    /// target/debian/plainsight_<version>_amd64.deb (binary, systemd unit,
+    /// /etc/plainsight/plainsight.toml, alert rules, dashboard).
+    Package,
+    /// The static (musl) binary, checked static and run, and the `FROM
+    /// scratch` image of deploy/Containerfile built with buildah into
+    /// target/image/plainsight_<version>.oci.tar. Not part of `test`: the
+    /// second (musl) build of the agent takes minutes on a fresh machine.
+    Image,
     /// Formatting and clippy, as CI checks them.
     Lint,
     /// Show plainsight at work on its own network namespaces: an HTTP and a
@@ -56,7 +67,29 @@ fn main() -> anyhow::Result<()> {
         Task::Test => {
             setup::run()?;
             build()?;
+            // tests/tests/deploy.rs inspects the package.
+            package::build(&root)?;
             test()
+        }
+        Task::Package => {
+            setup::run()?;
+            build()?;
+            let deb = package::build(&root)?;
+            println!("{}", deb.display());
+            Ok(())
+        }
+        Task::Image => {
+            setup::run()?;
+            let started = std::time::Instant::now();
+            let archive = image::build(&root)?;
+            let size = std::fs::metadata(&archive)?.len();
+            println!(
+                "{} ({:.1} MiB, {:.0} s)",
+                archive.display(),
+                size as f64 / f64::from(1u32 << 20),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
         }
         Task::Lint => lint(),
         Task::Demo => {

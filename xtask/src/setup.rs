@@ -14,7 +14,10 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 const BPF_LINKER_LLVM_FEATURE: &str = "llvm-22";
 /// Debian packages the tests and the demo use.
 /// `prometheus` brings promtool, `systemd` systemd-analyze and `util-linux`
-/// setpriv (tests/tests/deploy.rs).
+/// setpriv (tests/tests/deploy.rs); `redis-server` (with redis-cli) gives the
+/// dashboard test cleartext credentials to see (tests/tests/grafana.rs);
+/// `dpkg-dev` (dpkg-shlibdeps) and `binutils` (strip) build the .deb
+/// (xtask/src/package.rs), `lintian` checks it.
 const DEBIAN_PACKAGES: &[&str] = &[
     "iproute2",
     "bpftool",
@@ -24,13 +27,17 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "prometheus",
     "systemd",
     "util-linux",
+    "redis-server",
+    "dpkg-dev",
+    "binutils",
+    "lintian",
 ];
 
 pub fn run() -> anyhow::Result<()> {
     let started = Instant::now();
     nightly_with_rust_src()?;
     bpf_linker()?;
-    debian_packages()?;
+    debian_packages(DEBIAN_PACKAGES)?;
     eprintln!("setup: ready ({:.1} s)", started.elapsed().as_secs_f64());
     Ok(())
 }
@@ -154,8 +161,19 @@ fn bpf_linker() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn debian_packages() -> anyhow::Result<()> {
-    let missing: Vec<&str> = DEBIAN_PACKAGES
+/// Adds a rustup target (its standard library) unless it is there.
+pub fn rust_target(target: &str) -> anyhow::Result<()> {
+    let installed = shell::output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
+    if installed.lines().any(|l| l.trim() == target) {
+        return Ok(());
+    }
+    eprintln!("setup: adding the {target} target");
+    shell::status(Command::new("rustup").args(["target", "add", target]))
+}
+
+/// Installs those of `packages` that dpkg does not list as installed.
+pub fn debian_packages(packages: &[&str]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages
         .iter()
         .copied()
         .filter(|p| {

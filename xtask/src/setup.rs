@@ -30,7 +30,7 @@ pub fn run() -> anyhow::Result<()> {
     let started = Instant::now();
     nightly_with_rust_src()?;
     bpf_linker()?;
-    debian_packages()?;
+    debian_packages(DEBIAN_PACKAGES)?;
     eprintln!("setup: ready ({:.1} s)", started.elapsed().as_secs_f64());
     Ok(())
 }
@@ -154,8 +154,9 @@ fn bpf_linker() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn debian_packages() -> anyhow::Result<()> {
-    let missing: Vec<&str> = DEBIAN_PACKAGES
+/// Installs the packages of `wanted` that dpkg does not list as installed.
+pub fn debian_packages(wanted: &[&str]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = wanted
         .iter()
         .copied()
         .filter(|p| {
@@ -170,6 +171,8 @@ fn debian_packages() -> anyhow::Result<()> {
     let install = |missing: &[&str]| {
         shell::status(
             Command::new("apt-get")
+                // Wait for another apt (a colleague's setup) to finish.
+                .args(["-o", "DPkg::Lock::Timeout=300"])
                 .args(["install", "-y", "--no-install-recommends"])
                 .args(missing)
                 .env("DEBIAN_FRONTEND", "noninteractive"),

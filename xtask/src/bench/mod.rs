@@ -328,11 +328,13 @@ impl Bench<'_> {
         let per_10k = |secs: f64| secs * 1e3 * 10_000.0 / flows.max(1.0);
         let softirq = after.softirq - before.softirq;
         let process = match (before.process_cpu, after.process_cpu) {
-            (Some(b), Some(a)) => a - b,
+            (Some(b), Some(a)) => {
+                self.record(cfg, "cpu_process_ms_per_10k_flows", per_10k(a - b));
+                a - b
+            }
             _ => 0.0,
         };
         self.record(cfg, "cpu_softirq_ms_per_10k_flows", per_10k(softirq));
-        self.record(cfg, "cpu_process_ms_per_10k_flows", per_10k(process));
         self.record(
             cfg,
             "cpu_softirq_plus_process_ms_per_10k_flows",
@@ -421,9 +423,7 @@ impl Bench<'_> {
             let out = self.t.run(
                 *side,
                 false,
-                &[
-                    "ethtool", "-K", dev, "tso", tso, "gso", tso, "gro", gro,
-                ],
+                &["ethtool", "-K", dev, "tso", tso, "gso", tso, "gro", gro],
             );
             if !out.status.success() {
                 bail!(
@@ -482,7 +482,10 @@ impl Bench<'_> {
 
     fn peer_args(&self, args: &[&str]) -> anyhow::Result<peer::Outcome> {
         let exe = self.exe.to_str().context("xtask path is UTF-8")?;
-        let argv: Vec<&str> = [exe, "bench-peer"].into_iter().chain(args.iter().copied()).collect();
+        let argv: Vec<&str> = [exe, "bench-peer"]
+            .into_iter()
+            .chain(args.iter().copied())
+            .collect();
         let out = self.t.run(Side::Client, true, &argv);
         if !out.status.success() {
             bail!(
@@ -492,7 +495,10 @@ impl Bench<'_> {
         }
         let o = peer::Outcome::parse(&String::from_utf8_lossy(&out.stdout))?;
         if o.ops == 0 {
-            bail!("bench-peer {args:?} completed no requests ({} errors)", o.errors);
+            bail!(
+                "bench-peer {args:?} completed no requests ({} errors)",
+                o.errors
+            );
         }
         Ok(o)
     }

@@ -140,7 +140,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 fn serve(port: u16, threads: usize, extra: Option<(u16, u16)>) -> anyhow::Result<()> {
     let mut handles = Vec::new();
-    let extra_ports = extra.map_or(0..=0, |(a, b)| a..=b).skip(usize::from(extra.is_none()));
+    let extra_ports = extra
+        .map_or(0..=0, |(a, b)| a..=b)
+        .skip(usize::from(extra.is_none()));
     for (port, threads) in std::iter::once((port, threads)).chain(extra_ports.map(|p| (p, 1))) {
         let listener = listen(port).with_context(|| format!("listening on port {port}"))?;
         for _ in 0..threads {

@@ -152,7 +152,10 @@ pub fn prog_delta(
                 ns: a.ns.saturating_sub(b.ns),
                 count: a.count.saturating_sub(b.count),
             };
-            let name = names.get(id).cloned().unwrap_or_else(|| format!("prog{id}"));
+            let name = names
+                .get(id)
+                .cloned()
+                .unwrap_or_else(|| format!("prog{id}"));
             (d.count > 0).then_some((name, d))
         })
         .collect()

@@ -129,7 +129,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             sources,
             ports,
             threads,
-        } => edges(server, source_net, sources, ports, threads),
+        } => {
+            if sources.1 > 255 {
+                bail!(
+                    "--sources {}-{}: last octets go up to 255",
+                    sources.0,
+                    sources.1
+                );
+            }
+            edges(server, source_net, sources, ports, threads)
+        }
     };
     println!(
         "{}",

@@ -1,5 +1,6 @@
 //! Developer and CI tasks: `cargo xtask <task>`.
 
+mod bench;
 mod demo;
 mod image;
 mod package;
@@ -47,6 +48,13 @@ enum Task {
     /// Show plainsight at work on its own network namespaces: an HTTP and a
     /// TLS server, real clients, and the agent's verdicts.
     Demo,
+    /// Measure what plainsight costs, side by side with no agent and with
+    /// ndpiReader, on the bench's own namespaces (needs root; about 6 min,
+    /// `--quick` about 1). Prints a table and writes target/bench/*.json.
+    Bench(bench::Options),
+    /// The bench's load generator, run inside its namespaces.
+    #[command(hide = true)]
+    BenchPeer(bench::peer::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -97,6 +105,13 @@ fn main() -> anyhow::Result<()> {
             build()?;
             demo::run(&root.join("target/release/plainsight"))
         }
+        Task::Bench(opts) => {
+            setup::run()?;
+            setup::debian_packages(bench::PACKAGES)?;
+            build()?;
+            bench::run(&root.join("target/release/plainsight"), &opts)
+        }
+        Task::BenchPeer(args) => bench::peer::run(args),
     }
 }
 

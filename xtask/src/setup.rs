@@ -171,9 +171,9 @@ pub fn rust_target(target: &str) -> anyhow::Result<()> {
     shell::status(Command::new("rustup").args(["target", "add", target]))
 }
 
-/// Installs those of `packages` that dpkg does not list as installed.
-pub fn debian_packages(packages: &[&str]) -> anyhow::Result<()> {
-    let missing: Vec<&str> = packages
+/// Installs the packages of `wanted` that dpkg does not list as installed.
+pub fn debian_packages(wanted: &[&str]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = wanted
         .iter()
         .copied()
         .filter(|p| {
@@ -188,6 +188,8 @@ pub fn debian_packages(packages: &[&str]) -> anyhow::Result<()> {
     let install = |missing: &[&str]| {
         shell::status(
             Command::new("apt-get")
+                // Wait for another apt (a colleague's setup) to finish.
+                .args(["-o", "DPkg::Lock::Timeout=300"])
                 .args(["install", "-y", "--no-install-recommends"])
                 .args(missing)
                 .env("DEBIAN_FRONTEND", "noninteractive"),

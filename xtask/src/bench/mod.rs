@@ -1,0 +1,560 @@
+//! `cargo xtask bench`: what plainsight costs, side by side with no agent
+//! and with a userspace DPI peer (ndpiReader capturing on the same veth),
+//! on the bench's own namespaces. Configurations are measured round-robin
+//! (each round in a rotated order) so that noise from a busy machine falls
+//! on all of them alike; the report gives medians and min–max.
+
+pub mod peer;
+mod probe;
+mod report;
+
+use anyhow::{Context as _, bail};
+use plainsight_tests::{Agent, Proc, Side, Topology};
+use report::Results;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Debian packages only the bench uses (checked and installed by
+/// `cargo xtask bench`, not by the default setup).
+pub const PACKAGES: &[&str] = &["iperf3", "ethtool", "libndpi-bin"];
+
+const IPERF_PORT: u16 = 5201;
+const PEER_PORT: u16 = 7000;
+/// Edges for the memory measurement: EDGE_SOURCES client addresses ×
+/// EDGE_PORTS server ports = 10,000 distinct (client, server, port).
+const EDGE_SOURCES: (u16, u16) = (10, 109);
+const EDGE_PORTS: (u16, u16) = (20000, 20099);
+/// Load generator threads (client side; the server has twice as many).
+const THREADS: usize = 4;
+/// Time for the agent to drain its ring buffer (it reads every 100 ms).
+const DRAIN: Duration = Duration::from_millis(300);
+
+#[derive(clap::Args)]
+pub struct Options {
+    /// Smoke run (about a minute): 2 rounds of 1 s phases.
+    #[arg(long)]
+    quick: bool,
+    /// Rounds over all configurations (default 5, quick 2).
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Seconds per measured phase (default 3, quick 1).
+    #[arg(long)]
+    secs: Option<u64>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Config {
+    NoAgent,
+    Cgroup,
+    Tc,
+    Ndpi,
+}
+
+impl Config {
+    pub const ALL: [Self; 4] = [Self::NoAgent, Self::Cgroup, Self::Tc, Self::Ndpi];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::NoAgent => "no-agent",
+            Self::Cgroup => "plainsight-cgroup",
+            Self::Tc => "plainsight-tc",
+            Self::Ndpi => "ndpiReader",
+        }
+    }
+}
+
+/// What watches the traffic in one configuration; stopped on drop.
+enum Observer {
+    Nothing,
+    Agent(Agent),
+    Ndpi(Proc),
+}
+
+impl Observer {
+    fn start(cfg: Config, t: &Topology) -> anyhow::Result<Self> {
+        Ok(match cfg {
+            Config::NoAgent => Self::Nothing,
+            Config::Cgroup => Self::Agent(Agent::on_cgroup(t)),
+            Config::Tc => Self::Agent(Agent::on_tc(t)),
+            Config::Ndpi => {
+                let mut p = t.spawn(
+                    Side::Server,
+                    false,
+                    &["ndpiReader", "-q", "-i", &t.server_if],
+                );
+                // Give libpcap time to open the capture.
+                std::thread::sleep(Duration::from_secs(1));
+                if let Some(status) = p.child.try_wait()? {
+                    bail!("ndpiReader -i {} exited with {status}", t.server_if);
+                }
+                Self::Ndpi(p)
+            }
+        })
+    }
+
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Self::Nothing => None,
+            Self::Agent(a) => Some(a.proc.pid()),
+            Self::Ndpi(p) => Some(p.pid()),
+        }
+    }
+
+    fn agent(&self) -> Option<&Agent> {
+        match self {
+            Self::Agent(a) => Some(a),
+            _ => None,
+        }
+    }
+}
+
+/// Counters read before and after a phase.
+struct Snapshot {
+    at: Instant,
+    softirq: f64,
+    process_cpu: Option<f64>,
+    progs: std::collections::BTreeMap<u32, probe::ProgRun>,
+    /// (events received, events lost, kernel events_lost counter).
+    events: Option<(f64, f64, f64)>,
+}
+
+impl Snapshot {
+    fn take(obs: &Observer) -> anyhow::Result<Self> {
+        let events = obs.agent().map(|a| {
+            let m = a.metrics();
+            let sum = |name: &str, counter: Option<&str>| -> f64 {
+                m.iter()
+                    .filter(|s| {
+                        s.name == name
+                            && counter.is_none_or(|c| {
+                                s.labels.get("counter").map(String::as_str) == Some(c)
+                            })
+                    })
+                    .map(|s| s.value)
+                    .sum()
+            };
+            (
+                sum("plainsight_events_received_total", None),
+                sum("plainsight_events_lost_total", None),
+                sum("plainsight_kernel_total", Some("events_lost")),
+            )
+        });
+        Ok(Self {
+            at: Instant::now(),
+            softirq: probe::softirq_secs()?,
+            process_cpu: obs.pid().map(probe::process_cpu_secs).transpose()?,
+            progs: match obs.agent() {
+                Some(a) => probe::prog_runs(a.proc.pid())?,
+                None => Default::default(),
+            },
+            events,
+        })
+    }
+}
+
+struct Bench<'a> {
+    t: &'a Topology,
+    exe: PathBuf,
+    secs: u64,
+    stop: Arc<AtomicBool>,
+    results: Results,
+    /// The veth ends whose offloads the offloads-off phases turn off.
+    offloads: Vec<(Side, String)>,
+}
+
+pub fn run(bin: &Path, opts: &Options) -> anyhow::Result<()> {
+    let rounds = opts.rounds.unwrap_or(if opts.quick { 2 } else { 5 });
+    let secs = opts.secs.unwrap_or(if opts.quick { 1 } else { 3 });
+    if rounds == 0 || secs == 0 {
+        bail!("--rounds and --secs must be at least 1");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    // Ctrl-C must unwind through the guards (namespaces, cgroup, agents,
+    // servers), not kill us where we stand.
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
+    // SAFETY: still single-threaded; the harness reads this to find the binary.
+    unsafe { std::env::set_var("PLAINSIGHT_BIN", bin) };
+    let _stats = probe::BpfStats::enable()?;
+    let machine = probe::machine();
+    eprintln!(
+        "bench: {rounds} rounds × {} configurations, {secs} s phases, on {} ({} CPUs, load {})",
+        Config::ALL.len(),
+        machine["cpu_model"].as_str().unwrap_or("?"),
+        machine["cpus"],
+        machine["load_avg"].as_str().unwrap_or("?")
+    );
+    let started = Instant::now();
+
+    let t = Topology::new();
+    prepare(&t)?;
+    let exe = std::env::current_exe().context("finding the xtask binary")?;
+    let exe_s = exe.to_str().context("xtask path is UTF-8")?.to_owned();
+    let server_threads = (2 * THREADS).to_string();
+    let _servers = [
+        t.spawn(
+            Side::Server,
+            false,
+            &["iperf3", "-s", "-p", &IPERF_PORT.to_string()],
+        ),
+        t.spawn(
+            Side::Server,
+            false,
+            &[
+                &exe_s,
+                "bench-peer",
+                "server",
+                "--port",
+                &PEER_PORT.to_string(),
+                "--threads",
+                &server_threads,
+                "--extra",
+                &format!("{}-{}", EDGE_PORTS.0, EDGE_PORTS.1),
+            ],
+        ),
+    ];
+    t.wait_listening(IPERF_PORT);
+    t.wait_listening(PEER_PORT);
+    t.wait_listening(EDGE_PORTS.1);
+
+    let mut b = Bench {
+        t: &t,
+        exe,
+        secs,
+        stop,
+        results: Results::default(),
+        offloads: vec![
+            (Side::Client, t.client_if.clone()),
+            (Side::Server, t.server_if.clone()),
+        ],
+    };
+    for round in 0..rounds {
+        for i in 0..Config::ALL.len() {
+            let cfg = Config::ALL[(round + i) % Config::ALL.len()];
+            b.check()?;
+            eprintln!("bench: round {}/{rounds}: {}", round + 1, cfg.name());
+            b.round(cfg)
+                .with_context(|| format!("round {} of {}", round + 1, cfg.name()))?;
+        }
+    }
+    for cfg in [Config::Cgroup, Config::Tc] {
+        b.check()?;
+        eprintln!("bench: memory with 10,000 edges: {}", cfg.name());
+        b.memory(cfg)
+            .with_context(|| format!("memory of {}", cfg.name()))?;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    report::finish(&b.results, machine, rounds, secs, opts.quick, elapsed)
+}
+
+/// Client-side addresses for the edge workload, and a wide ephemeral port
+/// range for the connection-rate runs (both per namespace).
+fn prepare(t: &Topology) -> anyhow::Result<()> {
+    let batch: String = (EDGE_SOURCES.0..=EDGE_SOURCES.1)
+        .map(|o| format!("addr add 10.77.0.{o}/32 dev {}\n", t.client_if))
+        .collect();
+    let mut child = std::process::Command::new("ip")
+        .args(["-n", &t.client_ns, "-batch", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .context("running ip -batch")?;
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .context("ip stdin")?
+        .write_all(batch.as_bytes())?;
+    if !child.wait()?.success() {
+        bail!("adding the edge client addresses failed");
+    }
+    let out = t.run(
+        Side::Client,
+        false,
+        &["sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65535"],
+    );
+    if !out.status.success() {
+        bail!(
+            "sysctl ip_local_port_range: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+impl Bench<'_> {
+    fn check(&self) -> anyhow::Result<()> {
+        if self.stop.load(Ordering::SeqCst) {
+            bail!("interrupted; cleaned up");
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, cfg: Config, key: &str, value: f64) {
+        self.results.push(cfg.name(), key, value);
+    }
+
+    /// One configuration through every phase.
+    fn round(&mut self, cfg: Config) -> anyhow::Result<()> {
+        let obs = Observer::start(cfg, self.t)?;
+        std::thread::sleep(Duration::from_millis(500));
+        let names = probe::prog_names(Snapshot::take(&obs)?.progs.into_keys());
+
+        for (offloads_on, phase) in [(true, "bulk_offload_on"), (false, "bulk_offload_off")] {
+            self.set_offloads(offloads_on)?;
+            let before = Snapshot::take(&obs)?;
+            let gbit = self.iperf();
+            self.set_offloads(true)?;
+            let gbit = gbit?;
+            let after = Snapshot::take(&obs)?;
+            self.record(cfg, &format!("{phase}_gbit_s"), gbit);
+            self.record_progs(cfg, phase, &names, &before, &after, None);
+            self.check()?;
+        }
+
+        let rr = self.peer("rr")?;
+        self.record(cfg, "rr_per_s", rr.rate());
+        self.check()?;
+
+        let before = Snapshot::take(&obs)?;
+        let crr = self.peer("crr")?;
+        std::thread::sleep(DRAIN);
+        let after = Snapshot::take(&obs)?;
+        let flows = crr.ops as f64;
+        self.record(cfg, "crr_per_s", crr.rate());
+        self.record(cfg, "crr_errors", crr.errors as f64);
+        let bpf_secs = self.record_progs(cfg, "crr", &names, &before, &after, Some(flows));
+        let per_10k = |secs: f64| secs * 1e3 * 10_000.0 / flows.max(1.0);
+        let softirq = after.softirq - before.softirq;
+        let process = match (before.process_cpu, after.process_cpu) {
+            (Some(b), Some(a)) => {
+                self.record(cfg, "cpu_process_ms_per_10k_flows", per_10k(a - b));
+                a - b
+            }
+            _ => 0.0,
+        };
+        self.record(cfg, "cpu_softirq_ms_per_10k_flows", per_10k(softirq));
+        self.record(
+            cfg,
+            "cpu_softirq_plus_process_ms_per_10k_flows",
+            per_10k(softirq + process),
+        );
+        if cfg != Config::NoAgent {
+            // What the observer itself costs: its process, plus (for
+            // plainsight) its kernel programs' run time, which the kernel
+            // measures exactly. ndpiReader's capture cost in the kernel is
+            // not included, so this favours ndpiReader.
+            self.record(
+                cfg,
+                "cpu_observer_ms_per_10k_flows",
+                per_10k(process + bpf_secs),
+            );
+        }
+        if let (Some(b), Some(a)) = (before.events, after.events) {
+            self.record(cfg, "flows_classified_pct", 100.0 * (a.0 - b.0) / flows);
+            self.record(cfg, "events_lost", a.1 - b.1);
+            self.record(cfg, "kernel_events_lost", a.2 - b.2);
+        }
+        if let Some(pid) = obs.pid() {
+            let (_, hwm) = probe::memory_mib(pid)?;
+            self.record(cfg, "peak_rss_mib", hwm);
+        }
+        eprintln!(
+            "bench:   {:.1} s, {:.0} new connections/s, {:.0} req/s",
+            after.at.duration_since(before.at).as_secs_f64(),
+            crr.rate(),
+            rr.rate()
+        );
+        Ok(())
+    }
+
+    /// Records ns/run per program and, summed over the programs, ns per
+    /// packet (and per flow when `flows` is given); returns the programs'
+    /// total run time in seconds.
+    fn record_progs(
+        &mut self,
+        cfg: Config,
+        phase: &str,
+        names: &std::collections::BTreeMap<u32, String>,
+        before: &Snapshot,
+        after: &Snapshot,
+        flows: Option<f64>,
+    ) -> f64 {
+        let delta = probe::prog_delta(names, &before.progs, &after.progs);
+        if delta.is_empty() {
+            return 0.0;
+        }
+        let (mut ns, mut count) = (0u64, 0u64);
+        for (name, d) in &delta {
+            self.record(
+                cfg,
+                &format!("prog.{phase}.{name}.ns_per_run"),
+                d.ns as f64 / d.count as f64,
+            );
+            ns += d.ns;
+            count += d.count;
+        }
+        self.record(
+            cfg,
+            &format!("bpf_ns_per_packet.{phase}"),
+            ns as f64 / count as f64,
+        );
+        if let Some(flows) = flows {
+            self.record(
+                cfg,
+                &format!("bpf_ns_per_flow.{phase}"),
+                ns as f64 / flows.max(1.0),
+            );
+            self.record(
+                cfg,
+                &format!("bpf_packets_per_flow.{phase}"),
+                count as f64 / flows.max(1.0),
+            );
+        }
+        ns as f64 / 1e9
+    }
+
+    /// TSO, GSO and GRO off on both veth ends, or back to the defaults.
+    fn set_offloads(&self, on: bool) -> anyhow::Result<()> {
+        for (side, dev) in &self.offloads {
+            // veth defaults: TSO and GSO on, GRO off (it needs NAPI/XDP).
+            let (tso, gro) = if on { ("on", "off") } else { ("off", "off") };
+            let out = self.t.run(
+                *side,
+                false,
+                &["ethtool", "-K", dev, "tso", tso, "gso", tso, "gro", gro],
+            );
+            if !out.status.success() {
+                bail!(
+                    "ethtool -K {dev}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// One iperf3 stream from the client (in the cgroup); Gbit/s received.
+    fn iperf(&self) -> anyhow::Result<f64> {
+        let server = self.t.server_ip.to_string();
+        let out = self.t.run(
+            Side::Client,
+            true,
+            &[
+                "iperf3",
+                "-c",
+                &server,
+                "-p",
+                &IPERF_PORT.to_string(),
+                "-t",
+                &self.secs.to_string(),
+                "-J",
+            ],
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
+            format!(
+                "iperf3 output: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )
+        })?;
+        v["end"]["sum_received"]["bits_per_second"]
+            .as_f64()
+            .map(|bps| bps / 1e9)
+            .with_context(|| format!("iperf3 reported no throughput: {}", v["error"]))
+    }
+
+    /// Runs the load generator's `mode` in the client namespace (in the
+    /// cgroup) for the phase time.
+    fn peer(&self, mode: &str) -> anyhow::Result<peer::Outcome> {
+        self.peer_args(&[
+            mode,
+            "--server",
+            &self.t.server_ip.to_string(),
+            "--port",
+            &PEER_PORT.to_string(),
+            "--threads",
+            &THREADS.to_string(),
+            "--secs",
+            &self.secs.to_string(),
+        ])
+    }
+
+    fn peer_args(&self, args: &[&str]) -> anyhow::Result<peer::Outcome> {
+        let exe = self.exe.to_str().context("xtask path is UTF-8")?;
+        let argv: Vec<&str> = [exe, "bench-peer"]
+            .into_iter()
+            .chain(args.iter().copied())
+            .collect();
+        let out = self.t.run(Side::Client, true, &argv);
+        if !out.status.success() {
+            bail!(
+                "bench-peer {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let o = peer::Outcome::parse(&String::from_utf8_lossy(&out.stdout))?;
+        if o.ops == 0 {
+            bail!(
+                "bench-peer {args:?} completed no requests ({} errors)",
+                o.errors
+            );
+        }
+        Ok(o)
+    }
+
+    /// Agent memory idle and with 10,000 live edges (one fresh agent).
+    fn memory(&mut self, cfg: Config) -> anyhow::Result<()> {
+        let obs = Observer::start(cfg, self.t)?;
+        let agent = obs.agent().context("memory is measured for plainsight")?;
+        let pid = agent.proc.pid();
+        std::thread::sleep(Duration::from_secs(1));
+        let (rss, hwm) = probe::memory_mib(pid)?;
+        self.record(cfg, "idle_rss_mib", rss);
+        self.record(cfg, "idle_hwm_mib", hwm);
+        let before = Snapshot::take(&obs)?;
+        let sources = format!("{}-{}", EDGE_SOURCES.0, EDGE_SOURCES.1);
+        let ports = format!("{}-{}", EDGE_PORTS.0, EDGE_PORTS.1);
+        let o = self.peer_args(&[
+            "edges",
+            "--server",
+            &self.t.server_ip.to_string(),
+            "--source-net",
+            "10.77.0.0",
+            "--sources",
+            &sources,
+            "--ports",
+            &ports,
+            "--threads",
+            &THREADS.to_string(),
+        ])?;
+        // Wait for the agent to have read every verdict.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let after = loop {
+            std::thread::sleep(DRAIN);
+            let s = Snapshot::take(&obs)?;
+            let got = s.events.map_or(0.0, |e| e.0) - before.events.map_or(0.0, |e| e.0);
+            if got >= o.ops as f64 || Instant::now() > deadline {
+                break s;
+            }
+        };
+        let edges = agent
+            .metrics()
+            .iter()
+            .filter(|s| s.name == "plainsight_flows_total")
+            .count();
+        let (rss, hwm) = probe::memory_mib(pid)?;
+        self.record(cfg, "edges", edges as f64);
+        self.record(cfg, "edge_connections", o.ops as f64);
+        self.record(cfg, "edges_rss_mib", rss);
+        self.record(cfg, "edges_hwm_mib", hwm);
+        if let (Some(b), Some(a)) = (before.events, after.events) {
+            self.record(cfg, "edges_events_lost", a.1 - b.1);
+        }
+        eprintln!(
+            "bench:   {edges} edges from {} connections ({} errors): RSS {rss:.1} MiB, peak {hwm:.1} MiB",
+            o.ops, o.errors
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,187 @@
+//! What the bench reads from the kernel: softirq time, a process's CPU time
+//! and memory, and per-program eBPF run time.
+
+use anyhow::{Context as _, bail};
+use std::collections::BTreeMap;
+use std::os::fd::{FromRawFd as _, OwnedFd};
+
+/// Clock ticks per second of /proc's time fields (USER_HZ).
+fn ticks_per_sec() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 { hz as f64 } else { 100.0 }
+}
+
+/// Seconds all CPUs spent in softirq (machine-wide, /proc/stat).
+pub fn softirq_secs() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let cpu = stat
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .context("/proc/stat has no cpu line")?;
+    // cpu user nice system idle iowait irq softirq ...
+    let softirq: f64 = cpu
+        .split_whitespace()
+        .nth(7)
+        .and_then(|v| v.parse().ok())
+        .context("/proc/stat cpu line has no softirq field")?;
+    Ok(softirq / ticks_per_sec())
+}
+
+/// utime + stime of a process (all its threads), in seconds.
+pub fn process_cpu_secs(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // The command name may hold spaces; fields resume after its ')'.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("malformed stat")?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After ')': state(3) ... utime is field 14, stime 15 (1-based overall).
+    let field = |i: usize| -> anyhow::Result<f64> {
+        f.get(i - 3)
+            .and_then(|v| v.parse::<f64>().ok())
+            .with_context(|| format!("/proc/{pid}/stat field {i}"))
+    };
+    Ok((field(14)? + field(15)?) / ticks_per_sec())
+}
+
+/// (VmRSS, VmHWM) of a process, in MiB.
+pub fn memory_mib(pid: u32) -> anyhow::Result<(f64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    let kib = |key: &str| -> anyhow::Result<f64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .with_context(|| format!("/proc/{pid}/status has no {key}"))
+    };
+    Ok((kib("VmRSS:")? / 1024.0, kib("VmHWM:")? / 1024.0))
+}
+
+/// eBPF run-time statistics, on while this is held. BPF_ENABLE_STATS is
+/// refcounted by the kernel and ends with our fd, so it never turns off
+/// statistics someone else enabled (kernel.bpf_stats_enabled stays as is).
+pub struct BpfStats(#[allow(dead_code)] OwnedFd);
+
+impl BpfStats {
+    pub fn enable() -> anyhow::Result<Self> {
+        const BPF_ENABLE_STATS: libc::c_long = 32;
+        const BPF_STATS_RUN_TIME: u32 = 0;
+        let attr: u32 = BPF_STATS_RUN_TIME;
+        // SAFETY: bpf(BPF_ENABLE_STATS) reads a 4-byte attr we own.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_ENABLE_STATS,
+                (&raw const attr).cast::<libc::c_void>(),
+                size_of::<u32>(),
+            )
+        };
+        if fd < 0 {
+            bail!(
+                "bpf(BPF_ENABLE_STATS): {} (kernel ≥ 5.8 and root needed)",
+                std::io::Error::last_os_error()
+            );
+        }
+        // SAFETY: the kernel returned a new descriptor that we now own.
+        Ok(Self(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
+    }
+}
+
+/// Cumulative run time and run count of one program.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProgRun {
+    pub ns: u64,
+    pub count: u64,
+}
+
+/// The run statistics of every eBPF program a process holds, by program id,
+/// read from its file descriptors' fdinfo (exact even when other agents run
+/// on the machine).
+pub fn prog_runs(pid: u32) -> anyhow::Result<BTreeMap<u32, ProgRun>> {
+    let dir = format!("/proc/{pid}/fdinfo");
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {dir}"))? {
+        let Ok(text) = std::fs::read_to_string(entry?.path()) else {
+            continue;
+        };
+        let field = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(k))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        if let (Some(id), Some(ns), Some(count)) =
+            (field("prog_id:"), field("run_time_ns:"), field("run_cnt:"))
+        {
+            out.insert(id as u32, ProgRun { ns, count });
+        }
+    }
+    Ok(out)
+}
+
+/// Program names by id (`bpftool prog show`), for the programs in `ids`.
+pub fn prog_names(ids: impl Iterator<Item = u32>) -> BTreeMap<u32, String> {
+    ids.map(|id| {
+        let name = std::process::Command::new("bpftool")
+            .args(["-j", "prog", "show", "id", &id.to_string()])
+            .output()
+            .ok()
+            .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+            .and_then(|v| Some(v.get("name")?.as_str()?.to_owned()))
+            .unwrap_or_else(|| format!("prog{id}"));
+        (id, name)
+    })
+    .collect()
+}
+
+/// Per-program (name → run time, runs) between two snapshots; programs
+/// that did not run are left out.
+pub fn prog_delta(
+    names: &BTreeMap<u32, String>,
+    before: &BTreeMap<u32, ProgRun>,
+    after: &BTreeMap<u32, ProgRun>,
+) -> BTreeMap<String, ProgRun> {
+    after
+        .iter()
+        .filter_map(|(id, a)| {
+            let b = before.get(id).copied().unwrap_or_default();
+            let d = ProgRun {
+                ns: a.ns.saturating_sub(b.ns),
+                count: a.count.saturating_sub(b.count),
+            };
+            let name = names
+                .get(id)
+                .cloned()
+                .unwrap_or_else(|| format!("prog{id}"));
+            (d.count > 0).then_some((name, d))
+        })
+        .collect()
+}
+
+/// The machine the numbers come from.
+pub fn machine() -> serde_json::Value {
+    let out = |p: &str, a: &[&str]| {
+        crate::shell::output(p, a)
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default()
+    };
+    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_default();
+    serde_json::json!({
+        "commit": out("git", &["rev-parse", "HEAD"]),
+        "dirty": !out("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty(),
+        "kernel": out("uname", &["-r"]),
+        "cpu_model": cpu_model,
+        "cpus": std::thread::available_parallelism().map_or(0, usize::from),
+        "load_avg": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
+    })
+}

@@ -1,0 +1,405 @@
+//! The bench's results: medians and spread per configuration, the printed
+//! table, the targets, and the JSON report in target/bench/.
+
+use super::Config;
+use anyhow::Context as _;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// Every sample, by configuration name and metric key.
+#[derive(Default)]
+pub struct Results(BTreeMap<&'static str, BTreeMap<String, Vec<f64>>>);
+
+impl Results {
+    pub fn push(&mut self, cfg: &'static str, key: &str, value: f64) {
+        self.0
+            .entry(cfg)
+            .or_default()
+            .entry(key.to_owned())
+            .or_default()
+            .push(value);
+    }
+
+    fn samples(&self, cfg: Config, key: &str) -> Option<&[f64]> {
+        self.0.get(cfg.name())?.get(key).map(Vec::as_slice)
+    }
+
+    fn median(&self, cfg: Config, key: &str) -> Option<f64> {
+        self.samples(cfg, key).map(|s| Spread::of(s).median)
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Spread {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Spread {
+    fn of(samples: &[f64]) -> Self {
+        let mut s = samples.to_vec();
+        s.sort_by(f64::total_cmp);
+        let n = s.len();
+        let median = if n % 2 == 1 {
+            s[n / 2]
+        } else {
+            (s[n / 2 - 1] + s[n / 2]) / 2.0
+        };
+        Self {
+            median,
+            min: s[0],
+            max: s[n - 1],
+        }
+    }
+}
+
+/// Table rows: metric key, label, decimals.
+const ROWS: &[(&str, &str, usize)] = &[
+    (
+        "bulk_offload_on_gbit_s",
+        "bulk TCP 1 stream, offloads on (Gbit/s)",
+        2,
+    ),
+    (
+        "bulk_offload_off_gbit_s",
+        "bulk TCP 1 stream, offloads off (Gbit/s)",
+        2,
+    ),
+    ("rr_per_s", "request/response, kept-alive (1/s)", 0),
+    (
+        "crr_per_s",
+        "new connections: connect+req+reply+close (1/s)",
+        0,
+    ),
+    (
+        "bpf_ns_per_packet.bulk_offload_on",
+        "eBPF ns/packet, bulk offloads on (fast path)",
+        0,
+    ),
+    (
+        "bpf_ns_per_packet.bulk_offload_off",
+        "eBPF ns/packet, bulk offloads off (fast path)",
+        0,
+    ),
+    (
+        "bpf_ns_per_packet.crr",
+        "eBPF ns/packet, new connections (new-flow path)",
+        0,
+    ),
+    ("bpf_ns_per_flow.crr", "eBPF ns/flow, new connections", 0),
+    (
+        "bpf_packets_per_flow.crr",
+        "eBPF runs/flow, new connections",
+        1,
+    ),
+    (
+        "cpu_observer_ms_per_10k_flows",
+        "observer CPU ms/10k flows (process + eBPF)",
+        1,
+    ),
+    (
+        "cpu_process_ms_per_10k_flows",
+        "observer process CPU ms/10k flows",
+        1,
+    ),
+    (
+        "cpu_softirq_ms_per_10k_flows",
+        "softirq CPU ms/10k flows (machine-wide)",
+        1,
+    ),
+    (
+        "cpu_softirq_plus_process_ms_per_10k_flows",
+        "softirq + observer process ms/10k flows",
+        1,
+    ),
+    (
+        "flows_classified_pct",
+        "flows classified / connections (%)",
+        1,
+    ),
+    ("events_lost", "plainsight_events_lost_total, per run", 0),
+    ("kernel_events_lost", "kernel events_lost, per run", 0),
+    ("peak_rss_mib", "observer peak RSS after the run (MiB)", 1),
+    ("idle_rss_mib", "agent RSS idle (MiB)", 1),
+    ("edges", "edges (plainsight_flows_total series)", 0),
+    ("edges_rss_mib", "agent RSS with the edges (MiB)", 1),
+    ("edges_hwm_mib", "agent peak RSS with the edges (MiB)", 1),
+    ("edges_events_lost", "events lost making the edges", 0),
+];
+
+/// Rates compared with no agent in the same round, in percent.
+const RELATIVE: &[(&str, &str)] = &[
+    (
+        "bulk_offload_on_gbit_s",
+        "bulk offloads on, % of no-agent (per round)",
+    ),
+    (
+        "bulk_offload_off_gbit_s",
+        "bulk offloads off, % of no-agent (per round)",
+    ),
+    ("rr_per_s", "request/response, % of no-agent (per round)"),
+    ("crr_per_s", "new connections, % of no-agent (per round)"),
+];
+
+pub fn finish(
+    r: &Results,
+    machine: Value,
+    rounds: usize,
+    secs: u64,
+    quick: bool,
+    elapsed: f64,
+) -> anyhow::Result<()> {
+    print_table(r);
+    let targets = targets(r);
+    println!("\ntargets:");
+    for t in &targets {
+        println!(
+            "  {} {:<58} {}",
+            if t["met"].as_bool() == Some(true) {
+                "MET   "
+            } else {
+                "MISSED"
+            },
+            t["target"].as_str().unwrap_or(""),
+            t["measured"].as_str().unwrap_or("")
+        );
+    }
+    let report = json!({
+        "machine": machine,
+        "rounds": rounds,
+        "phase_secs": secs,
+        "quick": quick,
+        "elapsed_secs": elapsed,
+        "unix_time": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        "results": results_json(r),
+        "percent_of_no_agent": relative_json(r),
+        "targets": targets,
+    });
+    let commit = machine_field(&report, "commit");
+    let dir = std::path::Path::new("target/bench");
+    std::fs::create_dir_all(dir).context("creating target/bench")?;
+    let path = dir.join(format!(
+        "{}-{}.json",
+        commit.get(..12).unwrap_or("unknown"),
+        report["unix_time"]
+    ));
+    std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!(
+        "\nbench: {:.0} s; report written to {}",
+        elapsed,
+        path.display()
+    );
+    Ok(())
+}
+
+fn machine_field(report: &Value, key: &str) -> String {
+    report["machine"][key].as_str().unwrap_or("").to_owned()
+}
+
+fn results_json(r: &Results) -> Value {
+    let mut out = serde_json::Map::new();
+    for (cfg, metrics) in &r.0 {
+        let mut m = serde_json::Map::new();
+        for (key, samples) in metrics {
+            m.insert(key.clone(), spread_json(samples));
+        }
+        out.insert((*cfg).to_owned(), Value::Object(m));
+    }
+    Value::Object(out)
+}
+
+fn spread_json(samples: &[f64]) -> Value {
+    let s = Spread::of(samples);
+    json!({"median": s.median, "min": s.min, "max": s.max, "samples": samples})
+}
+
+fn relative_json(r: &Results) -> Value {
+    let mut out = serde_json::Map::new();
+    for c in Config::ALL {
+        let mut m = serde_json::Map::new();
+        for (key, _) in RELATIVE {
+            if let Some(samples) = relative_samples(r, c, key) {
+                m.insert((*key).to_owned(), spread_json(&samples));
+            }
+        }
+        out.insert(c.name().to_owned(), Value::Object(m));
+    }
+    Value::Object(out)
+}
+
+fn cell(samples: Option<&[f64]>, decimals: usize) -> String {
+    match samples {
+        None => "-".to_owned(),
+        Some(s) => {
+            let sp = Spread::of(s);
+            if s.len() == 1 {
+                format!("{:.*}", decimals, sp.median)
+            } else {
+                format!(
+                    "{:.*} ({:.*}–{:.*})",
+                    decimals, sp.median, decimals, sp.min, decimals, sp.max
+                )
+            }
+        }
+    }
+}
+
+fn print_table(r: &Results) {
+    let w = 26;
+    let mut rows: Vec<(String, String, usize)> = ROWS
+        .iter()
+        .map(|(k, l, d)| ((*k).to_owned(), (*l).to_owned(), *d))
+        .collect();
+    // Per-program rows, in the order the keys sort.
+    let mut progs: Vec<&String> =
+        r.0.values()
+            .flat_map(|m| m.keys())
+            .filter(|k| k.starts_with("prog."))
+            .collect();
+    progs.sort();
+    progs.dedup();
+    for k in progs {
+        let label = k
+            .trim_start_matches("prog.")
+            .trim_end_matches(".ns_per_run")
+            .replacen('.', ": ", 1);
+        rows.push((k.clone(), format!("ns/run {label}"), 0));
+    }
+    println!("\n{:<50}{}", "metric (median (min–max))", header(w));
+    for (key, label, decimals) in &rows {
+        if Config::ALL.iter().all(|c| r.samples(*c, key).is_none()) {
+            continue;
+        }
+        print!("{label:<50}");
+        for c in Config::ALL {
+            print!("{:>w$}", cell(r.samples(c, key), *decimals));
+        }
+        println!();
+    }
+    for (key, label) in RELATIVE {
+        print!("{label:<50}");
+        for c in Config::ALL {
+            print!("{:>w$}", cell(relative_samples(r, c, key).as_deref(), 1));
+        }
+        println!();
+    }
+}
+
+fn header(w: usize) -> String {
+    Config::ALL
+        .iter()
+        .map(|c| format!("{:>w$}", c.name()))
+        .collect()
+}
+
+/// `cfg` as a percentage of no-agent, round by round: each round measures
+/// every configuration within seconds of the others, so the ratio cancels
+/// most of the drift a busy machine adds between rounds.
+fn relative_samples(r: &Results, cfg: Config, key: &str) -> Option<Vec<f64>> {
+    let ours = r.samples(cfg, key)?;
+    let base = r.samples(Config::NoAgent, key)?;
+    Some(ours.iter().zip(base).map(|(o, b)| 100.0 * o / b).collect())
+}
+
+fn relative(r: &Results, cfg: Config, key: &str) -> Option<f64> {
+    relative_samples(r, cfg, key).map(|s| Spread::of(&s).median)
+}
+
+/// The targets, per plainsight hook.
+fn targets(r: &Results) -> Vec<Value> {
+    let mut out = Vec::new();
+    for hook in [Config::Cgroup, Config::Tc] {
+        let h = hook.name();
+        let mut check =
+            |target: String, measured: Option<f64>, unit: &str, ok: &dyn Fn(f64) -> bool| {
+                out.push(json!({
+                "config": h,
+                "target": target,
+                "measured": measured.map_or("not measured".to_owned(), |v| format!("{v:.2}{unit}")),
+                "value": measured,
+                "met": measured.is_some_and(ok),
+            }));
+            };
+        for (key, name, min) in [
+            ("bulk_offload_on_gbit_s", "throughput offloads on", 99.0),
+            ("bulk_offload_off_gbit_s", "throughput offloads off", 95.0),
+            ("crr_per_s", "new-connection rate", 97.0),
+        ] {
+            check(
+                format!("{h}: {name} ≥ {min}% of no-agent (median per round)"),
+                relative(r, hook, key),
+                "%",
+                &|v| v >= min,
+            );
+        }
+        // Per program, the slowest one counts.
+        let slowest = |phase: &str| {
+            r.0.get(h).and_then(|m| {
+                m.iter()
+                    .filter(|(k, _)| k.starts_with(&format!("prog.{phase}.")))
+                    .map(|(_, s)| Spread::of(s).median)
+                    .reduce(f64::max)
+            })
+        };
+        check(
+            format!("{h}: fast path ≤ 100 ns/packet (slowest program, bulk offloads on)"),
+            slowest("bulk_offload_on"),
+            " ns",
+            &|v| v <= 100.0,
+        );
+        check(
+            format!("{h}: fast path ≤ 100 ns/packet (slowest program, bulk offloads off)"),
+            slowest("bulk_offload_off"),
+            " ns",
+            &|v| v <= 100.0,
+        );
+        check(
+            format!("{h}: new-flow path ≤ 1000 ns/packet (slowest program)"),
+            slowest("crr"),
+            " ns",
+            &|v| v <= 1000.0,
+        );
+        let ratio = r
+            .median(Config::Ndpi, "cpu_observer_ms_per_10k_flows")
+            .zip(r.median(hook, "cpu_observer_ms_per_10k_flows"))
+            .map(|(ndpi, ours)| ndpi / ours);
+        check(
+            format!("{h}: CPU per flow ≥ 10× lower than ndpiReader"),
+            ratio,
+            "×",
+            &|v| v >= 10.0,
+        );
+        check(
+            format!("{h}: RSS idle ≤ 32 MiB"),
+            r.median(hook, "idle_rss_mib"),
+            " MiB",
+            &|v| v <= 32.0,
+        );
+        check(
+            format!("{h}: RSS with 10,000 edges ≤ 64 MiB"),
+            r.median(hook, "edges_rss_mib"),
+            " MiB",
+            &|v| v <= 64.0,
+        );
+        let lost = r.samples(hook, "events_lost").map(|s| {
+            s.iter().sum::<f64>()
+                + r.samples(hook, "kernel_events_lost")
+                    .map_or(0.0, |k| k.iter().sum::<f64>())
+        });
+        let rate = r.samples(hook, "crr_per_s").map(|s| Spread::of(s).max);
+        check(
+            format!(
+                "{h}: 0 events lost at the highest new-connection rate reached ({:.0}/s; target rate 20,000/s)",
+                rate.unwrap_or(0.0)
+            ),
+            lost,
+            " lost",
+            &|v| v == 0.0,
+        );
+    }
+    out
+}

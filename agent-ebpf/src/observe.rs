@@ -342,7 +342,16 @@ fn on_close(
         {
             emit(skb, hook, key, st, v);
         }
-        let _ = FLOWS.remove(key);
+        forget(key);
+    }
+}
+
+/// Removes a closed flow's entry. Counted only when this call removed it
+/// (not when the LRU evicted it first or another CPU won the race), so
+/// `flows_created - flows_closed - entries` is exactly the evictions.
+#[inline(always)]
+fn forget(key: &FlowKey) {
+    if FLOWS.remove(key).is_ok() {
         count(Stat::FlowsClosed);
     }
 }
@@ -350,15 +359,13 @@ fn on_close(
 #[inline(always)]
 fn close_if_done(st: &mut FlowState, key: &FlowKey, tcp_flags: u8) {
     if tcp_flags & TCP_RST != 0 {
-        let _ = FLOWS.remove(key);
-        count(Stat::FlowsClosed);
+        forget(key);
     } else if tcp_flags & TCP_FIN != 0 {
         // Keep the entry until both sides are done so late data from the
         // other side is not mistaken for a new mid-stream flow.
         let fins = FLOW_FIN_CLIENT | FLOW_FIN_SERVER;
         if st.flags & fins != 0 {
-            let _ = FLOWS.remove(key);
-            count(Stat::FlowsClosed);
+            forget(key);
         } else {
             st.flags |= FLOW_FIN_CLIENT;
         }

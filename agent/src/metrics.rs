@@ -62,6 +62,8 @@ pub struct Metrics {
     pub events_malformed: Counter,
     pub kernel: Family<KernelLabels, Counter>,
     pub flow_table_capacity: Gauge,
+    pub flow_table_entries: Gauge,
+    pub flow_table_evictions: Counter,
     pub programs_attached: Family<HookLabels, Gauge>,
 }
 
@@ -76,6 +78,8 @@ impl Metrics {
             events_malformed: Counter::default(),
             kernel: Family::default(),
             flow_table_capacity: Gauge::default(),
+            flow_table_entries: Gauge::default(),
+            flow_table_evictions: Counter::default(),
             programs_attached: Family::default(),
         };
         reg.register(
@@ -117,6 +121,16 @@ impl Metrics {
             "plainsight_flow_table_capacity",
             "Maximum entries in the kernel flow table",
             m.flow_table_capacity.clone(),
+        );
+        reg.register(
+            "plainsight_flow_table_entries",
+            "Live entries in the kernel flow table",
+            m.flow_table_entries.clone(),
+        );
+        reg.register(
+            "plainsight_flow_table_evictions",
+            "Flows the kernel flow table evicted (LRU) to make room, derived as flows created - flows closed - entries",
+            m.flow_table_evictions.clone(),
         );
         reg.register(
             "plainsight_programs_attached",

@@ -102,6 +102,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         mut ebpf,
         events: ring,
         stats,
+        mut flow_table,
     } = dp;
     metrics.flow_table_capacity.set(i64::from(args.max_flows));
 
@@ -144,6 +145,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
             _ = sigterm.recv() => break,
             _ = tick.tick() => {
                 publish_stats(&metrics, &datapath::read_stats(&stats), &mut last);
+                flow_table.publish(&stats, &metrics);
                 if let Some(t) = tc.as_mut() {
                     match t.sync(&mut ebpf) {
                         Ok(added) if !added.is_empty() => log::info!("attached TC to {}", added.join(", ")),

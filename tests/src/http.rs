@@ -1,6 +1,8 @@
-//! A minimal HTTP/1.0 GET, optionally from inside a network namespace (the
-//! agent's API lives there when it runs on the TC hook).
+//! HTTP from the tests: a minimal HTTP/1.0 GET, optionally from inside a
+//! network namespace (the agent's API lives there when it runs on the TC
+//! hook), and real `curl` requests from the client namespace.
 
+use crate::topology::{Side, Topology};
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -39,4 +41,31 @@ fn enter_netns(name: &str) -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// `curl URL` from the client namespace, inside the topology's cgroup;
+/// asserts a 200 answer (TLS certificates are not checked).
+pub fn curl(t: &Topology, url: &str) {
+    let out = t.run(
+        Side::Client,
+        true,
+        &[
+            "curl",
+            "-sS",
+            "-k",
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            url,
+        ],
+    );
+    assert!(
+        out.status.success() && out.stdout == b"200",
+        "curl {url} failed: {} {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -3,8 +3,9 @@
 //! and nothing left attached when the agent dies.
 
 use plainsight_tests::{
-    Agent, Side, Topology,
+    Agent, Topology,
     agent::live_links,
+    http::curl,
     servers::{self, HttpAndTls},
     topology::path_str,
 };
@@ -21,31 +22,6 @@ fn ports() -> (String, String) {
 
 fn start_servers(t: &Topology) -> HttpAndTls {
     HttpAndTls::start(t)
-}
-
-fn curl(t: &Topology, url: &str) {
-    let out = t.run(
-        Side::Client,
-        true,
-        &[
-            "curl",
-            "-sS",
-            "-k",
-            "--max-time",
-            "10",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            url,
-        ],
-    );
-    assert!(
-        out.status.success() && out.stdout == b"200",
-        "curl {url} failed: {} {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Drives one HTTPS and one HTTP request and asserts the exact verdicts.
@@ -144,6 +120,38 @@ fn cgroup_hook_classifies_ipv6() {
         ],
     );
     assert_eq!(s.value, 1.0);
+}
+
+#[test]
+fn tc_hook_classifies_ipv6() {
+    let t = Topology::new();
+    let _servers = start_servers(&t);
+    let agent = Agent::on_tc(&t);
+    let (https, http) = ports();
+    curl(&t, &format!("http://[{}]:{http}/", t.server_ip6));
+    curl(&t, &format!("https://[{}]:{https}/", t.server_ip6));
+    let (client, server) = (t.client_ip6.to_string(), t.server_ip6.to_string());
+    let plain = agent.wait_sample(
+        "plainsight_flows_total",
+        &[
+            ("client", &client),
+            ("server", &server),
+            ("server_port", &http),
+            ("protocol", "http"),
+            ("encryption", "plaintext"),
+        ],
+    );
+    assert_eq!(plain.value, 1.0);
+    let tls = agent.wait_sample(
+        "plainsight_tls_flows_total",
+        &[
+            ("client", &client),
+            ("server", &server),
+            ("server_port", &https),
+            ("version", "1.3"),
+        ],
+    );
+    assert_eq!(tls.value, 1.0);
 }
 
 /// Polls `check` for up to 5 s (link teardown after a process dies is not

@@ -167,5 +167,6 @@ pub const fn stat_name(s: Stat) -> &'static str {
         Stat::ParseBadTcpOffset => "parse_bad_tcp_offset",
         Stat::NotTcp => "not_tcp",
         Stat::TailCallFailed => "tail_call_failed",
+        Stat::SocketFastPath => "socket_fast_path",
     }
 }

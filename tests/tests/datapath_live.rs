@@ -118,6 +118,75 @@ fn full_flow_table_counts_evictions_and_events_are_conserved() {
     );
 }
 
+/// Reads each connection to its end, then closes it.
+const SINK_SERVER: &str = "import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('0.0.0.0', 9100))
+s.listen(16)
+while True:
+    c, _ = s.accept()
+    while c.recv(65536):
+        pass
+    c.close()";
+
+/// One connection: an HTTP request line (the verdict), then 40 more
+/// segments, each sent on its own, then a clean close.
+const STREAMING_CLIENT: &str = "import socket, sys, time
+c = socket.create_connection((sys.argv[1], 9100))
+c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+c.sendall(b'GET / HTTP/1.1\\r\\n')
+for _ in range(40):
+    time.sleep(0.005)
+    c.sendall(b'x' * 512)
+c.shutdown(socket.SHUT_WR)
+c.recv(1)
+c.close()";
+
+#[test]
+fn cgroup_hook_shortcuts_decided_flows_by_socket_and_still_cleans_up() {
+    let t = Topology::new();
+    let _server = t.spawn(Side::Server, false, &["python3", "-c", SINK_SERVER]);
+    t.wait_listening(9100);
+    let agent = Agent::on_cgroup(&t);
+    let server = t.server_ip.to_string();
+    let out = t.run(
+        Side::Client,
+        true,
+        &["python3", "-c", STREAMING_CLIENT, &server],
+    );
+    assert!(
+        out.status.success(),
+        "client: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let flow = agent.wait_sample(
+        "plainsight_flows_total",
+        &[
+            ("server", &server),
+            ("server_port", "9100"),
+            ("protocol", "http"),
+        ],
+    );
+    assert_eq!(flow.value, 1.0, "one verdict for the one connection");
+    // After the verdict, the client socket's packets skip the flow table...
+    assert!(
+        within(5, || kernel(&agent, "socket_fast_path") > 0.0),
+        "no packet took the socket shortcut"
+    );
+    // ...but its FIN still reaches it, so the entry goes with the connection.
+    assert!(
+        within(5, || kernel(&agent, "flows_closed") == 1.0
+            && agent.value("plainsight_flow_table_entries", &[]) == 0.0),
+        "closed {}, entries {}",
+        kernel(&agent, "flows_closed"),
+        agent.value("plainsight_flow_table_entries", &[])
+    );
+    assert_eq!(kernel(&agent, "flows_created"), 1.0);
+    assert_eq!(kernel(&agent, "verdicts_emitted"), 1.0);
+}
+
 fn tc_programs(agent: &Agent) -> f64 {
     agent.value("plainsight_programs_attached", &[("hook", "tc")])
 }

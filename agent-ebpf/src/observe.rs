@@ -63,7 +63,7 @@ pub fn observe<C: EbpfContext>(ctx: &C, prog: Program) {
     }
 }
 
-/// The packet's socket (cgroup hook), if it is one we may mark.
+/// The socket the packet belongs to, if the context carries one.
 #[inline(always)]
 fn socket(skb: *mut __sk_buff) -> Option<*mut bpf_sock> {
     // SAFETY: reading the context's socket pointer; the verifier checks it.

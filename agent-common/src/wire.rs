@@ -105,9 +105,16 @@ pub struct FlowState {
     pub next_seq: [u32; 2],
     pub classifier: crate::FlowClassifier,
     pub flags: u8,
-    pub _pad0: u8,
+    /// Packets seen after the verdict, up to `MARK_SOCKET_AFTER`.
+    pub after_verdict: u8,
     pub _pad1: u16,
 }
+
+/// Packets a decided flow must carry before the cgroup hook marks its
+/// socket for the shortcut: creating socket storage costs about a
+/// microsecond, which a short connection (a request, a reply, a close)
+/// would never earn back.
+pub const MARK_SOCKET_AFTER: u8 = 8;
 const _: () = assert!(core::mem::size_of::<FlowState>() == 20);
 const _: () = assert!(core::mem::align_of::<FlowState>() == 4);
 
@@ -168,10 +175,13 @@ pub enum Stat {
     ParseBadTcpOffset = 13,
     NotTcp = 14,
     TailCallFailed = 15,
+    /// Packets of decided flows that took the cgroup hook's socket-storage
+    /// shortcut instead of a flow-table lookup.
+    SocketFastPath = 16,
 }
 
 impl Stat {
-    pub const COUNT: u32 = 16;
+    pub const COUNT: u32 = 17;
 
     pub const ALL: [Stat; Self::COUNT as usize] = [
         Self::Packets,
@@ -190,6 +200,7 @@ impl Stat {
         Self::ParseBadTcpOffset,
         Self::NotTcp,
         Self::TailCallFailed,
+        Self::SocketFastPath,
     ];
 }
 

@@ -2,7 +2,8 @@
 
 use agent_common::wire::{DEFAULT_MAX_FLOWS, FlowKey, FlowState, PREFIX, Stat};
 use aya_ebpf::{
-    macros::map,
+    btf_maps::SkStorage,
+    macros::{btf_map, map},
     maps::{LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 
@@ -10,6 +11,25 @@ use aya_ebpf::{
 #[map]
 pub static FLOWS: LruHashMap<FlowKey, FlowState> =
     LruHashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
+
+/// The cgroup hook's shortcut for decided flows: a socket whose flow has its
+/// final verdict carries this mark, and its later packets skip the flow
+/// table (one socket-storage lookup, no key hashing; freed with the socket,
+/// nothing to evict). TC sees forwarded packets without a socket and always
+/// uses `FLOWS`.
+#[btf_map]
+pub static DECIDED: SkStorage<SocketFlow> = SkStorage::new();
+
+/// Which connection a socket's mark belongs to, as seen from the socket:
+/// a socket can be disconnected and connected elsewhere, and its new flow
+/// must not inherit the old verdict.
+#[repr(C)]
+pub struct SocketFlow {
+    /// The peer's address words, XOR-folded.
+    pub peer: u32,
+    /// Peer port << 16 | local port.
+    pub ports: u32,
+}
 
 /// One `FlowEvent` per classified flow; userspace resizes it.
 #[map]

@@ -5,8 +5,8 @@
 //! is verified once, not once per path through the tracker.
 
 use crate::maps::{
-    CLASSIFY_CGROUP_EGRESS, CLASSIFY_CGROUP_INGRESS, CLASSIFY_TC, EVENTS, FLOWS, SCRATCH, count,
-    include_loopback, wakeup_flags,
+    CLASSIFY_CGROUP_EGRESS, CLASSIFY_CGROUP_INGRESS, CLASSIFY_TC, DECIDED, EVENTS, FLOWS, SCRATCH,
+    SocketFlow, count, include_loopback, wakeup_flags,
 };
 use crate::parse::{Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, parse};
 use agent_common::{
@@ -14,13 +14,16 @@ use agent_common::{
     classify::Prefix,
     wire::{
         FAMILY_V4, FLOW_CLIENT_IS_HI, FLOW_DONE, FLOW_FIN_CLIENT, FLOW_FIN_SERVER, FLOW_MIDSTREAM,
-        FLOW_SEQ_CLIENT, FLOW_SEQ_SERVER, FlowEvent, FlowKey, FlowState, Hook, PREFIX, Stat,
+        FLOW_SEQ_CLIENT, FLOW_SEQ_SERVER, FlowEvent, FlowKey, FlowState, Hook, MARK_SOCKET_AFTER,
+        PREFIX, Stat,
     },
 };
 use aya_ebpf::{
     EbpfContext,
-    bindings::{__sk_buff, BPF_NOEXIST},
-    helpers::generated::{bpf_skb_cgroup_id, bpf_skb_load_bytes},
+    bindings::{
+        __sk_buff, BPF_NOEXIST, BPF_SK_STORAGE_GET_F_CREATE, BPF_TCP_ESTABLISHED, bpf_sock,
+    },
+    helpers::generated::{bpf_sk_storage_get, bpf_skb_cgroup_id, bpf_skb_load_bytes},
 };
 
 /// Which hook program is running: picks the classifier to tail-call.
@@ -50,9 +53,90 @@ pub fn observe<C: EbpfContext>(ctx: &C, prog: Program) {
     match parse(skb, hook) {
         Ok(pkt) => {
             count(Stat::TcpPackets);
+            if hook == Hook::Cgroup && socket_decided(skb, prog, &pkt) {
+                count(Stat::SocketFastPath);
+                return;
+            }
             track(ctx, skb, prog, &pkt);
         }
         Err(stat) => count(stat),
+    }
+}
+
+/// The socket the packet belongs to, if the context carries one.
+#[inline(always)]
+fn socket(skb: *mut __sk_buff) -> Option<*mut bpf_sock> {
+    // SAFETY: reading the context's socket pointer; the verifier checks it.
+    let sk = unsafe { (*skb).__bindgen_anon_2.sk };
+    (!sk.is_null()).then_some(sk)
+}
+
+/// The connection as its socket sees it: ingress packets come from the
+/// peer, egress packets go to it.
+#[inline(always)]
+fn socket_flow(prog: Program, p: &Packet) -> SocketFlow {
+    let (peer, peer_port, local_port) = if prog == Program::CgroupIngress {
+        (&p.src, p.sport, p.dport)
+    } else {
+        (&p.dst, p.dport, p.sport)
+    };
+    SocketFlow {
+        peer: peer[0] ^ peer[1] ^ peer[2] ^ peer[3],
+        ports: (u32::from(peer_port) << 16) | u32::from(local_port),
+    }
+}
+
+#[inline(always)]
+fn storage_get(sk: *mut bpf_sock, init: *mut SocketFlow, flags: u64) -> *mut SocketFlow {
+    let map = core::ptr::from_ref(&DECIDED).cast_mut().cast();
+    // SAFETY: a socket pointer from the context, the map's own address; the
+    // helper returns null for sockets that cannot carry storage.
+    unsafe { bpf_sk_storage_get(map, sk.cast(), init.cast(), flags) }.cast()
+}
+
+/// True when this packet's socket is marked decided for this very
+/// connection and the packet does not close it (FIN/RST go the long way,
+/// to clean up the flow table).
+#[inline(always)]
+fn socket_decided(skb: *mut __sk_buff, prog: Program, p: &Packet) -> bool {
+    if p.flags & (TCP_FIN | TCP_RST) != 0 {
+        return false;
+    }
+    let Some(sk) = socket(skb) else {
+        return false;
+    };
+    let mark = storage_get(sk, core::ptr::null_mut(), 0);
+    if mark.is_null() {
+        return false;
+    }
+    let want = socket_flow(prog, p);
+    // SAFETY: a live storage value of this socket.
+    let mark = unsafe { &*mark };
+    mark.peer == want.peer && mark.ports == want.ports
+}
+
+/// Marks the packet's socket as carrying a decided flow. Only established
+/// sockets: a SYN or handshake ACK arrives on the listener, which every
+/// later connection shares.
+#[inline(always)]
+fn mark_decided(skb: *mut __sk_buff, prog: Program, p: &Packet) {
+    let Some(sk) = socket(skb) else {
+        return;
+    };
+    // SAFETY: `state` is readable on the context's socket.
+    if unsafe { (*sk).state } != BPF_TCP_ESTABLISHED {
+        return;
+    }
+    let mut want = socket_flow(prog, p);
+    let mark = storage_get(sk, &raw mut want, u64::from(BPF_SK_STORAGE_GET_F_CREATE));
+    if !mark.is_null() {
+        // An existing mark (from an earlier connection) is not replaced
+        // by the create flag; overwrite it.
+        // SAFETY: a live storage value of this socket.
+        unsafe {
+            (*mark).peer = want.peer;
+            (*mark).ports = want.ports;
+        }
     }
 }
 
@@ -165,6 +249,13 @@ fn track<C: EbpfContext>(ctx: &C, skb: *mut __sk_buff, prog: Program, p: &Packet
     let side = side_of(st, lo);
 
     if st.flags & FLOW_DONE != 0 {
+        if hook == Hook::Cgroup && !closing {
+            if st.after_verdict < MARK_SOCKET_AFTER {
+                st.after_verdict += 1;
+            } else {
+                mark_decided(skb, prog, p);
+            }
+        }
         close_if_done(st, key, p.flags);
         return;
     }
@@ -219,8 +310,8 @@ fn fresh_state(flags: u8) -> FlowState {
         FRESH
     };
     // SAFETY: five u32 stores cover the 20-byte, 4-aligned struct:
-    // next_seq[0], next_seq[1], the classifier's two words, then flags and
-    // padding.
+    // next_seq[0], next_seq[1], the classifier's two words, then flags,
+    // after_verdict and padding.
     unsafe {
         core::ptr::write_volatile(w, 0);
         core::ptr::write_volatile(w.add(1), 0);
@@ -342,7 +433,16 @@ fn on_close(
         {
             emit(skb, hook, key, st, v);
         }
-        let _ = FLOWS.remove(key);
+        forget(key);
+    }
+}
+
+/// Removes a closed flow's entry. Counted only when this call removed it
+/// (not when the LRU evicted it first or another CPU won the race), so
+/// `flows_created - flows_closed - entries` is exactly the evictions.
+#[inline(always)]
+fn forget(key: &FlowKey) {
+    if FLOWS.remove(key).is_ok() {
         count(Stat::FlowsClosed);
     }
 }
@@ -350,15 +450,13 @@ fn on_close(
 #[inline(always)]
 fn close_if_done(st: &mut FlowState, key: &FlowKey, tcp_flags: u8) {
     if tcp_flags & TCP_RST != 0 {
-        let _ = FLOWS.remove(key);
-        count(Stat::FlowsClosed);
+        forget(key);
     } else if tcp_flags & TCP_FIN != 0 {
         // Keep the entry until both sides are done so late data from the
         // other side is not mistaken for a new mid-stream flow.
         let fins = FLOW_FIN_CLIENT | FLOW_FIN_SERVER;
         if st.flags & fins != 0 {
-            let _ = FLOWS.remove(key);
-            count(Stat::FlowsClosed);
+            forget(key);
         } else {
             st.flags |= FLOW_FIN_CLIENT;
         }

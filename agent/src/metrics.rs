@@ -68,6 +68,8 @@ pub struct Metrics {
     pub events_malformed: Counter,
     pub kernel: Family<KernelLabels, Counter>,
     pub flow_table_capacity: Gauge,
+    pub flow_table_entries: Gauge,
+    pub flow_table_evictions: Counter,
     pub programs_attached: Family<HookLabels, Gauge>,
     pub edges: Gauge,
     pub edges_dropped: Counter,
@@ -85,6 +87,8 @@ impl Metrics {
             events_malformed: Counter::default(),
             kernel: Family::default(),
             flow_table_capacity: Gauge::default(),
+            flow_table_entries: Gauge::default(),
+            flow_table_evictions: Counter::default(),
             programs_attached: Family::default(),
             edges: Gauge::default(),
             edges_dropped: Counter::default(),
@@ -129,6 +133,16 @@ impl Metrics {
             "plainsight_flow_table_capacity",
             "Maximum entries in the kernel flow table",
             m.flow_table_capacity.clone(),
+        );
+        reg.register(
+            "plainsight_flow_table_entries",
+            "Live entries in the kernel flow table",
+            m.flow_table_entries.clone(),
+        );
+        reg.register(
+            "plainsight_flow_table_evictions",
+            "Flows the kernel flow table evicted (LRU) to make room, derived as flows created - flows closed - entries",
+            m.flow_table_evictions.clone(),
         );
         reg.register(
             "plainsight_programs_attached",
@@ -223,6 +237,7 @@ pub const fn stat_name(s: Stat) -> &'static str {
         Stat::ParseBadTcpOffset => "parse_bad_tcp_offset",
         Stat::NotTcp => "not_tcp",
         Stat::TailCallFailed => "tail_call_failed",
+        Stat::SocketFastPath => "socket_fast_path",
     }
 }
 

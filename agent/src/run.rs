@@ -129,6 +129,7 @@ struct Attached {
     ebpf: aya::Ebpf,
     ring: aya::maps::RingBuf<aya::maps::MapData>,
     stats: aya::maps::PerCpuArray<aya::maps::MapData, u64>,
+    flow_table: datapath::FlowTable,
     tc: Option<TcAttacher>,
 }
 
@@ -158,6 +159,7 @@ fn attach(cfg: &Config) -> anyhow::Result<Attached> {
         mut ebpf,
         events: ring,
         stats,
+        flow_table,
     } = dp;
     metrics.flow_table_capacity.set(i64::from(cfg.max_flows));
 
@@ -190,6 +192,7 @@ fn attach(cfg: &Config) -> anyhow::Result<Attached> {
         ebpf,
         ring,
         stats,
+        flow_table,
         tc,
     })
 }
@@ -202,6 +205,7 @@ async fn serve(cfg: Config, a: Attached) -> anyhow::Result<()> {
         mut ebpf,
         ring,
         stats,
+        mut flow_table,
         mut tc,
     } = a;
     let now = clock::now_ns();
@@ -245,6 +249,7 @@ async fn serve(cfg: Config, a: Attached) -> anyhow::Result<()> {
             _ = sigterm.recv() => break,
             _ = tick.tick() => {
                 publish_stats(&metrics, &datapath::read_stats(&stats), &mut last);
+                flow_table.publish(&stats, &metrics);
                 if let Some(t) = tc.as_mut() {
                     match t.sync(&mut ebpf) {
                         Ok(added) if !added.is_empty() => log::info!("attached TC to {}", added.join(", ")),

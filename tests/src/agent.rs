@@ -28,19 +28,32 @@ impl Agent {
     /// Attached by cgroup_skb to the topology's child cgroup; runs in the
     /// host namespace with its API on a free loopback port.
     pub fn on_cgroup(t: &Topology) -> Self {
+        Self::on_cgroup_with(t, &[])
+    }
+
+    /// As `on_cgroup`, with more `plainsight run` arguments.
+    pub fn on_cgroup_with(t: &Topology, extra: &[&str]) -> Self {
         let port = free_port();
         let cg = t.cgroup.to_str().expect("utf-8 path").to_owned();
-        Self::start(None, port, &["--cgroup", &cg])
+        let mut args = vec!["--cgroup", &cg];
+        args.extend(extra);
+        Self::start(None, port, &args)
     }
 
     /// Attached by TC to the server end of the veth; runs in the server
     /// namespace (the interface lives there).
     pub fn on_tc(t: &Topology) -> Self {
-        Self::start(
-            Some(t.ns(Side::Server)),
-            9477,
-            &["--interface", &t.server_if],
-        )
+        Self::on_tc_matching(t, &t.server_if)
+    }
+
+    /// Attached by TC to the server namespace's interfaces matching `pattern`.
+    pub fn on_tc_matching(t: &Topology, pattern: &str) -> Self {
+        Self::start(Some(t.ns(Side::Server)), 9477, &["--interface", pattern])
+    }
+
+    /// The value of an unlabelled (or first matching) sample, 0 if absent.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        find(&self.metrics(), name, labels).map_or(0.0, |s| s.value)
     }
 
     pub fn start(netns: Option<&str>, port: u16, extra: &[&str]) -> Self {
@@ -160,6 +173,28 @@ impl Agent {
         out
     }
 
+    /// Entries of the agent's map called `name`, counted by `bpftool map
+    /// dump`: an independent check of what the agent reports.
+    pub fn map_entries(&self, name: &str) -> usize {
+        let dir = format!("/proc/{}/fdinfo", self.proc.pid());
+        let ids: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("reading {dir}: {e}"))
+            .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+            .filter_map(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("map_id:"))
+                    .map(|v| v.trim().to_owned())
+            })
+            .collect();
+        let id = ids
+            .iter()
+            .find(|id| bpftool_json(&["map", "show", "id", id])["name"] == name)
+            .unwrap_or_else(|| panic!("the agent holds no map {name} (maps {ids:?})"));
+        bpftool_json(&["map", "dump", "id", id])
+            .as_array()
+            .map_or(0, Vec::len)
+    }
+
     /// Ends the agent with SIGKILL, as the OOM killer or a node crash would.
     pub fn kill9(mut self) {
         let _ = self.proc.child.kill();
@@ -231,41 +266,33 @@ fn parse_labels(s: &str) -> BTreeMap<String, String> {
     m
 }
 
-/// Programs attached to a cgroup (`bpftool cgroup show`).
-pub fn cgroup_programs(cgroup: &std::path::Path) -> usize {
+/// `bpftool -j ARGS`, parsed; empty output reads as `[]`.
+fn bpftool_json(args: &[&str]) -> serde_json::Value {
     let out = Command::new("bpftool")
-        .args(["-j", "cgroup", "show"])
-        .arg(cgroup)
+        .arg("-j")
+        .args(args)
         .output()
         .expect("running bpftool (cargo xtask setup installs it)");
     assert!(
         out.status.success(),
-        "bpftool cgroup show: {}",
+        "bpftool {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    let v: serde_json::Value =
-        serde_json::from_str(if text.trim().is_empty() { "[]" } else { &text })
-            .unwrap_or_else(|e| panic!("bpftool json {text:?}: {e}"));
-    v.as_array().map_or(0, Vec::len)
+    serde_json::from_str(if text.trim().is_empty() { "[]" } else { &text })
+        .unwrap_or_else(|e| panic!("bpftool json {text:?}: {e}"))
+}
+
+/// Programs attached to a cgroup (`bpftool cgroup show`).
+pub fn cgroup_programs(cgroup: &std::path::Path) -> usize {
+    let path = cgroup.to_str().expect("utf-8 cgroup path");
+    bpftool_json(&["cgroup", "show", path]).as_array().map_or(0, Vec::len)
 }
 
 /// IDs of every bpf_link alive in the kernel (`bpftool link show`).
 pub fn live_links() -> Vec<u32> {
-    let out = Command::new("bpftool")
-        .args(["-j", "link", "show"])
-        .output()
-        .expect("running bpftool (cargo xtask setup installs it)");
-    assert!(
-        out.status.success(),
-        "bpftool link show: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    let v: serde_json::Value =
-        serde_json::from_str(if text.trim().is_empty() { "[]" } else { &text })
-            .unwrap_or_else(|e| panic!("bpftool json {text:?}: {e}"));
-    v.as_array()
+    bpftool_json(&["link", "show"])
+        .as_array()
         .into_iter()
         .flatten()
         .filter_map(|l| l.get("id")?.as_u64()?.try_into().ok())

@@ -1,5 +1,6 @@
-//! A minimal HTTP/1.0 GET, optionally from inside a network namespace (the
-//! agent's API lives there when it runs on the TC hook).
+//! HTTP from the tests: a minimal HTTP/1.0 GET, optionally from inside a
+//! network namespace (the agent's API lives there when it runs on the TC
+//! hook). Real `curl` requests are `Topology::curl`.
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
@@ -40,3 +41,4 @@ fn enter_netns(name: &str) -> std::io::Result<()> {
     }
     Ok(())
 }
+

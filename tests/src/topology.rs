@@ -100,6 +100,46 @@ impl Topology {
         t
     }
 
+    /// A second veth pair between the two namespaces, named after the
+    /// first with `suffix` appended, addressed 10.78.0.1/2 and fd78::1/2
+    /// (one extra pair per topology). Returns (client end, server end);
+    /// removed with the namespaces.
+    pub fn add_veth(&self, suffix: &str) -> (String, String) {
+        let (cif, sif) = (
+            format!("{}{suffix}", self.client_if),
+            format!("{}{suffix}", self.server_if),
+        );
+        sh(&[
+            "ip",
+            "link",
+            "add",
+            &cif,
+            "netns",
+            &self.client_ns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &sif,
+            "netns",
+            &self.server_ns,
+        ]);
+        for (ns, dev, v4, v6) in [
+            (&self.client_ns, &cif, "10.78.0.1/24", "fd78::1/64"),
+            (&self.server_ns, &sif, "10.78.0.2/24", "fd78::2/64"),
+        ] {
+            sh(&["ip", "-n", ns, "addr", "add", v4, "dev", dev]);
+            sh(&["ip", "-n", ns, "addr", "add", v6, "dev", dev, "nodad"]);
+            sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
+        }
+        (cif, sif)
+    }
+
+    /// Deletes a veth pair by its server end (the peer goes with it).
+    pub fn delete_veth(&self, server_if: &str) {
+        sh(&["ip", "-n", &self.server_ns, "link", "del", server_if]);
+    }
+
     pub fn ns(&self, side: Side) -> &str {
         match side {
             Side::Client => &self.client_ns,

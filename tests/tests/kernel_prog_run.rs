@@ -4,12 +4,12 @@
 //! return "pass" and end in the right verdict or a counted parse failure.
 //! Each case loads a fresh copy of the programs, so maps start empty.
 
-use agent_common::wire::Stat;
+use agent_common::wire::{DEFAULT_MAX_FLOWS, Stat};
 use agent_common::{Encryption, Protocol, TlsVersion};
 use aya::programs::{Program, TestRun, TestRunOptions};
 use plainsight::datapath::{self, Datapath, LoadOptions};
 use plainsight::events::{Flow, decode};
-use plainsight_tests::packets::{ACK, FIN, PSH, SYN, Segment, ext_header, fragment_header};
+use plainsight_tests::packets::{ACK, FIN, PSH, RST, SYN, Segment, ext_header, fragment_header};
 
 const FIXTURES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -53,14 +53,14 @@ struct Kernel {
 
 impl Kernel {
     fn load(hook: Hook) -> Self {
-        Self::load_with(hook, 1 << 16)
+        Self::load_with(hook, 1 << 16, 1024)
     }
 
-    fn load_with(hook: Hook, ring_bytes: u32) -> Self {
+    fn load_with(hook: Hook, ring_bytes: u32, max_flows: u32) -> Self {
         plainsight_tests::require_root();
         let mut dp = datapath::load(&LoadOptions {
             include_loopback: false,
-            max_flows: 1024,
+            max_flows,
             ring_bytes,
         })
         .expect("loading the programs");
@@ -485,7 +485,7 @@ fn loopback_is_skipped_unless_asked() {
 fn verdicts_emitted_equal_events_delivered_plus_lost_when_the_ring_overflows() {
     for hook in Hook::ALL {
         // 4096 bytes hold 64 records of 8 + 56 bytes.
-        let mut k = Kernel::load_with(hook, 4096);
+        let mut k = Kernel::load_with(hook, 4096, 1024);
         let flows = 100u16;
         for i in 0..flows {
             k.send(&Segment::new(C, 20000 + i, S, 80, 1000, SYN, b""));
@@ -498,4 +498,87 @@ fn verdicts_emitted_equal_events_delivered_plus_lost_when_the_ring_overflows() {
         assert!(lost > 0, "{hook:?}: the ring must have overflowed");
         assert_eq!(emitted, delivered + lost, "{hook:?}: conservation");
     }
+}
+
+/// The SYN that opens flow `i`: distinct client addresses and ports.
+fn syn(i: u32) -> Segment {
+    let [a, b, c, d] = i.to_be_bytes();
+    let client = format!("10.{}.{}.{}", 100 + a, b, c);
+    Segment::new(&client, 1024 + u16::from(d), S, 80, 1000, SYN, b"")
+}
+
+fn rst(i: u32) -> Segment {
+    let mut s = syn(i);
+    s.flags = RST;
+    s.seq = 1001;
+    s
+}
+
+#[test]
+fn flow_table_entries_are_counted_exactly_and_closes_only_when_removed() {
+    for hook in Hook::ALL {
+        let mut k = Kernel::load(hook);
+        for i in 0..300 {
+            k.send(&syn(i));
+        }
+        let r = k.dp.flow_table.read(&k.dp.stats).expect("counting entries");
+        assert_eq!((r.entries, r.evicted), (300, 0), "{hook:?}: room for all");
+        for i in 0..100 {
+            k.send(&rst(i));
+        }
+        // A second RST finds nothing to remove and must not count.
+        k.send(&rst(0));
+        assert_eq!(k.stat(Stat::FlowsClosed), 100, "{hook:?}");
+        let r = k.dp.flow_table.read(&k.dp.stats).expect("counting entries");
+        assert_eq!((r.entries, r.evicted), (200, 0), "{hook:?}");
+    }
+}
+
+#[test]
+fn flow_table_evictions_are_created_minus_closed_minus_entries() {
+    for hook in Hook::ALL {
+        let capacity = 64;
+        let mut k = Kernel::load_with(hook, 1 << 16, capacity);
+        let flows = 200;
+        for i in 0..flows {
+            k.send(&syn(i));
+        }
+        // The newest flows are the live ones; closing them removes entries.
+        for i in flows - 10..flows {
+            k.send(&rst(i));
+        }
+        let r = k.dp.flow_table.read(&k.dp.stats).expect("counting entries");
+        let closed = k.stat(Stat::FlowsClosed);
+        assert_eq!(k.stat(Stat::FlowsCreated), u64::from(flows), "{hook:?}");
+        assert!(r.entries <= u64::from(capacity), "{hook:?}: {r:?}");
+        assert!(closed > 0, "{hook:?}: recent flows are still in the table");
+        assert!(
+            r.evicted >= u64::from(flows - capacity) - closed,
+            "{hook:?}: {r:?} closed {closed}"
+        );
+        assert_eq!(
+            r.evicted + closed + r.entries,
+            u64::from(flows),
+            "{hook:?}: every flow is live, closed or evicted"
+        );
+    }
+}
+
+#[test]
+fn full_default_flow_table_is_counted_in_one_walk() {
+    let mut k = Kernel::load_with(Hook::CgroupEgress, 1 << 16, DEFAULT_MAX_FLOWS);
+    for i in 0..DEFAULT_MAX_FLOWS {
+        k.send(&syn(i));
+    }
+    let started = std::time::Instant::now();
+    let r = k.dp.flow_table.read(&k.dp.stats).expect("counting entries");
+    // Reported, not asserted: speed is `cargo xtask bench`'s business.
+    eprintln!(
+        "counted {} entries (+{} evicted) in {:?}",
+        r.entries,
+        r.evicted,
+        started.elapsed()
+    );
+    assert_eq!(r.entries + r.evicted, u64::from(DEFAULT_MAX_FLOWS));
+    assert!(r.entries > u64::from(DEFAULT_MAX_FLOWS) * 9 / 10, "{r:?}");
 }

@@ -119,6 +119,38 @@ fn cgroup_hook_classifies_ipv6() {
     assert_eq!(s.value, 1.0);
 }
 
+#[test]
+fn tc_hook_classifies_ipv6() {
+    let t = Topology::new();
+    let _servers = start_servers(&t);
+    let agent = Agent::on_tc(&t);
+    let (https, http) = ports();
+    t.curl(&format!("http://[{}]:{http}/", t.server_ip6));
+    t.curl(&format!("https://[{}]:{https}/", t.server_ip6));
+    let (client, server) = (t.client_ip6.to_string(), t.server_ip6.to_string());
+    let plain = agent.wait_sample(
+        "plainsight_flows_total",
+        &[
+            ("client", &client),
+            ("server", &server),
+            ("server_port", &http),
+            ("protocol", "http"),
+            ("encryption", "plaintext"),
+        ],
+    );
+    assert_eq!(plain.value, 1.0);
+    let tls = agent.wait_sample(
+        "plainsight_tls_flows_total",
+        &[
+            ("client", &client),
+            ("server", &server),
+            ("server_port", &https),
+            ("version", "1.3"),
+        ],
+    );
+    assert_eq!(tls.value, 1.0);
+}
+
 /// Polls `check` for up to 5 s (link teardown after a process dies is not
 /// instantaneous); returns its last answer.
 fn eventually(mut check: impl FnMut() -> bool) -> bool {

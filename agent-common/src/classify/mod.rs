@@ -222,7 +222,15 @@ impl FlowClassifier {
             let v = self.finish(verdict);
             return Some(self.settle(v));
         }
-        if !self.wants(Side::Client) && !self.wants(Side::Server) {
+        // Out of segments on both sides, or on one side while the other
+        // has sent nothing: a one-way stream (a bulk upload, log shipping,
+        // replication) would otherwise wait for its close, possibly days,
+        // and cost a full flow-table visit per packet until then.
+        let (mine, theirs) = match side {
+            Side::Client => (self.segs[0], self.segs[1]),
+            Side::Server => (self.segs[1], self.segs[0]),
+        };
+        if mine >= MAX_SEGMENTS && (theirs == 0 || theirs >= MAX_SEGMENTS) {
             let v = self.give_up();
             return Some(self.settle(v));
         }

@@ -635,3 +635,32 @@ fn memcached_binary_response_seen_first_is_memcached_midstream() {
         Some(Verdict::plaintext(Protocol::Memcached).with_reason(Reason::Midstream))
     );
 }
+
+/// Feeds the same chunk `n` times from `side`; the verdict if one came.
+fn feed(flow: &mut FlowClassifier, side: Side, chunk: &[u8], n: u8) -> Option<Verdict> {
+    let buf = PrefixBuf::new(chunk);
+    (0..n).find_map(|_| flow.on_segment(side, &buf.prefix()))
+}
+
+// Segment counting, not signatures: any bytes that decide nothing will do.
+const UNDECIDED: &[u8] = &[0x00, 0x9f, 0x13, 0x77, 0xe2, 0x01, 0x88, 0x42];
+
+#[test]
+fn one_way_stream_is_decided_when_its_sender_runs_out_of_segments() {
+    use crate::wire::MAX_SEGMENTS;
+    for side in [Side::Client, Side::Server] {
+        let mut flow = FlowClassifier::new();
+        assert_eq!(feed(&mut flow, side, UNDECIDED, MAX_SEGMENTS - 1), None);
+        let v = feed(&mut flow, side, UNDECIDED, 1).expect("decided without waiting for a close");
+        assert_eq!(v.encryption, Encryption::Unknown, "{side:?}");
+    }
+}
+
+#[test]
+fn a_peer_that_has_answered_may_still_decide_after_the_other_side_runs_out() {
+    use crate::wire::MAX_SEGMENTS;
+    let mut flow = FlowClassifier::new();
+    assert_eq!(feed(&mut flow, Side::Server, UNDECIDED, 1), None);
+    assert_eq!(feed(&mut flow, Side::Client, UNDECIDED, MAX_SEGMENTS), None);
+    assert!(flow.wants(Side::Server));
+}

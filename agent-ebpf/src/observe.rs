@@ -165,7 +165,7 @@ fn track<C: EbpfContext>(ctx: &C, skb: *mut __sk_buff, prog: Program, p: &Packet
     let side = side_of(st, lo);
 
     if st.flags & FLOW_DONE != 0 {
-        close_if_done(st, key, p.flags);
+        close_if_done(st, key, side, p.flags);
         return;
     }
     let (seq_flag, idx) = match side {
@@ -348,19 +348,23 @@ fn on_close(
 }
 
 #[inline(always)]
-fn close_if_done(st: &mut FlowState, key: &FlowKey, tcp_flags: u8) {
+fn close_if_done(st: &mut FlowState, key: &FlowKey, side: Side, tcp_flags: u8) {
     if tcp_flags & TCP_RST != 0 {
         let _ = FLOWS.remove(key);
         count(Stat::FlowsClosed);
     } else if tcp_flags & TCP_FIN != 0 {
         // Keep the entry until both sides are done so late data from the
-        // other side is not mistaken for a new mid-stream flow.
+        // other side is not mistaken for a new mid-stream flow. Per side:
+        // a retransmitted FIN (common on veth under load) is not the other
+        // side's.
+        st.flags |= match side {
+            Side::Client => FLOW_FIN_CLIENT,
+            Side::Server => FLOW_FIN_SERVER,
+        };
         let fins = FLOW_FIN_CLIENT | FLOW_FIN_SERVER;
-        if st.flags & fins != 0 {
+        if st.flags & fins == fins {
             let _ = FLOWS.remove(key);
             count(Stat::FlowsClosed);
-        } else {
-            st.flags |= FLOW_FIN_CLIENT;
         }
     }
 }

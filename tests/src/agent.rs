@@ -61,7 +61,7 @@ impl Agent {
         };
         cmd.args(["run", "--listen", &addr.to_string()])
             .args(extra)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,plainsight=debug")
             .stdin(Stdio::null())
             .stdout(logf.try_clone().expect("dup log"))
             .stderr(logf);
@@ -253,7 +253,8 @@ pub fn live_links() -> Vec<u32> {
         .collect()
 }
 
-fn free_port() -> u16 {
+/// A TCP port free on the host's loopback right now.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("finding a free port")

@@ -13,8 +13,11 @@ const NIGHTLY: &str = "nightly";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const BPF_LINKER_LLVM_FEATURE: &str = "llvm-22";
 /// Debian packages the tests and the demo use.
-/// `prometheus` brings promtool, `systemd` systemd-analyze and `util-linux`
-/// setpriv (tests/tests/deploy.rs).
+/// `prometheus` brings promtool and the server the end-to-end matrix scrapes
+/// the agent with, `systemd` systemd-analyze and `util-linux` setpriv
+/// (tests/tests/deploy.rs); the servers and clients from `postgresql` on
+/// are the end-to-end matrix's (tests/tests/matrix.rs), each started by the
+/// test itself in a network namespace, never as a system service.
 const DEBIAN_PACKAGES: &[&str] = &[
     "iproute2",
     "bpftool",
@@ -24,6 +27,16 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "prometheus",
     "systemd",
     "util-linux",
+    "postgresql",
+    "postgresql-client",
+    "mariadb-server",
+    "mariadb-client",
+    "redis-server",
+    "redis-tools",
+    "nginx",
+    "openssh-server",
+    "openssh-client",
+    "socat",
 ];
 
 pub fn run() -> anyhow::Result<()> {

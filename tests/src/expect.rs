@@ -278,7 +278,7 @@ impl Snapshot {
                 .collect();
             *out.entry(key(&s.name, &rest)).or_default() += s.value;
         }
-        for edge in self.edges.iter().flat_map(|v| edges(v)) {
+        for edge in self.edges.iter().flat_map(edges) {
             let field = |k: &str| edge.get(k).map(json_str).unwrap_or_default();
             if field("client") != client
                 || field("server") != server

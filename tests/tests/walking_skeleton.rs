@@ -3,8 +3,9 @@
 //! and nothing left attached when the agent dies.
 
 use plainsight_tests::{
-    Agent, Side, Topology,
+    Agent, Topology,
     agent::live_links,
+    clients,
     servers::{self, HttpAndTls},
     topology::path_str,
 };
@@ -24,28 +25,7 @@ fn start_servers(t: &Topology) -> HttpAndTls {
 }
 
 fn curl(t: &Topology, url: &str) {
-    let out = t.run(
-        Side::Client,
-        true,
-        &[
-            "curl",
-            "-sS",
-            "-k",
-            "--max-time",
-            "10",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            url,
-        ],
-    );
-    assert!(
-        out.status.success() && out.stdout == b"200",
-        "curl {url} failed: {} {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    clients::curl(t, &[], url);
 }
 
 /// Drives one HTTPS and one HTTP request and asserts the exact verdicts.

@@ -79,24 +79,9 @@ impl Agent {
     }
 
     fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(Some(status)) = self.proc.child.try_wait() {
-                panic!(
-                    "plainsight exited with {status} before ready:\n{}",
-                    self.log_text()
-                );
-            }
-            if matches!(self.get("/readyz"), Ok((200, _))) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "plainsight not ready after 60 s:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let (netns, addr) = (self.netns.as_deref(), self.addr);
+        let timeout = Duration::from_secs(60);
+        crate::http::wait_ready(&mut self.proc, netns, addr, "/readyz", timeout, &self.log);
     }
 
     pub fn log_text(&self) -> String {

@@ -84,21 +84,9 @@ impl Prometheus {
     }
 
     fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = self.proc.child.try_wait() {
-                panic!("prometheus exited with {status}:\n{}", self.log_text());
-            }
-            if matches!(self.get("/-/ready"), Ok((200, _))) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "prometheus not ready after 30 s:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let (netns, log) = (self.netns.as_deref(), self.dir.join("prometheus.log"));
+        let timeout = Duration::from_secs(30);
+        crate::http::wait_ready(&mut self.proc, netns, self.addr, "/-/ready", timeout, &log);
     }
 
     pub fn log_text(&self) -> String {

@@ -16,7 +16,7 @@ pub mod tls;
 
 use crate::topology::{Proc, Side, TestCert, Topology, path_str};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const HTTPS_PORT: u16 = 8443;
 pub const HTTP_PORT: u16 = 8080;
@@ -86,24 +86,14 @@ impl Daemon {
             log,
             stop_signal,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let log = d.log.clone();
         for &port in ports {
-            while !t.listening(port) {
-                if let Ok(Some(status)) = d.proc.child.try_wait() {
-                    panic!(
-                        "{} exited with {status} before listening on {port}:\n{}",
-                        d.proc.name(),
-                        d.log_text()
-                    );
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "{} not listening on {port} after 30 s:\n{}",
-                    d.proc.name(),
-                    d.log_text()
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            d.proc.wait_ready(
+                &format!("listening on {port}"),
+                Duration::from_secs(30),
+                || t.listening(port),
+                || std::fs::read_to_string(&log).unwrap_or_default(),
+            );
         }
         d
     }

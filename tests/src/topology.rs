@@ -139,19 +139,30 @@ impl Topology {
         cmd
     }
 
+    /// Spawns `argv` in a namespace with the given stdin, stdout, stderr.
+    fn start(&self, side: Side, in_cgroup: bool, argv: &[&str], stdio: [Stdio; 3]) -> Child {
+        let [stdin, stdout, stderr] = stdio;
+        self.command(side, in_cgroup, argv)
+            .stdin(stdin)
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {argv:?}: {e}"))
+    }
+
+    fn start_proc(&self, side: Side, in_cgroup: bool, argv: &[&str], stdio: [Stdio; 3]) -> Proc {
+        let child = self.start(side, in_cgroup, argv, stdio);
+        Proc::from_child(child, &argv.join(" "))
+    }
+
     /// Starts a long-running process (a server) in a namespace.
     pub fn spawn(&self, side: Side, in_cgroup: bool, argv: &[&str]) -> Proc {
-        let child = self
-            .command(side, in_cgroup, argv)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {argv:?}: {e}"));
-        Proc {
-            child,
-            name: argv.join(" "),
-        }
+        self.start_proc(
+            side,
+            in_cgroup,
+            argv,
+            [Stdio::null(), Stdio::null(), Stdio::null()],
+        )
     }
 
     /// Starts a long-running process (a server) in a namespace with its
@@ -159,36 +170,22 @@ impl Topology {
     pub fn spawn_logged(&self, side: Side, argv: &[&str], log: &Path) -> Proc {
         let f = std::fs::File::create(log)
             .unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
-        let child = self
-            .command(side, false, argv)
-            .stdin(Stdio::null())
-            .stdout(f.try_clone().expect("dup log"))
-            .stderr(f)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {argv:?}: {e}"));
-        Proc {
-            child,
-            name: argv.join(" "),
-        }
+        let out = f.try_clone().expect("dup log");
+        self.start_proc(side, false, argv, [Stdio::null(), out.into(), f.into()])
     }
 
     /// Starts an interactive client (psql, redis-cli) whose stdin the test
     /// writes to: a connection that stays open between commands.
     pub fn session(&self, side: Side, in_cgroup: bool, argv: &[&str]) -> Session {
-        let mut child = self
-            .command(side, in_cgroup, argv)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {argv:?}: {e}"));
-        let stdin = child.stdin.take();
+        let mut proc = self.start_proc(
+            side,
+            in_cgroup,
+            argv,
+            [Stdio::piped(), Stdio::null(), Stdio::null()],
+        );
         Session {
-            stdin,
-            proc: Proc {
-                child,
-                name: argv.join(" "),
-            },
+            stdin: proc.child.stdin.take(),
+            proc,
         }
     }
 
@@ -200,13 +197,12 @@ impl Topology {
     /// Runs a client to completion in a namespace with `input` on its stdin.
     pub fn run_input(&self, side: Side, in_cgroup: bool, argv: &[&str], input: &[u8]) -> Output {
         use std::io::Write as _;
-        let mut child = self
-            .command(side, in_cgroup, argv)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("running {argv:?}: {e}"));
+        let mut child = self.start(
+            side,
+            in_cgroup,
+            argv,
+            [Stdio::piped(), Stdio::piped(), Stdio::piped()],
+        );
         let mut stdin = child.stdin.take().expect("piped stdin");
         // A client that exits before reading its input is the test's
         // business (its output says so), not a broken pipe here.
@@ -335,6 +331,34 @@ impl Proc {
         // SAFETY: signalling the process we started, by its PID.
         unsafe { libc::kill(pid, signal) };
         self.wait_or_kill();
+    }
+
+    /// Polls `ready` every 50 ms until it holds; panics with `log()` when
+    /// the process exits first or `timeout` passes.
+    pub fn wait_ready(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut ready: impl FnMut() -> bool,
+        log: impl Fn() -> String,
+    ) {
+        let deadline = Instant::now() + timeout;
+        while !ready() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "{} exited with {status} before {what}:\n{}",
+                    self.name,
+                    log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} not {what} after {timeout:?}:\n{}",
+                self.name,
+                log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Waits up to 10 s for the process to exit, then kills it.

@@ -3,9 +3,8 @@
 //! and nothing left attached when the agent dies.
 
 use plainsight_tests::{
-    Agent, Topology,
+    Agent, Side, Topology,
     agent::live_links,
-    clients,
     servers::{self, HttpAndTls},
     topology::path_str,
 };
@@ -25,7 +24,28 @@ fn start_servers(t: &Topology) -> HttpAndTls {
 }
 
 fn curl(t: &Topology, url: &str) {
-    clients::curl(t, &[], url);
+    let out = t.run(
+        Side::Client,
+        true,
+        &[
+            "curl",
+            "-sS",
+            "-k",
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            url,
+        ],
+    );
+    assert!(
+        out.status.success() && out.stdout == b"200",
+        "curl {url} failed: {} {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Drives one HTTPS and one HTTP request and asserts the exact verdicts.

@@ -256,7 +256,7 @@ fn track<C: EbpfContext>(ctx: &C, skb: *mut __sk_buff, prog: Program, p: &Packet
                 mark_decided(skb, prog, p);
             }
         }
-        close_if_done(st, key, p.flags);
+        close_if_done(st, key, side, p.flags);
         return;
     }
     let (seq_flag, idx) = match side {
@@ -422,12 +422,7 @@ fn on_close(
     side: Side,
     tcp_flags: u8,
 ) {
-    st.flags |= match side {
-        Side::Client => FLOW_FIN_CLIENT,
-        Side::Server => FLOW_FIN_SERVER,
-    };
-    let fins = FLOW_FIN_CLIENT | FLOW_FIN_SERVER;
-    if tcp_flags & TCP_RST != 0 || st.flags & fins == fins {
+    if finished(st, side, tcp_flags) {
         if st.flags & FLOW_DONE == 0
             && let Some(v) = st.classifier.on_close()
         {
@@ -448,19 +443,26 @@ fn forget(key: &FlowKey) {
 }
 
 #[inline(always)]
-fn close_if_done(st: &mut FlowState, key: &FlowKey, tcp_flags: u8) {
-    if tcp_flags & TCP_RST != 0 {
+fn close_if_done(st: &mut FlowState, key: &FlowKey, side: Side, tcp_flags: u8) {
+    if finished(st, side, tcp_flags) {
         forget(key);
-    } else if tcp_flags & TCP_FIN != 0 {
-        // Keep the entry until both sides are done so late data from the
-        // other side is not mistaken for a new mid-stream flow.
-        let fins = FLOW_FIN_CLIENT | FLOW_FIN_SERVER;
-        if st.flags & fins != 0 {
-            forget(key);
-        } else {
-            st.flags |= FLOW_FIN_CLIENT;
-        }
     }
+}
+
+/// Records a FIN from `side`; true once the flow is over: an RST, or both
+/// sides' FINs. Kept per side so that a retransmitted FIN (common on veth
+/// under load) is not taken for the other side's, and late data from the
+/// other side is not mistaken for a new mid-stream flow.
+#[inline(always)]
+fn finished(st: &mut FlowState, side: Side, tcp_flags: u8) -> bool {
+    if tcp_flags & TCP_FIN != 0 {
+        st.flags |= match side {
+            Side::Client => FLOW_FIN_CLIENT,
+            Side::Server => FLOW_FIN_SERVER,
+        };
+    }
+    let fins = FLOW_FIN_CLIENT | FLOW_FIN_SERVER;
+    tcp_flags & TCP_RST != 0 || st.flags & fins == fins
 }
 
 #[inline(always)]

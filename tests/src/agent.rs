@@ -74,7 +74,7 @@ impl Agent {
         };
         cmd.args(["run", "--listen", &addr.to_string()])
             .args(extra)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,plainsight=debug")
             .stdin(Stdio::null())
             .stdout(logf.try_clone().expect("dup log"))
             .stderr(logf);
@@ -92,24 +92,9 @@ impl Agent {
     }
 
     fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(Some(status)) = self.proc.child.try_wait() {
-                panic!(
-                    "plainsight exited with {status} before ready:\n{}",
-                    self.log_text()
-                );
-            }
-            if matches!(self.get("/readyz"), Ok((200, _))) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "plainsight not ready after 60 s:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let (netns, addr) = (self.netns.as_deref(), self.addr);
+        let timeout = Duration::from_secs(60);
+        crate::http::wait_ready(&mut self.proc, netns, addr, "/readyz", timeout, &self.log);
     }
 
     pub fn log_text(&self) -> String {
@@ -286,7 +271,9 @@ fn bpftool_json(args: &[&str]) -> serde_json::Value {
 /// Programs attached to a cgroup (`bpftool cgroup show`).
 pub fn cgroup_programs(cgroup: &std::path::Path) -> usize {
     let path = cgroup.to_str().expect("utf-8 cgroup path");
-    bpftool_json(&["cgroup", "show", path]).as_array().map_or(0, Vec::len)
+    bpftool_json(&["cgroup", "show", path])
+        .as_array()
+        .map_or(0, Vec::len)
 }
 
 /// IDs of every bpf_link alive in the kernel (`bpftool link show`).
@@ -299,6 +286,7 @@ pub fn live_links() -> Vec<u32> {
         .collect()
 }
 
+/// A TCP port free on the host's loopback right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -2,9 +2,29 @@
 //! network namespace (the agent's API lives there when it runs on the TC
 //! hook). Real `curl` requests are `Topology::curl`.
 
+use crate::topology::Proc;
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::time::Duration;
+
+/// Waits until `path` on `addr` answers 200 (a readiness endpoint);
+/// panics with the process's `log` if it exits first or `timeout` passes.
+pub fn wait_ready(
+    proc: &mut Proc,
+    netns: Option<&str>,
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+    log: &Path,
+) {
+    proc.wait_ready(
+        "ready",
+        timeout,
+        || matches!(get(netns, addr, path), Ok((200, _))),
+        || std::fs::read_to_string(log).unwrap_or_default(),
+    );
+}
 
 /// GETs `path` from `addr`; returns (status, body).
 pub fn get(netns: Option<&str>, addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
@@ -41,4 +61,3 @@ fn enter_netns(name: &str) -> std::io::Result<()> {
     }
     Ok(())
 }
-

@@ -5,13 +5,17 @@
 //! that remove it in `Drop`, also when a test fails.
 
 pub mod agent;
+pub mod clients;
+pub mod expect;
 pub mod http;
 pub mod packets;
+pub mod prometheus;
 pub mod servers;
 pub mod topology;
 
 pub use agent::Agent;
-pub use topology::{Proc, Side, TestCert, Topology};
+pub use expect::{Checker, Expected};
+pub use topology::{Proc, Session, Side, TestCert, Topology, WorkDir};
 
 /// Fails loudly when not root: a privileged test that cannot run must not
 /// pass silently.

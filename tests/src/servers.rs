@@ -1,9 +1,22 @@
-//! The two servers the walking-skeleton tests and `cargo xtask demo` share:
-//! openssl s_server (TLS) and python's http.server (plaintext), started in
-//! the server namespace outside the cgroup, so the cgroup hook sees each
-//! flow once, from the client's side.
+//! Real servers for the end-to-end tests, each started in the server
+//! namespace outside the cgroup, so the cgroup hook sees each flow once,
+//! from the client's side.
+//!
+//! Here: the two servers the walking-skeleton tests and `cargo xtask demo`
+//! share (openssl s_server and python's http.server) and `Daemon`, the
+//! start-and-wait every server module below uses.
+
+pub mod echo;
+pub mod mariadb;
+pub mod nginx;
+pub mod postgres;
+pub mod redis;
+pub mod sshd;
+pub mod tls;
 
 use crate::topology::{Proc, Side, TestCert, Topology, path_str};
+use std::path::PathBuf;
+use std::time::Duration;
 
 pub const HTTPS_PORT: u16 = 8443;
 pub const HTTP_PORT: u16 = 8080;
@@ -46,5 +59,52 @@ impl HttpAndTls {
             _procs: vec![tls, plain],
             _cert: cert,
         }
+    }
+}
+
+/// A server process with its log, stopped with its own signal on drop.
+pub struct Daemon {
+    proc: Proc,
+    log: PathBuf,
+    stop_signal: i32,
+}
+
+impl Daemon {
+    /// Starts `argv` in the server namespace and waits until it listens on
+    /// every one of `ports`; panics with its log if it exits or does not
+    /// listen within 30 s.
+    pub fn start(
+        t: &Topology,
+        argv: &[&str],
+        log: PathBuf,
+        ports: &[u16],
+        stop_signal: i32,
+    ) -> Self {
+        let proc = t.spawn_logged(Side::Server, argv, &log);
+        let mut d = Self {
+            proc,
+            log,
+            stop_signal,
+        };
+        let log = d.log.clone();
+        for &port in ports {
+            d.proc.wait_ready(
+                &format!("listening on {port}"),
+                Duration::from_secs(30),
+                || t.listening(port),
+                || std::fs::read_to_string(&log).unwrap_or_default(),
+            );
+        }
+        d
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.proc.stop(self.stop_signal);
     }
 }

@@ -179,68 +179,96 @@ impl Topology {
         cmd
     }
 
+    /// Spawns `argv` in a namespace with the given stdin, stdout, stderr.
+    fn start(&self, side: Side, in_cgroup: bool, argv: &[&str], stdio: [Stdio; 3]) -> Child {
+        let [stdin, stdout, stderr] = stdio;
+        self.command(side, in_cgroup, argv)
+            .stdin(stdin)
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {argv:?}: {e}"))
+    }
+
+    fn start_proc(&self, side: Side, in_cgroup: bool, argv: &[&str], stdio: [Stdio; 3]) -> Proc {
+        let child = self.start(side, in_cgroup, argv, stdio);
+        Proc::from_child(child, &argv.join(" "))
+    }
+
     /// Starts a long-running process (a server) in a namespace.
     pub fn spawn(&self, side: Side, in_cgroup: bool, argv: &[&str]) -> Proc {
-        let child = self
-            .command(side, in_cgroup, argv)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {argv:?}: {e}"));
-        Proc {
-            child,
-            name: argv.join(" "),
+        self.start_proc(
+            side,
+            in_cgroup,
+            argv,
+            [Stdio::null(), Stdio::null(), Stdio::null()],
+        )
+    }
+
+    /// Starts a long-running process (a server) in a namespace with its
+    /// stdout and stderr in `log`, so a failed start can say why.
+    pub fn spawn_logged(&self, side: Side, argv: &[&str], log: &Path) -> Proc {
+        let f = std::fs::File::create(log)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
+        let out = f.try_clone().expect("dup log");
+        self.start_proc(side, false, argv, [Stdio::null(), out.into(), f.into()])
+    }
+
+    /// Starts an interactive client (psql, redis-cli) whose stdin the test
+    /// writes to: a connection that stays open between commands.
+    pub fn session(&self, side: Side, in_cgroup: bool, argv: &[&str]) -> Session {
+        let mut proc = self.start_proc(
+            side,
+            in_cgroup,
+            argv,
+            [Stdio::piped(), Stdio::null(), Stdio::null()],
+        );
+        Session {
+            stdin: proc.child.stdin.take(),
+            proc,
         }
     }
 
     /// Runs a client to completion in a namespace.
     pub fn run(&self, side: Side, in_cgroup: bool, argv: &[&str]) -> Output {
-        self.command(side, in_cgroup, argv)
-            .stdin(Stdio::null())
-            .output()
+        self.run_input(side, in_cgroup, argv, b"")
+    }
+
+    /// Runs a client to completion in a namespace with `input` on its stdin.
+    pub fn run_input(&self, side: Side, in_cgroup: bool, argv: &[&str], input: &[u8]) -> Output {
+        use std::io::Write as _;
+        let mut child = self.start(
+            side,
+            in_cgroup,
+            argv,
+            [Stdio::piped(), Stdio::piped(), Stdio::piped()],
+        );
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        // A client that exits before reading its input is the test's
+        // business (its output says so), not a broken pipe here.
+        let _ = stdin.write_all(input);
+        drop(stdin);
+        child
+            .wait_with_output()
             .unwrap_or_else(|e| panic!("running {argv:?}: {e}"))
     }
 
     /// A real `curl` request from the client namespace, inside the cgroup;
     /// asserts it got a 200.
     pub fn curl(&self, url: &str) {
-        let out = self.run(
-            Side::Client,
-            true,
-            &[
-                "curl",
-                "-sS",
-                "-k",
-                "--max-time",
-                "10",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                url,
-            ],
-        );
-        assert!(
-            out.status.success() && out.stdout == b"200",
-            "curl {url} failed: {} {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::clients::curl(self, &[], url);
+    }
+
+    /// Whether something listens on TCP `port` in the server namespace.
+    pub fn listening(&self, port: u16) -> bool {
+        self.ss(Side::Server, &["-Htln"])
+            .contains(&format!(":{port} "))
     }
 
     /// Waits until something listens on TCP `port` in the server namespace.
     pub fn wait_listening(&self, port: u16) {
         let deadline = Instant::now() + Duration::from_secs(15);
-        let needle = format!(":{port} ");
-        loop {
-            let out = Command::new("ip")
-                .args(["netns", "exec", &self.server_ns, "ss", "-Htln"])
-                .output()
-                .expect("running ss");
-            if String::from_utf8_lossy(&out.stdout).contains(&needle) {
-                return;
-            }
+        while !self.listening(port) {
             assert!(
                 Instant::now() < deadline,
                 "nothing listens on port {port} in {}",
@@ -248,6 +276,35 @@ impl Topology {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Waits until `count` connections to TCP `port` are established from
+    /// the client namespace.
+    pub fn wait_established(&self, port: u16, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let filter = format!("( dport = :{port} )");
+        loop {
+            let out = self.ss(Side::Client, &["-Htn", "state", "established", &filter]);
+            let n = out.lines().filter(|l| !l.trim().is_empty()).count();
+            if n >= count {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{n} of {count} connections to port {port} established from {}",
+                self.client_ns
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn ss(&self, side: Side, args: &[&str]) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", self.ns(side), "ss"])
+            .args(args)
+            .output()
+            .expect("running ss");
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
 
@@ -308,10 +365,91 @@ impl Proc {
     }
 }
 
+impl Proc {
+    /// Asks the process to stop with `signal` (servers that leave state
+    /// behind when killed: PostgreSQL's shared memory, for one) and waits up
+    /// to 10 s before killing it.
+    pub fn stop(&mut self, signal: i32) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        let pid = i32::try_from(self.pid()).expect("pid fits i32");
+        // SAFETY: signalling the process we started, by its PID.
+        unsafe { libc::kill(pid, signal) };
+        self.wait_or_kill();
+    }
+
+    /// Polls `ready` every 50 ms until it holds; panics with `log()` when
+    /// the process exits first or `timeout` passes.
+    pub fn wait_ready(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut ready: impl FnMut() -> bool,
+        log: impl Fn() -> String,
+    ) {
+        let deadline = Instant::now() + timeout;
+        while !ready() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "{} exited with {status} before {what}:\n{}",
+                    self.name,
+                    log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} not {what} after {timeout:?}:\n{}",
+                self.name,
+                log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits up to 10 s for the process to exit, then kills it.
+    fn wait_or_kill(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A client that keeps its connection open while the test feeds it
+/// commands on stdin; ended (by PID) when dropped.
+pub struct Session {
+    stdin: Option<std::process::ChildStdin>,
+    pub proc: Proc,
+}
+
+impl Session {
+    /// Writes one line of input: a command on the open connection.
+    pub fn send(&mut self, line: &str) {
+        use std::io::Write as _;
+        let stdin = self.stdin.as_mut().expect("session input is open");
+        writeln!(stdin, "{line}")
+            .and_then(|()| stdin.flush())
+            .unwrap_or_else(|e| panic!("writing to {}: {e}", self.proc.name()));
+    }
+
+    /// Ends the input, as a user ending the session would, and waits for
+    /// the client to close its connection and exit.
+    pub fn end(mut self) {
+        self.stdin = None;
+        self.proc.wait_or_kill();
     }
 }
 
@@ -341,21 +479,45 @@ pub fn cgroup2_root() -> PathBuf {
         .expect("no cgroup v2 hierarchy mounted")
 }
 
+/// A fresh temporary directory, removed with everything in it on drop.
+pub struct WorkDir {
+    pub path: PathBuf,
+}
+
+impl WorkDir {
+    pub fn new(what: &str) -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "plainsight-{what}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+        Self { path }
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
 /// A throwaway self-signed certificate and key for test servers.
 pub struct TestCert {
-    dir: PathBuf,
+    _dir: WorkDir,
     pub cert: PathBuf,
     pub key: PathBuf,
 }
 
 impl TestCert {
     pub fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "plainsight-cert-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).expect("creating cert dir");
+        let dir = WorkDir::new("cert");
         let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
         sh(&[
             "openssl",
@@ -373,19 +535,17 @@ impl TestCert {
             "-out",
             path_str(&cert),
         ]);
-        Self { dir, cert, key }
+        Self {
+            _dir: dir,
+            cert,
+            key,
+        }
     }
 }
 
 impl Default for TestCert {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-impl Drop for TestCert {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

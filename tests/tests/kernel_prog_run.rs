@@ -394,6 +394,39 @@ fn retransmitted_first_segment_is_classified_once() {
 }
 
 #[test]
+fn retransmitted_fin_does_not_end_the_flow_before_the_other_side_closes() {
+    for hook in Hook::ALL {
+        let mut k = Kernel::load(hook);
+        handshake(&mut k, C, S);
+        k.send(&Segment::new(C, 40000, S, 80, 1001, ACK | PSH, GET));
+        assert_http(&k.one_verdict());
+        // As captured on a veth with openssl s_server: the server closes,
+        // retransmits its FIN, then the client's last data (a TLS
+        // close_notify) and FIN follow. The late data is the same flow,
+        // not a new mid-stream one.
+        let fin = Segment::new(S, 80, C, 40000, 5001, ACK | FIN, b"");
+        k.send(&fin);
+        k.send(&fin);
+        let late = 1001 + u32::try_from(GET.len()).expect("fits");
+        let close_notify = b"\x15\x03\x03\x00\x02\x01\x00";
+        k.send(&Segment::new(
+            C,
+            40000,
+            S,
+            80,
+            late,
+            ACK | PSH,
+            close_notify,
+        ));
+        k.send(&Segment::new(C, 40000, S, 80, late + 7, ACK | FIN, b""));
+        let again = k.events();
+        assert!(again.is_empty(), "{hook:?}: a second verdict {again:?}");
+        assert_eq!(k.stat(Stat::FlowsCreated), 1, "{hook:?}: one flow");
+        assert_eq!(k.stat(Stat::FlowsClosed), 1, "{hook:?}: closed once");
+    }
+}
+
+#[test]
 fn reordered_first_segments_use_the_one_at_the_stream_start() {
     for hook in Hook::ALL {
         let mut k = Kernel::load(hook);

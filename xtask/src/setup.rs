@@ -13,11 +13,13 @@ const NIGHTLY: &str = "nightly";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const BPF_LINKER_LLVM_FEATURE: &str = "llvm-22";
 /// Debian packages the tests and the demo use.
-/// `prometheus` brings promtool, `systemd` systemd-analyze and `util-linux`
-/// setpriv (tests/tests/deploy.rs); `redis-server` (with redis-cli) gives the
-/// dashboard test cleartext credentials to see (tests/tests/grafana.rs);
-/// `dpkg-dev` (dpkg-shlibdeps) and `binutils` (strip) build the .deb
-/// (xtask/src/package.rs), `lintian` checks it.
+/// `prometheus` brings promtool and the server the end-to-end matrix scrapes
+/// the agent with, `systemd` systemd-analyze and `util-linux` setpriv
+/// (tests/tests/deploy.rs); `dpkg-dev` (dpkg-shlibdeps) and `binutils`
+/// (strip) build the .deb (xtask/src/package.rs), `lintian` checks it; the
+/// servers and clients from `postgresql` on are the end-to-end matrix's
+/// (tests/tests/matrix.rs) and the dashboard test's (redis), each started by
+/// the test itself in a network namespace, never as a system service.
 const DEBIAN_PACKAGES: &[&str] = &[
     "iproute2",
     "bpftool",
@@ -27,10 +29,19 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "prometheus",
     "systemd",
     "util-linux",
-    "redis-server",
     "dpkg-dev",
     "binutils",
     "lintian",
+    "postgresql",
+    "postgresql-client",
+    "mariadb-server",
+    "mariadb-client",
+    "redis-server",
+    "redis-tools",
+    "nginx",
+    "openssh-server",
+    "openssh-client",
+    "socat",
 ];
 
 pub fn run() -> anyhow::Result<()> {

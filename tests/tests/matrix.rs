@@ -1,0 +1,398 @@
+//! The end-to-end matrix: the servers users run plainsight beside
+//! (PostgreSQL, MariaDB, Redis, nginx, OpenSSH, openssl s_server, a custom
+//! plaintext service) and their real clients, in a client and a server
+//! network namespace, with the real agent on each hook. Every client
+//! connection must come out with its exact verdict; connections opened
+//! before the agent started must come out as mid-stream flows; and a real
+//! Prometheus loading deploy/prometheus's rules must fire the flow alerts
+//! for exactly the plaintext edges.
+//!
+//! Each pass starts every server once and runs every case against it.
+
+use plainsight_tests::{
+    Agent, Checker, Expected, Session, Side, TestCert, Topology, clients,
+    prometheus::Prometheus,
+    servers::{
+        echo::{self, Echo},
+        mariadb::{self, Mariadb},
+        nginx::{self, Nginx},
+        postgres::{self, Postgres},
+        redis::{self, Redis},
+        sshd::{self, Sshd},
+        tls::{self, TlsServers},
+    },
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// PostgreSQL with `ssl = on`, and a second cluster with `ssl = off`.
+const PG_PORT: u16 = 5432;
+const PG_NO_SSL_PORT: u16 = 5433;
+
+/// Every server of the matrix, listening in the server namespace.
+struct Fleet {
+    pg: Postgres,
+    pg_no_ssl: Postgres,
+    sshd: Sshd,
+    _servers: (Mariadb, Redis, Nginx, TlsServers, Echo),
+    _cert: TestCert,
+}
+
+impl Fleet {
+    fn start(t: &Topology) -> Self {
+        let cert = TestCert::new();
+        Self {
+            pg: Postgres::start(t, PG_PORT, Some(&cert)),
+            pg_no_ssl: Postgres::start(t, PG_NO_SSL_PORT, None),
+            sshd: Sshd::start(t),
+            _servers: (
+                Mariadb::start(t, &cert),
+                Redis::start(t, &cert),
+                Nginx::start(t, &cert),
+                TlsServers::start(t, &cert),
+                Echo::start(t),
+            ),
+            _cert: cert,
+        }
+    }
+}
+
+/// Client connections opened before the agent starts and kept open.
+struct Sessions {
+    pg: Session,
+    pg_tls: Session,
+    redis: Session,
+}
+
+impl Sessions {
+    fn open(t: &Topology, fleet: &Fleet) -> Self {
+        let server: IpAddr = t.server_ip.into();
+        let psql = |sslmode| {
+            let conninfo = fleet.pg.conninfo(server, "postgres", sslmode);
+            t.session(Side::Client, true, &["psql", &conninfo, "-Atq"])
+        };
+        let (pg, pg_tls) = (psql("disable"), psql("require"));
+        let (host, port) = (server.to_string(), redis::PORT.to_string());
+        let redis = t.session(Side::Client, true, &["redis-cli", "-h", &host, "-p", &port]);
+        t.wait_established(PG_PORT, 2);
+        t.wait_established(redis::PORT, 1);
+        Self { pg, pg_tls, redis }
+    }
+
+    /// Ends each client the way a user would (end of input), so each
+    /// connection closes with FIN after its verdict.
+    fn close(self) {
+        for s in [self.pg, self.pg_tls, self.redis] {
+            s.end();
+        }
+    }
+}
+
+/// The mid-stream cases: traffic on the connections opened before the
+/// agent. The kernel sees them without their SYN.
+fn midstream_cases(t: &Topology, check: &mut Checker<'_>, sessions: &mut Sessions) {
+    // A query is not an opening message: reported as mid-stream.
+    check.expect_edge(
+        Expected::new(t, PG_PORT, "postgres", "plaintext")
+            .reason("midstream")
+            .midstream(),
+        || sessions.pg.send("SELECT 1;"),
+    );
+    // Application data records: TLS, but neither the upgrade nor the
+    // version was seen, and nothing names the protocol inside.
+    check.expect_edge(
+        Expected::new(t, PG_PORT, "tls", "tls")
+            .reason("midstream")
+            .tls("unknown")
+            .midstream(),
+        || sessions.pg_tls.send("SELECT 1;"),
+    );
+    // Every Redis command looks like the start of a connection, so the
+    // classifier (classify/mod.rs, F_OPENED) gives no `midstream` reason;
+    // the flow is still flagged mid-stream (checked on /api/v1/edges).
+    check.expect_edge(
+        Expected::new(t, redis::PORT, "redis", "plaintext").midstream(),
+        || sessions.redis.send("PING"),
+    );
+}
+
+fn postgres_cases(t: &Topology, check: &mut Checker<'_>, fleet: &Fleet) {
+    for server in [IpAddr::from(t.server_ip), IpAddr::from(t.server_ip6)] {
+        let at = |e: Expected| if server.is_ipv6() { e.ipv6(t) } else { e };
+        let pg = &fleet.pg;
+        check.expect_edge(
+            at(Expected::new(t, PG_PORT, "postgres", "plaintext")),
+            || {
+                let ssl = clients::psql(t, &pg.conninfo(server, "postgres", "disable"), SSL_IN_USE);
+                assert_eq!(ssl.trim(), "f", "sslmode=disable runs without TLS");
+            },
+        );
+        check.expect_edge(
+            at(Expected::new(t, PG_PORT, "postgres", "tls")
+                .reason("starttls_upgraded")
+                .tls("1.3")),
+            || {
+                let ssl = clients::psql(t, &pg.conninfo(server, "postgres", "require"), SSL_IN_USE);
+                assert_eq!(ssl.trim(), "t", "sslmode=require runs over TLS");
+            },
+        );
+    }
+    let server: IpAddr = t.server_ip.into();
+    // pg_hba.conf `password`: the server asks for the password in the clear.
+    check.expect_edge(
+        Expected::new(t, PG_PORT, "postgres", "plaintext").reason("cleartext_credentials"),
+        || {
+            let info = fleet
+                .pg
+                .conninfo(server, postgres::CLEARTEXT_USER, "disable");
+            clients::psql(t, &info, "SELECT 1");
+        },
+    );
+    // The same request inside TLS is protected: only the upgrade shows.
+    check.expect_edge(
+        Expected::new(t, PG_PORT, "postgres", "tls")
+            .reason("starttls_upgraded")
+            .tls("1.3"),
+        || {
+            let info = fleet
+                .pg
+                .conninfo(server, postgres::CLEARTEXT_USER, "require");
+            clients::psql(t, &info, "SELECT 1");
+        },
+    );
+    // sslmode=prefer asks; a server with ssl off answers `N`; the client
+    // goes on in cleartext on the same connection.
+    check.expect_edge(
+        Expected::new(t, PG_NO_SSL_PORT, "postgres", "plaintext").reason("starttls_refused"),
+        || {
+            let info = fleet.pg_no_ssl.conninfo(server, "postgres", "prefer");
+            let ssl = clients::psql(t, &info, SSL_IN_USE);
+            assert_eq!(ssl.trim(), "f", "the server refused TLS");
+        },
+    );
+}
+
+/// Whether the session runs over TLS, from the server's own view.
+const SSL_IN_USE: &str = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+
+fn mariadb_cases(t: &Topology, check: &mut Checker<'_>) {
+    let server: IpAddr = t.server_ip.into();
+    check.expect_edge(
+        Expected::new(t, mariadb::PORT, "mysql", "tls")
+            .reason("starttls_upgraded")
+            .tls("1.3"),
+        || {
+            let v = clients::mariadb(t, server, mariadb::PORT, true);
+            assert!(v.contains("TLSv1.3"), "--ssl runs over TLS 1.3: {v}");
+        },
+    );
+    // A HandshakeResponse without CLIENT_SSL: plaintext, no reason (see
+    // the classifier's mariadb_handshake_response_without_ssl test).
+    check.expect_edge(
+        Expected::new(t, mariadb::PORT, "mysql", "plaintext"),
+        || {
+            let v = clients::mariadb(t, server, mariadb::PORT, false);
+            assert!(!v.contains("TLS"), "--skip-ssl runs without TLS: {v}");
+        },
+    );
+}
+
+fn redis_cases(t: &Topology, check: &mut Checker<'_>) {
+    let server: IpAddr = t.server_ip.into();
+    check.expect_edge(Expected::new(t, redis::PORT, "redis", "plaintext"), || {
+        clients::redis_ping(t, server, redis::PORT, &[]);
+    });
+    check.expect_edge(
+        Expected::new(t, redis::PORT, "redis", "plaintext").reason("cleartext_credentials"),
+        || {
+            let auth = ["--user", redis::USER, "--pass", redis::PASSWORD];
+            clients::redis_ping(t, server, redis::PORT, &auth);
+        },
+    );
+    check.expect_edge(
+        Expected::new(t, redis::TLS_PORT, "tls", "tls").tls("1.3"),
+        || {
+            clients::redis_ping(t, server, redis::TLS_PORT, &["--tls", "--insecure"]);
+        },
+    );
+}
+
+fn nginx_cases(t: &Topology, check: &mut Checker<'_>) {
+    for server in [IpAddr::from(t.server_ip), IpAddr::from(t.server_ip6)] {
+        let at = |e: Expected| if server.is_ipv6() { e.ipv6(t) } else { e };
+        let host = clients::url_host(server);
+        check.expect_edge(
+            at(Expected::new(t, nginx::HTTP_PORT, "http", "plaintext")),
+            || {
+                let body = clients::curl(t, &[], &format!("http://{host}:{}/", nginx::HTTP_PORT));
+                assert_eq!(body, "plain\n");
+            },
+        );
+        check.expect_edge(
+            at(Expected::new(t, nginx::HTTPS_PORT, "tls", "tls").tls("1.3")),
+            || {
+                // --tlsv1.3 is curl's minimum: success proves the version.
+                let url = format!("https://{host}:{}/", nginx::HTTPS_PORT);
+                assert_eq!(clients::curl(t, &["--tlsv1.3"], &url), "tls\n");
+            },
+        );
+    }
+    check.expect_edge(
+        Expected::new(t, nginx::H2C_PORT, "http2", "plaintext"),
+        || {
+            let url = format!("http://{}:{}/", t.server_ip, nginx::H2C_PORT);
+            let body = clients::curl(t, &["--http2-prior-knowledge"], &url);
+            assert_eq!(body, "h2c\n");
+        },
+    );
+}
+
+fn ssh_tls_and_echo_cases(t: &Topology, check: &mut Checker<'_>, fleet: &Fleet) {
+    let server: IpAddr = t.server_ip.into();
+    check.expect_edge(Expected::new(t, sshd::PORT, "ssh", "encrypted"), || {
+        clients::ssh(t, server, sshd::PORT, &fleet.sshd.client_key());
+    });
+    for (port, flag, version) in tls::VERSIONS {
+        let e = Expected::new(t, port, "tls", "tls").tls(version);
+        let e = if version == "1.0" || version == "1.1" {
+            e.reason("weak_tls")
+        } else {
+            e
+        };
+        check.expect_edge(e, || {
+            let summary = clients::s_client(t, server, port, flag, tls::SECLEVEL_0);
+            let want = format!("Protocol version: TLSv{}", version.trim_end_matches(".0"));
+            assert!(summary.contains(&want), "{flag}: {summary}");
+        });
+    }
+    check.expect_edge(Expected::new(t, echo::PORT, "unknown", "plaintext"), || {
+        let text = "ORDER 1042 shipped to warehouse 7\n";
+        assert_eq!(clients::socat(t, server, echo::PORT, text), text);
+    });
+}
+
+/// One hook pass: every server, the sessions opened before the agent,
+/// the agent, then every case.
+fn pass(t: &Topology, agent_on: fn(&Topology) -> Agent, then: impl FnOnce(&Agent, &Checker<'_>)) {
+    let fleet = Fleet::start(t);
+    let mut sessions = Sessions::open(t, &fleet);
+    let agent = agent_on(t);
+    let mut check = Checker::new(&agent);
+    midstream_cases(t, &mut check, &mut sessions);
+    postgres_cases(t, &mut check, &fleet);
+    mariadb_cases(t, &mut check);
+    redis_cases(t, &mut check);
+    nginx_cases(t, &mut check);
+    ssh_tls_and_echo_cases(t, &mut check, &fleet);
+    sessions.close();
+    // Closing the mid-stream connections must not report them again.
+    std::thread::sleep(Duration::from_millis(500));
+    check.assert_no_other_flows();
+    then(&agent, &check);
+}
+
+#[test]
+fn cgroup_hook_matrix_and_prometheus_alerts() {
+    let t = Topology::new();
+    pass(&t, Agent::on_cgroup, |agent, check| {
+        assert_alerts(agent, &check.cases);
+        assert_wrong_expectation_fails(&t, agent);
+    });
+}
+
+#[test]
+fn tc_hook_matrix() {
+    let t = Topology::new();
+    pass(&t, Agent::on_tc, |_, _| {});
+}
+
+/// A real Prometheus with the shipped rules, scraping the agent: each flow
+/// alert fires for exactly the edges whose verdicts call for it, and no
+/// other alert fires.
+fn assert_alerts(agent: &Agent, cases: &[Expected]) {
+    let rules =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus/plainsight-rules.yml");
+    let prom = Prometheus::start(agent.addr, &[&rules]);
+    let edge = |e: &Expected, with_encryption: bool| {
+        let mut l = vec![
+            ("client", e.client.to_string()),
+            ("server", e.server.to_string()),
+            ("server_port", e.server_port.to_string()),
+            ("protocol", e.protocol.to_owned()),
+        ];
+        if with_encryption {
+            l.push(("encryption", e.encryption.to_owned()));
+        }
+        l.into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let mut want: BTreeMap<&str, BTreeSet<BTreeMap<String, String>>> = BTreeMap::new();
+    for e in cases {
+        if e.policy() == "violation" {
+            want.entry("PlaintextFlowViolation")
+                .or_default()
+                .insert(edge(e, true));
+        }
+        let by_reason = match e.reason {
+            Some("cleartext_credentials") => Some("CleartextCredentials"),
+            Some("starttls_refused") => Some("StartTLSRefused"),
+            Some("weak_tls") => Some("WeakTLS"),
+            _ => None,
+        };
+        if let Some(alert) = by_reason {
+            want.entry(alert).or_default().insert(edge(e, false));
+        }
+    }
+    let firing = |samples: &[plainsight_tests::agent::Sample]| {
+        let mut got: BTreeMap<&str, BTreeSet<BTreeMap<String, String>>> = BTreeMap::new();
+        for s in samples {
+            let name = want
+                .keys()
+                .copied()
+                .find(|a| s.labels.get("alertname").map(String::as_str) == Some(a))
+                .unwrap_or("(another alert)");
+            let labels = s
+                .labels
+                .iter()
+                .filter(|(k, _)| {
+                    matches!(
+                        k.as_str(),
+                        "client" | "server" | "server_port" | "protocol" | "encryption"
+                    )
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            got.entry(name).or_default().insert(labels);
+        }
+        got
+    };
+    let samples = prom.wait_for(
+        "ALERTS{alertstate=\"firing\"}",
+        Duration::from_secs(30),
+        |s| firing(s) == want,
+    );
+    // Spelled out: no encrypted edge is among the plaintext alerts.
+    let got = firing(&samples);
+    for e in cases.iter().filter(|e| e.policy() == "ok") {
+        assert!(
+            !got["PlaintextFlowViolation"].contains(&edge(e, true)),
+            "PlaintextFlowViolation fired for the encrypted edge {e:?}"
+        );
+    }
+}
+
+/// The checker can fail: a real HTTP flow expected as TLS must not pass.
+fn assert_wrong_expectation_fails(t: &Topology, agent: &Agent) {
+    let mut check = Checker::new(agent).waiting(Duration::from_secs(2));
+    let wrong = Expected::new(t, nginx::HTTP_PORT, "http", "tls").tls("1.3");
+    let url = format!("http://{}:{}/", t.server_ip, nginx::HTTP_PORT);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        check.expect_edge(wrong, || {
+            clients::curl(t, &[], &url);
+        });
+    }));
+    assert!(result.is_err(), "an HTTP flow passed as TLS");
+}

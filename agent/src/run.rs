@@ -183,6 +183,7 @@ fn attach(cfg: &Config) -> anyhow::Result<Attached> {
         } else {
             log::info!("attached TC ingress+egress to {}", added.join(", "));
         }
+        publish_tc_count(&metrics, &t);
         tc = Some(t);
     }
     Ok(Attached {
@@ -256,8 +257,7 @@ async fn serve(cfg: Config, a: Attached) -> anyhow::Result<()> {
                         Ok(_) => {}
                         Err(e) => log::warn!("watching interfaces: {e:#}"),
                     }
-                    #[expect(clippy::cast_possible_wrap, reason = "interface counts are small")]
-                    metrics.programs_attached.get_or_create(&HookLabels { hook: "tc" }).set(2 * t.count() as i64);
+                    publish_tc_count(&metrics, t);
                 }
             }
             r = &mut consumer => {
@@ -273,6 +273,15 @@ async fn serve(cfg: Config, a: Attached) -> anyhow::Result<()> {
     consumer.abort();
     drop(ebpf);
     Ok(())
+}
+
+/// Two programs (ingress, egress) per attached interface; set at attach
+/// time too, so the gauge is right as soon as /readyz says ready.
+fn publish_tc_count(m: &Metrics, t: &TcAttacher) {
+    #[expect(clippy::cast_possible_wrap, reason = "interface counts are small")]
+    m.programs_attached
+        .get_or_create(&HookLabels { hook: "tc" })
+        .set(2 * t.count() as i64);
 }
 
 /// Moves kernel counter deltas into the Prometheus counters.

@@ -6,6 +6,7 @@ mod cgroup;
 pub mod datapath;
 pub mod events;
 mod interfaces;
+pub mod kubernetes;
 mod metrics;
 mod policy;
 pub mod replay;

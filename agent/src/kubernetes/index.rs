@@ -27,20 +27,21 @@ pub enum Source {
     Nodes,
 }
 
-/// Object uids are UUIDs: 16 bytes instead of a 36-byte string. Anything
+/// Object uids are UUIDs: 16 bytes instead of a 36-byte string (as bytes,
+/// not `u128`, whose 16-byte alignment would pad every key to 32). Anything
 /// else (never seen from a real API server) is hashed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct Uid(u128);
+struct Uid([u8; 16]);
 
 impl Uid {
     fn parse(s: &str) -> Self {
         let hex: String = s.chars().filter(|c| *c != '-').collect();
         match u128::from_str_radix(&hex, 16) {
-            Ok(v) if hex.len() == 32 => Self(v),
+            Ok(v) if hex.len() == 32 => Self(v.to_be_bytes()),
             _ => {
                 let mut h = DefaultHasher::new();
                 s.hash(&mut h);
-                Self(u128::from(h.finish()))
+                Self(u128::from(h.finish()).to_be_bytes())
             }
         }
     }
@@ -109,7 +110,8 @@ impl IpIndex {
             }
         }
         for ip in new_ips.iter() {
-            let claims = self.ips.entry(*ip).or_default();
+            // Almost every IP has one claimant: no room for four.
+            let claims = self.ips.entry(*ip).or_insert_with(|| Vec::with_capacity(1));
             match claims.iter_mut().find(|(k, _)| *k == key) {
                 // Keeps its place: a MODIFIED old pod must not take an IP
                 // back from the newer pod that reuses it.
@@ -284,7 +286,7 @@ mod tests {
 
     #[test]
     fn uuid_uids_are_compact_and_others_still_distinct() {
-        assert_eq!(Uid::parse(OLD).0, 0x1111_1111_1111_1111_1111_1111_1111_1111);
+        assert_eq!(Uid::parse(OLD).0, [0x11; 16]);
         assert_ne!(Uid::parse("a"), Uid::parse("b"));
     }
 }

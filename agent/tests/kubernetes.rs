@@ -8,7 +8,9 @@ mod fake_apiserver;
 use fake_apiserver::FakeApiServer;
 use fake_apiserver::fixtures::{self, Owner, PodSpec};
 use plainsight::kubernetes::{IdentityKind, KubeConfig, KubeIdentities, Source};
+use serde::Deserialize as _;
 use serde_json::Value;
+use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -171,6 +173,51 @@ async fn initial_list_names_pods_by_workload_services_and_nodes() {
         "{pod_lists:?}"
     );
     assert!(!pod_lists[0].contains("resourceVersion="), "lists are consistent reads");
+}
+
+/// What the agent asks of the API server, as RBAC (resource, verb) pairs.
+fn used_permissions(requests: &[String]) -> BTreeSet<(String, String)> {
+    requests
+        .iter()
+        .map(|r| {
+            let path = r.split('?').next().unwrap();
+            let resource = path.strip_prefix("/api/v1/").expect("core API only");
+            let verb = if r.contains("watch=1") { "watch" } else { "list" };
+            (resource.to_owned(), verb.to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn rbac_grants_exactly_what_the_agent_requests() {
+    let server = FakeApiServer::start().await;
+    cluster(&server);
+    let kube = synced(&server, "rbac").await;
+    eventually("the watches", || {
+        used_permissions(&server.requests()).iter().filter(|(_, v)| v == "watch").count() == 3
+    })
+    .await;
+    drop(kube);
+    let rbac = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/kubernetes/rbac.yaml")).unwrap();
+    let mut granted = BTreeSet::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(&rbac) {
+        let doc = serde_yaml_ng::Value::deserialize(doc).unwrap();
+        if doc["kind"] != "ClusterRole" {
+            continue;
+        }
+        for rule in doc["rules"].as_sequence().unwrap() {
+            assert_eq!(rule["apiGroups"][0], "", "core group only");
+            for resource in rule["resources"].as_sequence().unwrap() {
+                for verb in rule["verbs"].as_sequence().unwrap() {
+                    granted.insert((
+                        resource.as_str().unwrap().to_owned(),
+                        verb.as_str().unwrap().to_owned(),
+                    ));
+                }
+            }
+        }
+    }
+    assert_eq!(granted, used_permissions(&server.requests()));
 }
 
 #[tokio::test]

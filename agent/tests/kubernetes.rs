@@ -35,10 +35,15 @@ fn kubeconfig(addr: SocketAddr, name: &str) -> PathBuf {
 }
 
 fn config(addr: SocketAddr, name: &str) -> KubeConfig {
-    let mut c = KubeConfig::from_kubeconfig(&kubeconfig(addr, name), None).unwrap();
+    let mut c = fast(KubeConfig::from_kubeconfig(&kubeconfig(addr, name), None).unwrap());
+    c.page_size = 2;
+    c
+}
+
+/// Test-speed retries: 20 ms doubling to 200 ms.
+fn fast(mut c: KubeConfig) -> KubeConfig {
     c.backoff_initial = Duration::from_millis(20);
     c.backoff_max = Duration::from_millis(200);
-    c.page_size = 2;
     c
 }
 
@@ -356,4 +361,144 @@ async fn health_metrics_render_in_prometheus_text() {
         assert!(text.contains(line), "no `{line}` in\n{text}");
     }
     assert!(text.contains("plainsight_kubernetes_last_sync_timestamp_seconds{resource=\"nodes\"}"));
+}
+
+// ------------------------------------------------------------------ TLS
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, made
+/// by the openssl CLI (installed by `cargo xtask setup`).
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("plainsight-kube-pki-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let openssl = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .expect("openssl is not installed (cargo xtask setup installs it)");
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+        openssl(&[&["req", "-x509"], &ec[..], &["-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=test-cluster-ca"]].concat());
+        for (who, ext) in [
+            ("server", "subjectAltName=IP:127.0.0.1,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n"),
+            ("client", "extendedKeyUsage=clientAuth\n"),
+        ] {
+            std::fs::write(dir.join(format!("{who}.ext")), ext).unwrap();
+            openssl(&[&["req"], &ec[..], &["-keyout", &format!("{who}.key"), "-out", &format!("{who}.csr"), "-subj", &format!("/CN={who}")]].concat());
+            openssl(&[
+                "x509", "-req", "-in", &format!("{who}.csr"), "-CA", "ca.crt", "-CAkey", "ca.key",
+                "-CAcreateserial", "-days", "2", "-out", &format!("{who}.crt"), "-extfile", &format!("{who}.ext"),
+            ]);
+        }
+        Self { dir }
+    }
+
+    fn pem(&self, file: &str) -> Vec<u8> {
+        std::fs::read(self.dir.join(file)).unwrap()
+    }
+
+    /// The server side; `client_auth`: require a client certificate from
+    /// this CA.
+    fn server_config(&self, client_auth: bool) -> rustls::ServerConfig {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap();
+        let builder = if client_auth {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(CertificateDer::from_pem_slice(&self.pem("ca.crt")).unwrap()).unwrap();
+            builder.with_client_cert_verifier(
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .unwrap(),
+            )
+        } else {
+            builder.with_no_client_auth()
+        };
+        builder
+            .with_single_cert(
+                vec![CertificateDer::from_pem_slice(&self.pem("server.crt")).unwrap()],
+                PrivateKeyDer::from_pem_slice(&self.pem("server.key")).unwrap(),
+            )
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn in_cluster_config_over_tls_follows_token_rotation() {
+    let pki = Pki::new("incluster");
+    let server = FakeApiServer::start_tls(pki.server_config(false)).await;
+    server.set_token("token-1");
+    cluster(&server);
+    // The service-account mount as the kubelet lays it out.
+    let sa = pki.dir.join("serviceaccount");
+    std::fs::create_dir_all(&sa).unwrap();
+    std::fs::write(sa.join("token"), "token-1").unwrap();
+    std::fs::copy(pki.dir.join("ca.crt"), sa.join("ca.crt")).unwrap();
+    let config = KubeConfig::in_cluster_at("127.0.0.1", &server.addr.port().to_string(), &sa).unwrap();
+    let kube = KubeIdentities::spawn(fast(config)).unwrap();
+    eventually("the first lists over TLS", || kube.is_synced()).await;
+    assert_eq!(name(&kube, "10.0.1.57").as_deref(), Some("payments/checkout"));
+
+    // The kubelet rotates the token; the old one stops working.
+    std::fs::write(sa.join("token"), "token-2").unwrap();
+    server.set_token("token-2");
+    server.while_disconnected(
+        vec![("pods", "ADDED", deployment_pod(30, "shop", "cart", "10.0.1.80"))],
+        false,
+    );
+    eventually_named(&kube, "10.0.1.80", Some("shop/cart")).await;
+}
+
+#[tokio::test]
+async fn kubeconfig_client_certificate_over_tls() {
+    let pki = Pki::new("clientcert");
+    let server = FakeApiServer::start_tls(pki.server_config(true)).await;
+    cluster(&server);
+    let path = pki.dir.join("config");
+    std::fs::write(
+        &path,
+        format!(
+            "current-context: c\n\
+             clusters: [{{name: k, cluster: {{server: 'https://{}', certificate-authority: ca.crt}}}}]\n\
+             users: [{{name: u, user: {{client-certificate: client.crt, client-key: client.key}}}}]\n\
+             contexts: [{{name: c, context: {{cluster: k, user: u}}}}]\n",
+            server.addr
+        ),
+    )
+    .unwrap();
+    let kube = KubeIdentities::spawn(fast(KubeConfig::from_kubeconfig(&path, None).unwrap())).unwrap();
+    eventually("the first lists with a client certificate", || kube.is_synced()).await;
+    assert_eq!(name(&kube, "10.96.4.7").as_deref(), Some("billing/ledger-db"));
+}
+
+#[tokio::test]
+async fn a_server_certificate_from_another_ca_is_refused() {
+    let pki = Pki::new("trusted");
+    let other = Pki::new("other");
+    let server = FakeApiServer::start_tls(other.server_config(false)).await;
+    cluster(&server);
+    let mut config = fast(
+        KubeConfig::in_cluster_at("127.0.0.1", &server.addr.port().to_string(), &{
+            let sa = pki.dir.join("sa");
+            std::fs::create_dir_all(&sa).unwrap();
+            std::fs::write(sa.join("token"), "t").unwrap();
+            std::fs::copy(pki.dir.join("ca.crt"), sa.join("ca.crt")).unwrap();
+            sa
+        })
+        .unwrap(),
+    );
+    config.backoff_max = Duration::from_millis(50);
+    let kube = KubeIdentities::spawn(config).unwrap();
+    eventually("TLS errors", || kube.health().error_count(Source::Pods) >= 3).await;
+    assert!(!kube.is_synced());
+    assert!(server.requests().is_empty(), "no request got past the handshake");
 }

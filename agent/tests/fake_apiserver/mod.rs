@@ -20,8 +20,8 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub const RESOURCES: [&str; 3] = ["pods", "services", "nodes"];
@@ -68,6 +68,16 @@ impl FakeApiServer {
     }
 
     pub async fn start_at(addr: SocketAddr) -> Self {
+        Self::start_with(addr, None).await
+    }
+
+    /// HTTPS with `tls` (server certificate, maybe client verification).
+    pub async fn start_tls(tls: rustls::ServerConfig) -> Self {
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        Self::start_with("127.0.0.1:0".parse().unwrap(), Some(acceptor)).await
+    }
+
+    async fn start_with(addr: SocketAddr, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = TcpListener::bind(addr).await.expect("binding the fake API server");
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(State {
@@ -85,8 +95,15 @@ impl FakeApiServer {
                     };
                     let state = Arc::clone(&state);
                     let ticks = tick.subscribe();
+                    let tls = tls.clone();
                     tokio::spawn(async move {
-                        let _ = serve(stream, state, ticks).await;
+                        let _ = match tls {
+                            Some(tls) => match tls.accept(stream).await {
+                                Ok(stream) => serve(stream, state, ticks).await,
+                                Err(_) => Ok(()),
+                            },
+                            None => serve(stream, state, ticks).await,
+                        };
                     });
                 }
             })
@@ -242,7 +259,7 @@ fn status(code: u16, reason: &str, message: &str) -> Value {
            "message": message, "reason": reason, "code": code})
 }
 
-async fn respond(stream: &mut TcpStream, code: u16, body: &Value) -> std::io::Result<()> {
+async fn respond<S: AsyncWrite + Unpin>(stream: &mut S, code: u16, body: &Value) -> std::io::Result<()> {
     let body = body.to_string();
     let head = format!(
         "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -252,15 +269,15 @@ async fn respond(stream: &mut TcpStream, code: u16, body: &Value) -> std::io::Re
     stream.write_all(body.as_bytes()).await
 }
 
-async fn chunk(stream: &mut TcpStream, line: &Value) -> std::io::Result<()> {
+async fn chunk<S: AsyncWrite + Unpin>(stream: &mut S, line: &Value) -> std::io::Result<()> {
     let data = format!("{line}\n");
     stream
         .write_all(format!("{:x}\r\n{data}\r\n", data.len()).as_bytes())
         .await
 }
 
-async fn serve(
-    mut stream: TcpStream,
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     state: Arc<Mutex<State>>,
     mut ticks: watch::Receiver<u64>,
 ) -> std::io::Result<()> {

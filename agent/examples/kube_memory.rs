@@ -88,7 +88,11 @@ async fn main() {
         let deploy = format!("service-{d}");
         let name = format!("{deploy}-5c9d7f8b6-{n:05x}");
         let ip = octets(n);
-        let node = format!("ip-10-0-{}-{}.ec2.internal", n / PODS_PER_NODE / 256, n / PODS_PER_NODE % 256);
+        let node = format!(
+            "ip-10-0-{}-{}.ec2.internal",
+            n / PODS_PER_NODE / 256,
+            n / PODS_PER_NODE % 256
+        );
         pod_objects.push(fixtures::pod(&PodSpec {
             uid: n,
             namespace: &namespace,
@@ -111,7 +115,12 @@ async fn main() {
         "services",
         (0..deployments).map(|d| {
             let ip = format!("10.96.{}.{}", d / 256, d % 256);
-            fixtures::service(1_000_000 + d, &format!("team-{}", d % NAMESPACES), &format!("service-{d}"), &[&ip])
+            fixtures::service(
+                1_000_000 + d,
+                &format!("team-{}", d % NAMESPACES),
+                &format!("service-{d}"),
+                &[&ip],
+            )
         }),
     );
     let nodes = pods.div_ceil(PODS_PER_NODE);
@@ -119,7 +128,11 @@ async fn main() {
         "nodes",
         (0..nodes).map(|n| {
             let name = format!("ip-10-0-{}-{}.ec2.internal", n / 256, n % 256);
-            fixtures::node(2_000_000 + n, &name, &format!("10.0.{}.{}", n / 256, n % 256))
+            fixtures::node(
+                2_000_000 + n,
+                &name,
+                &format!("10.0.{}.{}", n / 256, n % 256),
+            )
         }),
     );
 
@@ -142,7 +155,9 @@ async fn main() {
     let node_count = kube.counts(Source::Nodes).0;
     assert_eq!(pod_count as u64, pods, "every pod indexed");
     let retained = live_after - live_before;
-    println!("objects indexed: {pod_count} pods, {services} services, {node_count} nodes; {identities} distinct identities");
+    println!(
+        "objects indexed: {pod_count} pods, {services} services, {node_count} nodes; {identities} distinct identities"
+    );
     println!(
         "pod JSON served: {} bytes ({} per pod)",
         pod_json_bytes,
@@ -169,7 +184,10 @@ fn mib(bytes: usize) -> f64 {
 }
 
 fn kubeconfig(addr: std::net::SocketAddr) -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!("plainsight-kube-memory-{}.yaml", std::process::id()));
+    let path = std::env::temp_dir().join(format!(
+        "plainsight-kube-memory-{}.yaml",
+        std::process::id()
+    ));
     std::fs::write(
         &path,
         format!(

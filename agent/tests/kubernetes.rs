@@ -102,11 +102,46 @@ fn cluster(server: &FakeApiServer) {
         "pods",
         [
             deployment_pod(1, "payments", "checkout", "10.0.1.57"),
-            pod(2, "billing", "ledger-db-0", Owner::StatefulSet("ledger-db"), &["10.0.1.58", "fd00::58"], false),
-            pod(3, "kube-system", "kube-proxy-x7k2p", Owner::DaemonSet("kube-proxy"), &["10.0.1.23"], true),
-            pod(4, "ops", "nightly-backup-29411520-abcde", Owner::CronJob("nightly-backup", 29_411_520), &["10.0.1.60"], false),
-            pod(5, "ops", "migrate-v2-q8r7t", Owner::Job("migrate-v2"), &["10.0.1.61"], false),
-            pod(6, "default", "debug-shell", Owner::Bare, &["10.0.1.62"], false),
+            pod(
+                2,
+                "billing",
+                "ledger-db-0",
+                Owner::StatefulSet("ledger-db"),
+                &["10.0.1.58", "fd00::58"],
+                false,
+            ),
+            pod(
+                3,
+                "kube-system",
+                "kube-proxy-x7k2p",
+                Owner::DaemonSet("kube-proxy"),
+                &["10.0.1.23"],
+                true,
+            ),
+            pod(
+                4,
+                "ops",
+                "nightly-backup-29411520-abcde",
+                Owner::CronJob("nightly-backup", 29_411_520),
+                &["10.0.1.60"],
+                false,
+            ),
+            pod(
+                5,
+                "ops",
+                "migrate-v2-q8r7t",
+                Owner::Job("migrate-v2"),
+                &["10.0.1.61"],
+                false,
+            ),
+            pod(
+                6,
+                "default",
+                "debug-shell",
+                Owner::Bare,
+                &["10.0.1.62"],
+                false,
+            ),
             pod(7, "default", "pending", Owner::Bare, &[], false),
         ],
     );
@@ -157,7 +192,10 @@ async fn initial_list_names_pods_by_workload_services_and_nodes() {
     assert_eq!(checkout.kind, IdentityKind::Pod);
     assert_eq!(checkout.namespace.as_deref(), Some("payments"));
     assert_eq!(checkout.workload, "checkout");
-    assert_eq!(kube.lookup(ip("10.96.4.7")).unwrap().kind, IdentityKind::Service);
+    assert_eq!(
+        kube.lookup(ip("10.96.4.7")).unwrap().kind,
+        IdentityKind::Service
+    );
     assert_eq!(kube.lookup(ip("10.0.2.9")).unwrap().namespace, None);
     // The pending pod and the headless service hold no IP.
     assert_eq!(kube.counts(Source::Pods).0, 6);
@@ -172,12 +210,19 @@ async fn initial_list_names_pods_by_workload_services_and_nodes() {
         .collect();
     assert_eq!(pod_lists.len(), 4, "{pod_lists:?}");
     assert!(pod_lists[0].contains("limit=2"), "{pod_lists:?}");
-    assert!(pod_lists[1].contains("continue=offset%3D2"), "{pod_lists:?}");
     assert!(
-        pod_lists[0].contains("fieldSelector=status.phase%21%3DSucceeded%2Cstatus.phase%21%3DFailed"),
+        pod_lists[1].contains("continue=offset%3D2"),
         "{pod_lists:?}"
     );
-    assert!(!pod_lists[0].contains("resourceVersion="), "lists are consistent reads");
+    assert!(
+        pod_lists[0]
+            .contains("fieldSelector=status.phase%21%3DSucceeded%2Cstatus.phase%21%3DFailed"),
+        "{pod_lists:?}"
+    );
+    assert!(
+        !pod_lists[0].contains("resourceVersion="),
+        "lists are consistent reads"
+    );
 }
 
 /// What the agent asks of the API server, as RBAC (resource, verb) pairs.
@@ -187,7 +232,11 @@ fn used_permissions(requests: &[String]) -> BTreeSet<(String, String)> {
         .map(|r| {
             let path = r.split('?').next().unwrap();
             let resource = path.strip_prefix("/api/v1/").expect("core API only");
-            let verb = if r.contains("watch=1") { "watch" } else { "list" };
+            let verb = if r.contains("watch=1") {
+                "watch"
+            } else {
+                "list"
+            };
             (resource.to_owned(), verb.to_owned())
         })
         .collect()
@@ -199,11 +248,19 @@ async fn rbac_grants_exactly_what_the_agent_requests() {
     cluster(&server);
     let kube = synced(&server, "rbac").await;
     eventually("the watches", || {
-        used_permissions(&server.requests()).iter().filter(|(_, v)| v == "watch").count() == 3
+        used_permissions(&server.requests())
+            .iter()
+            .filter(|(_, v)| v == "watch")
+            .count()
+            == 3
     })
     .await;
     drop(kube);
-    let rbac = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/kubernetes/rbac.yaml")).unwrap();
+    let rbac = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/kubernetes/rbac.yaml"
+    ))
+    .unwrap();
     let mut granted = BTreeSet::new();
     for doc in serde_yaml_ng::Deserializer::from_str(&rbac) {
         let doc = serde_yaml_ng::Value::deserialize(doc).unwrap();
@@ -231,20 +288,39 @@ async fn watch_events_apply_and_a_broken_watch_resumes_from_the_last_version() {
     cluster(&server);
     let kube = synced(&server, "watch").await;
 
-    server.apply("pods", "ADDED", deployment_pod(10, "payments", "checkout", "10.0.1.70"));
+    server.apply(
+        "pods",
+        "ADDED",
+        deployment_pod(10, "payments", "checkout", "10.0.1.70"),
+    );
     eventually_named(&kube, "10.0.1.70", Some("payments/checkout")).await;
-    server.apply("services", "ADDED", fixtures::service(110, "shop", "web", &["10.96.0.80"]));
+    server.apply(
+        "services",
+        "ADDED",
+        fixtures::service(110, "shop", "web", &["10.96.0.80"]),
+    );
     eventually_named(&kube, "10.96.0.80", Some("shop/web")).await;
-    server.apply("pods", "DELETED", deployment_pod(1, "payments", "checkout", "10.0.1.57"));
+    server.apply(
+        "pods",
+        "DELETED",
+        deployment_pod(1, "payments", "checkout", "10.0.1.57"),
+    );
     eventually_named(&kube, "10.0.1.57", None).await;
     let bookmark = server.bookmark();
-    eventually("the bookmark on the pod watch", || server.delivered("pods") >= bookmark).await;
+    eventually("the bookmark on the pod watch", || {
+        server.delivered("pods") >= bookmark
+    })
+    .await;
 
     // Connections die mid-stream; what happens meanwhile must arrive after
     // the resumed watch, with no re-list.
     let before = server.requests().len();
     server.while_disconnected(
-        vec![("pods", "ADDED", deployment_pod(11, "shop", "cart", "10.0.1.71"))],
+        vec![(
+            "pods",
+            "ADDED",
+            deployment_pod(11, "shop", "cart", "10.0.1.71"),
+        )],
         false,
     );
     eventually_named(&kube, "10.0.1.71", Some("shop/cart")).await;
@@ -270,29 +346,47 @@ async fn expired_version_410_gone_triggers_a_relist() {
     let server = FakeApiServer::start().await;
     cluster(&server);
     let kube = synced(&server, "gone").await;
-    assert_eq!(name(&kube, "10.0.1.62").as_deref(), Some("default/debug-shell"));
+    assert_eq!(
+        name(&kube, "10.0.1.62").as_deref(),
+        Some("default/debug-shell")
+    );
 
     // Changes the client can no longer learn from a watch: history is
     // compacted while it is disconnected, so its version is 410 Gone.
     server.while_disconnected(
         vec![
-            ("pods", "DELETED", fixtures::pod(&PodSpec {
-                uid: 6,
-                namespace: "default",
-                name: "debug-shell",
-                owner: Owner::Bare,
-                ips: &["10.0.1.62"],
-                node: "n",
-                host_network: false,
-            })),
-            ("pods", "ADDED", deployment_pod(12, "shop", "cart", "10.0.1.72")),
+            (
+                "pods",
+                "DELETED",
+                fixtures::pod(&PodSpec {
+                    uid: 6,
+                    namespace: "default",
+                    name: "debug-shell",
+                    owner: Owner::Bare,
+                    ips: &["10.0.1.62"],
+                    node: "n",
+                    host_network: false,
+                }),
+            ),
+            (
+                "pods",
+                "ADDED",
+                deployment_pod(12, "shop", "cart", "10.0.1.72"),
+            ),
         ],
         true,
     );
     eventually_named(&kube, "10.0.1.72", Some("shop/cart")).await;
-    assert_eq!(name(&kube, "10.0.1.62"), None, "the re-list dropped the deleted pod");
+    assert_eq!(
+        name(&kube, "10.0.1.62"),
+        None,
+        "the re-list dropped the deleted pod"
+    );
     assert_eq!(kube.health().list_count(Source::Pods), 2);
-    assert_eq!(name(&kube, "10.0.1.57").as_deref(), Some("payments/checkout"));
+    assert_eq!(
+        name(&kube, "10.0.1.57").as_deref(),
+        Some("payments/checkout")
+    );
 }
 
 #[tokio::test]
@@ -304,29 +398,53 @@ async fn reused_ip_belongs_to_the_new_pod_even_when_the_old_pods_delete_comes_la
 
     // The CNI hands 10.0.1.57 to a new pod before the old one's final
     // updates and its DELETED reach us.
-    server.apply("pods", "ADDED", deployment_pod(20, "billing", "invoicer", "10.0.1.57"));
+    server.apply(
+        "pods",
+        "ADDED",
+        deployment_pod(20, "billing", "invoicer", "10.0.1.57"),
+    );
     eventually_named(&kube, "10.0.1.57", Some("billing/invoicer")).await;
     server.apply("pods", "MODIFIED", old.clone());
     server.apply("pods", "DELETED", old);
     // A marker event after them: once it is seen, they were applied.
-    server.apply("pods", "ADDED", deployment_pod(21, "ops", "marker", "10.0.1.99"));
+    server.apply(
+        "pods",
+        "ADDED",
+        deployment_pod(21, "ops", "marker", "10.0.1.99"),
+    );
     eventually_named(&kube, "10.0.1.99", Some("ops/marker")).await;
-    assert_eq!(name(&kube, "10.0.1.57").as_deref(), Some("billing/invoicer"));
+    assert_eq!(
+        name(&kube, "10.0.1.57").as_deref(),
+        Some("billing/invoicer")
+    );
 }
 
 #[tokio::test]
 async fn unreachable_api_server_backs_off_recovers_and_keeps_the_last_state() {
     // A free port with nothing listening yet.
-    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let kube = KubeIdentities::spawn(config(addr, "down")).unwrap();
-    eventually("connection errors", || kube.health().error_count(Source::Pods) >= 3).await;
+    eventually("connection errors", || {
+        kube.health().error_count(Source::Pods) >= 3
+    })
+    .await;
     assert!(!kube.is_synced());
-    assert_eq!(name(&kube, "10.0.1.57"), None, "callers fall back to CIDRs/IPs");
+    assert_eq!(
+        name(&kube, "10.0.1.57"),
+        None,
+        "callers fall back to CIDRs/IPs"
+    );
 
     let server = FakeApiServer::start_at(addr).await;
     cluster(&server);
     eventually("the first lists after recovery", || kube.is_synced()).await;
-    assert_eq!(name(&kube, "10.0.1.57").as_deref(), Some("payments/checkout"));
+    assert_eq!(
+        name(&kube, "10.0.1.57").as_deref(),
+        Some("payments/checkout")
+    );
     // Exponential backoff: far fewer attempts than a tight loop would make
     // (20 ms initial, 200 ms cap).
     let errors = kube.health().error_count(Source::Pods);
@@ -339,8 +457,14 @@ async fn unreachable_api_server_backs_off_recovers_and_keeps_the_last_state() {
         kube.health().error_count(Source::Pods) > errors
     })
     .await;
-    assert_eq!(name(&kube, "10.0.1.57").as_deref(), Some("payments/checkout"));
-    assert_eq!(name(&kube, "10.0.1.23").as_deref(), Some("node/ip-10-0-1-23.ec2.internal"));
+    assert_eq!(
+        name(&kube, "10.0.1.57").as_deref(),
+        Some("payments/checkout")
+    );
+    assert_eq!(
+        name(&kube, "10.0.1.23").as_deref(),
+        Some("node/ip-10-0-1-23.ec2.internal")
+    );
 }
 
 #[tokio::test]
@@ -373,7 +497,8 @@ struct Pki {
 
 impl Pki {
     fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("plainsight-kube-pki-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("plainsight-kube-pki-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let openssl = |args: &[&str]| {
@@ -382,19 +507,75 @@ impl Pki {
                 .current_dir(&dir)
                 .output()
                 .expect("openssl is not installed (cargo xtask setup installs it)");
-            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         };
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-        openssl(&[&["req", "-x509"], &ec[..], &["-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=test-cluster-ca"]].concat());
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509"],
+                &ec[..],
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.crt",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=test-cluster-ca",
+                ],
+            ]
+            .concat(),
+        );
         for (who, ext) in [
-            ("server", "subjectAltName=IP:127.0.0.1,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n"),
+            (
+                "server",
+                "subjectAltName=IP:127.0.0.1,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n",
+            ),
             ("client", "extendedKeyUsage=clientAuth\n"),
         ] {
             std::fs::write(dir.join(format!("{who}.ext")), ext).unwrap();
-            openssl(&[&["req"], &ec[..], &["-keyout", &format!("{who}.key"), "-out", &format!("{who}.csr"), "-subj", &format!("/CN={who}")]].concat());
+            openssl(
+                &[
+                    &["req"],
+                    &ec[..],
+                    &[
+                        "-keyout",
+                        &format!("{who}.key"),
+                        "-out",
+                        &format!("{who}.csr"),
+                        "-subj",
+                        &format!("/CN={who}"),
+                    ],
+                ]
+                .concat(),
+            );
             openssl(&[
-                "x509", "-req", "-in", &format!("{who}.csr"), "-CA", "ca.crt", "-CAkey", "ca.key",
-                "-CAcreateserial", "-days", "2", "-out", &format!("{who}.crt"), "-extfile", &format!("{who}.ext"),
+                "x509",
+                "-req",
+                "-in",
+                &format!("{who}.csr"),
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-out",
+                &format!("{who}.crt"),
+                "-extfile",
+                &format!("{who}.ext"),
             ]);
         }
         Self { dir }
@@ -414,7 +595,9 @@ impl Pki {
             .unwrap();
         let builder = if client_auth {
             let mut roots = rustls::RootCertStore::empty();
-            roots.add(CertificateDer::from_pem_slice(&self.pem("ca.crt")).unwrap()).unwrap();
+            roots
+                .add(CertificateDer::from_pem_slice(&self.pem("ca.crt")).unwrap())
+                .unwrap();
             builder.with_client_cert_verifier(
                 rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
                     .build()
@@ -443,16 +626,24 @@ async fn in_cluster_config_over_tls_follows_token_rotation() {
     std::fs::create_dir_all(&sa).unwrap();
     std::fs::write(sa.join("token"), "token-1").unwrap();
     std::fs::copy(pki.dir.join("ca.crt"), sa.join("ca.crt")).unwrap();
-    let config = KubeConfig::in_cluster_at("127.0.0.1", &server.addr.port().to_string(), &sa).unwrap();
+    let config =
+        KubeConfig::in_cluster_at("127.0.0.1", &server.addr.port().to_string(), &sa).unwrap();
     let kube = KubeIdentities::spawn(fast(config)).unwrap();
     eventually("the first lists over TLS", || kube.is_synced()).await;
-    assert_eq!(name(&kube, "10.0.1.57").as_deref(), Some("payments/checkout"));
+    assert_eq!(
+        name(&kube, "10.0.1.57").as_deref(),
+        Some("payments/checkout")
+    );
 
     // The kubelet rotates the token; the old one stops working.
     std::fs::write(sa.join("token"), "token-2").unwrap();
     server.set_token("token-2");
     server.while_disconnected(
-        vec![("pods", "ADDED", deployment_pod(30, "shop", "cart", "10.0.1.80"))],
+        vec![(
+            "pods",
+            "ADDED",
+            deployment_pod(30, "shop", "cart", "10.0.1.80"),
+        )],
         false,
     );
     eventually_named(&kube, "10.0.1.80", Some("shop/cart")).await;
@@ -475,9 +666,16 @@ async fn kubeconfig_client_certificate_over_tls() {
         ),
     )
     .unwrap();
-    let kube = KubeIdentities::spawn(fast(KubeConfig::from_kubeconfig(&path, None).unwrap())).unwrap();
-    eventually("the first lists with a client certificate", || kube.is_synced()).await;
-    assert_eq!(name(&kube, "10.96.4.7").as_deref(), Some("billing/ledger-db"));
+    let kube =
+        KubeIdentities::spawn(fast(KubeConfig::from_kubeconfig(&path, None).unwrap())).unwrap();
+    eventually("the first lists with a client certificate", || {
+        kube.is_synced()
+    })
+    .await;
+    assert_eq!(
+        name(&kube, "10.96.4.7").as_deref(),
+        Some("billing/ledger-db")
+    );
 }
 
 #[tokio::test]
@@ -498,7 +696,13 @@ async fn a_server_certificate_from_another_ca_is_refused() {
     );
     config.backoff_max = Duration::from_millis(50);
     let kube = KubeIdentities::spawn(config).unwrap();
-    eventually("TLS errors", || kube.health().error_count(Source::Pods) >= 3).await;
+    eventually("TLS errors", || {
+        kube.health().error_count(Source::Pods) >= 3
+    })
+    .await;
     assert!(!kube.is_synced());
-    assert!(server.requests().is_empty(), "no request got past the handshake");
+    assert!(
+        server.requests().is_empty(),
+        "no request got past the handshake"
+    );
 }

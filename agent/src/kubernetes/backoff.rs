@@ -55,7 +55,10 @@ mod tests {
         let mut b = Backoff::new(ms(100), ms(1000));
         for ceiling in [100, 200, 400, 800, 1000, 1000] {
             let d = b.next_delay();
-            assert!(d >= ms(ceiling / 2) && d <= ms(ceiling), "{d:?} for ceiling {ceiling}");
+            assert!(
+                d >= ms(ceiling / 2) && d <= ms(ceiling),
+                "{d:?} for ceiling {ceiling}"
+            );
         }
         b.reset();
         assert!(b.next_delay() <= ms(100));
@@ -65,7 +68,9 @@ mod tests {
     fn jitter_spreads_delays() {
         let mut seen = std::collections::HashSet::new();
         for _ in 0..20 {
-            seen.insert(Backoff::new(Duration::from_secs(10), Duration::from_secs(10)).next_delay());
+            seen.insert(
+                Backoff::new(Duration::from_secs(10), Duration::from_secs(10)).next_delay(),
+            );
         }
         assert!(seen.len() > 10, "{seen:?}");
     }

@@ -46,7 +46,10 @@ pub enum Auth {
     /// rotated by the kubelet (hourly) and the old one expires.
     TokenFile(PathBuf),
     /// PEM certificate chain and private key.
-    ClientCert { cert: Vec<u8>, key: Vec<u8> },
+    ClientCert {
+        cert: Vec<u8>,
+        key: Vec<u8>,
+    },
 }
 
 /// Everything `KubeIdentities::spawn` needs. Build it with
@@ -108,7 +111,8 @@ impl KubeConfig {
     /// `KUBERNETES_SERVICE_HOST`/`_PORT` and the mounted service account.
     pub fn in_cluster() -> Result<Self, ConfigError> {
         let var = |name: &str| {
-            std::env::var(name).map_err(|_| invalid("in-cluster config", format!("{name} is not set")))
+            std::env::var(name)
+                .map_err(|_| invalid("in-cluster config", format!("{name} is not set")))
         };
         Self::in_cluster_at(
             &var("KUBERNETES_SERVICE_HOST")?,
@@ -141,10 +145,11 @@ impl KubeConfig {
             path: path.to_owned(),
             source,
         })?;
-        let kc: Kubeconfig = serde_yaml_ng::from_str(&text).map_err(|source| ConfigError::Yaml {
-            path: path.to_owned(),
-            source,
-        })?;
+        let kc: Kubeconfig =
+            serde_yaml_ng::from_str(&text).map_err(|source| ConfigError::Yaml {
+                path: path.to_owned(),
+                source,
+            })?;
         let dir = path.parent().unwrap_or(Path::new("."));
         let what = |s: &str| format!("{}: {s}", path.display());
         let context_name = context
@@ -194,7 +199,11 @@ fn parse_server(server: &str, what: &str) -> Result<Uri, ConfigError> {
     }
 }
 
-fn find<'a, T>(named: &'a [Named<T>], name: &str, what: impl Fn() -> String) -> Result<&'a T, ConfigError> {
+fn find<'a, T>(
+    named: &'a [Named<T>],
+    name: &str,
+    what: impl Fn() -> String,
+) -> Result<&'a T, ConfigError> {
     named
         .iter()
         .find(|n| n.name == name)
@@ -345,7 +354,10 @@ mod tests {
     }
 
     fn tempdir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("plainsight-kubeconfig-{name}-{}", std::process::id()));
+        let d = std::env::temp_dir().join(format!(
+            "plainsight-kubeconfig-{name}-{}",
+            std::process::id()
+        ));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
@@ -430,15 +442,27 @@ users:
         let p = write(&d, "config", KIND);
         std::fs::create_dir_all(d.join("certs")).unwrap();
         write(&d, "certs/ca.pem", "PEM");
-        let e = KubeConfig::from_kubeconfig(&p, Some("eks")).unwrap_err().to_string();
+        let e = KubeConfig::from_kubeconfig(&p, Some("eks"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("user eks") && e.contains("exec"), "{e}");
-        let e = KubeConfig::from_kubeconfig(&p, Some("prod")).unwrap_err().to_string();
+        let e = KubeConfig::from_kubeconfig(&p, Some("prod"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("contexts") && e.contains("\"prod\""), "{e}");
         std::fs::remove_file(d.join("certs/ca.pem")).unwrap();
-        let e = KubeConfig::from_kubeconfig(&p, Some("staging")).unwrap_err().to_string();
+        let e = KubeConfig::from_kubeconfig(&p, Some("staging"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("certs/ca.pem"), "{e}");
-        let bad = write(&d, "bad", "clusters: [{name: x, cluster: {server: 'ftp://x'}}]\ncontexts: [{name: c, context: {cluster: x}}]\ncurrent-context: c\n");
-        let e = KubeConfig::from_kubeconfig(&bad, None).unwrap_err().to_string();
+        let bad = write(
+            &d,
+            "bad",
+            "clusters: [{name: x, cluster: {server: 'ftp://x'}}]\ncontexts: [{name: c, context: {cluster: x}}]\ncurrent-context: c\n",
+        );
+        let e = KubeConfig::from_kubeconfig(&bad, None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("ftp://x") && e.contains("not an http(s)"), "{e}");
         let e = KubeConfig::from_kubeconfig(&write(&d, "y", "clusters: {"), None)
             .unwrap_err()
@@ -458,7 +482,9 @@ users:
         let c = KubeConfig::in_cluster_at("fd00:96::1", "443", &d).unwrap();
         assert_eq!(c.server.host(), Some("[fd00:96::1]"));
         std::fs::remove_file(d.join("token")).unwrap();
-        let e = KubeConfig::in_cluster_at("10.96.0.1", "443", &d).unwrap_err().to_string();
+        let e = KubeConfig::in_cluster_at("10.96.0.1", "443", &d)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("token"), "{e}");
     }
 }

@@ -104,10 +104,7 @@ pub fn pod(p: &Pod) -> Option<Claim> {
             &workload(&p.metadata),
         ),
     };
-    Some(Claim {
-        ips,
-        identity,
-    })
+    Some(Claim { ips, identity })
 }
 
 /// `None` for headless (`clusterIP: None`) and ExternalName services.
@@ -171,7 +168,11 @@ mod tests {
 
     #[test]
     fn replicaset_pod_is_named_by_its_deployment() {
-        let p = pod_json(Some(("ReplicaSet", "checkout-7d9f8b6c5")), Some("7d9f8b6c5"), "");
+        let p = pod_json(
+            Some(("ReplicaSet", "checkout-7d9f8b6c5")),
+            Some("7d9f8b6c5"),
+            "",
+        );
         assert_eq!(name_of(&p), "ns/checkout");
     }
 
@@ -191,15 +192,28 @@ mod tests {
 
     #[test]
     fn statefulset_daemonset_and_bare_pods() {
-        assert_eq!(name_of(&pod_json(Some(("StatefulSet", "ledger-db")), None, "")), "ns/ledger-db");
-        assert_eq!(name_of(&pod_json(Some(("DaemonSet", "fluent-bit")), None, "")), "ns/fluent-bit");
+        assert_eq!(
+            name_of(&pod_json(Some(("StatefulSet", "ledger-db")), None, "")),
+            "ns/ledger-db"
+        );
+        assert_eq!(
+            name_of(&pod_json(Some(("DaemonSet", "fluent-bit")), None, "")),
+            "ns/fluent-bit"
+        );
         assert_eq!(name_of(&pod_json(None, None, "")), "ns/p-1");
-        assert_eq!(name_of(&pod_json(Some(("Node", "node-a")), None, "")), "ns/p-1");
+        assert_eq!(
+            name_of(&pod_json(Some(("Node", "node-a")), None, "")),
+            "ns/p-1"
+        );
     }
 
     #[test]
     fn host_network_pod_is_named_by_its_node() {
-        let p = pod_json(Some(("DaemonSet", "kube-proxy")), None, r#","hostNetwork":true"#);
+        let p = pod_json(
+            Some(("DaemonSet", "kube-proxy")),
+            None,
+            r#","hostNetwork":true"#,
+        );
         let c = pod(&p).unwrap();
         assert_eq!(c.identity.to_string(), "node/node-a");
         assert_eq!(c.identity.kind, IdentityKind::Node);
@@ -241,7 +255,13 @@ mod tests {
         )
         .unwrap();
         let c = node(&n).unwrap();
-        assert_eq!(c.ips, ["10.0.1.23".parse::<IpAddr>().unwrap(), "54.1.2.3".parse().unwrap()]);
+        assert_eq!(
+            c.ips,
+            [
+                "10.0.1.23".parse::<IpAddr>().unwrap(),
+                "54.1.2.3".parse().unwrap()
+            ]
+        );
         assert_eq!(c.identity.to_string(), "node/ip-10-0-1-23.ec2.internal");
     }
 }

@@ -70,7 +70,10 @@ impl Transport {
             })
             .transpose()?;
         Ok(Self {
-            host: host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
             port: uri.port_u16().unwrap_or(if https { 443 } else { 80 }),
             prefix: uri.path().trim_end_matches('/').to_owned(),
             authority: uri
@@ -98,20 +101,24 @@ impl Transport {
             .body(http_body_util::Empty::<hyper::body::Bytes>::new())
             .map_err(|e| TransportError::Tls(format!("building request: {e}")))?;
         let addr = format!("{}:{}", self.host, self.port);
-        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((self.host.as_str(), self.port)))
-            .await
-            .map_err(|_| TransportError::ConnectTimeout(addr.clone()))?
-            .map_err(|source| TransportError::Connect {
-                addr: addr.clone(),
-                source,
-            })?;
+        let tcp = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            TcpStream::connect((self.host.as_str(), self.port)),
+        )
+        .await
+        .map_err(|_| TransportError::ConnectTimeout(addr.clone()))?
+        .map_err(|source| TransportError::Connect {
+            addr: addr.clone(),
+            source,
+        })?;
         let _ = tcp.set_nodelay(true);
         let resp = match &self.tls {
             Some((connector, name)) => {
-                let tls = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name.clone(), tcp))
-                    .await
-                    .map_err(|_| TransportError::ConnectTimeout(addr.clone()))?
-                    .map_err(|source| TransportError::Connect { addr, source })?;
+                let tls =
+                    tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name.clone(), tcp))
+                        .await
+                        .map_err(|_| TransportError::ConnectTimeout(addr.clone()))?
+                        .map_err(|source| TransportError::Connect { addr, source })?;
                 send(TokioIo::new(tls), req).await?
             }
             None => send(TokioIo::new(tcp), req).await?,
@@ -223,7 +230,12 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -232,11 +244,15 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
-

@@ -58,7 +58,8 @@ impl Watched for Pod {
     /// Finished pods hold no IP: the API server does not even send them
     /// (and sends DELETED when a pod finishes).
     /// `status.phase!=Succeeded,status.phase!=Failed`
-    const QUERY: &'static str = "&fieldSelector=status.phase%21%3DSucceeded%2Cstatus.phase%21%3DFailed";
+    const QUERY: &'static str =
+        "&fieldSelector=status.phase%21%3DSucceeded%2Cstatus.phase%21%3DFailed";
     fn meta(&self) -> &ObjectMeta {
         &self.metadata
     }
@@ -140,13 +141,19 @@ pub async fn run<T: Watched>(
                 Ok(v) => {
                     health.listed(source);
                     health.set_objects(source, read(&index).count(source));
-                    log::info!("kubernetes: listed {} at resourceVersion {v}", source.resource());
+                    log::info!(
+                        "kubernetes: listed {} at resourceVersion {v}",
+                        source.resource()
+                    );
                     v
                 }
                 Err(e) => {
                     health.error(source);
                     let delay = backoff.next_delay();
-                    log::warn!("kubernetes: listing {}: {e}; retrying in {delay:?}", source.resource());
+                    log::warn!(
+                        "kubernetes: listing {}: {e}; retrying in {delay:?}",
+                        source.resource()
+                    );
                     tokio::time::sleep(delay).await;
                     continue;
                 }
@@ -195,11 +202,15 @@ struct Cursor {
 fn read(index: &RwLock<IpIndex>) -> std::sync::RwLockReadGuard<'_, IpIndex> {
     // A panic while holding the lock leaves the index consistent enough
     // (each operation is small); keep serving it.
-    index.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    index
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn write(index: &RwLock<IpIndex>) -> std::sync::RwLockWriteGuard<'_, IpIndex> {
-    index.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    index
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Lists every page, then replaces the resource's objects in one write.
@@ -217,8 +228,12 @@ async fn list<T: Watched>(
             path.push_str("&continue=");
             path.push_str(&encode(token));
         }
-        let resp = transport.get(&path).await.map_err(WatchError::from_transport)?;
-        let page: List<T> = serde_json::from_slice(&collect(resp.into_body(), MAX_BODY_BYTES).await?)?;
+        let resp = transport
+            .get(&path)
+            .await
+            .map_err(WatchError::from_transport)?;
+        let page: List<T> =
+            serde_json::from_slice(&collect(resp.into_body(), MAX_BODY_BYTES).await?)?;
         claims.extend(page.items.iter().map(|o| (o.meta().uid.clone(), o.claim())));
         match page.metadata.continue_token.filter(|t| !t.is_empty()) {
             Some(token) => next = Some(token),

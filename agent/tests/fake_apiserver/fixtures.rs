@@ -149,7 +149,11 @@ pub fn pod(p: &PodSpec<'_>) -> Value {
 /// A ClusterIP service (`cluster_ips` empty: headless, `None`).
 pub fn service(uid_n: u64, namespace: &str, name: &str, cluster_ips: &[&str]) -> Value {
     let first = cluster_ips.first().copied().unwrap_or("None");
-    let ips: Vec<&str> = if cluster_ips.is_empty() { vec!["None"] } else { cluster_ips.to_vec() };
+    let ips: Vec<&str> = if cluster_ips.is_empty() {
+        vec!["None"]
+    } else {
+        cluster_ips.to_vec()
+    };
     json!({
         "kind": "Service",
         "apiVersion": "v1",

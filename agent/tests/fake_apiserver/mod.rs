@@ -78,7 +78,9 @@ impl FakeApiServer {
     }
 
     async fn start_with(addr: SocketAddr, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
-        let listener = TcpListener::bind(addr).await.expect("binding the fake API server");
+        let listener = TcpListener::bind(addr)
+            .await
+            .expect("binding the fake API server");
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(State {
             version: 1000,
@@ -135,7 +137,11 @@ impl FakeApiServer {
     /// Atomically: drops every open watch mid-stream, applies `changes`,
     /// and with `compact` forgets all history, so a client resuming from
     /// its last version must re-list to learn them.
-    pub fn while_disconnected(&self, changes: Vec<(&'static str, &'static str, Value)>, compact: bool) {
+    pub fn while_disconnected(
+        &self,
+        changes: Vec<(&'static str, &'static str, Value)>,
+        compact: bool,
+    ) {
         {
             let mut s = self.state.lock().unwrap();
             s.generation += 1;
@@ -197,7 +203,13 @@ impl FakeApiServer {
 
     /// The highest version written to a watch of `resource`.
     pub fn delivered(&self, resource: &str) -> u64 {
-        self.state.lock().unwrap().delivered.get(resource).copied().unwrap_or(0)
+        self.state
+            .lock()
+            .unwrap()
+            .delivered
+            .get(resource)
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn requests(&self) -> Vec<String> {
@@ -259,7 +271,11 @@ fn status(code: u16, reason: &str, message: &str) -> Value {
            "message": message, "reason": reason, "code": code})
 }
 
-async fn respond<S: AsyncWrite + Unpin>(stream: &mut S, code: u16, body: &Value) -> std::io::Result<()> {
+async fn respond<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    code: u16,
+    body: &Value,
+) -> std::io::Result<()> {
     let body = body.to_string();
     let head = format!(
         "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -302,16 +318,32 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let (resource, generation, expected) = {
         let mut s = state.lock().unwrap();
         s.requests.push(target.clone());
-        let resource = RESOURCES.into_iter().find(|r| path == format!("/api/v1/{r}"));
+        let resource = RESOURCES
+            .into_iter()
+            .find(|r| path == format!("/api/v1/{r}"));
         (resource, s.generation, s.token.clone())
     };
     if let Some(token) = expected
         && authorization != Some(format!("Bearer {token}"))
     {
-        return respond(&mut stream, 401, &status(401, "Unauthorized", "Unauthorized")).await;
+        return respond(
+            &mut stream,
+            401,
+            &status(401, "Unauthorized", "Unauthorized"),
+        )
+        .await;
     }
     let Some(resource) = resource else {
-        return respond(&mut stream, 404, &status(404, "NotFound", "the server could not find the requested resource")).await;
+        return respond(
+            &mut stream,
+            404,
+            &status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            ),
+        )
+        .await;
     };
     if q.get("watch").map(String::as_str) != Some("1") {
         let body = list(&state, resource, &q);
@@ -338,7 +370,11 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                         .collect()
                 })
                 .unwrap_or_default();
-            (pending, sent < s.compacted.saturating_sub(1), s.generation != generation)
+            (
+                pending,
+                sent < s.compacted.saturating_sub(1),
+                s.generation != generation,
+            )
         };
         if broken {
             // Mid-stream: no terminating chunk.
@@ -346,7 +382,11 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         }
         if gone {
             let msg = format!("too old resource version: {sent}");
-            chunk(&mut stream, &json!({"type": "ERROR", "object": status(410, "Expired", &msg)})).await?;
+            chunk(
+                &mut stream,
+                &json!({"type": "ERROR", "object": status(410, "Expired", &msg)}),
+            )
+            .await?;
             return stream.write_all(b"0\r\n\r\n").await;
         }
         for event in pending {
@@ -372,10 +412,18 @@ fn list(state: &Mutex<State>, resource: &str, q: &HashMap<String, String>) -> Va
         .get(resource)
         .map(|st| st.objects.values().collect())
         .unwrap_or_default();
-    let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(usize::MAX);
+    let limit: usize = q
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(usize::MAX);
     let offset: usize = q
         .get("continue")
-        .map(|c| c.strip_prefix("offset=").expect("our continue token").parse().unwrap())
+        .map(|c| {
+            c.strip_prefix("offset=")
+                .expect("our continue token")
+                .parse()
+                .unwrap()
+        })
         .unwrap_or(0);
     let end = offset.saturating_add(limit).min(objects.len());
     let mut metadata = json!({"resourceVersion": s.version.to_string()});

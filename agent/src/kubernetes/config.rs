@@ -37,8 +37,8 @@ fn invalid(what: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     }
 }
 
-/// How requests authenticate.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// How requests authenticate. `Debug` never prints a secret.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Auth {
     None,
     Token(String),
@@ -50,6 +50,17 @@ pub enum Auth {
         cert: Vec<u8>,
         key: Vec<u8>,
     },
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::None => f.write_str("None"),
+            Self::Token(_) => f.write_str("Token(<redacted>)"),
+            Self::TokenFile(path) => f.debug_tuple("TokenFile").field(path).finish(),
+            Self::ClientCert { .. } => f.write_str("ClientCert(<redacted>)"),
+        }
+    }
 }
 
 /// Everything `KubeIdentities::spawn` needs. Build it with
@@ -434,6 +445,8 @@ users:
         assert_eq!(c.ca.as_deref(), Some(&b"PEM"[..]));
         assert!(c.insecure_skip_tls_verify);
         assert_eq!(c.auth, Auth::TokenFile(d.join("token.txt")));
+        let secret = Auth::Token("s3cr3t".into());
+        assert!(!format!("{secret:?}").contains("s3cr3t"));
     }
 
     #[test]

@@ -164,10 +164,16 @@ pub async fn run<T: Watched>(
             events: 0,
         };
         let timeout = config.watch_timeout.mul_f64(1.0 + random_unit());
-        match watch::<T>(&transport, &index, &health, &mut cursor, timeout).await {
-            Ok(()) if cursor.events > 0 => backoff.reset(),
-            // An empty watch that ended at once: do not spin on a server
-            // that closes every watch.
+        let result = watch::<T>(&transport, &index, &health, &mut cursor, timeout).await;
+        // A watch that made progress proves the server healthy: whatever
+        // ended it, retry at once-ish rather than after earlier failures.
+        if cursor.events > 0 {
+            backoff.reset();
+        }
+        match result {
+            Ok(()) if cursor.events > 0 => {}
+            // An empty watch: do not spin on a server that closes every
+            // watch at once.
             Ok(()) => tokio::time::sleep(backoff.next_delay()).await,
             Err(WatchError::Gone) => {
                 log::info!(

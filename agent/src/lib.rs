@@ -15,6 +15,7 @@ pub mod edges_cmd;
 pub mod events;
 mod identity;
 mod interfaces;
+pub mod kubernetes;
 pub mod logging;
 mod metrics;
 mod pipeline;

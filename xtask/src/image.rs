@@ -8,6 +8,7 @@
 
 use crate::{setup, shell};
 use anyhow::{Context as _, bail, ensure};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -17,11 +18,14 @@ const TARGET: &str = "x86_64-unknown-linux-musl";
 const STATIC_BINARY: &str = "target/x86_64-unknown-linux-musl/release/plainsight";
 
 pub fn build(root: &Path) -> anyhow::Result<PathBuf> {
-    // The agent has no C dependencies: Rust's musl target links with its own
-    // bundled C runtime, so Debian's musl-tools is not needed.
+    // Rust's musl target brings its own C runtime; `ring` (rustls' crypto,
+    // for the Kubernetes API client) compiles C, which needs musl-gcc.
     setup::rust_target(TARGET)?;
-    setup::debian_packages(&["buildah", "binutils"])?;
-    shell::cargo(&["build", "--release", "--target", TARGET, "-p", "plainsight"])?;
+    setup::debian_packages(&["buildah", "binutils", "musl-tools"])?;
+    shell::cargo_env(
+        &["build", "--release", "--target", TARGET, "-p", "plainsight"],
+        &[("CC_x86_64_unknown_linux_musl", OsStr::new("musl-gcc"))],
+    )?;
     let bin = root.join(STATIC_BINARY);
     check_static(&bin)?;
     check_version(&mut Command::new(&bin))?;

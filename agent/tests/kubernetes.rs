@@ -191,7 +191,7 @@ async fn initial_list_names_pods_by_workload_services_and_nodes() {
     let checkout = kube.lookup(ip("10.0.1.57")).unwrap();
     assert_eq!(checkout.kind, IdentityKind::Pod);
     assert_eq!(checkout.namespace.as_deref(), Some("payments"));
-    assert_eq!(checkout.workload, "checkout");
+    assert_eq!(&*checkout.workload, "checkout");
     assert_eq!(
         kube.lookup(ip("10.96.4.7")).unwrap().kind,
         IdentityKind::Service

@@ -3,8 +3,6 @@
 //! machines. The client is configured from a kubeconfig file (http://
 //! server, bearer token) exactly as a developer's would be.
 
-mod fake_apiserver;
-
 use fake_apiserver::FakeApiServer;
 use fake_apiserver::fixtures::{self, Owner, PodSpec};
 use plainsight::kubernetes::{IdentityKind, KubeConfig, KubeIdentities, Source};
@@ -21,16 +19,7 @@ fn kubeconfig(addr: SocketAddr, name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("plainsight-kube-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("config");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\ncurrent-context: test\n\
-             clusters: [{{name: fake, cluster: {{server: 'http://{addr}'}}}}]\n\
-             users: [{{name: robot, user: {{token: {TOKEN}}}}}]\n\
-             contexts: [{{name: test, context: {{cluster: fake, user: robot}}}}]\n"
-        ),
-    )
-    .unwrap();
+    fake_apiserver::write_kubeconfig(&path, addr, Some(TOKEN));
     path
 }
 

@@ -162,7 +162,9 @@ fn attach(cfg: &Config) -> anyhow::Result<Attached> {
     let metrics = Arc::new(Metrics::register(&mut registry));
     let kube = prepare_kubernetes(cfg)?;
     if let Some(k) = &kube {
-        k.health().register(&mut registry);
+        // plainsight_kubernetes_*, next to the agent's own plainsight_*.
+        k.health()
+            .register(registry.sub_registry_with_prefix("plainsight"));
     }
 
     let dp = datapath::load(&datapath::LoadOptions {

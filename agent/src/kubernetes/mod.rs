@@ -39,8 +39,8 @@
 //! - Memory: a k8s-openapi `Pod` keeps every field of the object. 10,000
 //!   realistic pods (3.4 KB of JSON each) decoded into them hold 29.7 KB per
 //!   pod (22.4 KB with managedFields stripped), ~300 MB in all, and a
-//!   kube-rs reflector stores them whole. Our index holds 252 bytes per pod
-//!   (2.4 MiB with 1,000 services and 200 nodes;
+//!   kube-rs reflector stores them whole. Our index holds 270 bytes per pod
+//!   (2.6 MiB with 1,000 services and 200 nodes;
 //!   `cargo run -p plainsight --example kube_memory --release`).
 //! - We need three read-only list+watches, not a controller runtime.
 //!

@@ -307,7 +307,9 @@ fn check(f: File) -> Result<Config, Vec<Problem>> {
         }
     }
 
-    check_kubernetes(&f.kubernetes, |key, m| problem(format!("kubernetes.{key}"), m));
+    check_kubernetes(&f.kubernetes, |key, m| {
+        problem(format!("kubernetes.{key}"), m)
+    });
 
     let mut rules = Vec::new();
     for (i, r) in f.policy.allow.iter().enumerate() {
@@ -359,8 +361,14 @@ fn check(f: File) -> Result<Config, Vec<Problem>> {
 /// The file alone: whether the kubeconfig reads is checked when the agent
 /// (or check-config) resolves it.
 fn check_kubernetes(k: &KubernetesFile, mut problem: impl FnMut(&str, String)) {
-    if k.kubeconfig.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
-        problem("kubeconfig", "is empty; leave it out for the in-cluster service account".into());
+    if k.kubeconfig
+        .as_ref()
+        .is_some_and(|p| p.as_os_str().is_empty())
+    {
+        problem(
+            "kubeconfig",
+            "is empty; leave it out for the in-cluster service account".into(),
+        );
     }
     if k.enabled == Enabled::Off && k.kubeconfig.is_some() {
         problem(
@@ -401,16 +409,8 @@ fn check_rule(r: &RuleFile, mut problem: impl FnMut(&str, String)) -> Option<Rul
             .map_err(|(which, m)| bad(&format!("{key}{which}"), m))
             .ok()
     };
-    let client = side(
-        "client",
-        r.client.as_deref(),
-        r.client_namespace.as_deref(),
-    );
-    let server = side(
-        "server",
-        r.server.as_deref(),
-        r.server_namespace.as_deref(),
-    );
+    let client = side("client", r.client.as_deref(), r.client_namespace.as_deref());
+    let server = side("server", r.server.as_deref(), r.server_namespace.as_deref());
     if r.ports.contains(&0) {
         bad("ports", "port 0 never carries a connection".into());
     }
@@ -467,10 +467,7 @@ fn check_rule(r: &RuleFile, mut problem: impl FnMut(&str, String)) -> Option<Rul
 
 /// One side of a rule from its `client`/`server` value and its
 /// `*_namespace` value; the error names which key (suffix) is wrong.
-fn check_peer(
-    name: Option<&str>,
-    namespace: Option<&str>,
-) -> Result<Peer, (&'static str, String)> {
+fn check_peer(name: Option<&str>, namespace: Option<&str>) -> Result<Peer, (&'static str, String)> {
     match (name, namespace) {
         (Some(_), Some(_)) => Err((
             "_namespace",
@@ -480,7 +477,9 @@ fn check_peer(
             .map(|()| Peer::Namespace(ns.to_owned()))
             .map_err(|m| ("_namespace", m)),
         (None | Some("*"), None) => Ok(Peer::Any),
-        (Some(s), None) if cidr::looks_like_cidr(s) => s.parse().map(Peer::Net).map_err(|m| ("", m)),
+        (Some(s), None) if cidr::looks_like_cidr(s) => {
+            s.parse().map(Peer::Net).map_err(|m| ("", m))
+        }
         (Some(s), None) => check_identity_name(s)
             .map(|()| Peer::Name(s.to_owned()))
             .map_err(|m| ("", m)),
@@ -530,8 +529,7 @@ pub fn check_ring_bytes(n: u32) -> Result<(), String> {
 fn check_namespace_pattern(p: &str) -> Result<(), String> {
     let ok = !p.is_empty()
         && p.len() <= 63
-        && p
-            .chars()
+        && p.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '*' | '?'));
     if ok {
         Ok(())

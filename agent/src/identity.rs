@@ -189,9 +189,6 @@ mod tests {
         assert_eq!(id.workload.as_deref(), Some("checkout"));
         assert!(Arc::ptr_eq(&id.name, &k.name), "no copy per flow");
         let node = Identity::from(&KubeIdentity::new(IdentityKind::Node, None, "ip-10-0-1-23"));
-        assert_eq!(
-            (&*node.name, node.namespace),
-            ("node/ip-10-0-1-23", None)
-        );
+        assert_eq!((&*node.name, node.namespace), ("node/ip-10-0-1-23", None));
     }
 }

@@ -453,7 +453,11 @@ fn daemonset_grants_only_what_the_agent_needs() {
             .iter()
             .find(|m| m["name"] == vol["name"])
             .unwrap_or_else(|| panic!("volume {} is not mounted", vol["name"]));
-        assert_eq!(m["readOnly"], true, "{} must be mounted read-only", vol["name"]);
+        assert_eq!(
+            m["readOnly"], true,
+            "{} must be mounted read-only",
+            vol["name"]
+        );
         m["mountPath"].as_str().expect("mountPath").to_owned()
     };
     let mount_of = |host: &str| {

@@ -132,7 +132,10 @@ fn pods_name_both_ends_and_churn_reattributes_the_next_flow() {
         2.0,
     );
     for resource in ["pods", "services", "nodes"] {
-        agent.wait_sample("plainsight_kubernetes_lists_total", &[("resource", resource)]);
+        agent.wait_sample(
+            "plainsight_kubernetes_lists_total",
+            &[("resource", resource)],
+        );
     }
     assert!(
         api.requests()
@@ -217,7 +220,10 @@ fn pods_name_both_ends_and_churn_reattributes_the_next_flow() {
         .sum();
     assert!((total - 3.0).abs() < f64::EPSILON, "three flows in all");
     assert_eq!(
-        agent.value("plainsight_kubernetes_errors_total", &[("resource", "pods")]),
+        agent.value(
+            "plainsight_kubernetes_errors_total",
+            &[("resource", "pods")]
+        ),
         0.0,
         "no list or watch failed:\n{}",
         agent.log_text()

@@ -268,7 +268,10 @@ fn errors_name_the_file() {
 
 #[test]
 fn kubernetes_section_defaults_to_auto_and_is_read() {
-    assert_eq!(parse("").expect("empty").kubernetes, KubeSettings::default());
+    assert_eq!(
+        parse("").expect("empty").kubernetes,
+        KubeSettings::default()
+    );
     assert_eq!(KubeSettings::default().enabled, Enabled::Auto);
     let c = parse(
         "[kubernetes]\nenabled = \"on\"\nkubeconfig = \"/etc/plainsight/kubeconfig\"\ncontext = \"prod\"\n",

@@ -554,7 +554,10 @@ users:
             kubeconfig: Some(path.clone()),
             context: context.map(str::to_owned),
         };
-        let c = on(None).resolve().unwrap().expect("a kubeconfig turns auto on");
+        let c = on(None)
+            .resolve()
+            .unwrap()
+            .expect("a kubeconfig turns auto on");
         assert_eq!(c.server.to_string(), "https://127.0.0.1:40001/");
         let c = on(Some("staging")).resolve().unwrap().expect("on");
         assert_eq!(c.server.path(), "/k8s");

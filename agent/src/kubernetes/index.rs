@@ -10,8 +10,8 @@
 //! claimants in the order they first claimed it and resolves to the newest;
 //! removing the old pod (by uid) removes only its own claim.
 
-use super::owner::Claim;
 use super::KubeIdentity;
+use super::owner::Claim;
 use std::collections::hash_map::{DefaultHasher, Entry};
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};

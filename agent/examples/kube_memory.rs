@@ -13,10 +13,6 @@
 //! `--write-pods FILE` also writes the pods as one PodList JSON file (to
 //! decode with another client stack for comparison).
 
-#[path = "../tests/fake_apiserver/mod.rs"]
-#[expect(dead_code, reason = "the tests use the rest of the fake server")]
-mod fake_apiserver;
-
 use fake_apiserver::FakeApiServer;
 use fake_apiserver::fixtures::{self, Owner, PodSpec};
 use plainsight::kubernetes::{KubeConfig, KubeIdentities, Source};

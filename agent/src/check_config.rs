@@ -1,7 +1,8 @@
 //! `plainsight check-config FILE`: every problem with where it is, or a
 //! summary of what the agent would run with (and which rules expired).
 
-use crate::{clock, config};
+use crate::{clock, config, kubernetes::KubeIdentities};
+use anyhow::Context as _;
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -26,6 +27,16 @@ pub fn run(args: &CheckConfigArgs) -> anyhow::Result<()> {
         c.edges_max,
         c.listen
     );
+    // What `run` would do with [kubernetes]: the kubeconfig or service
+    // account is read and the TLS setup built; the server is not contacted.
+    match c.kubernetes.resolve().context("[kubernetes]")? {
+        None => println!("kubernetes identities: off here (not in a pod, no kubeconfig)"),
+        Some(kc) => {
+            let server = kc.server.to_string();
+            KubeIdentities::prepare(kc).context("[kubernetes]: TLS setup")?;
+            println!("kubernetes identities: from {server}");
+        }
+    }
     for w in config::warnings(&c, now) {
         println!("warning: {w}");
     }

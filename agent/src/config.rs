@@ -7,6 +7,7 @@
 use crate::{
     cidr::{self, Cidr},
     clock,
+    kubernetes::{Enabled, KubeSettings},
     logging::LogFormat,
     policy::{Peer, PolicySet, Rule, UnknownTreatment},
 };
@@ -35,6 +36,7 @@ struct File {
     datapath: DatapathFile,
     /// CIDR or single address -> identity name.
     identities: BTreeMap<String, String>,
+    kubernetes: KubernetesFile,
     policy: PolicyFile,
     edges: EdgesFile,
     alerts: AlertsFile,
@@ -88,6 +90,17 @@ impl Default for DatapathFile {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+struct KubernetesFile {
+    /// "auto" (in a pod, or with a kubeconfig), "on" or "off".
+    enabled: Enabled,
+    /// A kubeconfig file instead of the in-cluster service account.
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context; default: its current-context.
+    context: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 struct PolicyFile {
     /// How flows of unknown encryption are judged.
     unknown: UnknownTreatment,
@@ -105,6 +118,10 @@ struct RuleFile {
     /// Identity name glob, CIDR or address; absent: any.
     client: Option<String>,
     server: Option<String>,
+    /// Kubernetes namespace glob: peers named from the Kubernetes API in a
+    /// matching namespace (instead of `client` / `server`).
+    client_namespace: Option<String>,
+    server_namespace: Option<String>,
     ports: Vec<u16>,
     protocols: Vec<String>,
 }
@@ -158,6 +175,7 @@ pub struct Config {
     pub max_flows: u32,
     pub ring_bytes: u32,
     pub identities: Vec<(Cidr, String)>,
+    pub kubernetes: KubeSettings,
     pub policy: PolicySet,
     pub edges_max: usize,
     pub idle_timeout: Duration,
@@ -289,6 +307,10 @@ fn check(f: File) -> Result<Config, Vec<Problem>> {
         }
     }
 
+    check_kubernetes(&f.kubernetes, |key, m| {
+        problem(format!("kubernetes.{key}"), m)
+    });
+
     let mut rules = Vec::new();
     for (i, r) in f.policy.allow.iter().enumerate() {
         let at = |key: &str| format!("policy.allow[{i}].{key}");
@@ -323,12 +345,43 @@ fn check(f: File) -> Result<Config, Vec<Problem>> {
         max_flows: f.datapath.max_flows,
         ring_bytes: f.datapath.ring_bytes,
         identities,
+        kubernetes: KubeSettings {
+            enabled: f.kubernetes.enabled,
+            kubeconfig: f.kubernetes.kubeconfig,
+            context: f.kubernetes.context,
+        },
         policy: PolicySet::new(rules, f.policy.unknown),
         edges_max: f.edges.max,
         idle_timeout,
         alerts_per_minute: f.alerts.max_per_minute,
         log_format: f.log.format,
     })
+}
+
+/// The file alone: whether the kubeconfig reads is checked when the agent
+/// (or check-config) resolves it.
+fn check_kubernetes(k: &KubernetesFile, mut problem: impl FnMut(&str, String)) {
+    if k.kubeconfig
+        .as_ref()
+        .is_some_and(|p| p.as_os_str().is_empty())
+    {
+        problem(
+            "kubeconfig",
+            "is empty; leave it out for the in-cluster service account".into(),
+        );
+    }
+    if k.enabled == Enabled::Off && k.kubeconfig.is_some() {
+        problem(
+            "kubeconfig",
+            "is set but enabled = \"off\"; remove one of them".into(),
+        );
+    }
+    if k.context.is_some() && k.kubeconfig.is_none() {
+        problem(
+            "context",
+            "names a kubeconfig context but no kubeconfig is set".into(),
+        );
+    }
 }
 
 /// Builds a rule, reporting each bad key through `problem`.
@@ -350,25 +403,14 @@ fn check_rule(r: &RuleFile, mut problem: impl FnMut(&str, String)) -> Option<Rul
             );
         }
     }
-    let mut peer = |key: &str, v: &Option<String>| match v.as_deref() {
-        None | Some("*") => Peer::Any,
-        Some(s) if cidr::looks_like_cidr(s) => s.parse().map_or_else(
-            |m| {
-                bad(key, m);
-                Peer::Any
-            },
-            Peer::Net,
-        ),
-        Some(s) => match check_identity_name(s) {
-            Ok(()) => Peer::Name(s.to_owned()),
-            Err(m) => {
-                bad(key, m);
-                Peer::Any
-            }
-        },
+    // `None`: the side is wrong (reported); the rule is not built.
+    let mut side = |key: &str, name: Option<&str>, namespace: Option<&str>| {
+        check_peer(name, namespace)
+            .map_err(|(which, m)| bad(&format!("{key}{which}"), m))
+            .ok()
     };
-    let client = peer("client", &r.client);
-    let server = peer("server", &r.server);
+    let client = side("client", r.client.as_deref(), r.client_namespace.as_deref());
+    let server = side("server", r.server.as_deref(), r.server_namespace.as_deref());
     if r.ports.contains(&0) {
         bad("ports", "port 0 never carries a connection".into());
     }
@@ -399,11 +441,15 @@ fn check_rule(r: &RuleFile, mut problem: impl FnMut(&str, String)) -> Option<Rul
             }
         },
     };
-    if client == Peer::Any && server == Peer::Any && r.ports.is_empty() && protocols.is_empty() {
+    if client == Some(Peer::Any)
+        && server == Some(Peer::Any)
+        && r.ports.is_empty()
+        && protocols.is_empty()
+    {
         bad(
             "server",
             "the rule would allow every plaintext flow; name at least one of client, server, \
-             ports, protocols"
+             client_namespace, server_namespace, ports, protocols"
                 .into(),
         );
     }
@@ -412,11 +458,32 @@ fn check_rule(r: &RuleFile, mut problem: impl FnMut(&str, String)) -> Option<Rul
         owner: r.owner.clone(),
         reason: r.reason.clone(),
         expires_ns,
-        client,
-        server,
+        client: client.unwrap_or(Peer::Any),
+        server: server.unwrap_or(Peer::Any),
         ports: r.ports.clone(),
         protocols,
     })
+}
+
+/// One side of a rule from its `client`/`server` value and its
+/// `*_namespace` value; the error names which key (suffix) is wrong.
+fn check_peer(name: Option<&str>, namespace: Option<&str>) -> Result<Peer, (&'static str, String)> {
+    match (name, namespace) {
+        (Some(_), Some(_)) => Err((
+            "_namespace",
+            "cannot be combined with a name, CIDR or address on the same side; use one".into(),
+        )),
+        (None, Some(ns)) => check_namespace_pattern(ns)
+            .map(|()| Peer::Namespace(ns.to_owned()))
+            .map_err(|m| ("_namespace", m)),
+        (None | Some("*"), None) => Ok(Peer::Any),
+        (Some(s), None) if cidr::looks_like_cidr(s) => {
+            s.parse().map(Peer::Net).map_err(|m| ("", m))
+        }
+        (Some(s), None) => check_identity_name(s)
+            .map(|()| Peer::Name(s.to_owned()))
+            .map_err(|m| ("", m)),
+    }
 }
 
 /// `2026-12-31` (expires at the start of that day, UTC),
@@ -456,6 +523,21 @@ pub fn check_ring_bytes(n: u32) -> Result<(), String> {
         return Err(format!("{n} must be a power of two and at least 4096"));
     }
     Ok(())
+}
+
+/// A namespace name (RFC 1123 label) with `*` / `?` globs.
+fn check_namespace_pattern(p: &str) -> Result<(), String> {
+    let ok = !p.is_empty()
+        && p.len() <= 63
+        && p.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '*' | '?'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{p:?} is not a namespace pattern (lowercase letters, digits, '-', and * or ? globs)"
+        ))
+    }
 }
 
 fn check_interface_pattern(p: &str) -> Result<(), String> {

@@ -3,7 +3,10 @@
 //! source (pods and services from the API server) goes in front of the
 //! configured CIDRs.
 
-use crate::cidr::Cidr;
+use crate::{
+    cidr::Cidr,
+    kubernetes::{KubeIdentities, KubeIdentity},
+};
 use std::{collections::HashMap, net::IpAddr, sync::Arc};
 
 /// The name a peer goes by in metrics, the API and policy.
@@ -22,6 +25,17 @@ impl Identity {
             name: name.into(),
             namespace: None,
             workload: None,
+        }
+    }
+}
+
+/// Shares the source's interned strings: no allocation per flow.
+impl From<&KubeIdentity> for Identity {
+    fn from(k: &KubeIdentity) -> Self {
+        Self {
+            name: Arc::clone(&k.name),
+            namespace: k.namespace.clone(),
+            workload: Some(Arc::clone(&k.workload)),
         }
     }
 }
@@ -73,6 +87,14 @@ impl IdentitySource for CidrNames {
             .iter()
             .find_map(|len| self.names.get(&Cidr::of(ip, *len)))
             .cloned()
+    }
+}
+
+/// Pods, services and nodes from the API server; answers from the last
+/// known state and never waits for the server.
+impl IdentitySource for KubeIdentities {
+    fn lookup(&self, ip: IpAddr) -> Option<Identity> {
+        Self::lookup(self, ip).map(|k| Identity::from(&*k))
     }
 }
 
@@ -155,5 +177,18 @@ mod tests {
         let r = Resolver::new(vec![Box::new(Fixed), Box::new(cidrs)]);
         assert_eq!(name(&r, "10.0.5.9"), "billing/api");
         assert_eq!(name(&r, "10.0.5.8"), "rds");
+    }
+
+    #[test]
+    fn kubernetes_identities_carry_namespace_and_workload_sharing_the_strings() {
+        use crate::kubernetes::IdentityKind;
+        let k = KubeIdentity::new(IdentityKind::Pod, Some("payments"), "checkout");
+        let id = Identity::from(&k);
+        assert_eq!(&*id.name, "payments/checkout");
+        assert_eq!(id.namespace.as_deref(), Some("payments"));
+        assert_eq!(id.workload.as_deref(), Some("checkout"));
+        assert!(Arc::ptr_eq(&id.name, &k.name), "no copy per flow");
+        let node = Identity::from(&KubeIdentity::new(IdentityKind::Node, None, "ip-10-0-1-23"));
+        assert_eq!((&*node.name, node.namespace), ("node/ip-10-0-1-23", None));
     }
 }

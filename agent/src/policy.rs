@@ -33,12 +33,20 @@ impl Policy {
     }
 }
 
-/// One side of a rule: anyone, a network, or identity names (`*`, `?` globs).
+/// One side of a rule: anyone, a network, identity names, or a Kubernetes
+/// namespace (`*`, `?` globs in names and namespaces).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Peer {
     Any,
     Net(Cidr),
+    /// Matches the whole name: `billing/ledger-db` is one workload,
+    /// `payments/*` any workload or service of a namespace, `*/ledger-db`
+    /// a workload in any namespace.
     Name(String),
+    /// Matches peers the Kubernetes source named, by namespace only: a
+    /// named CIDR that happens to contain a `/` never matches, and neither
+    /// do nodes (`node/NAME`, no namespace).
+    Namespace(String),
 }
 
 impl Peer {
@@ -47,6 +55,10 @@ impl Peer {
             Self::Any => true,
             Self::Net(c) => c.contains(ip),
             Self::Name(pattern) => glob_match(pattern, &id.name),
+            Self::Namespace(pattern) => id
+                .namespace
+                .as_deref()
+                .is_some_and(|ns| glob_match(pattern, ns)),
         }
     }
 }
@@ -327,6 +339,70 @@ mod tests {
             judge(&lenient, "x", 5432, pg()).policy,
             Policy::Violation,
             "plaintext still needs a rule"
+        );
+    }
+
+    fn kube(ns: Option<&str>, workload: &str) -> Identity {
+        use crate::kubernetes::{IdentityKind, KubeIdentity};
+        let kind = if ns.is_some() {
+            IdentityKind::Pod
+        } else {
+            IdentityKind::Node
+        };
+        Identity::from(&KubeIdentity::new(kind, ns, workload))
+    }
+
+    fn judge_ids(set: &PolicySet, client: &Identity, server: &Identity) -> Policy {
+        let (cip, sip): (IpAddr, IpAddr) =
+            ("10.0.1.5".parse().unwrap(), "10.0.5.7".parse().unwrap());
+        set.evaluate(
+            &FlowFacts::new((cip, client), (sip, server), 5432, &pg()),
+            NOW,
+        )
+        .policy
+    }
+
+    #[test]
+    fn rules_match_kubernetes_namespaces_and_workloads() {
+        let set = PolicySet::new(
+            vec![Rule {
+                client: Peer::Namespace("pay*".into()),
+                ..rule("ledger", Peer::Name("billing/ledger-db".into()), &[], None)
+            }],
+            UnknownTreatment::Violation,
+        );
+        let checkout = kube(Some("payments"), "checkout");
+        let ledger = kube(Some("billing"), "ledger-db");
+        assert_eq!(judge_ids(&set, &checkout, &ledger), Policy::Allowed);
+        assert_eq!(
+            judge_ids(&set, &kube(Some("shop"), "web"), &ledger),
+            Policy::Violation,
+            "another namespace"
+        );
+        assert_eq!(
+            judge_ids(&set, &checkout, &kube(Some("billing"), "ledger-api")),
+            Policy::Violation,
+            "another workload"
+        );
+        assert_eq!(
+            judge_ids(&set, &Identity::named("payments/checkout"), &ledger),
+            Policy::Violation,
+            "a CIDR name that looks like namespace/workload has no namespace"
+        );
+        assert_eq!(
+            judge_ids(&set, &kube(None, "payments"), &ledger),
+            Policy::Violation,
+            "nodes have no namespace"
+        );
+
+        let any_in_ns = PolicySet::new(
+            vec![rule("billing", Peer::Name("billing/*".into()), &[], None)],
+            UnknownTreatment::Violation,
+        );
+        assert_eq!(judge_ids(&any_in_ns, &checkout, &ledger), Policy::Allowed);
+        assert_eq!(
+            judge_ids(&any_in_ns, &checkout, &kube(Some("billing-dev"), "x")),
+            Policy::Violation
         );
     }
 }

@@ -10,6 +10,7 @@ use crate::{
     events,
     identity::{CidrNames, IdentitySource, Resolver},
     interfaces::TcAttacher,
+    kubernetes::{self, KubeIdentities},
     logging::{self, LogFormat},
     metrics::{self, HookLabels, KernelLabels, Metrics},
     pipeline::Pipeline,
@@ -68,6 +69,11 @@ pub struct RunArgs {
     /// Log lines as text or one JSON object per line. [config: log.format]
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+
+    /// Name peers from the Kubernetes API server this kubeconfig points at
+    /// (turns the Kubernetes source on). [config: kubernetes.kubeconfig]
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
 }
 
 fn parse_ring_bytes(s: &str) -> Result<u32, String> {
@@ -94,6 +100,10 @@ impl RunArgs {
         c.max_flows = self.max_flows.unwrap_or(c.max_flows);
         c.ring_bytes = self.ring_bytes.unwrap_or(c.ring_bytes);
         c.log_format = self.log_format.unwrap_or(c.log_format);
+        if let Some(path) = &self.kubeconfig {
+            c.kubernetes.kubeconfig = Some(path.clone());
+            c.kubernetes.enabled = kubernetes::Enabled::On;
+        }
         Ok(c)
     }
 }
@@ -131,6 +141,7 @@ struct Attached {
     stats: aya::maps::PerCpuArray<aya::maps::MapData, u64>,
     flow_table: datapath::FlowTable,
     tc: Option<TcAttacher>,
+    kube: Option<kubernetes::Prepared>,
 }
 
 fn attach(cfg: &Config) -> anyhow::Result<Attached> {
@@ -149,6 +160,12 @@ fn attach(cfg: &Config) -> anyhow::Result<Attached> {
 
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = Arc::new(Metrics::register(&mut registry));
+    let kube = prepare_kubernetes(cfg)?;
+    if let Some(k) = &kube {
+        // plainsight_kubernetes_*, next to the agent's own plainsight_*.
+        k.health()
+            .register(registry.sub_registry_with_prefix("plainsight"));
+    }
 
     let dp = datapath::load(&datapath::LoadOptions {
         include_loopback: cfg.include_loopback,
@@ -195,7 +212,25 @@ fn attach(cfg: &Config) -> anyhow::Result<Attached> {
         stats,
         flow_table,
         tc,
+        kube,
     })
+}
+
+/// Reads the kubeconfig or service account and checks the TLS setup before
+/// anything is attached; connecting is the watches' job, in the background.
+fn prepare_kubernetes(cfg: &Config) -> anyhow::Result<Option<kubernetes::Prepared>> {
+    let Some(kc) = cfg
+        .kubernetes
+        .resolve()
+        .context("kubernetes identities (config section [kubernetes])")?
+    else {
+        log::info!("kubernetes identities off (not in a pod and no kubeconfig)");
+        return Ok(None);
+    };
+    log::info!("kubernetes identities from {}", kc.server);
+    KubeIdentities::prepare(kc)
+        .map(Some)
+        .context("kubernetes identities: TLS setup")
 }
 
 async fn serve(cfg: Config, a: Attached) -> anyhow::Result<()> {
@@ -208,10 +243,16 @@ async fn serve(cfg: Config, a: Attached) -> anyhow::Result<()> {
         stats,
         mut flow_table,
         mut tc,
+        kube,
     } = a;
     let now = clock::now_ns();
     let edges = Arc::new(Mutex::new(Edges::new(cfg.edges_max, cfg.idle_timeout)));
-    let sources: Vec<Box<dyn IdentitySource>> = vec![Box::new(CidrNames::new(cfg.identities))];
+    // Kubernetes first, then named CIDRs, then the IP (Resolver).
+    let mut sources: Vec<Box<dyn IdentitySource>> = Vec::new();
+    if let Some(k) = kube {
+        sources.push(Box::new(k.start()));
+    }
+    sources.push(Box::new(CidrNames::new(cfg.identities)));
     let pipeline = Pipeline::live(
         Resolver::new(sources),
         cfg.policy,

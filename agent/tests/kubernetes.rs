@@ -3,8 +3,6 @@
 //! machines. The client is configured from a kubeconfig file (http://
 //! server, bearer token) exactly as a developer's would be.
 
-mod fake_apiserver;
-
 use fake_apiserver::FakeApiServer;
 use fake_apiserver::fixtures::{self, Owner, PodSpec};
 use plainsight::kubernetes::{IdentityKind, KubeConfig, KubeIdentities, Source};
@@ -21,16 +19,7 @@ fn kubeconfig(addr: SocketAddr, name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("plainsight-kube-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("config");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\ncurrent-context: test\n\
-             clusters: [{{name: fake, cluster: {{server: 'http://{addr}'}}}}]\n\
-             users: [{{name: robot, user: {{token: {TOKEN}}}}}]\n\
-             contexts: [{{name: test, context: {{cluster: fake, user: robot}}}}]\n"
-        ),
-    )
-    .unwrap();
+    fake_apiserver::write_kubeconfig(&path, addr, Some(TOKEN));
     path
 }
 
@@ -191,7 +180,7 @@ async fn initial_list_names_pods_by_workload_services_and_nodes() {
     let checkout = kube.lookup(ip("10.0.1.57")).unwrap();
     assert_eq!(checkout.kind, IdentityKind::Pod);
     assert_eq!(checkout.namespace.as_deref(), Some("payments"));
-    assert_eq!(checkout.workload, "checkout");
+    assert_eq!(&*checkout.workload, "checkout");
     assert_eq!(
         kube.lookup(ip("10.96.4.7")).unwrap().kind,
         IdentityKind::Service

@@ -114,10 +114,24 @@ impl Agent {
     /// Waits (up to 10 s) for a sample of `name` whose labels include all of
     /// `labels`, and returns it; panics with the metrics seen otherwise.
     pub fn wait_sample(&self, name: &str, labels: &[(&str, &str)]) -> Sample {
+        self.wait_sample_where(name, labels, |_| true)
+    }
+
+    /// As `wait_sample`, for a sample whose value is `value`.
+    pub fn wait_value(&self, name: &str, labels: &[(&str, &str)], value: f64) -> Sample {
+        self.wait_sample_where(name, labels, |s| s.value == value)
+    }
+
+    fn wait_sample_where(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        ok: impl Fn(&Sample) -> bool,
+    ) -> Sample {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let samples = self.metrics();
-            if let Some(s) = find(&samples, name, labels) {
+            if let Some(s) = find(&samples, name, labels).filter(|s| ok(s)) {
                 return s.clone();
             }
             if Instant::now() > deadline {

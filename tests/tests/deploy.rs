@@ -54,6 +54,8 @@ const ALERTS: [&str; 9] = [
     "PlainsightFlowTableSaturated",
     "PlainsightEdgeCardinalityCapHit",
 ];
+/// The file in the generated ConfigMap, and under its mount.
+const CONFIG_KEY: &str = "plainsight.toml";
 const IMAGE_PLACEHOLDER: &str = "registry.example.com/plainsight/plainsight:0.1.0";
 
 // ---------------------------------------------------------------- helpers
@@ -314,6 +316,7 @@ fn kubernetes_manifests_render_and_validate_against_the_schemas() {
         set(&[
             "ClusterRole",
             "ClusterRoleBinding",
+            "ConfigMap",
             "DaemonSet",
             "Namespace",
             "PrometheusRule",
@@ -421,32 +424,51 @@ fn daemonset_grants_only_what_the_agent_needs() {
         "no toleration for every taint: {tolerations:?}"
     );
 
-    // Volumes: only the host's cgroup hierarchy and bpffs, both read-only.
+    // Volumes: the host's cgroup hierarchy and bpffs, and the generated
+    // ConfigMap; all read-only.
     let volumes = pod["volumes"].as_array().expect("volumes");
     let host_paths: BTreeSet<String> = volumes
         .iter()
-        .map(|v| {
-            v["hostPath"]["path"]
-                .as_str()
-                .unwrap_or_else(|| panic!("volume {v} is not a hostPath"))
-                .to_owned()
-        })
+        .filter_map(|v| v["hostPath"]["path"].as_str().map(str::to_owned))
         .collect();
     assert_eq!(host_paths, set(&["/sys/fs/bpf", "/sys/fs/cgroup"]));
+    let config_volumes: Vec<&Value> = volumes
+        .iter()
+        .filter(|v| v.get("hostPath").is_none())
+        .collect();
+    assert_eq!(
+        config_volumes.len(),
+        1,
+        "one volume besides the host paths: {volumes:?}"
+    );
+    assert_eq!(
+        config_volumes[0]["configMap"]["name"],
+        object("ConfigMap")["metadata"]["name"],
+        "the volume is the generated (hash-named) ConfigMap"
+    );
     let mounts = c["volumeMounts"].as_array().expect("volumeMounts");
     assert_eq!(mounts.len(), volumes.len());
-    let mount_of = |host: &str| {
-        let vol = volumes
-            .iter()
-            .find(|v| v["hostPath"]["path"] == host)
-            .expect("volume");
+    let mount_of_volume = |vol: &Value| {
         let m = mounts
             .iter()
             .find(|m| m["name"] == vol["name"])
-            .unwrap_or_else(|| panic!("{host} is not mounted"));
-        assert_eq!(m["readOnly"], true, "{host} must be mounted read-only");
+            .unwrap_or_else(|| panic!("volume {} is not mounted", vol["name"]));
+        assert_eq!(
+            m["readOnly"], true,
+            "{} must be mounted read-only",
+            vol["name"]
+        );
         m["mountPath"].as_str().expect("mountPath").to_owned()
     };
+    let mount_of = |host: &str| {
+        mount_of_volume(
+            volumes
+                .iter()
+                .find(|v| v["hostPath"]["path"] == host)
+                .expect("volume"),
+        )
+    };
+    let config_mount = mount_of_volume(config_volumes[0]);
     let cgroup_mount = mount_of("/sys/fs/cgroup");
     mount_of("/sys/fs/bpf");
 
@@ -469,6 +491,11 @@ fn daemonset_grants_only_what_the_agent_needs() {
         cgroup_mount,
         "--cgroup is not the mounted host hierarchy"
     );
+    assert_eq!(
+        flag("--config"),
+        format!("{config_mount}/{CONFIG_KEY}"),
+        "--config is not the file the ConfigMap mounts"
+    );
     let listen: SocketAddr = flag("--listen").parse().expect("--listen is an address");
     assert!(
         listen.ip().is_unspecified(),
@@ -488,8 +515,9 @@ fn daemonset_grants_only_what_the_agent_needs() {
     assert_eq!(c["livenessProbe"]["httpGet"]["port"], "metrics");
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
     assert_eq!(c["readinessProbe"]["httpGet"]["port"], "metrics");
-    assert_eq!(c["resources"]["requests"]["cpu"], "50m");
-    assert_eq!(c["resources"]["requests"]["memory"], "64Mi");
+    // Sized from the measured numbers in the manifest's comment.
+    assert_eq!(c["resources"]["requests"]["cpu"], "20m");
+    assert_eq!(c["resources"]["requests"]["memory"], "32Mi");
     assert_eq!(c["resources"]["limits"]["memory"], "128Mi");
     assert!(
         c["resources"]["limits"].get("cpu").is_none(),
@@ -504,6 +532,54 @@ fn daemonset_grants_only_what_the_agent_needs() {
         &ds["spec"]["selector"]["matchLabels"],
         &ds["spec"]["template"]["metadata"]["labels"]
     ));
+}
+
+/// The embedded configuration as the agent reads it: valid for
+/// `plainsight check-config`, with the Kubernetes source on in a pod and
+/// off elsewhere, and the policy example commented out.
+#[test]
+fn config_map_holds_a_config_the_agent_accepts() {
+    let cm = object("ConfigMap");
+    let data = cm["data"].as_object().expect("ConfigMap data");
+    assert_eq!(
+        data.keys().collect::<Vec<_>>(),
+        [CONFIG_KEY],
+        "one file in the ConfigMap"
+    );
+    let toml = data[CONFIG_KEY].as_str().expect("text");
+    assert_eq!(toml, read(&deploy("kubernetes/plainsight.toml")));
+    assert!(
+        toml.contains("# [[policy.allow]]") && toml.contains("# client_namespace = "),
+        "a commented example policy"
+    );
+    let file = scratch("configmap").join(CONFIG_KEY);
+    std::fs::write(&file, toml).expect("writing the embedded config");
+    let check = |in_pod: bool| {
+        let mut cmd = Command::new(plainsight_tests::plainsight_bin());
+        cmd.arg("check-config").arg(&file);
+        if in_pod {
+            cmd.env("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+                .env("KUBERNETES_SERVICE_PORT", "443");
+        } else {
+            cmd.env_remove("KUBERNETES_SERVICE_HOST");
+        }
+        run(&mut cmd)
+    };
+    let outside = check(false);
+    assert!(outside.status.success(), "{}", text(&outside));
+    assert!(
+        text(&outside).contains("kubernetes identities: off here"),
+        "{}",
+        text(&outside)
+    );
+    // In a pod, "auto" reads the service account: it names the mounted
+    // token when this machine has none, the server when it has one.
+    let inside = text(&check(true));
+    assert!(
+        inside.contains("/var/run/secrets/kubernetes.io/serviceaccount/")
+            || inside.contains("kubernetes identities: from https://10.96.0.1:443"),
+        "in a pod the Kubernetes source is on:\n{inside}"
+    );
 }
 
 #[test]

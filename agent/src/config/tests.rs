@@ -177,7 +177,7 @@ idle_timeout = "1 hour"
         "policy.allow[1].ports: port 0 never carries a connection",
         r#"policy.allow[1].expires: "next tuesday" is not an RFC 3339 date or date-time"#,
         "policy.allow[2].expires: 2026-01-01T10:00:00 has a time but no UTC offset; add `Z` or e.g. `+02:00`",
-        "policy.allow[2].server: the rule would allow every plaintext flow; name at least one of client, server, ports, protocols",
+        "policy.allow[2].server: the rule would allow every plaintext flow; name at least one of client, server, client_namespace, server_namespace, ports, protocols",
         "edges.max: must be at least 1",
         r#"edges.idle_timeout: "1 hour" is not a duration: the unit must be s, m, h or d"#,
     ];
@@ -263,5 +263,87 @@ fn errors_name_the_file() {
     assert!(
         missing.starts_with("reading config /nonexistent/plainsight.toml: "),
         "{missing}"
+    );
+}
+
+#[test]
+fn kubernetes_section_defaults_to_auto_and_is_read() {
+    assert_eq!(
+        parse("").expect("empty").kubernetes,
+        KubeSettings::default()
+    );
+    assert_eq!(KubeSettings::default().enabled, Enabled::Auto);
+    let c = parse(
+        "[kubernetes]\nenabled = \"on\"\nkubeconfig = \"/etc/plainsight/kubeconfig\"\ncontext = \"prod\"\n",
+    )
+    .unwrap_or_else(|p| panic!("{p:?}"));
+    assert_eq!(
+        c.kubernetes,
+        KubeSettings {
+            enabled: Enabled::On,
+            kubeconfig: Some("/etc/plainsight/kubeconfig".into()),
+            context: Some("prod".into()),
+        }
+    );
+}
+
+#[test]
+fn kubernetes_section_problems_are_named() {
+    let p = problems("[kubernetes]\nenabled = \"yes\"\n");
+    assert!(p[0].starts_with("line 2, column 11: "), "{p:?}");
+    assert!(p[0].contains("`auto`, `on`"), "lists the values: {p:?}");
+    assert_eq!(
+        problems("[kubernetes]\nenabled = \"off\"\nkubeconfig = \"/k\"\ncontext = \"c\"\n"),
+        [r#"kubernetes.kubeconfig: is set but enabled = "off"; remove one of them"#]
+    );
+    assert_eq!(
+        problems("[kubernetes]\ncontext = \"c\"\nkubeconfig = \"\"\n"),
+        ["kubernetes.kubeconfig: is empty; leave it out for the in-cluster service account"]
+    );
+    assert_eq!(
+        problems("[kubernetes]\ncontext = \"c\"\n"),
+        ["kubernetes.context: names a kubeconfig context but no kubeconfig is set"]
+    );
+}
+
+#[test]
+fn rules_match_kubernetes_namespaces_and_workload_names() {
+    let c = parse(
+        r#"
+[[policy.allow]]
+name = "ledger"
+owner = "team-billing"
+reason = "legacy driver"
+client_namespace = "payments"
+server = "billing/ledger-db"
+[[policy.allow]]
+name = "staging"
+owner = "sre"
+reason = "test data only"
+server_namespace = "staging-*"
+"#,
+    )
+    .unwrap_or_else(|p| panic!("{p:?}"));
+    let r = c.policy.rules();
+    assert_eq!(r[0].client, Peer::Namespace("payments".into()));
+    assert_eq!(r[0].server, Peer::Name("billing/ledger-db".into()));
+    assert_eq!(r[1].server, Peer::Namespace("staging-*".into()));
+    let p = problems(
+        r#"
+[[policy.allow]]
+name = "both"
+owner = "o"
+reason = "r"
+client = "10.0.0.0/8"
+client_namespace = "payments"
+server_namespace = "Billing"
+"#,
+    );
+    assert_eq!(
+        p,
+        [
+            "policy.allow[0].client_namespace: cannot be combined with a name, CIDR or address on the same side; use one",
+            r#"policy.allow[0].server_namespace: "Billing" is not a namespace pattern (lowercase letters, digits, '-', and * or ? globs)"#,
+        ]
     );
 }

@@ -190,6 +190,48 @@ impl KubeConfig {
     }
 }
 
+/// Whether the agent names peers from the Kubernetes API
+/// (`[kubernetes] enabled`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Enabled {
+    /// On in a pod (`KUBERNETES_SERVICE_HOST` is set: the in-cluster
+    /// service account) or when a kubeconfig is given; off otherwise, so
+    /// the same file serves an EC2 host and a DaemonSet.
+    #[default]
+    Auto,
+    /// Required: the agent does not start without an API configuration
+    /// (the kubeconfig given, else in-cluster, else `$KUBECONFIG` or
+    /// `~/.kube/config`).
+    On,
+    Off,
+}
+
+/// The `[kubernetes]` section, with `--kubeconfig` applied.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KubeSettings {
+    pub enabled: Enabled,
+    /// A kubeconfig file instead of the in-cluster service account.
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context; default: its `current-context`.
+    pub context: Option<String>,
+}
+
+impl KubeSettings {
+    /// Where the API server is, or `None` when the source is off. Reads the
+    /// kubeconfig or service account now, so a bad one is reported before
+    /// anything is attached.
+    pub fn resolve(&self) -> Result<Option<KubeConfig>, ConfigError> {
+        let in_pod = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+        match (self.enabled, &self.kubeconfig) {
+            (Enabled::Off, _) => Ok(None),
+            (_, Some(path)) => KubeConfig::from_kubeconfig(path, self.context.as_deref()).map(Some),
+            (Enabled::Auto, None) if !in_pod => Ok(None),
+            (_, None) => KubeConfig::infer().map(Some),
+        }
+    }
+}
+
 fn read(path: &Path) -> Result<Vec<u8>, ConfigError> {
     std::fs::read(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
@@ -499,5 +541,36 @@ users:
             .unwrap_err()
             .to_string();
         assert!(e.contains("token"), "{e}");
+    }
+
+    #[test]
+    fn settings_resolve_the_given_kubeconfig_and_context_or_nothing_when_off() {
+        let d = tempdir("settings");
+        std::fs::create_dir_all(d.join("certs")).unwrap();
+        write(&d, "certs/ca.pem", "PEM");
+        let path = write(&d, "config", KIND);
+        let on = |context: Option<&str>| KubeSettings {
+            enabled: Enabled::Auto,
+            kubeconfig: Some(path.clone()),
+            context: context.map(str::to_owned),
+        };
+        let c = on(None)
+            .resolve()
+            .unwrap()
+            .expect("a kubeconfig turns auto on");
+        assert_eq!(c.server.to_string(), "https://127.0.0.1:40001/");
+        let c = on(Some("staging")).resolve().unwrap().expect("on");
+        assert_eq!(c.server.path(), "/k8s");
+        let off = KubeSettings {
+            enabled: Enabled::Off,
+            ..on(None)
+        };
+        assert!(off.resolve().unwrap().is_none());
+        let missing = KubeSettings {
+            kubeconfig: Some(d.join("nope")),
+            ..on(None)
+        };
+        let e = missing.resolve().unwrap_err().to_string();
+        assert!(e.contains("nope"), "names the file: {e}");
     }
 }

@@ -10,8 +10,8 @@
 //! claimants in the order they first claimed it and resolves to the newest;
 //! removing the old pod (by uid) removes only its own claim.
 
+use super::KubeIdentity;
 use super::owner::Claim;
-use super::{IdentityKind, KubeIdentity};
 use std::collections::hash_map::{DefaultHasher, Entry};
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -189,19 +189,10 @@ fn drop_claim(ips: &mut HashMap<IpAddr, Vec<(Key, Arc<KubeIdentity>)>>, ip: IpAd
     }
 }
 
-impl KubeIdentity {
-    pub(super) fn new(kind: IdentityKind, namespace: Option<&str>, workload: &str) -> Self {
-        Self {
-            kind,
-            namespace: namespace.map(str::to_owned),
-            workload: workload.to_owned(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kubernetes::IdentityKind;
 
     const OLD: &str = "11111111-1111-1111-1111-111111111111";
     const NEW: &str = "22222222-2222-2222-2222-222222222222";

@@ -6,12 +6,16 @@
 //! # Wiring
 //!
 //! ```ignore
-//! let kube = KubeIdentities::spawn(KubeConfig::infer()?)?;  // in the tokio runtime
-//! kube.health().register(&mut registry);                   // plainsight_kubernetes_*
-//! // first in the resolver chain, before named CIDRs and the bare IP:
-//! let name = kube.lookup(ip).map(|id| id.to_string())      // "payments/checkout"
-//!     .or_else(|| cidrs.lookup(ip)).unwrap_or_else(|| ip.to_string());
+//! // before attaching: `[kubernetes]` settings -> where the API server is
+//! let prepared = KubeIdentities::prepare(settings.resolve()?.unwrap())?;
+//! prepared.health().register(&mut registry);               // plainsight_kubernetes_*
+//! let kube = prepared.start();                              // in the tokio runtime
+//! // first in the resolver chain (identity.rs), before named CIDRs and the IP:
+//! let name = kube.lookup(ip).map(|id| id.name.clone());    // "payments/checkout"
 //! ```
+//!
+//! `plainsight run` does exactly this (run.rs); `KubeIdentities::spawn`
+//! is `prepare` + `start` for tests.
 //!
 //! `lookup` is a read lock and one hash lookup returning a shared pointer;
 //! it never waits for the API server. Until the first lists complete, and
@@ -35,8 +39,8 @@
 //! - Memory: a k8s-openapi `Pod` keeps every field of the object. 10,000
 //!   realistic pods (3.4 KB of JSON each) decoded into them hold 29.7 KB per
 //!   pod (22.4 KB with managedFields stripped), ~300 MB in all, and a
-//!   kube-rs reflector stores them whole. Our index holds 252 bytes per pod
-//!   (2.4 MiB with 1,000 services and 200 nodes;
+//!   kube-rs reflector stores them whole. Our index holds 270 bytes per pod
+//!   (2.6 MiB with 1,000 services and 200 nodes;
 //!   `cargo run -p plainsight --example kube_memory --release`).
 //! - We need three read-only list+watches, not a controller runtime.
 //!
@@ -57,7 +61,7 @@ mod owner;
 mod transport;
 mod watch;
 
-pub use config::{Auth, ConfigError, KubeConfig, SERVICE_ACCOUNT_DIR};
+pub use config::{Auth, ConfigError, Enabled, KubeConfig, KubeSettings, SERVICE_ACCOUNT_DIR};
 pub use health::KubeHealth;
 pub use index::Source;
 pub use transport::TransportError;
@@ -81,23 +85,37 @@ pub enum IdentityKind {
 }
 
 /// The name of one IP. Shared (interned): every pod of a workload points
-/// to the same one.
+/// to the same one. The strings are shared too, so the event path turns an
+/// identity into the agent's `Identity` with reference counts, not copies.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct KubeIdentity {
     pub kind: IdentityKind,
     /// `None` for nodes.
-    pub namespace: Option<String>,
+    pub namespace: Option<Arc<str>>,
     /// Workload, service or node name.
-    pub workload: String,
+    pub workload: Arc<str>,
+    /// `namespace/workload`, `namespace/service` or `node/NAME`.
+    pub name: Arc<str>,
 }
 
-/// `namespace/workload`, `namespace/service` or `node/NAME`.
+impl KubeIdentity {
+    pub fn new(kind: IdentityKind, namespace: Option<&str>, workload: &str) -> Self {
+        let name = match namespace {
+            Some(ns) => format!("{ns}/{workload}"),
+            None => format!("node/{workload}"),
+        };
+        Self {
+            kind,
+            namespace: namespace.map(Arc::from),
+            workload: workload.into(),
+            name: name.into(),
+        }
+    }
+}
+
 impl fmt::Display for KubeIdentity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.namespace {
-            Some(ns) => write!(f, "{ns}/{}", self.workload),
-            None => write!(f, "node/{}", self.workload),
-        }
+        f.write_str(&self.name)
     }
 }
 
@@ -120,24 +138,56 @@ impl Drop for Tasks {
     }
 }
 
-impl KubeIdentities {
+/// The source set up but not yet watching: built before the agent attaches
+/// anything (so a bad TLS setup stops it with nothing attached), started
+/// once the runtime runs.
+pub struct Prepared {
+    transport: Arc<transport::Transport>,
+    config: KubeConfig,
+    health: KubeHealth,
+}
+
+impl Prepared {
+    pub const fn health(&self) -> &KubeHealth {
+        &self.health
+    }
+
     /// Starts watching Pods, Services and Nodes. Must be called inside a
-    /// tokio runtime. Fails only on a bad TLS setup (unreadable CA or client
-    /// key); an unreachable API server is retried in the background.
-    pub fn spawn(config: KubeConfig) -> Result<Self, TransportError> {
-        let transport = Arc::new(transport::Transport::new(&config)?);
+    /// tokio runtime.
+    pub fn start(self) -> KubeIdentities {
+        let Self {
+            transport,
+            config,
+            health,
+        } = self;
         let index = Arc::new(RwLock::new(IpIndex::default()));
-        let health = KubeHealth::default();
         let tasks = vec![
             spawn_watch::<objects::Pod>(&transport, &index, &health, &config),
             spawn_watch::<objects::Service>(&transport, &index, &health, &config),
             spawn_watch::<objects::Node>(&transport, &index, &health, &config),
         ];
-        Ok(Self {
+        KubeIdentities {
             index,
             health,
             _tasks: Arc::new(Tasks(tasks)),
+        }
+    }
+}
+
+impl KubeIdentities {
+    /// Checks the TLS setup (CA, client key) without connecting; an
+    /// unreachable API server is retried in the background once started.
+    pub fn prepare(config: KubeConfig) -> Result<Prepared, TransportError> {
+        Ok(Prepared {
+            transport: Arc::new(transport::Transport::new(&config)?),
+            config,
+            health: KubeHealth::default(),
         })
+    }
+
+    /// `prepare` and `start` in one: inside a tokio runtime.
+    pub fn spawn(config: KubeConfig) -> Result<Self, TransportError> {
+        Ok(Self::prepare(config)?.start())
     }
 
     /// The identity of `ip`, from the last known state.

@@ -12,13 +12,19 @@
 //!
 //! Tests drive it: `apply` an event, `bookmark`, `break_watches` (connections
 //! dropped mid-stream, no terminating chunk), `compact` (history gone, like
-//! etcd compaction), and read the request log.
+//! etcd compaction), and read the request log. `write_kubeconfig` points a
+//! client (the agent's library, or the `plainsight` binary) at it.
+//!
+//! Shared by the agent's identity-source tests (async, on their own tokio
+//! runtime) and the end-to-end tests in `tests/` (synchronous: `hosted`
+//! runs it on a runtime of its own).
 
 pub mod fixtures;
 
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -214,6 +220,51 @@ impl FakeApiServer {
 
     pub fn requests(&self) -> Vec<String> {
         self.state.lock().unwrap().requests.clone()
+    }
+}
+
+/// Writes a kubeconfig at `path` whose current context is the (http://)
+/// server at `addr`, with `token` as its bearer token when given.
+pub fn write_kubeconfig(path: &Path, addr: SocketAddr, token: Option<&str>) {
+    let user = token.map_or_else(|| "{}".to_owned(), |t| format!("{{token: {t}}}"));
+    std::fs::write(
+        path,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: test\n\
+             clusters: [{{name: fake, cluster: {{server: 'http://{addr}'}}}}]\n\
+             users: [{{name: robot, user: {user}}}]\n\
+             contexts: [{{name: test, context: {{cluster: fake, user: robot}}}}]\n"
+        ),
+    )
+    .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}
+
+/// The server on a runtime of its own, for synchronous tests: every
+/// driving method works from any thread. Dropping it stops both.
+pub struct Hosted {
+    // Declared first: dropped (connections closed) before the runtime.
+    server: FakeApiServer,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl std::ops::Deref for Hosted {
+    type Target = FakeApiServer;
+    fn deref(&self) -> &FakeApiServer {
+        &self.server
+    }
+}
+
+/// Starts a server on 127.0.0.1 (a free port) on its own runtime.
+pub fn hosted() -> Hosted {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime for the fake API server");
+    let server = runtime.block_on(FakeApiServer::start());
+    Hosted {
+        server,
+        _runtime: runtime,
     }
 }
 

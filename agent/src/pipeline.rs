@@ -5,9 +5,9 @@ use crate::{
     alerts::{Alert, Alerter, Cause},
     edges::{EdgeKey, Edges, Observation},
     events::Flow,
-    identity::Resolver,
+    identity::{Identity, Resolver},
     metrics::{FlowLabels, Metrics, PolicyRuleLabels, ReasonLabels, TlsLabels},
-    policy::{FlowFacts, Policy, PolicySet},
+    policy::{Decision, FlowFacts, Policy, PolicySet},
 };
 use agent_common::{Encryption, Reason, wire::Hook};
 use std::{
@@ -24,8 +24,18 @@ pub struct Pipeline {
     edges: Arc<Mutex<Edges>>,
     metrics: Option<Arc<Metrics>>,
     alerts: Option<Alerter>,
+    /// Judge rule expiry at this time instead of the flow's (replay: a
+    /// policy is tested as if deployed now, whatever the capture's age).
+    judge_at_ns: Option<i64>,
     last_tick_ns: i64,
     last_sweep_ns: i64,
+}
+
+/// Who a flow's sides are and what policy says about it.
+pub struct Judgement {
+    pub client: Identity,
+    pub server: Identity,
+    pub decision: Decision,
 }
 
 impl Pipeline {
@@ -44,6 +54,7 @@ impl Pipeline {
             edges,
             metrics: Some(metrics),
             alerts: Some(alerts),
+            judge_at_ns: None,
             last_tick_ns: now_ns,
             last_sweep_ns: now_ns,
         };
@@ -51,14 +62,16 @@ impl Pipeline {
         p
     }
 
-    /// Replay's: addresses as identities, no rules, no cap, nothing expires.
-    pub fn offline() -> Self {
+    /// Replay's: the given identities and policy, rules judged at
+    /// `judge_at_ns`; no cap, no idle expiry, no metrics or alerts.
+    pub fn offline(resolver: Resolver, policy: PolicySet, judge_at_ns: i64) -> Self {
         Self {
-            resolver: Resolver::default(),
-            policy: PolicySet::default(),
+            resolver,
+            policy,
             edges: Arc::new(Mutex::new(Edges::new(usize::MAX, Duration::MAX))),
             metrics: None,
             alerts: None,
+            judge_at_ns: Some(judge_at_ns),
             last_tick_ns: 0,
             last_sweep_ns: 0,
         }
@@ -68,12 +81,31 @@ impl Pipeline {
         self.edges.clone()
     }
 
-    pub fn observe(&mut self, f: &Flow, ts_ns: i64) {
-        let v = &f.verdict;
+    /// Names both sides and applies the policy, without recording anything.
+    pub fn judge(&self, f: &Flow, ts_ns: i64) -> Judgement {
         let client = self.resolver.resolve(f.client);
         let server = self.resolver.resolve(f.server);
-        let facts = FlowFacts::new((f.client, &client), (f.server, &server), f.server_port, v);
-        let d = self.policy.evaluate(&facts, ts_ns);
+        let facts = FlowFacts::new(
+            (f.client, &client),
+            (f.server, &server),
+            f.server_port,
+            &f.verdict,
+        );
+        let decision = self.policy.evaluate(&facts, self.judge_at_ns.unwrap_or(ts_ns));
+        Judgement {
+            client,
+            server,
+            decision,
+        }
+    }
+
+    pub fn observe(&mut self, f: &Flow, ts_ns: i64) {
+        let v = &f.verdict;
+        let Judgement {
+            client,
+            server,
+            decision: d,
+        } = self.judge(f, ts_ns);
         let key = EdgeKey {
             policy: d.policy,
             client: client.name.clone(),

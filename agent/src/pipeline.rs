@@ -6,7 +6,7 @@ use crate::{
     edges::{EdgeKey, Edges, Observation},
     events::Flow,
     identity::{Identity, Resolver},
-    metrics::{FlowLabels, Metrics, PolicyRuleLabels, ReasonLabels, TlsLabels},
+    metrics::{AlertLabels, FlowLabels, Metrics, PolicyRuleLabels, ReasonLabels, TlsLabels},
     policy::{Decision, FlowFacts, Policy, PolicySet},
 };
 use agent_common::{Encryption, Reason, wire::Hook};
@@ -140,7 +140,7 @@ impl Pipeline {
             && d.policy == Policy::Violation
             && let Some(alerts) = &mut self.alerts
         {
-            alerts.violation(
+            let outcome = alerts.violation(
                 &Alert {
                     key: &rec.key,
                     client_addr: f.client,
@@ -150,6 +150,9 @@ impl Pipeline {
                 },
                 ts_ns,
             );
+            if let (Some(m), Some(outcome)) = (&self.metrics, outcome.label()) {
+                m.alerts.get_or_create(&AlertLabels { outcome }).inc();
+            }
         }
         log::debug!(
             "flow {}:{} -> {}:{} {} {} {} {} midstream={} hook={}",
@@ -274,6 +277,13 @@ mod tests {
     }
 
     fn live(max: usize) -> (Pipeline, prometheus_client::registry::Registry) {
+        live_alerting(max, 10)
+    }
+
+    fn live_alerting(
+        max: usize,
+        alerts_per_minute: u32,
+    ) -> (Pipeline, prometheus_client::registry::Registry) {
         let mut reg = prometheus_client::registry::Registry::default();
         let metrics = Arc::new(Metrics::register(&mut reg));
         let names = CidrNames::new([("10.0.5.0/24".parse().expect("cidr"), "rds".to_owned())]);
@@ -292,7 +302,7 @@ mod tests {
             PolicySet::new(vec![rule], UnknownTreatment::Violation),
             Arc::new(Mutex::new(Edges::new(max, Duration::from_secs(60)))),
             metrics,
-            Alerter::new(10, 0),
+            Alerter::new(alerts_per_minute, 0),
             0,
         );
         (p, reg)
@@ -370,5 +380,24 @@ mod tests {
             2,
             "one admitted series and one `other`"
         );
+    }
+
+    #[test]
+    fn alerts_are_counted_logged_or_suppressed_once_per_new_violating_edge() {
+        let (mut p, reg) = live_alerting(100, 2);
+        let logged = r#"plainsight_alerts_total{outcome="logged"}"#;
+        let suppressed = r#"plainsight_alerts_total{outcome="suppressed"}"#;
+        assert_eq!(value(&reg, logged), Some(0.0), "present before any alert");
+        assert_eq!(value(&reg, suppressed), Some(0.0));
+        for i in 1..=5u8 {
+            let ip = IpAddr::from([10, 0, 1, i]).to_string();
+            p.observe(&flow(&ip, "10.0.6.1", 80), S);
+            // The same edge again is no new alert.
+            p.observe(&flow(&ip, "10.0.6.1", 80), S);
+        }
+        // Allowed edges never alert.
+        p.observe(&flow("10.0.1.1", "10.0.5.7", 5432), S);
+        assert_eq!(value(&reg, logged), Some(2.0), "the burst of 2");
+        assert_eq!(value(&reg, suppressed), Some(3.0));
     }
 }

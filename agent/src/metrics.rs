@@ -105,7 +105,7 @@ impl Metrics {
         // Both outcomes from the start, so a rate() over them has data
         // before the first alert.
         for outcome in ["logged", "suppressed"] {
-            m.alerts.get_or_create(&AlertLabels { outcome });
+            drop(m.alerts.get_or_create(&AlertLabels { outcome }));
         }
         reg.register(
             "plainsight_flows",

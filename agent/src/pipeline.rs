@@ -91,7 +91,9 @@ impl Pipeline {
             f.server_port,
             &f.verdict,
         );
-        let decision = self.policy.evaluate(&facts, self.judge_at_ns.unwrap_or(ts_ns));
+        let decision = self
+            .policy
+            .evaluate(&facts, self.judge_at_ns.unwrap_or(ts_ns));
         Judgement {
             client,
             server,

@@ -228,11 +228,27 @@ fn a_config_names_and_judges_the_flows() {
     assert_eq!(rows.len(), 4, "{}", r.stdout);
     assert_eq!(
         rows[1][..7],
-        ["local6", "local6", "18081", "http", "plaintext", "violation", "1"]
+        [
+            "local6",
+            "local6",
+            "18081",
+            "http",
+            "plaintext",
+            "violation",
+            "1"
+        ]
     );
     assert_eq!(
         rows[2][..7],
-        ["local", "local", "18080", "http", "plaintext", "allowed", "1"]
+        [
+            "local",
+            "local",
+            "18080",
+            "http",
+            "plaintext",
+            "allowed",
+            "1"
+        ]
     );
     assert_eq!(
         rows[3][..7],
@@ -254,13 +270,18 @@ fn a_bad_config_fails_before_any_output() {
         assert!(!r.ok);
         assert_eq!(r.stdout, "", "nothing printed");
         assert!(
-            r.stderr.contains(r#"identities."10.0.0.0/33": "10.0.0.0/33" is not a CIDR"#)
+            r.stderr
+                .contains(r#"identities."10.0.0.0/33": "10.0.0.0/33" is not a CIDR"#)
                 && r.stderr.contains("edges.max: must be at least 1"),
             "{}",
             r.stderr
         );
     }
-    let r = replay(&["--config", "/nonexistent/p.toml", cap.to_str().unwrap_or_default()]);
+    let r = replay(&[
+        "--config",
+        "/nonexistent/p.toml",
+        cap.to_str().unwrap_or_default(),
+    ]);
     assert!(!r.ok);
     assert_eq!(r.stdout, "");
     assert!(

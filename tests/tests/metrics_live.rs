@@ -32,7 +32,14 @@ application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5
 fn scrape(agent: &Agent, accept: Option<&str>) -> (String, String) {
     let url = format!("http://{}/metrics", agent.addr);
     let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "--fail", "--max-time", "5", "-w", "\n%{content_type}"]);
+    cmd.args([
+        "-sS",
+        "--fail",
+        "--max-time",
+        "5",
+        "-w",
+        "\n%{content_type}",
+    ]);
     if let Some(a) = accept {
         cmd.args(["-H", &format!("Accept: {a}")]);
     }
@@ -66,13 +73,23 @@ fn metrics_speak_openmetrics_to_prometheus_and_text_to_everyone_else() {
         kind,
         "application/openmetrics-text; version=1.0.0; charset=utf-8"
     );
-    assert!(om.ends_with("\n# EOF\n"), "OpenMetrics ends with # EOF:\n{om}");
+    assert!(
+        om.ends_with("\n# EOF\n"),
+        "OpenMetrics ends with # EOF:\n{om}"
+    );
     assert_eq!(om.matches("# EOF").count(), 1);
     // OpenMetrics names the counter family without `_total`, its samples with.
     assert!(om.contains("# TYPE plainsight_flows counter\n"), "{om}");
     assert!(om.contains("# TYPE plainsight_build info\n"), "{om}");
     let om_samples = parse_metrics(&om);
-    assert!(find(&om_samples, "plainsight_flows_total", &[("policy", "violation")]).is_some());
+    assert!(
+        find(
+            &om_samples,
+            "plainsight_flows_total",
+            &[("policy", "violation")]
+        )
+        .is_some()
+    );
 
     // No Accept header (curl sends */*): text 0.0.4, which promtool checks.
     let (kind, text) = scrape(&agent, None);
@@ -213,8 +230,14 @@ fn the_edge_cap_bounds_series_and_idle_edges_leave_the_api_not_the_counters() {
         2,
         "one `other` per (protocol, encryption, policy): {series:#?}"
     );
-    assert!(others.contains(&("other", "0", "tls", "ok", 1.0)), "{others:?}");
-    assert!(others.contains(&("other", "0", "http", "violation", 1.0)), "{others:?}");
+    assert!(
+        others.contains(&("other", "0", "tls", "ok", 1.0)),
+        "{others:?}"
+    );
+    assert!(
+        others.contains(&("other", "0", "http", "violation", 1.0)),
+        "{others:?}"
+    );
     assert_eq!(agent.value("plainsight_edges_dropped_total", &[]), 2.0);
     let api = edges(&agent);
     assert_eq!(api["dropped_flows"], 2);
@@ -231,7 +254,11 @@ fn the_edge_cap_bounds_series_and_idle_edges_leave_the_api_not_the_counters() {
         .map(|s| (s.labels["client"].as_str(), s.value))
         .collect();
     assert!(by_client.contains(&("other", 2.0)), "{by_client:?}");
-    assert_eq!(by_client.len(), 3, "two real clients (v4, v6) and `other`: {by_client:?}");
+    assert_eq!(
+        by_client.len(),
+        3,
+        "two real clients (v4, v6) and `other`: {by_client:?}"
+    );
 
     // Idle for more than 2 s (swept once a second): gone from the API and
     // the edges gauge, still on /metrics with the same counts.
@@ -264,7 +291,10 @@ fn the_edge_cap_bounds_series_and_idle_edges_leave_the_api_not_the_counters() {
     assert_eq!(agent.value("plainsight_edges_dropped_total", &[]), 3.0);
     let back = listed(&edges(&agent));
     assert_eq!(back.len(), 2, "{back:?}");
-    assert!(back.contains(&("other".into(), "other".into(), 0)), "{back:?}");
+    assert!(
+        back.contains(&("other".into(), "other".into(), 0)),
+        "{back:?}"
+    );
     assert!(
         back.contains(&(t.client_ip.to_string(), v4.clone(), u64::from(HTTP_PORT))),
         "{back:?}"

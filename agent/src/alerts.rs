@@ -59,6 +59,27 @@ pub struct Alert<'a> {
     pub cause: Cause<'a>,
 }
 
+/// What became of one alert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Alerts are off (`alerts.max_per_minute = 0`).
+    Off,
+    Logged,
+    /// Over the rate: counted, reported later in one line.
+    Suppressed,
+}
+
+impl Outcome {
+    /// The `outcome` label of `plainsight_alerts_total`; `None` for `Off`.
+    pub const fn label(self) -> Option<&'static str> {
+        match self {
+            Self::Off => None,
+            Self::Logged => Some("logged"),
+            Self::Suppressed => Some("suppressed"),
+        }
+    }
+}
+
 pub struct Alerter {
     bucket: TokenBucket,
     enabled: bool,
@@ -75,19 +96,18 @@ impl Alerter {
         }
     }
 
-    /// Logs the alert, or counts it when over the rate. Returns whether it
-    /// was logged.
-    pub fn violation(&mut self, a: &Alert<'_>, now_ns: i64) -> bool {
+    /// Logs the alert, or counts it when over the rate.
+    pub fn violation(&mut self, a: &Alert<'_>, now_ns: i64) -> Outcome {
         if !self.enabled {
-            return false;
+            return Outcome::Off;
         }
         if !self.bucket.take(now_ns) {
             self.suppressed += 1;
-            return false;
+            return Outcome::Suppressed;
         }
         self.report_suppressed();
         log_alert(a);
-        true
+        Outcome::Logged
     }
 
     /// Reports held-back alerts once the rate allows a line again, even if
@@ -200,15 +220,15 @@ mod tests {
             cause: Cause::NoRule,
         };
         let mut al = Alerter::new(2, 0);
-        assert!(al.violation(&a, 0));
-        assert!(al.violation(&a, 0));
-        assert!(!al.violation(&a, 0));
-        assert!(!al.violation(&a, 1));
+        assert_eq!(al.violation(&a, 0), Outcome::Logged);
+        assert_eq!(al.violation(&a, 0), Outcome::Logged);
+        assert_eq!(al.violation(&a, 0), Outcome::Suppressed);
+        assert_eq!(al.violation(&a, 1), Outcome::Suppressed);
         assert_eq!(al.suppressed(), 2);
         al.tick(MIN / 2);
         assert_eq!(al.suppressed(), 0, "reported once a token is back");
         let mut off = Alerter::new(0, 0);
-        assert!(!off.violation(&a, 0));
+        assert_eq!(off.violation(&a, 0), Outcome::Off);
         assert_eq!(off.suppressed(), 0, "off is not suppressed");
     }
 }

@@ -55,6 +55,12 @@ pub struct PolicyRuleLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertLabels {
+    /// `logged` or `suppressed` (by the rate limit).
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
 }
@@ -74,6 +80,7 @@ pub struct Metrics {
     pub edges: Gauge,
     pub edges_dropped: Counter,
     pub policy_rules: Family<PolicyRuleLabels, Gauge>,
+    pub alerts: Family<AlertLabels, Counter>,
 }
 
 impl Metrics {
@@ -93,7 +100,13 @@ impl Metrics {
             edges: Gauge::default(),
             edges_dropped: Counter::default(),
             policy_rules: Family::default(),
+            alerts: Family::default(),
         };
+        // Both outcomes from the start, so a rate() over them has data
+        // before the first alert.
+        for outcome in ["logged", "suppressed"] {
+            drop(m.alerts.get_or_create(&AlertLabels { outcome }));
+        }
         reg.register(
             "plainsight_flows",
             "Classified TCP flows, one increment per flow",
@@ -163,6 +176,11 @@ impl Metrics {
             "plainsight_policy_rules",
             "Allow-rules in the policy, by state (active or expired)",
             m.policy_rules.clone(),
+        );
+        reg.register(
+            "plainsight_alerts",
+            "Policy-violation alerts (first violation of an edge), logged or suppressed by the rate limit (alerts.max_per_minute)",
+            m.alerts.clone(),
         );
         reg.register(
             "plainsight_build",

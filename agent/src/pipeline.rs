@@ -5,9 +5,9 @@ use crate::{
     alerts::{Alert, Alerter, Cause},
     edges::{EdgeKey, Edges, Observation},
     events::Flow,
-    identity::Resolver,
-    metrics::{FlowLabels, Metrics, PolicyRuleLabels, ReasonLabels, TlsLabels},
-    policy::{FlowFacts, Policy, PolicySet},
+    identity::{Identity, Resolver},
+    metrics::{AlertLabels, FlowLabels, Metrics, PolicyRuleLabels, ReasonLabels, TlsLabels},
+    policy::{Decision, FlowFacts, Policy, PolicySet},
 };
 use agent_common::{Encryption, Reason, wire::Hook};
 use std::{
@@ -24,8 +24,18 @@ pub struct Pipeline {
     edges: Arc<Mutex<Edges>>,
     metrics: Option<Arc<Metrics>>,
     alerts: Option<Alerter>,
+    /// Judge rule expiry at this time instead of the flow's (replay: a
+    /// policy is tested as if deployed now, whatever the capture's age).
+    judge_at_ns: Option<i64>,
     last_tick_ns: i64,
     last_sweep_ns: i64,
+}
+
+/// Who a flow's sides are and what policy says about it.
+pub struct Judgement {
+    pub client: Identity,
+    pub server: Identity,
+    pub decision: Decision,
 }
 
 impl Pipeline {
@@ -44,6 +54,7 @@ impl Pipeline {
             edges,
             metrics: Some(metrics),
             alerts: Some(alerts),
+            judge_at_ns: None,
             last_tick_ns: now_ns,
             last_sweep_ns: now_ns,
         };
@@ -51,14 +62,16 @@ impl Pipeline {
         p
     }
 
-    /// Replay's: addresses as identities, no rules, no cap, nothing expires.
-    pub fn offline() -> Self {
+    /// Replay's: the given identities and policy, rules judged at
+    /// `judge_at_ns`; no cap, no idle expiry, no metrics or alerts.
+    pub fn offline(resolver: Resolver, policy: PolicySet, judge_at_ns: i64) -> Self {
         Self {
-            resolver: Resolver::default(),
-            policy: PolicySet::default(),
+            resolver,
+            policy,
             edges: Arc::new(Mutex::new(Edges::new(usize::MAX, Duration::MAX))),
             metrics: None,
             alerts: None,
+            judge_at_ns: Some(judge_at_ns),
             last_tick_ns: 0,
             last_sweep_ns: 0,
         }
@@ -68,12 +81,33 @@ impl Pipeline {
         self.edges.clone()
     }
 
-    pub fn observe(&mut self, f: &Flow, ts_ns: i64) {
-        let v = &f.verdict;
+    /// Names both sides and applies the policy, without recording anything.
+    pub fn judge(&self, f: &Flow, ts_ns: i64) -> Judgement {
         let client = self.resolver.resolve(f.client);
         let server = self.resolver.resolve(f.server);
-        let facts = FlowFacts::new((f.client, &client), (f.server, &server), f.server_port, v);
-        let d = self.policy.evaluate(&facts, ts_ns);
+        let facts = FlowFacts::new(
+            (f.client, &client),
+            (f.server, &server),
+            f.server_port,
+            &f.verdict,
+        );
+        let decision = self
+            .policy
+            .evaluate(&facts, self.judge_at_ns.unwrap_or(ts_ns));
+        Judgement {
+            client,
+            server,
+            decision,
+        }
+    }
+
+    pub fn observe(&mut self, f: &Flow, ts_ns: i64) {
+        let v = &f.verdict;
+        let Judgement {
+            client,
+            server,
+            decision: d,
+        } = self.judge(f, ts_ns);
         let key = EdgeKey {
             policy: d.policy,
             client: client.name.clone(),
@@ -108,7 +142,7 @@ impl Pipeline {
             && d.policy == Policy::Violation
             && let Some(alerts) = &mut self.alerts
         {
-            alerts.violation(
+            let outcome = alerts.violation(
                 &Alert {
                     key: &rec.key,
                     client_addr: f.client,
@@ -118,6 +152,9 @@ impl Pipeline {
                 },
                 ts_ns,
             );
+            if let (Some(m), Some(outcome)) = (&self.metrics, outcome.label()) {
+                m.alerts.get_or_create(&AlertLabels { outcome }).inc();
+            }
         }
         log::debug!(
             "flow {}:{} -> {}:{} {} {} {} {} midstream={} hook={}",
@@ -242,6 +279,13 @@ mod tests {
     }
 
     fn live(max: usize) -> (Pipeline, prometheus_client::registry::Registry) {
+        live_alerting(max, 10)
+    }
+
+    fn live_alerting(
+        max: usize,
+        alerts_per_minute: u32,
+    ) -> (Pipeline, prometheus_client::registry::Registry) {
         let mut reg = prometheus_client::registry::Registry::default();
         let metrics = Arc::new(Metrics::register(&mut reg));
         let names = CidrNames::new([("10.0.5.0/24".parse().expect("cidr"), "rds".to_owned())]);
@@ -260,7 +304,7 @@ mod tests {
             PolicySet::new(vec![rule], UnknownTreatment::Violation),
             Arc::new(Mutex::new(Edges::new(max, Duration::from_secs(60)))),
             metrics,
-            Alerter::new(10, 0),
+            Alerter::new(alerts_per_minute, 0),
             0,
         );
         (p, reg)
@@ -338,5 +382,24 @@ mod tests {
             2,
             "one admitted series and one `other`"
         );
+    }
+
+    #[test]
+    fn alerts_are_counted_logged_or_suppressed_once_per_new_violating_edge() {
+        let (mut p, reg) = live_alerting(100, 2);
+        let logged = r#"plainsight_alerts_total{outcome="logged"}"#;
+        let suppressed = r#"plainsight_alerts_total{outcome="suppressed"}"#;
+        assert_eq!(value(&reg, logged), Some(0.0), "present before any alert");
+        assert_eq!(value(&reg, suppressed), Some(0.0));
+        for i in 1..=5u8 {
+            let ip = IpAddr::from([10, 0, 1, i]).to_string();
+            p.observe(&flow(&ip, "10.0.6.1", 80), S);
+            // The same edge again is no new alert.
+            p.observe(&flow(&ip, "10.0.6.1", 80), S);
+        }
+        // Allowed edges never alert.
+        p.observe(&flow("10.0.1.1", "10.0.5.7", 5432), S);
+        assert_eq!(value(&reg, logged), Some(2.0), "the burst of 2");
+        assert_eq!(value(&reg, suppressed), Some(3.0));
     }
 }

@@ -120,7 +120,7 @@ fn json_lines() {
     assert!(r.ok, "{}", r.stderr);
     assert_eq!(r.stdout.lines().count(), 4);
     assert!(r.stdout.lines().any(|l| l
-        == r#"{"client":"[::1]:34916","server":"[::1]:18081","protocol":"http","encryption":"plaintext","tls_version":null,"reason":null,"midstream":false}"#));
+        == r#"{"client":"[::1]:34916","server":"[::1]:18081","protocol":"http","encryption":"plaintext","tls_version":null,"reason":null,"midstream":false,"client_identity":"::1","server_identity":"::1","policy":"violation","rule":null}"#));
     assert!(r.stderr.is_empty(), "{}", r.stderr);
 }
 
@@ -166,6 +166,126 @@ fn not_a_capture_says_so() {
     assert!(!r.ok);
     assert!(
         r.stderr.contains("/nonexistent/x.pcap: No such file"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// A config file in a temp dir.
+fn config(text: &str) -> (tempdir::Dir, PathBuf) {
+    let dir = tempdir::Dir::new();
+    let path = dir.0.join("plainsight.toml");
+    std::fs::write(&path, text).expect("writing the config");
+    (dir, path)
+}
+
+const POLICY: &str = r#"
+[identities]
+"127.0.0.0/8" = "local"
+"::1" = "local6"
+
+[[policy.allow]]
+name = "status-page"
+owner = "team-web"
+reason = "loopback status page"
+server = "local"
+ports = [18080]
+protocols = ["http"]
+
+[[policy.allow]]
+name = "old-v6"
+owner = "team-net"
+reason = "v6 rollout"
+server = "::1/128"
+expires = 2020-01-01
+"#;
+
+#[test]
+fn a_config_names_and_judges_the_flows() {
+    let (_dir, cfg) = config(POLICY);
+    let cap = data("loopback.pcapng");
+    let (cfg, cap) = (
+        cfg.to_str().unwrap_or_default(),
+        cap.to_str().unwrap_or_default(),
+    );
+    let r = replay(&["--json", "--config", cfg, cap]);
+    assert!(r.ok, "{}", r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(lines.contains(&r#"{"client":"127.0.0.1:43138","server":"127.0.0.1:18080","protocol":"http","encryption":"plaintext","tls_version":null,"reason":null,"midstream":false,"client_identity":"local","server_identity":"local","policy":"allowed","rule":"status-page"}"#), "{}", r.stdout);
+    assert!(lines.contains(&r#"{"client":"[::1]:34916","server":"[::1]:18081","protocol":"http","encryption":"plaintext","tls_version":null,"reason":null,"midstream":false,"client_identity":"local6","server_identity":"local6","policy":"violation","rule":null}"#), "{}", r.stdout);
+    assert_eq!(
+        r.stderr,
+        "warning: allow-rule \"old-v6\" (owner team-net) expired at 2020-01-01T00:00:00Z; it no longer allows anything\n"
+    );
+
+    let r = replay(&["--config", cfg, cap]);
+    assert!(r.ok, "{}", r.stderr);
+    let rows: Vec<Vec<&str>> = r
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 4, "{}", r.stdout);
+    assert_eq!(
+        rows[1][..7],
+        [
+            "local6",
+            "local6",
+            "18081",
+            "http",
+            "plaintext",
+            "violation",
+            "1"
+        ]
+    );
+    assert_eq!(
+        rows[2][..7],
+        [
+            "local",
+            "local",
+            "18080",
+            "http",
+            "plaintext",
+            "allowed",
+            "1"
+        ]
+    );
+    assert_eq!(
+        rows[3][..7],
+        ["local", "local", "18443", "tls", "tls", "ok", "2"]
+    );
+}
+
+#[test]
+fn a_bad_config_fails_before_any_output() {
+    let (_dir, cfg) = config("[identities]\n\"10.0.0.0/33\" = \"x\"\n[edges]\nmax = 0\n");
+    let cap = data("loopback.pcapng");
+    for json in [true, false] {
+        let mut args = vec!["--config", cfg.to_str().unwrap_or_default()];
+        if json {
+            args.push("--json");
+        }
+        args.push(cap.to_str().unwrap_or_default());
+        let r = replay(&args);
+        assert!(!r.ok);
+        assert_eq!(r.stdout, "", "nothing printed");
+        assert!(
+            r.stderr
+                .contains(r#"identities."10.0.0.0/33": "10.0.0.0/33" is not a CIDR"#)
+                && r.stderr.contains("edges.max: must be at least 1"),
+            "{}",
+            r.stderr
+        );
+    }
+    let r = replay(&[
+        "--config",
+        "/nonexistent/p.toml",
+        cap.to_str().unwrap_or_default(),
+    ]);
+    assert!(!r.ok);
+    assert_eq!(r.stdout, "");
+    assert!(
+        r.stderr.contains("reading config /nonexistent/p.toml"),
         "{}",
         r.stderr
     );

@@ -152,3 +152,36 @@ pub fn socat(t: &Topology, host: IpAddr, port: u16, text: &str) -> String {
     let target = format!("TCP:{}:{port}", url_host(host));
     run(t, &["socat", "-t", "2", "-", &target], text.as_bytes())
 }
+
+/// A gRPC call with `python3-grpcio` (one channel, one connection) to the
+/// echo of `servers::grpc`: in the clear, or over TLS trusting `cert` (whose
+/// name is `plainsight-test`). Returns the echoed text.
+pub fn grpc(t: &Topology, host: IpAddr, port: u16, tls_cert: Option<&Path>, text: &str) -> String {
+    const CLIENT: &str = r#"
+import sys
+import grpc
+
+target, method, text = sys.argv[1:4]
+if len(sys.argv) > 4:
+    with open(sys.argv[4], "rb") as f:
+        creds = grpc.ssl_channel_credentials(f.read())
+    options = [("grpc.ssl_target_name_override", "plainsight-test")]
+    channel = grpc.secure_channel(target, creds, options=options)
+else:
+    channel = grpc.insecure_channel(target)
+print(channel.unary_unary(method)(text.encode(), timeout=10).decode())
+"#;
+    let target = format!("{}:{port}", url_host(host));
+    let mut argv = vec![
+        crate::servers::grpc::PYTHON,
+        "-c",
+        CLIENT,
+        &target,
+        crate::servers::grpc::METHOD,
+        text,
+    ];
+    if let Some(cert) = tls_cert {
+        argv.push(path_str(cert));
+    }
+    run(t, &argv, b"").trim_end().to_owned()
+}

@@ -167,6 +167,32 @@ impl Drop for Prometheus {
     }
 }
 
+/// `promtool check metrics` on a Prometheus text (0.0.4) body: it must
+/// parse and pass the lints, with nothing to say.
+pub fn promtool_check_metrics(body: &str) {
+    use std::io::Write as _;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (cargo xtask setup installs Debian's `prometheus`)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(body.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics on the live /metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Percent-encodes a query parameter (RFC 3986 unreserved kept).
 fn url_encode(s: &str) -> String {
     s.bytes()

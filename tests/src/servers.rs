@@ -7,6 +7,7 @@
 //! start-and-wait every server module below uses.
 
 pub mod echo;
+pub mod grpc;
 pub mod mariadb;
 pub mod nginx;
 pub mod postgres;

@@ -41,6 +41,7 @@ const KNOWN_METRICS: &[&str] = &[
     "plainsight_programs_attached",
     "plainsight_edges",
     "plainsight_edges_dropped_total",
+    "plainsight_alerts_total",
     "plainsight_build_info",
     "process_cpu_seconds_total",
     "process_resident_memory_bytes",
@@ -290,6 +291,7 @@ fn dashboard_covers_the_issue() {
             ],
         ),
         ("edges dropped", &["plainsight_edges_dropped_total"]),
+        ("alerts suppressed", &["plainsight_alerts_total", "outcome"]),
         ("CPU", &["rate(process_cpu_seconds_total"]),
         ("RSS", &["process_resident_memory_bytes"]),
     ] {

@@ -14,6 +14,7 @@ use plainsight_tests::{
     prometheus::Prometheus,
     servers::{
         echo::{self, Echo},
+        grpc::{self, Grpc},
         mariadb::{self, Mariadb},
         nginx::{self, Nginx},
         postgres::{self, Postgres},
@@ -36,8 +37,8 @@ struct Fleet {
     pg: Postgres,
     pg_no_ssl: Postgres,
     sshd: Sshd,
-    _servers: (Mariadb, Redis, Nginx, TlsServers, Echo),
-    _cert: TestCert,
+    _servers: (Mariadb, Redis, Nginx, TlsServers, Echo, Grpc),
+    cert: TestCert,
 }
 
 impl Fleet {
@@ -53,8 +54,9 @@ impl Fleet {
                 Nginx::start(t, &cert),
                 TlsServers::start(t, &cert),
                 Echo::start(t),
+                Grpc::start(t, &cert),
             ),
-            _cert: cert,
+            cert,
         }
     }
 }
@@ -249,6 +251,27 @@ fn nginx_cases(t: &Topology, check: &mut Checker<'_>) {
     );
 }
 
+/// gRPC as services call each other: in the clear over h2c (HTTP/2
+/// without TLS) and over TLS.
+fn grpc_cases(t: &Topology, check: &mut Checker<'_>, fleet: &Fleet) {
+    let server: IpAddr = t.server_ip.into();
+    check.expect_edge(
+        Expected::new(t, grpc::H2C_PORT, "http2", "plaintext"),
+        || {
+            let reply = clients::grpc(t, server, grpc::H2C_PORT, None, "order 1042");
+            assert_eq!(reply, "order 1042");
+        },
+    );
+    check.expect_edge(
+        Expected::new(t, grpc::TLS_PORT, "tls", "tls").tls("1.3"),
+        || {
+            let cert = Some(fleet.cert.cert.as_path());
+            let reply = clients::grpc(t, server, grpc::TLS_PORT, cert, "order 1042");
+            assert_eq!(reply, "order 1042");
+        },
+    );
+}
+
 fn ssh_tls_and_echo_cases(t: &Topology, check: &mut Checker<'_>, fleet: &Fleet) {
     let server: IpAddr = t.server_ip.into();
     check.expect_edge(Expected::new(t, sshd::PORT, "ssh", "encrypted"), || {
@@ -285,6 +308,7 @@ fn pass(t: &Topology, agent_on: fn(&Topology) -> Agent, then: impl FnOnce(&Agent
     mariadb_cases(t, &mut check);
     redis_cases(t, &mut check);
     nginx_cases(t, &mut check);
+    grpc_cases(t, &mut check, &fleet);
     ssh_tls_and_echo_cases(t, &mut check, &fleet);
     sessions.close();
     // Closing the mid-stream connections must not report them again.
@@ -303,18 +327,21 @@ fn cgroup_hook_matrix_and_prometheus_alerts() {
 }
 
 #[test]
-fn tc_hook_matrix() {
+fn tc_hook_matrix_and_prometheus_alerts() {
     let t = Topology::new();
-    pass(&t, Agent::on_tc, |_, _| {});
+    pass(&t, Agent::on_tc, |agent, check| {
+        assert_alerts(agent, &check.cases);
+    });
 }
 
-/// A real Prometheus with the shipped rules, scraping the agent: each flow
-/// alert fires for exactly the edges whose verdicts call for it, and no
-/// other alert fires.
+/// A real Prometheus with the shipped rules, scraping the agent (in the
+/// agent's namespace: on TC it serves inside the server namespace): each
+/// flow alert fires for exactly the edges whose verdicts call for it, and
+/// no other alert fires.
 fn assert_alerts(agent: &Agent, cases: &[Expected]) {
     let rules =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus/plainsight-rules.yml");
-    let prom = Prometheus::start(agent.addr, &[&rules]);
+    let prom = Prometheus::start_in(agent.netns.as_deref(), agent.addr, &[&rules]);
     let edge = |e: &Expected, with_encryption: bool| {
         let mut l = vec![
             ("client", e.client.to_string()),

@@ -181,7 +181,7 @@ fn policy_names_allows_and_flags_flows_on_every_surface() {
         1.0
     );
     let (_, body) = agent.get("/metrics").expect("metrics");
-    promtool_check(&body);
+    plainsight_tests::prometheus::promtool_check_metrics(&body);
 
     // /api/v1/edges: the contract shape, violations first.
     let list = edges["edges"].as_array().expect("edges");
@@ -447,30 +447,6 @@ fn a_dead_log_sink_does_not_stop_the_agent() {
     assert!(
         agent.child.try_wait().expect("try_wait").is_none(),
         "still running"
-    );
-}
-
-fn promtool_check(body: &str) {
-    use std::io::Write as _;
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (cargo xtask setup installs Debian's `prometheus`)");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(body.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("promtool");
-    assert!(
-        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
-        "promtool check metrics on the live /metrics: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
     );
 }
 

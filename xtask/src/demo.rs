@@ -2,8 +2,9 @@
 //! newcomer sees verdicts without touching the host's traffic.
 
 use anyhow::bail;
-use plainsight_tests::{Agent, Side, Topology, servers::HttpAndTls};
+use plainsight_tests::{Agent, Side, Topology, WorkDir, servers::HttpAndTls};
 use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -31,11 +32,16 @@ pub fn run(bin: &Path) -> anyhow::Result<()> {
     let _servers = HttpAndTls::start(&t);
     check()?;
 
+    let dir = WorkDir::new("demo-config");
+    let config = dir.join("plainsight.toml");
+    std::fs::write(&config, demo_config(&t))?;
     println!(
-        "== starting plainsight on the child cgroup {}",
-        t.cgroup.display()
+        "== starting plainsight on the child cgroup {} with this configuration:\n{}",
+        t.cgroup.display(),
+        demo_config(&t).trim_end()
     );
-    let agent = Agent::on_cgroup(&t);
+    let config = config.to_str().unwrap_or_default().to_owned();
+    let agent = Agent::on_cgroup_with(&t, &["--config", &config]);
     check()?;
 
     let server = t.server_ip;
@@ -78,27 +84,17 @@ pub fn run(bin: &Path) -> anyhow::Result<()> {
         check()?;
     };
 
-    println!("\nplainsight found (from http://{}/metrics):\n", agent.addr);
-    println!(
-        "{:<28} {:<28} {:>5}  {:<9} {:<10} {:<9} {:>5}",
-        "CLIENT", "SERVER", "PORT", "PROTOCOL", "ENCRYPTION", "POLICY", "FLOWS"
-    );
-    for s in samples
-        .iter()
-        .filter(|s| s.name == "plainsight_flows_total")
-    {
-        let l = |k: &str| s.labels.get(k).map_or("", String::as_str);
-        println!(
-            "{:<28} {:<28} {:>5}  {:<9} {:<10} {:<9} {:>5}",
-            l("client"),
-            l("server"),
-            l("server_port"),
-            l("protocol"),
-            l("encryption"),
-            l("policy"),
-            s.value
+    let url = format!("http://{}", agent.addr);
+    println!("\n$ plainsight edges --addr {url}");
+    let edges = Command::new(bin).args(["edges", "--addr", &url]).output()?;
+    if !edges.status.success() {
+        bail!(
+            "plainsight edges failed: {}",
+            String::from_utf8_lossy(&edges.stderr)
         );
     }
+    print!("{}", String::from_utf8_lossy(&edges.stdout));
+    println!("\nand on {url}/metrics:");
     for s in samples
         .iter()
         .filter(|s| s.name == "plainsight_tls_flows_total")
@@ -113,6 +109,34 @@ pub fn run(bin: &Path) -> anyhow::Result<()> {
             s.value
         );
     }
+    println!("\nthe agent's alert for the violating edge:");
+    for line in agent.log_text().lines() {
+        if line.contains("plainsight::alert") {
+            println!("{line}");
+        }
+    }
     println!("\n== cleaning up (agent, servers, namespaces, cgroup)");
     Ok(())
+}
+
+/// Names for the IPv4 ends and a rule allowing plain HTTP between them;
+/// the IPv6 ends stay unnamed, so the same request over IPv6 violates.
+fn demo_config(t: &Topology) -> String {
+    format!(
+        r#"[identities]
+"{client}" = "shop"
+"{server}" = "web"
+
+[[policy.allow]]
+name = "web-status-page"
+owner = "team-web"
+reason = "internal status page; TLS planned"
+client = "shop"
+server = "web"
+ports = [8080]
+protocols = ["http"]
+"#,
+        client = t.client_ip,
+        server = t.server_ip,
+    )
 }

@@ -19,7 +19,8 @@ const BPF_LINKER_LLVM_FEATURE: &str = "llvm-22";
 /// (strip) build the .deb (xtask/src/package.rs), `lintian` checks it; the
 /// servers and clients from `postgresql` on are the end-to-end matrix's
 /// (tests/tests/matrix.rs) and the dashboard test's (redis), each started by
-/// the test itself in a network namespace, never as a system service.
+/// the test itself in a network namespace, never as a system service
+/// (`python3-grpcio` is the matrix's gRPC server and client).
 const DEBIAN_PACKAGES: &[&str] = &[
     "iproute2",
     "bpftool",
@@ -42,6 +43,7 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "openssh-server",
     "openssh-client",
     "socat",
+    "python3-grpcio",
 ];
 
 pub fn run() -> anyhow::Result<()> {

@@ -66,6 +66,9 @@ fn prometheus_text_is_the_contract() {
         "# TYPE plainsight_edges_dropped_total counter",
         "plainsight_edges_dropped_total 1",
         r#"plainsight_policy_rules{state="active"} 1"#,
+        "# TYPE plainsight_alerts_total counter",
+        r#"plainsight_alerts_total{outcome="logged"} 0"#,
+        r#"plainsight_alerts_total{outcome="suppressed"} 0"#,
         "# TYPE plainsight_build_info gauge",
         &format!(
             r#"plainsight_build_info{{version="{}"}} 1"#,

@@ -38,6 +38,12 @@ pub struct ReplayArgs {
     /// edge table.
     #[arg(long)]
     pub json: bool,
+
+    /// Name and judge the flows with this agent configuration's
+    /// `[identities]` and `[policy]` (rule expiry as of now), to test a
+    /// policy on a capture before deploying it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// One classified TCP flow.
@@ -150,14 +156,18 @@ impl Stats {
 /// The CLI: prints the flows read (also when the capture turns out to be
 /// bad), then fails with the error naming the file and the offset.
 pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
+    // A bad configuration fails before anything is printed.
+    let mut edges = match &args.config {
+        Some(path) => judged_by(crate::config::load(path)?),
+        None => output::Edges::default(),
+    };
     let stdout = io::stdout();
     let mut w = io::BufWriter::new(stdout.lock());
-    let mut edges = output::Edges::default();
     let mut write_err = None;
     let result = replay_file(&args.file, &mut |r| {
         if args.json {
             if write_err.is_none()
-                && let Err(e) = writeln!(w, "{}", output::json_line(&r))
+                && let Err(e) = writeln!(w, "{}", edges.json(&r))
             {
                 write_err = Some(e);
             }
@@ -180,6 +190,21 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     let stats = result?;
     report(&args.file, &stats, !args.json);
     Ok(())
+}
+
+/// The configuration's identities and policy, rules judged as of now;
+/// expired rules are named on stderr as `check-config` does.
+fn judged_by(c: crate::config::Config) -> output::Edges {
+    let now = crate::clock::now_ns();
+    for w in crate::config::warnings(&c, now) {
+        eprintln!("warning: {w}");
+    }
+    let names = crate::identity::CidrNames::new(c.identities);
+    output::Edges::new(
+        crate::identity::Resolver::new(vec![Box::new(names)]),
+        c.policy,
+        now,
+    )
 }
 
 /// A line on stderr about what the capture held, and warnings about what

@@ -1,8 +1,15 @@
 //! What replay prints: the edge table of `plainsight edges`, or one JSON
-//! object per flow.
+//! object per flow; both named and judged by the live agent's pipeline.
 
 use super::FlowRecord;
-use crate::{edges::EdgeList, events::Flow, pipeline::Pipeline, table};
+use crate::{
+    edges::EdgeList,
+    events::Flow,
+    identity::Resolver,
+    pipeline::{Judgement, Pipeline},
+    policy::PolicySet,
+    table,
+};
 use agent_common::{Reason, TlsVersion};
 use std::{
     io::{self, Write},
@@ -20,9 +27,15 @@ struct JsonFlow<'a> {
     tls_version: Option<&'a str>,
     reason: Option<&'a str>,
     midstream: bool,
+    /// Identities (`[identities]` names, else the address) and the policy
+    /// outcome, with the allow-rule that allowed the flow.
+    client_identity: &'a str,
+    server_identity: &'a str,
+    policy: &'a str,
+    rule: Option<&'a str>,
 }
 
-pub fn json_line(r: &FlowRecord) -> String {
+fn json_line(r: &FlowRecord, j: &Judgement) -> String {
     let v = &r.verdict;
     let line = JsonFlow {
         // SocketAddr prints IPv6 as "[addr]:port".
@@ -33,37 +46,56 @@ pub fn json_line(r: &FlowRecord) -> String {
         tls_version: (v.tls_version != TlsVersion::Unknown).then(|| v.tls_version.as_str()),
         reason: (v.reason != Reason::None).then(|| v.reason.as_str()),
         midstream: r.midstream,
+        client_identity: &j.client.name,
+        server_identity: &j.server.name,
+        policy: j.decision.policy.as_str(),
+        rule: j.decision.rule.as_deref().map(|rule| rule.name.as_str()),
     };
     // Serialising strings and booleans cannot fail.
     serde_json::to_string(&line).unwrap_or_default()
 }
 
-/// Flows aggregated into edges by the live agent's pipeline (identities are
-/// the addresses, no allow-rules, no cap).
+/// Flows through the live agent's pipeline: named, judged, and (for the
+/// table) aggregated into edges without a cap.
 pub struct Edges {
     pipeline: Pipeline,
 }
 
 impl Default for Edges {
+    /// Addresses as identities, no allow-rules.
     fn default() -> Self {
-        Self {
-            pipeline: Pipeline::offline(),
-        }
+        Self::new(Resolver::default(), PolicySet::default(), 0)
+    }
+}
+
+fn flow(r: &FlowRecord) -> Flow {
+    Flow {
+        client: r.client.ip(),
+        client_port: r.client.port(),
+        server: r.server.ip(),
+        server_port: r.server.port(),
+        hook: None,
+        verdict: r.verdict,
+        midstream: r.midstream,
     }
 }
 
 impl Edges {
+    /// Rules expire as of `judge_at_ns`, not the capture's time.
+    pub fn new(resolver: Resolver, policy: PolicySet, judge_at_ns: i64) -> Self {
+        Self {
+            pipeline: Pipeline::offline(resolver, policy, judge_at_ns),
+        }
+    }
+
     pub fn add(&mut self, r: &FlowRecord) {
-        let flow = Flow {
-            client: r.client.ip(),
-            client_port: r.client.port(),
-            server: r.server.ip(),
-            server_port: r.server.port(),
-            hook: None,
-            verdict: r.verdict,
-            midstream: r.midstream,
-        };
-        self.pipeline.observe(&flow, r.ts_ns);
+        self.pipeline.observe(&flow(r), r.ts_ns);
+    }
+
+    /// The `--json` line of one flow (DESIGN.md "CLI", then the identity
+    /// and policy fields); field order is the contract.
+    pub fn json(&self, r: &FlowRecord) -> String {
+        json_line(r, &self.pipeline.judge(&flow(r), r.ts_ns))
     }
 
     fn list(&self) -> EdgeList {
@@ -108,9 +140,10 @@ mod tests {
             false,
             0,
         );
+        let e = Edges::default();
         assert_eq!(
-            json_line(&r),
-            r#"{"client":"10.0.0.1:51234","server":"10.0.0.2:5432","protocol":"postgres","encryption":"plaintext","tls_version":null,"reason":null,"midstream":false}"#
+            e.json(&r),
+            r#"{"client":"10.0.0.1:51234","server":"10.0.0.2:5432","protocol":"postgres","encryption":"plaintext","tls_version":null,"reason":null,"midstream":false,"client_identity":"10.0.0.1","server_identity":"10.0.0.2","policy":"violation","rule":null}"#
         );
         let mut v = Verdict::new(Protocol::Tls, Encryption::Tls);
         v.tls_version = TlsVersion::Tls13;
@@ -122,8 +155,8 @@ mod tests {
             0,
         );
         assert_eq!(
-            json_line(&r),
-            r#"{"client":"[fd00::1]:40000","server":"[fd00::2]:443","protocol":"tls","encryption":"tls","tls_version":"1.3","reason":"midstream","midstream":true}"#
+            e.json(&r),
+            r#"{"client":"[fd00::1]:40000","server":"[fd00::2]:443","protocol":"tls","encryption":"tls","tls_version":"1.3","reason":"midstream","midstream":true,"client_identity":"fd00::1","server_identity":"fd00::2","policy":"ok","rule":null}"#
         );
     }
 

@@ -128,6 +128,7 @@ struct Attached {
     metrics: Arc<Metrics>,
     ebpf: aya::Ebpf,
     ring: aya::maps::RingBuf<aya::maps::MapData>,
+    hellos: aya::maps::RingBuf<aya::maps::MapData>,
     stats: aya::maps::PerCpuArray<aya::maps::MapData, u64>,
     flow_table: datapath::FlowTable,
     tc: Option<TcAttacher>,
@@ -158,6 +159,7 @@ fn attach(cfg: &Config) -> anyhow::Result<Attached> {
     let datapath::Datapath {
         mut ebpf,
         events: ring,
+        hellos,
         stats,
         flow_table,
     } = dp;
@@ -192,6 +194,7 @@ fn attach(cfg: &Config) -> anyhow::Result<Attached> {
         metrics,
         ebpf,
         ring,
+        hellos,
         stats,
         flow_table,
         tc,
@@ -205,6 +208,7 @@ async fn serve(cfg: Config, a: Attached) -> anyhow::Result<()> {
         metrics,
         mut ebpf,
         ring,
+        hellos,
         stats,
         mut flow_table,
         mut tc,

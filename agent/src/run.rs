@@ -243,7 +243,7 @@ async fn serve(cfg: Config, a: Attached) -> anyhow::Result<()> {
     }
     log::info!("plainsight ready; metrics on http://{}/metrics", cfg.listen);
 
-    let mut consumer = tokio::spawn(events::consume(ring, metrics.clone(), pipeline));
+    let mut consumer = tokio::spawn(events::consume(ring, hellos, metrics.clone(), pipeline));
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));

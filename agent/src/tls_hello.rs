@@ -6,7 +6,11 @@
 //! panic, and a hello cut short (the export stops at `HELLO_MAX` bytes or at
 //! the segment's end) yields every field that was complete.
 
-use agent_common::{Protocol, Reason, TlsVersion, Verdict};
+use agent_common::{
+    Protocol, Reason, Side, TlsVersion, Verdict,
+    classify::{PrefixBuf, tls},
+    wire::HELLO_MAX,
+};
 use std::borrow::Cow;
 
 const HANDSHAKE: u8 = 0x16;
@@ -51,6 +55,17 @@ impl ServerHello {
         let [major, minor] = self.selected_version.unwrap_or(self.legacy_version).to_be_bytes();
         TlsVersion::from_wire(major, minor)
     }
+}
+
+/// The bytes the kernel exports for a segment (agent-ebpf hello.rs), for
+/// `replay` to read the same: the hello record the segment starts, if it
+/// starts one from the side that sends it, up to `HELLO_MAX` bytes.
+pub fn exported(payload: &[u8], side: Side) -> Option<&[u8]> {
+    let buf = PrefixBuf::new(payload);
+    let prefix = buf.prefix();
+    tls::hello(&prefix, side)?;
+    let n = payload.len().min(tls::hello_record_len(&prefix)).min(HELLO_MAX);
+    payload.get(..n)
 }
 
 /// Reads one hello record (header included); `None` if the bytes do not

@@ -2,15 +2,17 @@
 //! object per flow.
 
 use super::FlowRecord;
-use crate::{edges::EdgeList, events::Flow, pipeline::Pipeline, table};
-use agent_common::{Reason, TlsVersion};
+use crate::{edges::EdgeList, events::Flow, pipeline::Pipeline, table, tls_hello};
+use agent_common::{Protocol, Reason, TlsVersion};
 use std::{
+    borrow::Cow,
     io::{self, Write},
     sync::PoisonError,
 };
 
 /// The `--json` line of one flow (DESIGN.md "CLI"); field order is the
-/// contract.
+/// contract. The TLS hello fields come after DESIGN's, null when the flow
+/// showed no hello (or the hello not that field).
 #[derive(serde::Serialize)]
 struct JsonFlow<'a> {
     client: String,
@@ -20,6 +22,11 @@ struct JsonFlow<'a> {
     tls_version: Option<&'a str>,
     reason: Option<&'a str>,
     midstream: bool,
+    sni: Option<&'a str>,
+    /// The ALPN protocol (server's choice, else the client's only offer).
+    alpn: Option<&'a str>,
+    cipher: Option<Cow<'static, str>>,
+    inner_protocol: Option<&'a str>,
 }
 
 pub fn json_line(r: &FlowRecord) -> String {
@@ -33,6 +40,10 @@ pub fn json_line(r: &FlowRecord) -> String {
         tls_version: (v.tls_version != TlsVersion::Unknown).then(|| v.tls_version.as_str()),
         reason: (v.reason != Reason::None).then(|| v.reason.as_str()),
         midstream: r.midstream,
+        sni: r.tls.sni.as_deref(),
+        alpn: r.tls.alpn(),
+        cipher: r.tls.cipher.map(tls_hello::cipher_name),
+        inner_protocol: r.tls.inner_protocol().map(Protocol::as_str),
     };
     // Serialising strings and booleans cannot fail.
     serde_json::to_string(&line).unwrap_or_default()
@@ -62,6 +73,7 @@ impl Edges {
             hook: None,
             verdict: r.verdict,
             midstream: r.midstream,
+            tls: r.tls.clone(),
         };
         self.pipeline.observe(&flow, r.ts_ns);
     }
@@ -87,7 +99,7 @@ impl Edges {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agent_common::{Encryption, Protocol, Verdict};
+    use agent_common::{Encryption, Verdict};
 
     fn rec(client: &str, server: &str, v: Verdict, midstream: bool, ts_ns: i64) -> FlowRecord {
         FlowRecord {
@@ -96,6 +108,7 @@ mod tests {
             verdict: v,
             midstream,
             ts_ns,
+            tls: crate::tls_hello::TlsMeta::default(),
         }
     }
 
@@ -110,7 +123,7 @@ mod tests {
         );
         assert_eq!(
             json_line(&r),
-            r#"{"client":"10.0.0.1:51234","server":"10.0.0.2:5432","protocol":"postgres","encryption":"plaintext","tls_version":null,"reason":null,"midstream":false}"#
+            r#"{"client":"10.0.0.1:51234","server":"10.0.0.2:5432","protocol":"postgres","encryption":"plaintext","tls_version":null,"reason":null,"midstream":false,"sni":null,"alpn":null,"cipher":null,"inner_protocol":null}"#
         );
         let mut v = Verdict::new(Protocol::Tls, Encryption::Tls);
         v.tls_version = TlsVersion::Tls13;
@@ -123,7 +136,7 @@ mod tests {
         );
         assert_eq!(
             json_line(&r),
-            r#"{"client":"[fd00::1]:40000","server":"[fd00::2]:443","protocol":"tls","encryption":"tls","tls_version":"1.3","reason":"midstream","midstream":true}"#
+            r#"{"client":"[fd00::1]:40000","server":"[fd00::2]:443","protocol":"tls","encryption":"tls","tls_version":"1.3","reason":"midstream","midstream":true,"sni":null,"alpn":null,"cipher":null,"inner_protocol":null}"#
         );
     }
 

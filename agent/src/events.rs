@@ -84,7 +84,9 @@ pub fn decode_hello(bytes: &[u8]) -> Option<(HelloHeader, &[u8])> {
     let (head, rest) = bytes.split_at_checked(size_of::<HelloHeader>())?;
     // SAFETY: length checked; HelloHeader is plain data valid for any bytes.
     let h: HelloHeader = unsafe { std::ptr::read_unaligned(head.as_ptr().cast()) };
-    let len = usize::try_from(h.len).ok().filter(|n| (1..=HELLO_MAX).contains(n))?;
+    let len = usize::try_from(h.len)
+        .ok()
+        .filter(|n| (1..=HELLO_MAX).contains(n))?;
     Some((h, rest.get(..len)?))
 }
 

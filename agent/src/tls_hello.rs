@@ -52,7 +52,10 @@ pub struct ServerHello {
 
 impl ServerHello {
     pub fn version(&self) -> TlsVersion {
-        let [major, minor] = self.selected_version.unwrap_or(self.legacy_version).to_be_bytes();
+        let [major, minor] = self
+            .selected_version
+            .unwrap_or(self.legacy_version)
+            .to_be_bytes();
         TlsVersion::from_wire(major, minor)
     }
 }
@@ -64,7 +67,10 @@ pub fn exported(payload: &[u8], side: Side) -> Option<&[u8]> {
     let buf = PrefixBuf::new(payload);
     let prefix = buf.prefix();
     tls::hello(&prefix, side)?;
-    let n = payload.len().min(tls::hello_record_len(&prefix)).min(HELLO_MAX);
+    let n = payload
+        .len()
+        .min(tls::hello_record_len(&prefix))
+        .min(HELLO_MAX);
     payload.get(..n)
 }
 
@@ -211,7 +217,9 @@ impl<'a> Reader<'a> {
 
     fn u24(&mut self) -> Option<usize> {
         let b = self.take(3)?;
-        Some(usize::from(*b.first()?) << 16 | usize::from(*b.get(1)?) << 8 | usize::from(*b.get(2)?))
+        Some(
+            usize::from(*b.first()?) << 16 | usize::from(*b.get(1)?) << 8 | usize::from(*b.get(2)?),
+        )
     }
 
     /// A vector with a one-byte length; `None` unless it is all there.
@@ -308,10 +316,10 @@ const CIPHERS: &[(u16, &str)] = &[
 
 /// The suite's IANA name, or its code as `0x1234`.
 pub fn cipher_name(id: u16) -> Cow<'static, str> {
-    CIPHERS
-        .iter()
-        .find(|(code, _)| *code == id)
-        .map_or_else(|| Cow::Owned(format!("0x{id:04x}")), |(_, n)| Cow::Borrowed(*n))
+    CIPHERS.iter().find(|(code, _)| *code == id).map_or_else(
+        || Cow::Owned(format!("0x{id:04x}")),
+        |(_, n)| Cow::Borrowed(*n),
+    )
 }
 
 /// What a flow's hellos said.

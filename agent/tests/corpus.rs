@@ -406,7 +406,10 @@ fn tls_hellos_name_the_server_and_the_inner_protocol() {
     for (file, sni) in [
         ("443-curl.pcap", "www.ntop.org"),
         ("chrome-1250-tls-x25519-kyber.pcap", "lh3.google.com"),
-        ("psql-aws-ssl-require.pcap", "database-1.cyx4x7yvdoay.us-east-1.rds.amazonaws.com"),
+        (
+            "psql-aws-ssl-require.pcap",
+            "database-1.cyx4x7yvdoay.us-east-1.rds.amazonaws.com",
+        ),
         ("tls_ech.pcapng", "performance.radar.cloudflare.com"),
     ] {
         let flows = flows_of(file);

@@ -663,7 +663,15 @@ fn only_hellos_reach_the_hello_ring() {
         let mut k = Kernel::load(hook);
         handshake(&mut k, C, S);
         k.send(&Segment::new(C, 40000, S, 80, 1001, ACK | PSH, GET));
-        k.send(&Segment::new(S, 80, C, 40000, 5001, ACK | PSH, b"HTTP/1.1 200 OK\r\n\r\n"));
+        k.send(&Segment::new(
+            S,
+            80,
+            C,
+            40000,
+            5001,
+            ACK | PSH,
+            b"HTTP/1.1 200 OK\r\n\r\n",
+        ));
         // A ClientHello sent by the server's side.
         k.send(&Segment::new(C, 40001, S, 443, 1000, SYN, b""));
         let ch = fixture("curl-7.88-tls13-s_server.c2s.0.bin");
@@ -707,7 +715,9 @@ fn verified_instructions_stay_below_the_limit() {
             _ => unreachable!(),
         }
         .expect("program info");
-        let n = info.verified_instruction_count().expect("kernel reports verified_insns");
+        let n = info
+            .verified_instruction_count()
+            .expect("kernel reports verified_insns");
         eprintln!("{name}: {n} verified instructions");
         assert!(n < 900_000, "{name} at {n} of 1M verified instructions");
     }

@@ -95,7 +95,10 @@ fn hellos_are_read(t: &Topology, agent: &Agent) {
     assert_eq!(lost, 0.0);
     // Server names are unbounded: never a label.
     let (_, text) = agent.get("/metrics").expect("GET /metrics");
-    assert!(!text.contains("plainsight.test"), "SNI leaked into /metrics");
+    assert!(
+        !text.contains("plainsight.test"),
+        "SNI leaked into /metrics"
+    );
 }
 
 #[test]

@@ -193,8 +193,16 @@ mod tests {
         let sh = fixture!("curl-7.88-tls13-s_server.s2c.0");
         assert_eq!(kind(ch, Side::Client), Some(HelloKind::Client));
         assert_eq!(kind(sh, Side::Server), Some(HelloKind::Server));
-        assert_eq!(kind(ch, Side::Server), None, "a ClientHello from the server");
-        assert_eq!(kind(sh, Side::Client), None, "a ServerHello from the client");
+        assert_eq!(
+            kind(ch, Side::Server),
+            None,
+            "a ClientHello from the server"
+        );
+        assert_eq!(
+            kind(sh, Side::Client),
+            None,
+            "a ServerHello from the client"
+        );
     }
 
     #[test]

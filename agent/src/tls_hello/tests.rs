@@ -31,7 +31,10 @@ fn curl_by_name_sends_sni_and_offers_h2_then_http11() {
     assert_eq!(c.sni.as_deref(), Some("db.example.internal"));
     assert_eq!(c.alpn, ["h2", "http/1.1"]);
     assert_eq!(c.legacy_version, 0x0303);
-    assert!(c.versions.is_empty(), "--tls-max 1.2 sends no supported_versions");
+    assert!(
+        c.versions.is_empty(),
+        "--tls-max 1.2 sends no supported_versions"
+    );
 }
 
 #[test]
@@ -40,7 +43,10 @@ fn nginx_tls12_server_hello_selects_h2_and_a_cipher() {
     assert_eq!(s.alpn.as_deref(), Some("h2"));
     assert_eq!(s.version(), TlsVersion::Tls12);
     assert_eq!(s.selected_version, None);
-    assert_eq!(cipher_name(s.cipher), "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384");
+    assert_eq!(
+        cipher_name(s.cipher),
+        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"
+    );
 }
 
 #[test]
@@ -138,7 +144,10 @@ fn not_a_hello_is_none() {
 
 #[test]
 fn binary_or_spaced_names_are_dropped() {
-    assert_eq!(host_name(b"db.example.internal"), Some("db.example.internal".into()));
+    assert_eq!(
+        host_name(b"db.example.internal"),
+        Some("db.example.internal".into())
+    );
     assert_eq!(host_name(b"DB.Example"), Some("db.example".into()));
     assert_eq!(host_name(b"bad name"), None);
     assert_eq!(host_name(b"\x00\x01"), None);

@@ -120,7 +120,7 @@ fn json_lines() {
     assert!(r.ok, "{}", r.stderr);
     assert_eq!(r.stdout.lines().count(), 4);
     assert!(r.stdout.lines().any(|l| l
-        == r#"{"client":"[::1]:34916","server":"[::1]:18081","protocol":"http","encryption":"plaintext","tls_version":null,"reason":null,"midstream":false}"#));
+        == r#"{"client":"[::1]:34916","server":"[::1]:18081","protocol":"http","encryption":"plaintext","tls_version":null,"reason":null,"midstream":false,"sni":null,"alpn":null,"cipher":null,"inner_protocol":null}"#));
     assert!(r.stderr.is_empty(), "{}", r.stderr);
 }
 

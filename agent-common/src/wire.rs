@@ -70,6 +70,20 @@ pub struct FlowKey {
 }
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
 
+impl FlowKey {
+    /// (client address, client port, server address, server port), given
+    /// which endpoint the flow's state says is the client.
+    #[must_use]
+    #[inline(always)]
+    pub const fn endpoints(&self, client_is_hi: bool) -> ([u32; 4], u16, [u32; 4], u16) {
+        if client_is_hi {
+            (self.hi_addr, self.hi_port, self.lo_addr, self.lo_port)
+        } else {
+            (self.lo_addr, self.lo_port, self.hi_addr, self.hi_port)
+        }
+    }
+}
+
 /// Network-order address bytes of a key word array.
 #[must_use]
 pub fn addr_bytes(words: &[u32; 4]) -> [u8; 16] {
@@ -155,6 +169,44 @@ impl FlowEvent {
     }
 }
 
+/// Most bytes of one hello exported (`HelloEvent`). Measured on the
+/// corpus's real hellos: curl/OpenSSL/Go ClientHellos are 200–520 bytes with
+/// SNI and ALPN in their first ~350; Chrome's post-quantum ClientHello is
+/// 1756 bytes with its extensions in random order (SNI ended at byte 1751,
+/// ALPN at 1467); ServerHellos are 60–160 bytes, 1215 with an ML-KEM key
+/// share before supported_versions. 2048 covers all of them when the hello
+/// arrives as one segment. Only the hello's own record is copied, so most
+/// exports are far smaller.
+pub const HELLO_MAX: usize = 2048;
+
+/// What precedes the hello bytes in a `HELLOS` ring-buffer record: the flow
+/// the hello belongs to, oriented like `FlowEvent`, so userspace can join
+/// it with that flow's verdict.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct HelloHeader {
+    pub client_addr: [u32; 4],
+    pub server_addr: [u32; 4],
+    pub client_port: u16,
+    pub server_port: u16,
+    pub family: u8,
+    /// `classify::tls::HelloKind`: 1 ClientHello, 2 ServerHello.
+    pub kind: u8,
+    pub _pad0: u16,
+    /// Hello bytes that follow the header (1..=HELLO_MAX).
+    pub len: u32,
+    pub _pad1: u32,
+}
+const _: () = assert!(core::mem::size_of::<HelloHeader>() == 48);
+
+/// A hello record as the kernel assembles it; only the header and `len`
+/// bytes of `bytes` go on the ring.
+#[repr(C)]
+pub struct HelloEvent {
+    pub header: HelloHeader,
+    pub bytes: [u8; HELLO_MAX],
+}
+
 /// Per-CPU kernel counters; the index into the `STATS` array.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,10 +230,14 @@ pub enum Stat {
     /// Packets of decided flows that took the cgroup hook's socket-storage
     /// shortcut instead of a flow-table lookup.
     SocketFastPath = 16,
+    /// TLS hellos put on the `HELLOS` ring.
+    HellosExported = 17,
+    /// TLS hellos dropped because the `HELLOS` ring was full.
+    HellosLost = 18,
 }
 
 impl Stat {
-    pub const COUNT: u32 = 17;
+    pub const COUNT: u32 = 19;
 
     pub const ALL: [Stat; Self::COUNT as usize] = [
         Self::Packets,
@@ -201,6 +257,8 @@ impl Stat {
         Self::NotTcp,
         Self::TailCallFailed,
         Self::SocketFastPath,
+        Self::HellosExported,
+        Self::HellosLost,
     ];
 }
 
@@ -212,4 +270,6 @@ mod pod {
     unsafe impl aya::Pod for super::FlowState {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::FlowEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::HelloHeader {}
 }

@@ -3,6 +3,7 @@
 #![no_std]
 #![no_main]
 
+mod hello;
 mod maps;
 mod observe;
 mod parse;

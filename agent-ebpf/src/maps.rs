@@ -67,18 +67,18 @@ pub static CLASSIFY_CGROUP_EGRESS: ProgramArray = ProgramArray::with_max_entries
 #[map]
 pub static CLASSIFY_TC: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
-/// Submit flags for a verdict event. Waking the reader costs a self-IPI
+/// Submit flags for a record on `ring` (verdicts, hellos). Waking the reader costs a self-IPI
 /// (irq_work), about 13 µs per event on a virtualised node — more than
 /// everything else we do for a flow. So events are queued silently and the
 /// reader polls every 100 ms; only a ring a quarter full forces a wakeup, so
 /// bursts cannot overflow it between polls.
 #[inline(always)]
-pub fn wakeup_flags() -> u64 {
+pub fn wakeup_flags(ring: &RingBuf) -> u64 {
     use aya_ebpf::bindings::{
         BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE,
     };
-    let queued = EVENTS.query(u64::from(BPF_RB_AVAIL_DATA));
-    let size = EVENTS.query(u64::from(BPF_RB_RING_SIZE));
+    let queued = ring.query(u64::from(BPF_RB_AVAIL_DATA));
+    let size = ring.query(u64::from(BPF_RB_RING_SIZE));
     if queued.saturating_mul(4) >= size {
         u64::from(BPF_RB_FORCE_WAKEUP)
     } else {

@@ -4,6 +4,7 @@
 //! Splitting them keeps each program small for the verifier: the classifier
 //! is verified once, not once per path through the tracker.
 
+use crate::hello;
 use crate::maps::{
     CLASSIFY_CGROUP_EGRESS, CLASSIFY_CGROUP_INGRESS, CLASSIFY_TC, DECIDED, EVENTS, FLOWS, SCRATCH,
     SocketFlow, count, include_loopback, wakeup_flags,
@@ -275,6 +276,7 @@ fn track<C: EbpfContext>(ctx: &C, skb: *mut __sk_buff, prog: Program, p: &Packet
             st.next_seq[idx] = p.seq.wrapping_add(p.payload_len);
             st.flags |= seq_flag;
             if stage_payload(skb, side, p) {
+                hello::export_if_hello(skb, side, p, st.flags & FLOW_CLIENT_IS_HI != 0);
                 // SAFETY: ctx is this program's context; the classifier
                 // program has the same type. Returns only on failure.
                 unsafe {
@@ -471,12 +473,7 @@ fn emit(skb: *mut __sk_buff, hook: Hook, key: &FlowKey, st: &mut FlowState, v: V
     // The classifier decides the `midstream` reason (a flow picked up at
     // an opening message has none); the flag still says how it was seen.
     let midstream = st.flags & FLOW_MIDSTREAM != 0;
-    let client_is_hi = st.flags & FLOW_CLIENT_IS_HI != 0;
-    let (ca, cp, sa, sp) = if client_is_hi {
-        (key.hi_addr, key.hi_port, key.lo_addr, key.lo_port)
-    } else {
-        (key.lo_addr, key.lo_port, key.hi_addr, key.hi_port)
-    };
+    let (ca, cp, sa, sp) = key.endpoints(st.flags & FLOW_CLIENT_IS_HI != 0);
     let cgroup_id = match hook {
         // SAFETY: valid skb for this run; the helper is allowed on cgroup_skb.
         Hook::Cgroup => unsafe { bpf_skb_cgroup_id(skb) },
@@ -503,5 +500,5 @@ fn emit(skb: *mut __sk_buff, hook: Hook, key: &FlowKey, st: &mut FlowState, v: V
         _pad0: 0,
         _pad1: 0,
     });
-    entry.submit(wakeup_flags());
+    entry.submit(wakeup_flags(&EVENTS));
 }

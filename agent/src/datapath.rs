@@ -28,6 +28,8 @@ pub struct LoadOptions {
 pub struct Datapath {
     pub ebpf: Ebpf,
     pub events: RingBuf<MapData>,
+    /// TLS hello records (`HelloHeader` + bytes), see events.rs.
+    pub hellos: RingBuf<MapData>,
     pub stats: PerCpuArray<MapData, u64>,
     pub flow_table: FlowTable,
 }
@@ -46,6 +48,7 @@ pub fn load(opts: &LoadOptions) -> anyhow::Result<Datapath> {
         .override_global("INCLUDE_LOOPBACK", &include_loopback, true)
         .map_max_entries("FLOWS", opts.max_flows)
         .map_max_entries("EVENTS", opts.ring_bytes)
+        .map_max_entries("HELLOS", hello_ring_bytes(opts.ring_bytes))
         .load(OBJECT)
         .context(
             "loading the eBPF programs (are you root, or do you have CAP_BPF + CAP_PERFMON?)",
@@ -53,6 +56,8 @@ pub fn load(opts: &LoadOptions) -> anyhow::Result<Datapath> {
     install_classifiers(&mut ebpf)?;
     let events = RingBuf::try_from(ebpf.take_map("EVENTS").context("EVENTS map missing")?)
         .context("EVENTS is not a ring buffer")?;
+    let hellos = RingBuf::try_from(ebpf.take_map("HELLOS").context("HELLOS map missing")?)
+        .context("HELLOS is not a ring buffer")?;
     let stats = PerCpuArray::try_from(ebpf.take_map("STATS").context("STATS map missing")?)
         .context("STATS is not a per-CPU array")?;
     let aya::maps::Map::LruHashMap(map) = ebpf.take_map("FLOWS").context("FLOWS map missing")?
@@ -63,9 +68,18 @@ pub fn load(opts: &LoadOptions) -> anyhow::Result<Datapath> {
     Ok(Datapath {
         ebpf,
         events,
+        hellos,
         stats,
         flow_table,
     })
+}
+
+/// The hello ring is four times the verdict ring (`--ring-bytes`): a hello
+/// record (48-byte header + a 100–600 byte hello, rarely up to 2 KiB)
+/// averages several verdict events, and a flow has up to two. Capped at
+/// 1 GiB; both stay powers of two.
+pub fn hello_ring_bytes(ring_bytes: u32) -> u32 {
+    u32::try_from((u64::from(ring_bytes) * 4).min(1 << 30)).unwrap_or(1 << 30)
 }
 
 /// Loads the classifier programs and puts them where the hook programs

@@ -5,7 +5,7 @@
 //! edges fold into an `other` edge per (protocol, encryption, policy), and
 //! are counted. Idle edges leave the live view (the API) but stay admitted.
 
-use crate::{clock, policy::Policy, policy::Rule};
+use crate::{clock, policy::Policy, policy::Rule, tls_hello::TlsMeta};
 use agent_common::{Encryption, Protocol, Reason, TlsVersion, Verdict};
 use serde::{Deserialize, Serialize};
 use std::{
@@ -20,6 +20,12 @@ pub const OTHER: &str = "other";
 /// Sample addresses kept per side of an edge: enough to find the pods or
 /// hosts behind a name, bounded so an edge costs the same at any scale.
 pub const SAMPLE_ADDRS: usize = 4;
+/// Server names (SNI) kept per edge, as samples: names are unbounded (one
+/// edge to a CDN can carry thousands), so they are never metric labels.
+pub const SAMPLE_SNI: usize = 4;
+/// Distinct ALPN ids and cipher suites counted per edge; more fold into
+/// `other` (both come from the peers, who can send anything).
+pub const MAX_TLS_KEYS: usize = 8;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EdgeKey {
@@ -53,6 +59,8 @@ pub struct Observation<'a> {
     pub server_ip: IpAddr,
     pub verdict: &'a Verdict,
     pub midstream: bool,
+    /// What its TLS hellos said (empty when none was seen).
+    pub tls: &'a TlsMeta,
     /// The rule that allowed it, or for a violation an expired one that
     /// would have.
     pub rule: Option<&'a Arc<Rule>>,
@@ -80,6 +88,52 @@ struct Edge {
     client_addrs: Vec<IpAddr>,
     server_addrs: Vec<IpAddr>,
     rule: Option<Arc<Rule>>,
+    tls: EdgeTls,
+}
+
+/// TLS hello metadata aggregated over an edge's flows.
+#[derive(Clone, Debug, Default)]
+struct EdgeTls {
+    sni: Vec<String>,
+    alpn: BTreeMap<String, u64>,
+    ciphers: BTreeMap<String, u64>,
+    inner: BTreeMap<Protocol, u64>,
+}
+
+impl EdgeTls {
+    fn add(&mut self, m: &TlsMeta) {
+        if let Some(name) = &m.sni
+            && self.sni.len() < SAMPLE_SNI
+            && !self.sni.contains(name)
+        {
+            self.sni.push(name.clone());
+        }
+        if let Some(id) = m.alpn() {
+            count_bounded(&mut self.alpn, id);
+        }
+        if let Some(c) = m.cipher {
+            count_bounded(&mut self.ciphers, &crate::tls_hello::cipher_name(c));
+        }
+        if let Some(p) = m.inner_protocol() {
+            *self.inner.entry(p).or_default() += 1;
+        }
+    }
+
+    /// The inner protocol most of the edge's flows named (ties: the first
+    /// in `Protocol` order).
+    fn inner_protocol(&self) -> Option<Protocol> {
+        let top = self.inner.values().copied().max()?;
+        self.inner.iter().find(|(_, n)| **n == top).map(|(p, _)| *p)
+    }
+}
+
+fn count_bounded(map: &mut BTreeMap<String, u64>, key: &str) {
+    let key = if map.contains_key(key) || map.len() < MAX_TLS_KEYS {
+        key
+    } else {
+        OTHER
+    };
+    *map.entry(key.to_owned()).or_default() += 1;
 }
 
 pub struct Edges {
@@ -127,6 +181,7 @@ impl Edges {
             client_addrs: Vec::new(),
             server_addrs: Vec::new(),
             rule: None,
+            tls: EdgeTls::default(),
         });
         e.flows += 1;
         e.first_seen_ns = e.first_seen_ns.min(o.ts_ns);
@@ -139,6 +194,7 @@ impl Edges {
             *e.tls_versions.entry(v.tls_version).or_default() += 1;
         }
         e.midstream_flows += u64::from(o.midstream);
+        e.tls.add(o.tls);
         sample(&mut e.client_addrs, o.client_ip);
         sample(&mut e.server_addrs, o.server_ip);
         if let Some(r) = o.rule {
@@ -219,6 +275,20 @@ pub struct EdgeJson {
     /// For a `violation`: the expired rule that used to allow it.
     #[serde(default)]
     pub expired_rule: Option<RuleJson>,
+    /// Sample server names from the TLS ClientHellos (at most `SAMPLE_SNI`).
+    #[serde(default)]
+    pub sni: Vec<String>,
+    /// Flows per ALPN protocol (the server's choice, else the client's only
+    /// offer); at most `MAX_TLS_KEYS` ids, then `other`.
+    #[serde(default)]
+    pub alpn: BTreeMap<String, u64>,
+    /// Flows per cipher suite (IANA name, or `0x` + code), bounded likewise.
+    #[serde(default)]
+    pub ciphers: BTreeMap<String, u64>,
+    /// The protocol inside the TLS, as ALPN names it (`http2` for h2,
+    /// `http` for http/1.1, `postgres` for postgresql, ...), from most flows.
+    #[serde(default)]
+    pub inner_protocol: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -273,6 +343,10 @@ impl EdgeJson {
             server_addrs: strs(&e.server_addrs),
             rule,
             expired_rule,
+            sni: e.tls.sni.clone(),
+            alpn: e.tls.alpn.clone(),
+            ciphers: e.tls.ciphers.clone(),
+            inner_protocol: e.tls.inner_protocol().map(|p| p.as_str().to_owned()),
         }
     }
 }

@@ -24,3 +24,4 @@ mod process_metrics;
 pub mod replay;
 pub mod run;
 mod table;
+pub mod tls_hello;

@@ -256,6 +256,8 @@ pub const fn stat_name(s: Stat) -> &'static str {
         Stat::NotTcp => "not_tcp",
         Stat::TailCallFailed => "tail_call_failed",
         Stat::SocketFastPath => "socket_fast_path",
+        Stat::HellosExported => "tls_hellos_exported",
+        Stat::HellosLost => "tls_hellos_lost",
     }
 }
 

@@ -124,6 +124,7 @@ impl Pipeline {
                 server_ip: f.server,
                 verdict: v,
                 midstream: f.midstream,
+                tls: &f.tls,
                 rule: d.rule.as_ref().or(d.expired.as_ref()),
                 ts_ns,
             });
@@ -275,6 +276,7 @@ mod tests {
             hook: None,
             verdict: Verdict::plaintext(Protocol::Postgres),
             midstream: false,
+            tls: crate::tls_hello::TlsMeta::default(),
         }
     }
 

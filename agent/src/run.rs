@@ -138,6 +138,7 @@ struct Attached {
     metrics: Arc<Metrics>,
     ebpf: aya::Ebpf,
     ring: aya::maps::RingBuf<aya::maps::MapData>,
+    hellos: aya::maps::RingBuf<aya::maps::MapData>,
     stats: aya::maps::PerCpuArray<aya::maps::MapData, u64>,
     flow_table: datapath::FlowTable,
     tc: Option<TcAttacher>,
@@ -175,6 +176,7 @@ fn attach(cfg: &Config) -> anyhow::Result<Attached> {
     let datapath::Datapath {
         mut ebpf,
         events: ring,
+        hellos,
         stats,
         flow_table,
     } = dp;
@@ -209,6 +211,7 @@ fn attach(cfg: &Config) -> anyhow::Result<Attached> {
         metrics,
         ebpf,
         ring,
+        hellos,
         stats,
         flow_table,
         tc,
@@ -240,6 +243,7 @@ async fn serve(cfg: Config, a: Attached) -> anyhow::Result<()> {
         metrics,
         mut ebpf,
         ring,
+        hellos,
         stats,
         mut flow_table,
         mut tc,
@@ -280,7 +284,7 @@ async fn serve(cfg: Config, a: Attached) -> anyhow::Result<()> {
     }
     log::info!("plainsight ready; metrics on http://{}/metrics", cfg.listen);
 
-    let mut consumer = tokio::spawn(events::consume(ring, metrics.clone(), pipeline));
+    let mut consumer = tokio::spawn(events::consume(ring, hellos, metrics.clone(), pipeline));
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));

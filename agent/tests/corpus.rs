@@ -370,3 +370,52 @@ fn expected_addresses_are_socket_addresses() {
         }
     }
 }
+
+/// The TLS hello metadata replay reads from the corpus's handshakes: the
+/// inner protocol of every TLS row labelled with one that no upgrade path
+/// names (so ALPN must: 443-curl and long_tls_certificate select `h2`), and
+/// the server names of hellos tshark shows with SNI.
+#[test]
+fn tls_hellos_name_the_server_and_the_inner_protocol() {
+    let dir = corpus();
+    let flows_of = |file: &str| {
+        let mut records = Vec::new();
+        replay_file(&dir.join(file), &mut |r| records.push(r))
+            .unwrap_or_else(|e| panic!("replay failed: {e}"));
+        records
+    };
+    let mut checked = 0;
+    for row in read_tsv(&dir.join("EXPECTED.tsv")) {
+        let col = |k: &str| row.get(k).cloned().unwrap_or_default();
+        if col("encryption") != "tls" || ["tls", "unknown"].contains(&col("protocol").as_str()) {
+            continue;
+        }
+        let flows = flows_of(&col("file"));
+        let f = flows
+            .iter()
+            .find(|r| r.client.to_string() == col("client"))
+            .unwrap_or_else(|| panic!("{} {}: no flow", col("file"), col("client")));
+        if f.verdict.protocol != agent_common::Protocol::Tls {
+            continue; // named by the upgrade (STARTTLS, SSLRequest...)
+        }
+        let inner = f.tls.inner_protocol().map(agent_common::Protocol::as_str);
+        assert_eq!(inner, Some(col("protocol").as_str()), "{row:?}");
+        checked += 1;
+    }
+    assert_eq!(checked, 2, "443-curl and long_tls_certificate");
+    for (file, sni) in [
+        ("443-curl.pcap", "www.ntop.org"),
+        ("chrome-1250-tls-x25519-kyber.pcap", "lh3.google.com"),
+        (
+            "psql-aws-ssl-require.pcap",
+            "database-1.cyx4x7yvdoay.us-east-1.rds.amazonaws.com",
+        ),
+        ("tls_ech.pcapng", "performance.radar.cloudflare.com"),
+    ] {
+        let flows = flows_of(file);
+        assert!(
+            flows.iter().any(|r| r.tls.sni.as_deref() == Some(sni)),
+            "{file}: {flows:?}"
+        );
+    }
+}

@@ -120,7 +120,7 @@ fn json_lines() {
     assert!(r.ok, "{}", r.stderr);
     assert_eq!(r.stdout.lines().count(), 4);
     assert!(r.stdout.lines().any(|l| l
-        == r#"{"client":"[::1]:34916","server":"[::1]:18081","protocol":"http","encryption":"plaintext","tls_version":null,"reason":null,"midstream":false,"client_identity":"::1","server_identity":"::1","policy":"violation","rule":null}"#));
+        == r#"{"client":"[::1]:34916","server":"[::1]:18081","protocol":"http","encryption":"plaintext","tls_version":null,"reason":null,"midstream":false,"client_identity":"::1","server_identity":"::1","policy":"violation","rule":null,"sni":null,"alpn":null,"cipher":null,"inner_protocol":null}"#));
     assert!(r.stderr.is_empty(), "{}", r.stderr);
 }
 
@@ -211,8 +211,8 @@ fn a_config_names_and_judges_the_flows() {
     let r = replay(&["--json", "--config", cfg, cap]);
     assert!(r.ok, "{}", r.stderr);
     let lines: Vec<&str> = r.stdout.lines().collect();
-    assert!(lines.contains(&r#"{"client":"127.0.0.1:43138","server":"127.0.0.1:18080","protocol":"http","encryption":"plaintext","tls_version":null,"reason":null,"midstream":false,"client_identity":"local","server_identity":"local","policy":"allowed","rule":"status-page"}"#), "{}", r.stdout);
-    assert!(lines.contains(&r#"{"client":"[::1]:34916","server":"[::1]:18081","protocol":"http","encryption":"plaintext","tls_version":null,"reason":null,"midstream":false,"client_identity":"local6","server_identity":"local6","policy":"violation","rule":null}"#), "{}", r.stdout);
+    assert!(lines.contains(&r#"{"client":"127.0.0.1:43138","server":"127.0.0.1:18080","protocol":"http","encryption":"plaintext","tls_version":null,"reason":null,"midstream":false,"client_identity":"local","server_identity":"local","policy":"allowed","rule":"status-page","sni":null,"alpn":null,"cipher":null,"inner_protocol":null}"#), "{}", r.stdout);
+    assert!(lines.contains(&r#"{"client":"[::1]:34916","server":"[::1]:18081","protocol":"http","encryption":"plaintext","tls_version":null,"reason":null,"midstream":false,"client_identity":"local6","server_identity":"local6","policy":"violation","rule":null,"sni":null,"alpn":null,"cipher":null,"inner_protocol":null}"#), "{}", r.stdout);
     assert_eq!(
         r.stderr,
         "warning: allow-rule \"old-v6\" (owner team-net) expired at 2020-01-01T00:00:00Z; it no longer allows anything\n"

@@ -122,27 +122,21 @@ pub fn ssh(t: &Topology, host: IpAddr, port: u16, key: &Path) {
 /// `openssl s_client` completing a handshake with `version_flag` (e.g.
 /// `-tls1_2`) and `cipher`; returns its `-brief` summary.
 pub fn s_client(t: &Topology, host: IpAddr, port: u16, version_flag: &str, cipher: &str) -> String {
+    s_client_with(t, host, port, &[version_flag, "-cipher", cipher])
+}
+
+/// `openssl s_client -brief` with `extra` flags, completing a handshake;
+/// returns its summary.
+pub fn s_client_with(t: &Topology, host: IpAddr, port: u16, extra: &[&str]) -> String {
     let connect = format!("{}:{port}", url_host(host));
-    let out = t.run_input(
-        Side::Client,
-        true,
-        &[
-            "openssl",
-            "s_client",
-            "-brief",
-            "-connect",
-            &connect,
-            version_flag,
-            "-cipher",
-            cipher,
-        ],
-        b"",
-    );
+    let mut argv = vec!["openssl", "s_client", "-brief", "-connect", &connect];
+    argv.extend(extra);
+    let out = t.run_input(Side::Client, true, &argv, b"");
     // -brief prints the handshake summary on stderr.
     let summary = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
         out.status.success() && summary.contains("CONNECTION ESTABLISHED"),
-        "s_client {connect} {version_flag}: {summary}"
+        "s_client {connect} {extra:?}: {summary}"
     );
     summary
 }

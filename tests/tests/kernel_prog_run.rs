@@ -4,7 +4,7 @@
 //! return "pass" and end in the right verdict or a counted parse failure.
 //! Each case loads a fresh copy of the programs, so maps start empty.
 
-use agent_common::wire::{DEFAULT_MAX_FLOWS, Stat};
+use agent_common::wire::{DEFAULT_MAX_FLOWS, HelloHeader, Stat};
 use agent_common::{Encryption, Protocol, TlsVersion};
 use aya::programs::{Program, TestRun, TestRunOptions};
 use plainsight::datapath::{self, Datapath, LoadOptions};
@@ -110,6 +110,16 @@ impl Kernel {
         let mut out = Vec::new();
         while let Some(item) = self.dp.events.next() {
             out.push(decode(&item).expect("well-formed event"));
+        }
+        out
+    }
+
+    /// Every hello record on the ring: (header, hello bytes).
+    fn hellos(&mut self) -> Vec<(HelloHeader, Vec<u8>)> {
+        let mut out = Vec::new();
+        while let Some(item) = self.dp.hellos.next() {
+            let (h, bytes) = plainsight::events::decode_hello(&item).expect("well-formed hello");
+            out.push((h, bytes.to_vec()));
         }
         out
     }
@@ -614,4 +624,101 @@ fn full_default_flow_table_is_counted_in_one_walk() {
     );
     assert_eq!(r.entries + r.evicted, u64::from(DEFAULT_MAX_FLOWS));
     assert!(r.entries > u64::from(DEFAULT_MAX_FLOWS) * 9 / 10, "{r:?}");
+}
+
+/// A ClientHello and a ServerHello go to the hello ring, each exactly its
+/// own record's bytes with its flow's endpoints; the verdict ring still gets
+/// the one verdict.
+#[test]
+fn tls_hellos_are_exported_with_exactly_their_record_bytes() {
+    for hook in Hook::ALL {
+        let mut k = Kernel::load(hook);
+        handshake(&mut k, C, S);
+        let ch = fixture("curl-7.88-tls13-s_server.c2s.0.bin");
+        let sh = fixture("curl-7.88-tls13-s_server.s2c.0.bin");
+        k.send(&Segment::new(C, 40000, S, 80, 1001, ACK | PSH, &ch));
+        k.send(&Segment::new(S, 80, C, 40000, 5001, ACK | PSH, &sh));
+        let hellos = k.hellos();
+        assert_eq!(hellos.len(), 2, "{hook:?}");
+        let (h, bytes) = &hellos[0];
+        assert_eq!((h.kind, h.client_port, h.server_port), (1, 40000, 80));
+        assert_eq!(bytes, &ch, "{hook:?}: the whole ClientHello record");
+        let (h, bytes) = &hellos[1];
+        assert_eq!((h.kind, h.client_port, h.server_port), (2, 40000, 80));
+        // The segment's first 512 bytes also hold ChangeCipherSpec and
+        // encrypted records after the 127-byte ServerHello: not exported.
+        assert_eq!(bytes.as_slice(), &sh[..5 + 0x7a], "{hook:?}");
+        assert_eq!(k.stat(Stat::HellosExported), 2, "{hook:?}");
+        assert_eq!(k.stat(Stat::HellosLost), 0, "{hook:?}");
+        assert_eq!(k.one_verdict().verdict.tls_version, TlsVersion::Tls13);
+    }
+}
+
+/// Plaintext never reaches the hello ring: not HTTP, not a PostgreSQL
+/// StartupMessage, not TLS records that are no hello, not a ClientHello
+/// sent by the server.
+#[test]
+fn only_hellos_reach_the_hello_ring() {
+    for hook in Hook::ALL {
+        let mut k = Kernel::load(hook);
+        handshake(&mut k, C, S);
+        k.send(&Segment::new(C, 40000, S, 80, 1001, ACK | PSH, GET));
+        k.send(&Segment::new(
+            S,
+            80,
+            C,
+            40000,
+            5001,
+            ACK | PSH,
+            b"HTTP/1.1 200 OK\r\n\r\n",
+        ));
+        // A ClientHello sent by the server's side.
+        k.send(&Segment::new(C, 40001, S, 443, 1000, SYN, b""));
+        let ch = fixture("curl-7.88-tls13-s_server.c2s.0.bin");
+        k.send(&Segment::new(S, 443, C, 40001, 1, ACK | PSH, &ch));
+        // TLS application data, no hello.
+        k.send(&Segment::new(C, 40003, S, 443, 1000, SYN, b""));
+        let data = fixture("curl-7.88-tls13-s_server.c2s.2.bin");
+        k.send(&Segment::new(C, 40003, S, 443, 1001, ACK | PSH, &data));
+        let pg = fixture("psql-15-scram-sslmode-disable.c2s.0.bin");
+        k.send(&Segment::new(C, 40002, S, 5432, 1000, SYN, b""));
+        k.send(&Segment::new(C, 40002, S, 5432, 1001, ACK | PSH, &pg));
+        assert_eq!(k.stat(Stat::PayloadSegments), 4, "{hook:?}: all inspected");
+        assert!(k.hellos().is_empty(), "{hook:?}");
+        assert_eq!(k.stat(Stat::HellosExported), 0, "{hook:?}");
+    }
+}
+
+/// Reports the verifier's work per program (`cargo test -- --nocapture`)
+/// and fails if one is near the 1M limit, where the next classifier change
+/// would stop the agent from loading.
+#[test]
+fn verified_instructions_stay_below_the_limit() {
+    plainsight_tests::require_root();
+    let mut dp = datapath::load(&LoadOptions {
+        include_loopback: false,
+        max_flows: 1024,
+        ring_bytes: 1 << 16,
+    })
+    .expect("loading the programs");
+    for name in ["cgroup_ingress", "cgroup_egress", "tc_ingress", "tc_egress"] {
+        match dp.ebpf.program_mut(name).expect("program present") {
+            Program::CgroupSkb(p) => p.load().expect("verifier accepts"),
+            Program::SchedClassifier(p) => p.load().expect("verifier accepts"),
+            _ => unreachable!(),
+        }
+    }
+    for (name, prog) in dp.ebpf.programs() {
+        let info = match prog {
+            Program::CgroupSkb(p) => p.info(),
+            Program::SchedClassifier(p) => p.info(),
+            _ => unreachable!(),
+        }
+        .expect("program info");
+        let n = info
+            .verified_instruction_count()
+            .expect("kernel reports verified_insns");
+        eprintln!("{name}: {n} verified instructions");
+        assert!(n < 900_000, "{name} at {n} of 1M verified instructions");
+    }
 }

@@ -1,7 +1,7 @@
-//! TLS and SSL record recognition, and the negotiated version from a
-//! ServerHello.
+//! TLS and SSL record recognition, the negotiated version from a
+//! ServerHello, and which segments may leave the kernel as hello bytes.
 
-use super::bytes::Prefix;
+use super::{Side, bytes::Prefix};
 use crate::TlsVersion;
 
 /// What the first bytes of a TLS (or SSLv2) stream say. A plain `u8` enum,
@@ -61,6 +61,57 @@ pub fn version(d: &Prefix<'_>) -> TlsVersion {
     }
 }
 
+/// The handshake message a hello export carries; the values are TLS
+/// handshake types.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HelloKind {
+    Client = CLIENT_HELLO,
+    Server = SERVER_HELLO,
+}
+
+/// A payload segment that starts a TLS ClientHello record sent by the
+/// client, or a ServerHello record sent by the server: public handshake
+/// metadata (version, SNI, ALPN, cipher), the only bytes DESIGN lets leave
+/// the kernel. Only `hello` makes one (the field is private), and the
+/// kernel's export takes one, so no other bytes can reach that code.
+/// No data besides the kind, so `Option<Hello>` is one byte (see `Record`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hello(HelloKind);
+
+impl Hello {
+    #[must_use]
+    #[inline(always)]
+    pub const fn kind(self) -> HelloKind {
+        self.0
+    }
+}
+
+/// The hello this segment starts, if it starts one: the classifier's own
+/// recognition (`record`), restricted to TLS records (SSLv2 hellos carry
+/// neither SNI nor ALPN) and to the side that sends that hello.
+#[must_use]
+#[inline(always)]
+pub fn hello(d: &Prefix<'_>, side: Side) -> Option<Hello> {
+    if d.at(0) != HANDSHAKE {
+        return None;
+    }
+    match (record(d), side) {
+        (Record::ClientHello, Side::Client) => Some(Hello(HelloKind::Client)),
+        (Record::ServerHello, Side::Server) => Some(Hello(HelloKind::Server)),
+        _ => None,
+    }
+}
+
+/// Bytes of the record a hello starts (header included), as its header
+/// says: the export stops there, so bytes after the hello in the same
+/// segment (a Certificate, early data) never leave the kernel.
+#[must_use]
+#[inline(always)]
+pub fn hello_record_len(d: &Prefix<'_>) -> usize {
+    5 + d.be16(3) as usize
+}
+
 /// SSLv2-format record: a 2-byte length with the high bit set, then message
 /// type CLIENT-HELLO (1) with version `00 02` or `03 0x` (the SSLv3/TLS
 /// compatible hello old clients send), or SERVER-HELLO (4).
@@ -117,4 +168,72 @@ fn server_hello_version(d: &Prefix<'_>) -> TlsVersion {
         n += 1;
     }
     TlsVersion::Unknown
+}
+
+#[cfg(test)]
+mod tests {
+    //! Which captured segments may leave the kernel as hello bytes.
+    use super::{Hello, HelloKind, hello, hello_record_len};
+    use crate::{Side, classify::PrefixBuf};
+
+    macro_rules! fixture {
+        ($name:literal) => {
+            include_bytes!(concat!("../../tests/fixtures/", $name, ".bin")).as_slice()
+        };
+    }
+
+    fn kind(data: &[u8], side: Side) -> Option<HelloKind> {
+        let buf = PrefixBuf::new(data);
+        hello(&buf.prefix(), side).map(Hello::kind)
+    }
+
+    #[test]
+    fn client_and_server_hellos_are_exported_from_their_senders_only() {
+        let ch = fixture!("curl-7.88-tls13-s_server.c2s.0");
+        let sh = fixture!("curl-7.88-tls13-s_server.s2c.0");
+        assert_eq!(kind(ch, Side::Client), Some(HelloKind::Client));
+        assert_eq!(kind(sh, Side::Server), Some(HelloKind::Server));
+        assert_eq!(
+            kind(ch, Side::Server),
+            None,
+            "a ClientHello from the server"
+        );
+        assert_eq!(
+            kind(sh, Side::Client),
+            None,
+            "a ServerHello from the client"
+        );
+    }
+
+    #[test]
+    fn the_export_ends_with_the_hello_record() {
+        // curl's 243-byte segment is one 238-byte record plus its header;
+        // s_server's first 512 bytes hold the ServerHello (122 bytes) and
+        // then ChangeCipherSpec and encrypted records, which stay behind.
+        let ch = fixture!("curl-7.88-tls13-s_server.c2s.0");
+        let sh = fixture!("curl-7.88-tls13-s_server.s2c.0");
+        assert_eq!(hello_record_len(&PrefixBuf::new(ch).prefix()), ch.len());
+        let sh_len = hello_record_len(&PrefixBuf::new(sh).prefix());
+        assert_eq!(sh_len, 5 + 0x7a);
+        assert_eq!(sh.get(sh_len), Some(&0x14), "ChangeCipherSpec follows");
+    }
+
+    #[test]
+    fn nothing_else_is_a_hello() {
+        for (data, side) in [
+            (fixture!("curl-7.88-http-nginx-1.22.c2s.0"), Side::Client),
+            (fixture!("curl-7.88-http-nginx-1.22.s2c.0"), Side::Server),
+            (fixture!("curl-7.88-h2c-nginx-1.22.c2s.0"), Side::Client),
+            (fixture!("psql-15-sslmode-require.c2s.0"), Side::Client),
+            (fixture!("psql-15-sslmode-require.s2c.0"), Side::Server),
+            (fixture!("redis-cli-7.0-set.c2s.0"), Side::Client),
+            (fixture!("bash-5.2-text-echo.c2s.0"), Side::Client),
+            // TLS, but no hello: application data after the handshake.
+            (fixture!("curl-7.88-tls13-s_server.c2s.2"), Side::Client),
+            (&[], Side::Client),
+            (&[0x16, 3, 1, 0], Side::Client),
+        ] {
+            assert_eq!(kind(data, side), None, "{:?}", data.get(..8));
+        }
+    }
 }

@@ -15,15 +15,48 @@ fn key(client: &str, server: &str, port: u16, policy: Policy) -> EdgeKey {
 }
 
 fn flow(e: &mut Edges, k: EdgeKey, client_ip: [u8; 4], v: &Verdict, ts_ns: i64) -> Recorded {
+    tls_flow(e, k, client_ip, v, ts_ns, &TlsMeta::default())
+}
+
+fn tls_flow(
+    e: &mut Edges,
+    k: EdgeKey,
+    client_ip: [u8; 4],
+    v: &Verdict,
+    ts_ns: i64,
+    tls: &TlsMeta,
+) -> Recorded {
     e.record(&Observation {
         key: k,
         client_ip: client_ip.into(),
         server_ip: [10, 0, 5, 7].into(),
         verdict: v,
         midstream: false,
+        tls,
         rule: None,
         ts_ns,
     })
+}
+
+/// The hellos of `openssl s_client -servername api.example.internal -alpn
+/// h2` and `s_server` (TLS 1.3), as captured.
+fn s_client_hellos() -> TlsMeta {
+    let mut m = TlsMeta::default();
+    for chunk in ["c2s.0", "s2c.0"] {
+        let path = format!(
+            "{}/../agent-common/tests/fixtures/openssl-3.0-s_client-sni-alpn-h2.{chunk}.bin",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let bytes = std::fs::read(&path).expect("fixture");
+        let side = if chunk.starts_with("c2s") {
+            agent_common::Side::Client
+        } else {
+            agent_common::Side::Server
+        };
+        let hello = crate::tls_hello::exported(&bytes, side).and_then(crate::tls_hello::parse);
+        m.add(hello.expect("a hello"));
+    }
+    m
 }
 
 #[test]
@@ -222,7 +255,14 @@ fn json_is_the_contract_shape() {
     let mut k = key("10.77.0.1", "10.77.0.2", 8443, Policy::Ok);
     k.protocol = Protocol::Tls;
     k.encryption = Encryption::Tls;
-    flow(&mut e, k, [10, 77, 0, 1], &tls, 1_800_000_000 * S);
+    tls_flow(
+        &mut e,
+        k,
+        [10, 77, 0, 1],
+        &tls,
+        1_800_000_000 * S,
+        &s_client_hellos(),
+    );
     let v = serde_json::to_value(e.snapshot(None)).expect("json");
     assert_eq!(
         v,
@@ -232,7 +272,34 @@ fn json_is_the_contract_shape() {
             "reasons": {}, "tls_versions": {"1.3": 1}, "midstream_flows": 0,
             "first_seen": "2027-01-15T08:00:00Z", "last_seen": "2027-01-15T08:00:00Z",
             "client_addrs": ["10.77.0.1"], "server_addrs": ["10.0.5.7"],
-            "rule": null, "expired_rule": null
+            "rule": null, "expired_rule": null,
+            "sni": ["api.example.internal"], "alpn": {"h2": 1},
+            "ciphers": {"TLS_AES_256_GCM_SHA384": 1}, "inner_protocol": "http2"
         }], "dropped_flows": 0})
     );
+}
+
+#[test]
+fn tls_metadata_per_edge_is_bounded() {
+    let mut e = Edges::new(10, Duration::from_secs(60));
+    let v = Verdict::new(Protocol::Tls, Encryption::Tls);
+    let mut k = key("a", "b", 443, Policy::Ok);
+    k.protocol = Protocol::Tls;
+    k.encryption = Encryption::Tls;
+    for i in 0..20u16 {
+        let mut m = s_client_hellos();
+        m.sni = Some(format!("host{i}.example"));
+        m.cipher = Some(0x1301 + i);
+        m.alpn_offered = vec![format!("proto{}", i % 10)];
+        tls_flow(&mut e, k.clone(), [10, 0, 0, 1], &v, 0, &m);
+    }
+    let edge = e.snapshot(None).edges.remove(0);
+    assert_eq!(edge.sni.len(), SAMPLE_SNI);
+    assert_eq!(edge.ciphers.len(), MAX_TLS_KEYS + 1, "{:?}", edge.ciphers);
+    assert_eq!(edge.ciphers.get(OTHER), Some(&12));
+    assert_eq!(edge.ciphers.get("TLS_AES_128_GCM_SHA256"), Some(&1));
+    assert_eq!(edge.ciphers.values().sum::<u64>(), 20);
+    assert_eq!(edge.alpn.len(), MAX_TLS_KEYS + 1);
+    assert_eq!(edge.alpn.get(OTHER), Some(&4));
+    assert_eq!(edge.inner_protocol, None, "no registered ALPN id named");
 }

@@ -13,6 +13,7 @@
 
 use super::{FlowRecord, stream::Stream};
 use super::{packet::Segment, packet::TCP_ACK, packet::TCP_FIN, packet::TCP_RST, packet::TCP_SYN};
+use crate::tls_hello::{self, TlsMeta};
 use agent_common::{FlowClassifier, Side, Verdict, classify::PrefixBuf};
 use std::{collections::HashMap, net::SocketAddr};
 
@@ -42,6 +43,7 @@ struct Flow {
     /// Creation order, so flows still open at the end come out in order.
     created: u64,
     last_ts_ns: i64,
+    tls: TlsMeta,
 }
 
 impl Flow {
@@ -57,6 +59,7 @@ impl Flow {
             fin: [false; 2],
             created,
             last_ts_ns: 0,
+            tls: TlsMeta::default(),
         }
     }
 
@@ -68,13 +71,17 @@ impl Flow {
         }
     }
 
-    fn record(&self, verdict: Verdict) -> FlowRecord {
+    /// The flow's row; its hellos may name the version the classifier's
+    /// prefix did not reach, as in the live agent (`PendingHellos::attach`).
+    fn record(&self, mut verdict: Verdict) -> FlowRecord {
+        self.tls.refine(&mut verdict);
         FlowRecord {
             client: self.client,
             server: self.server,
             verdict,
             midstream: self.midstream,
             ts_ns: self.last_ts_ns,
+            tls: self.tls.clone(),
         }
     }
 
@@ -85,6 +92,11 @@ impl Flow {
         }
         let ready = self.streams[side as usize].push(seq, seg.payload_len, seg.payload);
         for bytes in ready {
+            // As the kernel: the hello is exported before the segment is
+            // classified.
+            if let Some(hello) = tls_hello::exported(&bytes, side).and_then(tls_hello::parse) {
+                self.tls.add(hello);
+            }
             let buf = PrefixBuf::new(&bytes);
             if let Some(v) = self.classifier.on_segment(side, &buf.prefix()) {
                 self.done = true;

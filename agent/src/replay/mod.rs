@@ -16,6 +16,7 @@ mod stream;
 
 pub use error::{CaptureError, ReplayError};
 
+use crate::tls_hello::TlsMeta;
 use agent_common::Verdict;
 use anyhow::Context as _;
 use capture::Capture;
@@ -57,6 +58,9 @@ pub struct FlowRecord {
     /// Capture time of the verdict (or of the flow's last packet, for flows
     /// that closed without one), nanoseconds since the Unix epoch.
     pub ts_ns: i64,
+    /// What the flow's TLS hellos said, read from the bytes the kernel
+    /// would export.
+    pub tls: TlsMeta,
 }
 
 /// What was in the capture besides the flows.

@@ -8,16 +8,18 @@ use crate::{
     identity::Resolver,
     pipeline::{Judgement, Pipeline},
     policy::PolicySet,
-    table,
+    table, tls_hello,
 };
-use agent_common::{Reason, TlsVersion};
+use agent_common::{Protocol, Reason, TlsVersion};
 use std::{
+    borrow::Cow,
     io::{self, Write},
     sync::PoisonError,
 };
 
 /// The `--json` line of one flow (DESIGN.md "CLI"); field order is the
-/// contract.
+/// contract. The TLS hello fields come after DESIGN's, null when the flow
+/// showed no hello (or the hello not that field).
 #[derive(serde::Serialize)]
 struct JsonFlow<'a> {
     client: String,
@@ -33,6 +35,11 @@ struct JsonFlow<'a> {
     server_identity: &'a str,
     policy: &'a str,
     rule: Option<&'a str>,
+    sni: Option<&'a str>,
+    /// The ALPN protocol (server's choice, else the client's only offer).
+    alpn: Option<&'a str>,
+    cipher: Option<Cow<'static, str>>,
+    inner_protocol: Option<&'a str>,
 }
 
 fn json_line(r: &FlowRecord, j: &Judgement) -> String {
@@ -50,6 +57,10 @@ fn json_line(r: &FlowRecord, j: &Judgement) -> String {
         server_identity: &j.server.name,
         policy: j.decision.policy.as_str(),
         rule: j.decision.rule.as_deref().map(|rule| rule.name.as_str()),
+        sni: r.tls.sni.as_deref(),
+        alpn: r.tls.alpn(),
+        cipher: r.tls.cipher.map(tls_hello::cipher_name),
+        inner_protocol: r.tls.inner_protocol().map(Protocol::as_str),
     };
     // Serialising strings and booleans cannot fail.
     serde_json::to_string(&line).unwrap_or_default()
@@ -77,6 +88,7 @@ fn flow(r: &FlowRecord) -> Flow {
         hook: None,
         verdict: r.verdict,
         midstream: r.midstream,
+        tls: r.tls.clone(),
     }
 }
 
@@ -119,7 +131,7 @@ impl Edges {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agent_common::{Encryption, Protocol, Verdict};
+    use agent_common::{Encryption, Verdict};
 
     fn rec(client: &str, server: &str, v: Verdict, midstream: bool, ts_ns: i64) -> FlowRecord {
         FlowRecord {
@@ -128,6 +140,7 @@ mod tests {
             verdict: v,
             midstream,
             ts_ns,
+            tls: crate::tls_hello::TlsMeta::default(),
         }
     }
 
@@ -143,7 +156,7 @@ mod tests {
         let e = Edges::default();
         assert_eq!(
             e.json(&r),
-            r#"{"client":"10.0.0.1:51234","server":"10.0.0.2:5432","protocol":"postgres","encryption":"plaintext","tls_version":null,"reason":null,"midstream":false,"client_identity":"10.0.0.1","server_identity":"10.0.0.2","policy":"violation","rule":null}"#
+            r#"{"client":"10.0.0.1:51234","server":"10.0.0.2:5432","protocol":"postgres","encryption":"plaintext","tls_version":null,"reason":null,"midstream":false,"client_identity":"10.0.0.1","server_identity":"10.0.0.2","policy":"violation","rule":null,"sni":null,"alpn":null,"cipher":null,"inner_protocol":null}"#
         );
         let mut v = Verdict::new(Protocol::Tls, Encryption::Tls);
         v.tls_version = TlsVersion::Tls13;
@@ -156,7 +169,7 @@ mod tests {
         );
         assert_eq!(
             e.json(&r),
-            r#"{"client":"[fd00::1]:40000","server":"[fd00::2]:443","protocol":"tls","encryption":"tls","tls_version":"1.3","reason":"midstream","midstream":true,"client_identity":"fd00::1","server_identity":"fd00::2","policy":"ok","rule":null}"#
+            r#"{"client":"[fd00::1]:40000","server":"[fd00::2]:443","protocol":"tls","encryption":"tls","tls_version":"1.3","reason":"midstream","midstream":true,"client_identity":"fd00::1","server_identity":"fd00::2","policy":"ok","rule":null,"sni":null,"alpn":null,"cipher":null,"inner_protocol":null}"#
         );
     }
 

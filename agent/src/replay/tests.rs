@@ -8,12 +8,13 @@ use super::testutil::{
 use super::{CaptureError, FlowRecord, output::Edges, replay_reader};
 
 /// What tcpdump recorded (capture.sh): curl over HTTP on IPv4 and IPv6, and
-/// over TLS 1.3 and 1.2 to openssl s_server.
+/// over TLS 1.3 and 1.2 to openssl s_server (to an IP: no SNI; curl offers
+/// h2 and http/1.1, s_server picks neither).
 const LOOPBACK: [&str; 4] = [
-    r#"{"client":"127.0.0.1:43138","server":"127.0.0.1:18080","protocol":"http","encryption":"plaintext","tls_version":null,"reason":null,"midstream":false,"client_identity":"127.0.0.1","server_identity":"127.0.0.1","policy":"violation","rule":null}"#,
-    r#"{"client":"[::1]:34916","server":"[::1]:18081","protocol":"http","encryption":"plaintext","tls_version":null,"reason":null,"midstream":false,"client_identity":"::1","server_identity":"::1","policy":"violation","rule":null}"#,
-    r#"{"client":"127.0.0.1:43764","server":"127.0.0.1:18443","protocol":"tls","encryption":"tls","tls_version":"1.3","reason":null,"midstream":false,"client_identity":"127.0.0.1","server_identity":"127.0.0.1","policy":"ok","rule":null}"#,
-    r#"{"client":"127.0.0.1:43770","server":"127.0.0.1:18443","protocol":"tls","encryption":"tls","tls_version":"1.2","reason":null,"midstream":false,"client_identity":"127.0.0.1","server_identity":"127.0.0.1","policy":"ok","rule":null}"#,
+    r#"{"client":"127.0.0.1:43138","server":"127.0.0.1:18080","protocol":"http","encryption":"plaintext","tls_version":null,"reason":null,"midstream":false,"client_identity":"127.0.0.1","server_identity":"127.0.0.1","policy":"violation","rule":null,"sni":null,"alpn":null,"cipher":null,"inner_protocol":null}"#,
+    r#"{"client":"[::1]:34916","server":"[::1]:18081","protocol":"http","encryption":"plaintext","tls_version":null,"reason":null,"midstream":false,"client_identity":"::1","server_identity":"::1","policy":"violation","rule":null,"sni":null,"alpn":null,"cipher":null,"inner_protocol":null}"#,
+    r#"{"client":"127.0.0.1:43764","server":"127.0.0.1:18443","protocol":"tls","encryption":"tls","tls_version":"1.3","reason":null,"midstream":false,"client_identity":"127.0.0.1","server_identity":"127.0.0.1","policy":"ok","rule":null,"sni":null,"alpn":null,"cipher":"TLS_AES_256_GCM_SHA384","inner_protocol":null}"#,
+    r#"{"client":"127.0.0.1:43770","server":"127.0.0.1:18443","protocol":"tls","encryption":"tls","tls_version":"1.2","reason":null,"midstream":false,"client_identity":"127.0.0.1","server_identity":"127.0.0.1","policy":"ok","rule":null,"sni":null,"alpn":null,"cipher":"TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384","inner_protocol":null}"#,
 ];
 
 fn lines(flows: &[FlowRecord]) -> Vec<String> {

@@ -1,0 +1,130 @@
+//! TLS hello export: the bytes of a ClientHello or ServerHello record go to
+//! userspace on their own ring buffer, which reads SNI, ALPN, cipher and
+//! version from them (DESIGN: public handshake metadata may leave the
+//! kernel, bounded; plaintext never does).
+//!
+//! Only `export` writes to `HELLOS`, and it takes a `tls::Hello`, which only
+//! `tls::hello` makes, from a segment that starts a hello record sent by the
+//! side that sends that hello; the copy stops at the end of that record.
+//! Its own ring, not the verdict ring: a burst of hellos can never take
+//! the room a verdict needs, and verdict accounting stays exact.
+//! Cost: only hello segments pay (two copies of at most `HELLO_MAX` bytes
+//! and one ring-buffer write); other segments pay one byte compare.
+
+use crate::maps::{SCRATCH, count, wakeup_flags};
+use crate::parse::Packet;
+use agent_common::{
+    Side,
+    classify::{
+        Prefix,
+        tls::{self, Hello, hello_record_len},
+    },
+    wire::{FlowKey, HELLO_MAX, HelloEvent, HelloHeader, Stat},
+};
+use aya_ebpf::{
+    bindings::__sk_buff,
+    helpers::generated::bpf_skb_load_bytes,
+    macros::map,
+    maps::{PerCpuArray, RingBuf},
+};
+
+/// Hello records (`HelloHeader` + bytes); userspace sizes it at 4× the
+/// verdict ring (a hello record averages ~8× a verdict event, and each
+/// ring is read every 100 ms or when a quarter full).
+#[map]
+pub static HELLOS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+
+/// Where a record is assembled: `HELLO_MAX` bytes do not fit the stack.
+#[map]
+static HELLO_SCRATCH: PerCpuArray<HelloEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Called with every payload segment just staged for the classifier (the
+/// prefix and flow key in `SCRATCH`): exports it if, and only if, it starts
+/// a hello from the side that sends that hello.
+#[inline(always)]
+pub fn export_if_hello(skb: *mut __sk_buff, side: Side, p: &Packet, client_is_hi: bool) {
+    let Some(sc) = SCRATCH.get_ptr(0) else {
+        return;
+    };
+    // SAFETY: this CPU's slot, just filled by `stage_payload`.
+    let sc = unsafe { &*sc };
+    let staged = Prefix::new(&sc.buf, sc.len as usize);
+    if let Some(h) = tls::hello(&staged, side) {
+        export(skb, h, &staged, &sc.key, client_is_hi, p);
+    }
+}
+
+/// Copies the hello `staged` (the classifier's prefix of this segment)
+/// starts, up to the end of its record or `HELLO_MAX` bytes, and puts it on
+/// `HELLOS` with its flow's endpoints. Counted: exported or lost.
+#[inline(always)]
+fn export(
+    skb: *mut __sk_buff,
+    hello: Hello,
+    staged: &Prefix<'_>,
+    key: &FlowKey,
+    client_is_hi: bool,
+    p: &Packet,
+) {
+    let (payload_off, payload_len) = (p.payload_off, p.payload_len);
+    let Some(ev) = HELLO_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's slot; nothing else runs on this CPU meanwhile.
+    let ev = unsafe { &mut *ev };
+    let mut n = payload_len as usize;
+    let record = hello_record_len(staged);
+    if n > record {
+        n = record;
+    }
+    if n > HELLO_MAX {
+        n = HELLO_MAX;
+    }
+    // The check the verifier needs, on the register passed to the helpers
+    // (see `stage_payload`).
+    let n = core::hint::black_box(n);
+    if n == 0 || n > HELLO_MAX {
+        return;
+    }
+    // SAFETY: `bytes` has room for n <= HELLO_MAX bytes.
+    let rc = unsafe {
+        bpf_skb_load_bytes(
+            skb as *const _,
+            payload_off,
+            ev.bytes.as_mut_ptr().cast(),
+            n as u32,
+        )
+    };
+    if rc != 0 {
+        count(Stat::PayloadLoadFailed);
+        return;
+    }
+    // Field by field: a struct literal becomes a memcpy call, and the hook
+    // programs must not make subprogram calls.
+    let (ca, cp, sa, sp) = key.endpoints(client_is_hi);
+    let h: &mut HelloHeader = &mut ev.header;
+    h.client_addr = ca;
+    h.server_addr = sa;
+    h.client_port = cp;
+    h.server_port = sp;
+    h.family = key.family;
+    h.kind = hello.kind() as u8;
+    h._pad0 = 0;
+    #[expect(clippy::cast_possible_truncation, reason = "n <= HELLO_MAX")]
+    {
+        h.len = n as u32;
+    }
+    h._pad1 = 0;
+    // SAFETY: header and the n bytes loaded, inside the scratch value.
+    let record = unsafe {
+        core::slice::from_raw_parts(
+            core::ptr::from_ref(ev).cast::<u8>(),
+            size_of::<HelloHeader>() + n,
+        )
+    };
+    if HELLOS.output::<[u8]>(record, wakeup_flags(&HELLOS)).is_ok() {
+        count(Stat::HellosExported);
+    } else {
+        count(Stat::HellosLost);
+    }
+}

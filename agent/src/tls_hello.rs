@@ -1,0 +1,402 @@
+//! TLS ClientHello/ServerHello bytes to metadata: versions, SNI, ALPN,
+//! cipher. The kernel exports the hello record a flow opens with (agent-ebpf
+//! hello.rs); `replay` hands the same bytes from a capture.
+//!
+//! The bytes come from the network: every length is checked, nothing can
+//! panic, and a hello cut short (the export stops at `HELLO_MAX` bytes or at
+//! the segment's end) yields every field that was complete.
+
+use agent_common::{
+    Protocol, Reason, Side, TlsVersion, Verdict,
+    classify::{PrefixBuf, tls},
+    wire::HELLO_MAX,
+};
+use std::borrow::Cow;
+
+const HANDSHAKE: u8 = 0x16;
+const CLIENT_HELLO: u8 = 1;
+const SERVER_HELLO: u8 = 2;
+const EXT_SERVER_NAME: u16 = 0;
+const EXT_ALPN: u16 = 16;
+const EXT_SUPPORTED_VERSIONS: u16 = 43;
+/// RFC 6066: the only server name type.
+const HOST_NAME: u8 = 0;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Hello {
+    Client(ClientHello),
+    Server(ServerHello),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientHello {
+    pub legacy_version: u16,
+    /// supported_versions, GREASE values left out.
+    pub versions: Vec<u16>,
+    /// The host name asked for (lower case), if it is a valid host name.
+    pub sni: Option<String>,
+    /// ALPN protocols offered, in the client's order.
+    pub alpn: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServerHello {
+    pub legacy_version: u16,
+    /// supported_versions (TLS 1.3 keeps 1.2 in the legacy field).
+    pub selected_version: Option<u16>,
+    pub cipher: u16,
+    /// The ALPN protocol chosen. TLS 1.3 sends it encrypted
+    /// (EncryptedExtensions), so only up to TLS 1.2 is it here.
+    pub alpn: Option<String>,
+}
+
+impl ServerHello {
+    pub fn version(&self) -> TlsVersion {
+        let [major, minor] = self
+            .selected_version
+            .unwrap_or(self.legacy_version)
+            .to_be_bytes();
+        TlsVersion::from_wire(major, minor)
+    }
+}
+
+/// The bytes the kernel exports for a segment (agent-ebpf hello.rs), for
+/// `replay` to read the same: the hello record the segment starts, if it
+/// starts one from the side that sends it, up to `HELLO_MAX` bytes.
+pub fn exported(payload: &[u8], side: Side) -> Option<&[u8]> {
+    let buf = PrefixBuf::new(payload);
+    let prefix = buf.prefix();
+    tls::hello(&prefix, side)?;
+    let n = payload
+        .len()
+        .min(tls::hello_record_len(&prefix))
+        .min(HELLO_MAX);
+    payload.get(..n)
+}
+
+/// Reads one hello record (header included); `None` if the bytes do not
+/// start one or end before its fixed fields.
+pub fn parse(record: &[u8]) -> Option<Hello> {
+    let mut r = Reader(record);
+    if r.u8()? != HANDSHAKE {
+        return None;
+    }
+    r.take(2)?;
+    let mut body = r.vec16_cut()?;
+    let kind = body.u8()?;
+    let mut msg = body.vec24_cut()?;
+    match kind {
+        CLIENT_HELLO => client_hello(&mut msg).map(Hello::Client),
+        SERVER_HELLO => server_hello(&mut msg).map(Hello::Server),
+        _ => None,
+    }
+}
+
+fn client_hello(r: &mut Reader<'_>) -> Option<ClientHello> {
+    let mut h = ClientHello {
+        legacy_version: r.u16()?,
+        ..ClientHello::default()
+    };
+    r.take(32)?; // random
+    r.vec8()?; // session id
+    r.vec16()?; // cipher suites
+    r.vec8()?; // compression methods
+    for (ty, mut data) in extensions(r) {
+        match ty {
+            EXT_SERVER_NAME => h.sni = server_name(&mut data),
+            EXT_ALPN => h.alpn = alpn_list(&mut data),
+            EXT_SUPPORTED_VERSIONS => {
+                if let Some(mut list) = data.vec8() {
+                    while let Some(v) = list.u16() {
+                        if !is_grease(v) {
+                            h.versions.push(v);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(h)
+}
+
+fn server_hello(r: &mut Reader<'_>) -> Option<ServerHello> {
+    let legacy_version = r.u16()?;
+    r.take(32)?; // random
+    r.vec8()?; // session id
+    let mut h = ServerHello {
+        legacy_version,
+        cipher: r.u16()?,
+        ..ServerHello::default()
+    };
+    r.u8()?; // compression method
+    for (ty, mut data) in extensions(r) {
+        match ty {
+            EXT_SUPPORTED_VERSIONS => h.selected_version = data.u16(),
+            EXT_ALPN => h.alpn = alpn_list(&mut data).into_iter().next(),
+            _ => {}
+        }
+    }
+    Some(h)
+}
+
+/// The complete extensions of a hello whose end may be cut off: the list
+/// stops at the first one that is not whole. None at all before TLS 1.3 is
+/// allowed.
+fn extensions<'a>(r: &mut Reader<'a>) -> impl Iterator<Item = (u16, Reader<'a>)> {
+    let mut list = r.vec16_cut().unwrap_or(Reader(&[]));
+    std::iter::from_fn(move || {
+        let ty = list.u16()?;
+        let data = list.vec16()?;
+        Some((ty, data))
+    })
+}
+
+fn server_name(r: &mut Reader<'_>) -> Option<String> {
+    let mut list = r.vec16()?;
+    while let Some(ty) = list.u8() {
+        let name = list.vec16()?;
+        if ty == HOST_NAME {
+            return host_name(name.0);
+        }
+    }
+    None
+}
+
+/// A DNS name as SNI must carry (RFC 6066: no IP literals, no trailing
+/// dot); anything else (binary, spaces, overlong) is dropped rather than
+/// passed on to logs and the API.
+fn host_name(b: &[u8]) -> Option<String> {
+    let ok = !b.is_empty()
+        && b.len() <= 253
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_'));
+    ok.then(|| String::from_utf8_lossy(b).to_ascii_lowercase())
+}
+
+fn alpn_list(r: &mut Reader<'_>) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(mut list) = r.vec16() else {
+        return out;
+    };
+    while let Some(id) = list.vec8() {
+        // Printable ASCII only (every registered id is); GREASE ids and
+        // binary ones are left out.
+        if !id.0.is_empty() && id.0.iter().all(|c| (0x21..=0x7e).contains(c)) {
+            out.push(String::from_utf8_lossy(id.0).into_owned());
+        }
+    }
+    out
+}
+
+/// RFC 8701 GREASE values: `0x?a?a` with both bytes equal.
+fn is_grease(v: u16) -> bool {
+    let [a, b] = v.to_be_bytes();
+    a == b && a & 0x0f == 0x0a
+}
+
+/// Bounds-checked big-endian reads over a byte slice.
+#[derive(Clone, Copy)]
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = self.0.split_at_checked(n)?;
+        self.0 = rest;
+        Some(head)
+    }
+
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1)?.first().copied()
+    }
+
+    fn u16(&mut self) -> Option<u16> {
+        let b = self.take(2)?;
+        Some(u16::from_be_bytes([*b.first()?, *b.get(1)?]))
+    }
+
+    fn u24(&mut self) -> Option<usize> {
+        let b = self.take(3)?;
+        Some(
+            usize::from(*b.first()?) << 16 | usize::from(*b.get(1)?) << 8 | usize::from(*b.get(2)?),
+        )
+    }
+
+    /// A vector with a one-byte length; `None` unless it is all there.
+    fn vec8(&mut self) -> Option<Reader<'a>> {
+        let n = usize::from(self.u8()?);
+        self.take(n).map(Reader)
+    }
+
+    fn vec16(&mut self) -> Option<Reader<'a>> {
+        let n = usize::from(self.u16()?);
+        self.take(n).map(Reader)
+    }
+
+    /// A vector whose end may be cut off: what there is of it.
+    fn vec16_cut(&mut self) -> Option<Reader<'a>> {
+        let n = usize::from(self.u16()?);
+        Some(self.cut(n))
+    }
+
+    fn vec24_cut(&mut self) -> Option<Reader<'a>> {
+        let n = self.u24()?;
+        Some(self.cut(n))
+    }
+
+    fn cut(&mut self, n: usize) -> Reader<'a> {
+        let n = n.min(self.0.len());
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Reader(head)
+    }
+}
+
+/// Ids in the IANA ALPN registry that name a protocol we report, and the
+/// protocol. `h2` covers gRPC too.
+const ALPN_PROTOCOLS: &[(&str, Protocol)] = &[
+    ("h2", Protocol::Http2),
+    ("http/1.1", Protocol::Http),
+    ("http/1.0", Protocol::Http),
+    ("http/0.9", Protocol::Http),
+    ("postgresql", Protocol::Postgres),
+    ("mqtt", Protocol::Mqtt),
+    ("imap", Protocol::Imap),
+    ("pop3", Protocol::Pop3),
+    ("ftp", Protocol::Ftp),
+    ("dot", Protocol::Dns),
+];
+
+/// The protocol an ALPN id names, if it is one we report.
+pub fn alpn_protocol(id: &str) -> Option<Protocol> {
+    ALPN_PROTOCOLS
+        .iter()
+        .find(|(name, _)| *name == id)
+        .map(|(_, p)| *p)
+}
+
+/// IANA names of the suites seen in practice (TLS 1.3, ECDHE/DHE/RSA with
+/// AES-GCM, ChaCha20, CBC, and the legacy 3DES/RC4 worth spotting).
+const CIPHERS: &[(u16, &str)] = &[
+    (0x1301, "TLS_AES_128_GCM_SHA256"),
+    (0x1302, "TLS_AES_256_GCM_SHA384"),
+    (0x1303, "TLS_CHACHA20_POLY1305_SHA256"),
+    (0x1304, "TLS_AES_128_CCM_SHA256"),
+    (0x1305, "TLS_AES_128_CCM_8_SHA256"),
+    (0xc02b, "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"),
+    (0xc02c, "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"),
+    (0xc02f, "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"),
+    (0xc030, "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"),
+    (0xcca8, "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"),
+    (0xcca9, "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"),
+    (0xccaa, "TLS_DHE_RSA_WITH_CHACHA20_POLY1305_SHA256"),
+    (0x009e, "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256"),
+    (0x009f, "TLS_DHE_RSA_WITH_AES_256_GCM_SHA384"),
+    (0x009c, "TLS_RSA_WITH_AES_128_GCM_SHA256"),
+    (0x009d, "TLS_RSA_WITH_AES_256_GCM_SHA384"),
+    (0xc009, "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA"),
+    (0xc00a, "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA"),
+    (0xc013, "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA"),
+    (0xc014, "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA"),
+    (0xc023, "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256"),
+    (0xc024, "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA384"),
+    (0xc027, "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256"),
+    (0xc028, "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384"),
+    (0x0033, "TLS_DHE_RSA_WITH_AES_128_CBC_SHA"),
+    (0x0039, "TLS_DHE_RSA_WITH_AES_256_CBC_SHA"),
+    (0x002f, "TLS_RSA_WITH_AES_128_CBC_SHA"),
+    (0x0035, "TLS_RSA_WITH_AES_256_CBC_SHA"),
+    (0x003c, "TLS_RSA_WITH_AES_128_CBC_SHA256"),
+    (0x003d, "TLS_RSA_WITH_AES_256_CBC_SHA256"),
+    (0x000a, "TLS_RSA_WITH_3DES_EDE_CBC_SHA"),
+    (0x0016, "TLS_DHE_RSA_WITH_3DES_EDE_CBC_SHA"),
+    (0x0004, "TLS_RSA_WITH_RC4_128_MD5"),
+    (0x0005, "TLS_RSA_WITH_RC4_128_SHA"),
+];
+
+/// The suite's IANA name, or its code as `0x1234`.
+pub fn cipher_name(id: u16) -> Cow<'static, str> {
+    CIPHERS.iter().find(|(code, _)| *code == id).map_or_else(
+        || Cow::Owned(format!("0x{id:04x}")),
+        |(_, n)| Cow::Borrowed(*n),
+    )
+}
+
+/// What a flow's hellos said.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsMeta {
+    pub sni: Option<String>,
+    pub alpn_offered: Vec<String>,
+    /// The server's ALPN choice (visible up to TLS 1.2).
+    pub alpn_selected: Option<String>,
+    pub cipher: Option<u16>,
+    /// The version the ServerHello negotiated.
+    pub version: TlsVersion,
+}
+
+impl Default for TlsMeta {
+    fn default() -> Self {
+        Self {
+            sni: None,
+            alpn_offered: Vec::new(),
+            alpn_selected: None,
+            cipher: None,
+            version: TlsVersion::Unknown,
+        }
+    }
+}
+
+impl TlsMeta {
+    pub fn add(&mut self, hello: Hello) {
+        match hello {
+            Hello::Client(c) => {
+                self.sni = c.sni;
+                self.alpn_offered = c.alpn;
+            }
+            Hello::Server(s) => {
+                self.version = s.version();
+                self.cipher = Some(s.cipher);
+                self.alpn_selected = s.alpn;
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The ALPN protocol the flow speaks: the server's choice, else the
+    /// client's only offer (a server that takes ALPN must pick it or fail
+    /// the handshake; gRPC and PostgreSQL direct TLS offer one). Unknown
+    /// when a TLS 1.3 client offers several: the choice is encrypted.
+    pub fn alpn(&self) -> Option<&str> {
+        match (&self.alpn_selected, self.alpn_offered.as_slice()) {
+            (Some(s), _) => Some(s),
+            (None, [only]) => Some(only),
+            _ => None,
+        }
+    }
+
+    /// The application protocol inside the TLS, as ALPN names it.
+    pub fn inner_protocol(&self) -> Option<Protocol> {
+        self.alpn().and_then(alpn_protocol)
+    }
+
+    /// Fills in a TLS verdict's version when the kernel's prefix ended
+    /// before the ServerHello's supported_versions (a post-quantum key
+    /// share puts it past byte 1000), with `weak_tls` if it is old.
+    pub fn refine(&self, v: &mut Verdict) {
+        if v.encryption == agent_common::Encryption::Tls
+            && v.tls_version == TlsVersion::Unknown
+            && self.version != TlsVersion::Unknown
+        {
+            v.tls_version = self.version;
+            if self.version.is_weak() {
+                *v = v.with_reason(Reason::WeakTls);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -238,6 +238,7 @@ pub const fn stat_name(s: Stat) -> &'static str {
         Stat::NotTcp => "not_tcp",
         Stat::TailCallFailed => "tail_call_failed",
         Stat::SocketFastPath => "socket_fast_path",
+        Stat::PureAcks => "pure_acks",
     }
 }
 

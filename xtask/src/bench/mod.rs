@@ -152,7 +152,10 @@ impl Snapshot {
                 received: sum("plainsight_events_received_total", None),
                 lost: sum("plainsight_events_lost_total", None),
                 kernel_lost: sum("plainsight_kernel_total", Some("events_lost")),
-                inspected: sum("plainsight_kernel_total", Some("payload_segments_inspected")),
+                inspected: sum(
+                    "plainsight_kernel_total",
+                    Some("payload_segments_inspected"),
+                ),
             }
         });
         Ok(Self {
@@ -579,7 +582,8 @@ impl Bench<'_> {
         let after = loop {
             std::thread::sleep(DRAIN);
             let s = Snapshot::take(&obs)?;
-            let got = s.events.map_or(0.0, |e| e.received) - before.events.map_or(0.0, |e| e.received);
+            let got =
+                s.events.map_or(0.0, |e| e.received) - before.events.map_or(0.0, |e| e.received);
             if got >= o.ops as f64 || Instant::now() > deadline {
                 break s;
             }

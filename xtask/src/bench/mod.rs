@@ -34,6 +34,8 @@ const THREADS: usize = 4;
 const MAX_THREADS: usize = 16;
 /// Time for the agent to drain its ring buffer (it reads every 100 ms).
 const DRAIN: Duration = Duration::from_millis(300);
+/// Time for the agent to publish its kernel counters (every second).
+const PUBLISH: Duration = Duration::from_millis(1100);
 
 #[derive(clap::Args)]
 pub struct Options {
@@ -134,8 +136,39 @@ struct AgentCounters {
 }
 
 impl Snapshot {
+    /// At the start of a phase: the agent's CPU is read after its /metrics
+    /// scrape, so the scrape is not charged to the phase.
     fn take(obs: &Observer) -> anyhow::Result<Self> {
-        let events = obs.agent().map(|a| {
+        let events = Self::scrape(obs);
+        let process_cpu = obs.pid().map(probe::process_cpu_secs).transpose()?;
+        Self::with(obs, events, process_cpu)
+    }
+
+    /// At the end of a phase: the agent's CPU is read before the scrape.
+    fn take_end(obs: &Observer) -> anyhow::Result<Self> {
+        let process_cpu = obs.pid().map(probe::process_cpu_secs).transpose()?;
+        let events = Self::scrape(obs);
+        Self::with(obs, events, process_cpu)
+    }
+
+    fn with(
+        obs: &Observer,
+        events: Option<AgentCounters>,
+        process_cpu: Option<f64>,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            softirq: probe::softirq_secs()?,
+            process_cpu,
+            progs: match obs.agent() {
+                Some(a) => probe::prog_runs(a.proc.pid())?,
+                None => Default::default(),
+            },
+            events,
+        })
+    }
+
+    fn scrape(obs: &Observer) -> Option<AgentCounters> {
+        obs.agent().map(|a| {
             let m = a.metrics();
             let sum = |name: &str, counter: Option<&str>| -> f64 {
                 m.iter()
@@ -157,15 +190,6 @@ impl Snapshot {
                     Some("payload_segments_inspected"),
                 ),
             }
-        });
-        Ok(Self {
-            softirq: probe::softirq_secs()?,
-            process_cpu: obs.pid().map(probe::process_cpu_secs).transpose()?,
-            progs: match obs.agent() {
-                Some(a) => probe::prog_runs(a.proc.pid())?,
-                None => Default::default(),
-            },
-            events,
         })
     }
 }
@@ -361,8 +385,10 @@ impl Bench<'_> {
     ) -> anyhow::Result<f64> {
         let before = Snapshot::take(obs)?;
         let crr = self.peer("crr", threads)?;
-        std::thread::sleep(DRAIN);
-        let after = Snapshot::take(obs)?;
+        // Verdicts are read within DRAIN, the kernel counters (classifier
+        // runs, kernel events lost) published within PUBLISH.
+        std::thread::sleep(PUBLISH);
+        let after = Snapshot::take_end(obs)?;
         let flows = crr.ops as f64;
         self.record(cfg, &format!("{phase}_per_s"), crr.rate());
         self.record(cfg, &format!("{phase}_errors"), crr.errors as f64);

@@ -119,12 +119,14 @@ pub struct FlowState {
     pub next_seq: [u32; 2],
     pub classifier: crate::FlowClassifier,
     pub flags: u8,
-    /// Packets seen after the verdict, up to `MARK_SOCKET_AFTER`.
+    /// Segments (other than pure ACKs) seen after the verdict, up to
+    /// `MARK_SOCKET_AFTER`.
     pub after_verdict: u8,
     pub _pad1: u16,
 }
 
-/// Packets a decided flow must carry before the cgroup hook marks its
+/// Segments (pure ACKs skip the flow table and do not count) a decided flow
+/// must carry before the cgroup hook marks its
 /// socket for the shortcut: creating socket storage costs about a
 /// microsecond, which a short connection (a request, a reply, a close)
 /// would never earn back.
@@ -208,10 +210,18 @@ pub struct HelloEvent {
 }
 
 /// Per-CPU kernel counters; the index into the `STATS` array.
+///
+/// The hot paths bump one slot each, so the kernel's `Packets` and
+/// `TcpPackets` slots hold only what the others do not: read them through
+/// `Stat::totals`, which adds the shortcut and parse-failure slots back in.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stat {
+    /// Every packet the hook programs saw (derived by `totals`; the kernel
+    /// slot stays 0).
     Packets = 0,
+    /// TCP packets parsed (the kernel slot counts those that went through
+    /// the flow tracker; `totals` adds `PureAcks` and `SocketFastPath`).
     TcpPackets = 1,
     PayloadSegments = 2,
     FlowsCreated = 3,
@@ -234,10 +244,36 @@ pub enum Stat {
     HellosExported = 17,
     /// TLS hellos dropped because the `HELLOS` ring was full.
     HellosLost = 18,
+    /// Segments without payload and without SYN/FIN/RST: they change no
+    /// flow state, so they skip the flow table on both hooks.
+    PureAcks = 19,
 }
 
 impl Stat {
-    pub const COUNT: u32 = 19;
+    pub const COUNT: u32 = 20;
+
+    /// Packet totals from the kernel's raw per-slot sums: every packet is
+    /// counted in exactly one of the tracked, shortcut and parse-failure
+    /// slots, and `Packets` / `TcpPackets` are rebuilt from them.
+    #[must_use]
+    pub fn totals(mut raw: [u64; Self::COUNT as usize]) -> [u64; Self::COUNT as usize] {
+        let tcp = raw[Self::TcpPackets as usize]
+            + raw[Self::PureAcks as usize]
+            + raw[Self::SocketFastPath as usize];
+        let failed: u64 = [
+            Self::ParseTruncated,
+            Self::ParseFragment,
+            Self::ParseIpv6ExtLimit,
+            Self::ParseBadTcpOffset,
+            Self::NotTcp,
+        ]
+        .iter()
+        .map(|s| raw[*s as usize])
+        .sum();
+        raw[Self::TcpPackets as usize] = tcp;
+        raw[Self::Packets as usize] = tcp + failed;
+        raw
+    }
 
     pub const ALL: [Stat; Self::COUNT as usize] = [
         Self::Packets,
@@ -259,6 +295,7 @@ impl Stat {
         Self::SocketFastPath,
         Self::HellosExported,
         Self::HellosLost,
+        Self::PureAcks,
     ];
 }
 

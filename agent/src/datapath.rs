@@ -153,7 +153,7 @@ pub fn attach_cgroup(ebpf: &mut Ebpf, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sums each per-CPU counter.
+/// Sums each per-CPU counter, with the packet totals rebuilt (`Stat::totals`).
 pub fn read_stats(stats: &PerCpuArray<MapData, u64>) -> [u64; Stat::COUNT as usize] {
     let mut out = [0u64; Stat::COUNT as usize];
     for (i, slot) in out.iter_mut().enumerate() {
@@ -162,7 +162,7 @@ pub fn read_stats(stats: &PerCpuArray<MapData, u64>) -> [u64; Stat::COUNT as usi
             *slot = values.iter().sum();
         }
     }
-    out
+    Stat::totals(out)
 }
 
 /// `plainsight_kernel_total` label of the derived eviction count.

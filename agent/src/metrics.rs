@@ -258,6 +258,7 @@ pub const fn stat_name(s: Stat) -> &'static str {
         Stat::SocketFastPath => "socket_fast_path",
         Stat::HellosExported => "tls_hellos_exported",
         Stat::HellosLost => "tls_hellos_lost",
+        Stat::PureAcks => "pure_acks",
     }
 }
 

@@ -353,6 +353,25 @@ fn zero_length_segments_and_keepalives_change_nothing() {
         );
         k.send(&Segment::new(C, 40000, S, 80, 1001, ACK | PSH, GET));
         assert_http(&k.one_verdict());
+        // The two pure ACKs skipped the flow table; each of the six packets
+        // is in the totals exactly once, and nothing failed to parse.
+        assert_eq!(k.stat(Stat::PureAcks), 2, "{hook:?}");
+        assert_eq!(k.stat(Stat::TcpPackets), 6, "{hook:?}");
+        assert_eq!(k.stat(Stat::Packets), 6, "{hook:?}");
+        assert_eq!(k.stat(Stat::FlowsCreated), 1, "{hook:?}");
+    }
+}
+
+#[test]
+fn packet_totals_count_parse_failures_once() {
+    for hook in Hook::ALL {
+        let mut k = Kernel::load(hook);
+        handshake(&mut k, C, S);
+        let full = Segment::new(C, 40000, S, 80, 1001, ACK | PSH, GET).frame();
+        k.send_raw(&full[..14 + 20 + 10]);
+        assert_eq!(k.stat(Stat::ParseTruncated), 1, "{hook:?}");
+        assert_eq!(k.stat(Stat::TcpPackets), 2, "{hook:?}");
+        assert_eq!(k.stat(Stat::Packets), 3, "{hook:?}");
     }
 }
 

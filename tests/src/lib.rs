@@ -42,3 +42,18 @@ pub fn plainsight_bin() -> std::path::PathBuf {
     );
     p
 }
+
+/// Polls `check` every 100 ms until it holds or `secs` pass; returns its
+/// last answer (kernel teardown and interface discovery are not instant).
+pub fn within(secs: u64, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if check() {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

@@ -2,22 +2,7 @@
 //! and evictions, event conservation, and TC attachments following
 //! interfaces that come and go.
 
-use plainsight_tests::{Agent, Side, Topology, agent::live_links, servers};
-use std::time::{Duration, Instant};
-
-/// Polls `check` until it holds or `secs` pass; returns its last answer.
-fn within(secs: u64, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if check() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use plainsight_tests::{Agent, Side, Topology, agent::live_links, servers, within};
 
 fn kernel(agent: &Agent, counter: &str) -> f64 {
     agent.value("plainsight_kernel_total", &[("counter", counter)])

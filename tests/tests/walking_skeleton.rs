@@ -6,8 +6,8 @@ use plainsight_tests::{
     Agent, Topology,
     agent::{cgroup_programs, live_links},
     servers::{self, HttpAndTls},
+    within,
 };
-use std::time::{Duration, Instant};
 
 /// The shared servers' ports, as label values.
 fn ports() -> (String, String) {
@@ -151,21 +151,6 @@ fn tc_hook_classifies_ipv6() {
     assert_eq!(tls.value, 1.0);
 }
 
-/// Polls `check` for up to 5 s (link teardown after a process dies is not
-/// instantaneous); returns its last answer.
-fn eventually(mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        if check() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Kills the agent with SIGKILL and asserts that every link it held is gone
 /// from the kernel.
 fn assert_sigkill_detaches(agent: Agent, kind: &str) {
@@ -186,7 +171,7 @@ fn assert_sigkill_detaches(agent: Agent, kind: &str) {
     );
     agent.kill9();
     assert!(
-        eventually(|| !live_links().iter().any(|id| ids.contains(id))),
+        within(15, || !live_links().iter().any(|id| ids.contains(id))),
         "{kind} links {ids:?} still in the kernel after SIGKILL"
     );
 }
@@ -199,7 +184,7 @@ fn sigkill_on_cgroup_hook_leaves_nothing_attached_and_restart_works() {
     assert_eq!(cgroup_programs(&t.cgroup), 2, "ingress + egress attached");
     assert_sigkill_detaches(agent, "cgroup");
     assert!(
-        eventually(|| cgroup_programs(&t.cgroup) == 0),
+        within(15, || cgroup_programs(&t.cgroup) == 0),
         "programs still attached after SIGKILL"
     );
 
@@ -213,7 +198,7 @@ fn sigkill_on_cgroup_hook_leaves_nothing_attached_and_restart_works() {
     let status = agent.terminate();
     assert!(status.success(), "SIGTERM exits cleanly, got {status}");
     assert!(
-        eventually(|| cgroup_programs(&t.cgroup) == 0),
+        within(15, || cgroup_programs(&t.cgroup) == 0),
         "programs still attached after SIGTERM"
     );
 }

@@ -265,7 +265,11 @@ impl FlowClassifier {
         } else {
             Verdict::new(Protocol::Unknown, Encryption::Unknown)
         };
-        self.finish(v)
+        // STARTTLS asked and neither an answer nor a ClientHello seen (the
+        // answer came past the segment budget, or the client gave up): no
+        // TLS followed the request, so it was refused.
+        let asked = eq(stage, Stage::MailUpgrade as u8) & eq(v.encryption as u8, Encryption::Plaintext as u8);
+        self.finish(v).with_reason(Reason::StarttlsRefused.when(asked))
     }
 
     /// Adds the reasons the flow's history implies; `with_reason` keeps the
@@ -637,6 +641,14 @@ impl FlowClassifier {
                 return Verdict::plaintext(Protocol::Unknown);
             }
             return v;
+        }
+        if text {
+            // The server answered the ClientHello in cleartext: the upgrade
+            // never happened (`openssl s_client -starttls` starts its
+            // handshake whatever the answer to STARTTLS was; the server then
+            // rejects the hello as a bad command).
+            self.flags = (self.flags | F_REFUSED) & !F_UPGRADED;
+            return Verdict::plaintext(self.protocol());
         }
         Verdict::new(self.tls_protocol(), Encryption::Tls)
     }

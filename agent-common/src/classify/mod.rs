@@ -268,8 +268,10 @@ impl FlowClassifier {
         // STARTTLS asked and neither an answer nor a ClientHello seen (the
         // answer came past the segment budget, or the client gave up): no
         // TLS followed the request, so it was refused.
-        let asked = eq(stage, Stage::MailUpgrade as u8) & eq(v.encryption as u8, Encryption::Plaintext as u8);
-        self.finish(v).with_reason(Reason::StarttlsRefused.when(asked))
+        let asked = eq(stage, Stage::MailUpgrade as u8)
+            & eq(v.encryption as u8, Encryption::Plaintext as u8);
+        self.finish(v)
+            .with_reason(Reason::StarttlsRefused.when(asked))
     }
 
     /// Adds the reasons the flow's history implies; `with_reason` keeps the

@@ -67,7 +67,10 @@ fn classify_from(mut flow: FlowClassifier, segs: &[(Side, &[u8])]) -> Option<Ver
 fn replay(order: &str, chunks: &[(&str, &[u8])]) -> Option<Verdict> {
     let mut real = order.split_whitespace();
     let mut segs = [(Side::Client, &[][..]); 2 * MAX_SEGMENTS as usize];
-    assert!(chunks.len() <= segs.len(), "at most 2 * MAX_SEGMENTS chunks");
+    assert!(
+        chunks.len() <= segs.len(),
+        "at most 2 * MAX_SEGMENTS chunks"
+    );
     for (slot, &(name, data)) in segs.iter_mut().zip(chunks) {
         assert_eq!(Some(name), real.next(), "chunks out of capture order");
         let side = match name.split('.').next() {
@@ -664,7 +667,6 @@ fn a_peer_that_has_answered_may_still_decide_after_the_other_side_runs_out() {
     assert!(flow.wants(Side::Server));
 }
 
-
 // --- STARTTLS refused (openssl s_client -starttls asks whether or not the
 // server offers it, and starts its handshake whatever the answer) ----------
 
@@ -801,7 +803,10 @@ fn dig_tcp_query_is_plaintext_dns() {
 #[test]
 fn dns_tcp_answer_seen_first_is_dns_midstream() {
     let v = classify_midstream(&[(Side::Server, fixture!("dig-9.18-tcp-dnsmasq-2.90", "s2c.0"))]);
-    assert_eq!(v, Some(Verdict::plaintext(Protocol::Dns).with_reason(Reason::Midstream)));
+    assert_eq!(
+        v,
+        Some(Verdict::plaintext(Protocol::Dns).with_reason(Reason::Midstream))
+    );
 }
 
 // --- NATS (nats-py 2.16 against nats-server 2.9) -------------------------------
@@ -815,7 +820,10 @@ fn nats_server_info_is_plaintext_nats() {
 #[test]
 fn nats_client_connect_seen_first_is_plaintext_nats() {
     // `CONNECT {...}`: NATS, not an HTTP CONNECT.
-    let v = classify(&[(Side::Client, fixture!("nats-py-2.16-anonymous-nats-server-2.9", "c2s.0"))]);
+    let v = classify(&[(
+        Side::Client,
+        fixture!("nats-py-2.16-anonymous-nats-server-2.9", "c2s.0"),
+    )]);
     assert_eq!(v, Some(Verdict::plaintext(Protocol::Nats)));
 }
 
@@ -829,8 +837,14 @@ fn amqp_protocol_header_is_plaintext_amqp() {
 
 #[test]
 fn amqp_connection_start_seen_first_is_amqp_midstream() {
-    let v = classify_midstream(&[(Side::Server, fixture!("pika-1.4-publish-rabbitmq-3.10", "s2c.0"))]);
-    assert_eq!(v, Some(Verdict::plaintext(Protocol::Amqp).with_reason(Reason::Midstream)));
+    let v = classify_midstream(&[(
+        Side::Server,
+        fixture!("pika-1.4-publish-rabbitmq-3.10", "s2c.0"),
+    )]);
+    assert_eq!(
+        v,
+        Some(Verdict::plaintext(Protocol::Amqp).with_reason(Reason::Midstream))
+    );
 }
 
 // --- Kafka and MongoDB: real clients' opening requests (no broker/server in

@@ -378,11 +378,15 @@ impl FlowClassifier {
         let stage = self.stage;
         if stage == Stage::Start as u8 {
             self.open();
+        } else if self.flags & F_REFUSED != 0 {
+            // The upgrade was refused and the client sends its hello anyway
+            // (`openssl s_client -starttls` does, whatever the answer): the
+            // server rejects it as a bad command, in cleartext. No TLS.
+            return;
         } else if stage != Stage::AwaitServerHello as u8 {
             // After STARTTLS, `S`, an SSLRequest...: even if the answer was
             // not seen (sent before it arrived), TLS follows the protocol.
             self.flags |= F_UPGRADED;
-            self.flags &= !F_REFUSED;
         }
         self.stage = Stage::AwaitServerHello as u8;
     }
@@ -644,20 +648,14 @@ impl FlowClassifier {
             }
             return v;
         }
-        if text {
-            // The server answered the ClientHello in cleartext: the upgrade
-            // never happened (`openssl s_client -starttls` starts its
-            // handshake whatever the answer to STARTTLS was; the server then
-            // rejects the hello as a bad command).
-            self.flags = (self.flags | F_REFUSED) & !F_UPGRADED;
-            return Verdict::plaintext(self.protocol());
-        }
         Verdict::new(self.tls_protocol(), Encryption::Tls)
     }
 
     #[inline(always)]
     fn upgrade_accepted(&mut self) {
-        self.flags |= F_UPGRADED;
+        // A second request may succeed where a first was refused (curl's
+        // FTP `AUTH SSL`, then `AUTH TLS`).
+        self.flags = (self.flags | F_UPGRADED) & !F_REFUSED;
         self.stage = Stage::AwaitClientHello as u8;
     }
 

@@ -265,7 +265,13 @@ impl FlowClassifier {
         } else {
             Verdict::new(Protocol::Unknown, Encryption::Unknown)
         };
+        // STARTTLS asked and neither an answer nor a ClientHello seen (the
+        // answer came past the segment budget, or the client gave up): no
+        // TLS followed the request, so it was refused.
+        let asked = eq(stage, Stage::MailUpgrade as u8)
+            & eq(v.encryption as u8, Encryption::Plaintext as u8);
         self.finish(v)
+            .with_reason(Reason::StarttlsRefused.when(asked))
     }
 
     /// Adds the reasons the flow's history implies; `with_reason` keeps the
@@ -372,11 +378,15 @@ impl FlowClassifier {
         let stage = self.stage;
         if stage == Stage::Start as u8 {
             self.open();
+        } else if self.flags & F_REFUSED != 0 {
+            // The upgrade was refused and the client sends its hello anyway
+            // (`openssl s_client -starttls` does, whatever the answer): the
+            // server rejects it as a bad command, in cleartext. No TLS.
+            return;
         } else if stage != Stage::AwaitServerHello as u8 {
             // After STARTTLS, `S`, an SSLRequest...: even if the answer was
             // not seen (sent before it arrived), TLS follows the protocol.
             self.flags |= F_UPGRADED;
-            self.flags &= !F_REFUSED;
         }
         self.stage = Stage::AwaitServerHello as u8;
     }
@@ -643,7 +653,9 @@ impl FlowClassifier {
 
     #[inline(always)]
     fn upgrade_accepted(&mut self) {
-        self.flags |= F_UPGRADED;
+        // A second request may succeed where a first was refused (curl's
+        // FTP `AUTH SSL`, then `AUTH TLS`).
+        self.flags = (self.flags | F_UPGRADED) & !F_REFUSED;
         self.stage = Stage::AwaitClientHello as u8;
     }
 

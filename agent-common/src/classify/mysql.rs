@@ -8,6 +8,15 @@
 //! HandshakeResponse without it (user name and auth data in the clear). A
 //! server that switches the client to `mysql_clear_password`
 //! (AuthSwitchRequest, `fe` + plugin name) asks for the password as is.
+//!
+//! A greeting without CLIENT_SSL is not `starttls_refused`: the client
+//! never asked, so nothing was refused (as a PostgreSQL client that sends
+//! no SSLRequest). `starttls_refused` stays for a request answered no
+//! (PostgreSQL `N`, STARTTLS answered with an error); MySQL has no such
+//! answer, a server without TLS just does not offer it. The corpus agrees:
+//! MySQL 5.0.54 (caps 0xa22c), 5.1.67 (0xf7ff, 10 logins) and MariaDB 10.6
+//! (0xf7fe) greetings lack CLIENT_SSL and are labelled plaintext without a
+//! reason.
 
 use super::bytes::Prefix;
 

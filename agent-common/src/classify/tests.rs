@@ -7,6 +7,7 @@
 //! direction, and `<session>.order` is the order the proxy read them in.
 
 use super::{FlowClassifier, PrefixBuf, Side};
+use crate::wire::MAX_SEGMENTS;
 use crate::{Encryption, Protocol, Reason, TlsVersion, Verdict};
 
 /// One captured chunk, by session and chunk name (`"c2s.0"`, `"s2c.1"`...).
@@ -65,8 +66,11 @@ fn classify_from(mut flow: FlowClassifier, segs: &[(Side, &[u8])]) -> Option<Ver
 /// the order they crossed the proxy (`order` is the session's `.order`).
 fn replay(order: &str, chunks: &[(&str, &[u8])]) -> Option<Verdict> {
     let mut real = order.split_whitespace();
-    let mut segs = [(Side::Client, &[][..]); 8];
-    assert!(chunks.len() <= segs.len(), "at most 8 chunks");
+    let mut segs = [(Side::Client, &[][..]); 2 * MAX_SEGMENTS as usize];
+    assert!(
+        chunks.len() <= segs.len(),
+        "at most 2 * MAX_SEGMENTS chunks"
+    );
     for (slot, &(name, data)) in segs.iter_mut().zip(chunks) {
         assert_eq!(Some(name), real.next(), "chunks out of capture order");
         let side = match name.split('.').next() {
@@ -647,7 +651,6 @@ const UNDECIDED: &[u8] = &[0x00, 0x9f, 0x13, 0x77, 0xe2, 0x01, 0x88, 0x42];
 
 #[test]
 fn one_way_stream_is_decided_when_its_sender_runs_out_of_segments() {
-    use crate::wire::MAX_SEGMENTS;
     for side in [Side::Client, Side::Server] {
         let mut flow = FlowClassifier::new();
         assert_eq!(feed(&mut flow, side, UNDECIDED, MAX_SEGMENTS - 1), None);
@@ -658,9 +661,211 @@ fn one_way_stream_is_decided_when_its_sender_runs_out_of_segments() {
 
 #[test]
 fn a_peer_that_has_answered_may_still_decide_after_the_other_side_runs_out() {
-    use crate::wire::MAX_SEGMENTS;
     let mut flow = FlowClassifier::new();
     assert_eq!(feed(&mut flow, Side::Server, UNDECIDED, 1), None);
     assert_eq!(feed(&mut flow, Side::Client, UNDECIDED, MAX_SEGMENTS), None);
     assert!(flow.wants(Side::Server));
+}
+
+// --- STARTTLS refused (openssl s_client -starttls asks whether or not the
+// server offers it, and starts its handshake whatever the answer) ----------
+
+const fn refused(protocol: Protocol) -> Verdict {
+    Verdict::plaintext(protocol).with_reason(Reason::StarttlsRefused)
+}
+
+const fn credentials(protocol: Protocol) -> Verdict {
+    Verdict::plaintext(protocol).with_reason(Reason::CleartextCredentials)
+}
+
+#[test]
+fn imap_starttls_refused_then_client_hello_is_plaintext_starttls_refused() {
+    // `. BAD TLS support isn't enabled.`, s_client's ClientHello anyway,
+    // dovecot's `* BAD` to it: no TLS ever ran.
+    let v = replay!("openssl-3.0-s_client-imap-starttls-refused-dovecot-2.3":
+        "s2c.0", "c2s.0", "s2c.1", "c2s.1", "s2c.2", "c2s.2", "s2c.3");
+    assert_eq!(v, Some(refused(Protocol::Imap)));
+}
+
+#[test]
+fn pop3_stls_refused_then_client_hello_is_plaintext_starttls_refused() {
+    let v = replay!("openssl-3.0-s_client-pop3-stls-refused-dovecot-2.3":
+        "s2c.0", "c2s.0", "s2c.1", "c2s.1", "s2c.2");
+    assert_eq!(v, Some(refused(Protocol::Pop3)));
+}
+
+#[test]
+fn ftp_auth_tls_refused_then_client_hello_is_plaintext_starttls_refused() {
+    // vsftpd with ssl_enable=NO answers AUTH TLS `530`.
+    let v = replay!("openssl-3.0-s_client-ftp-auth-tls-refused-vsftpd-3.0":
+        "s2c.0", "c2s.0", "s2c.1", "c2s.1", "s2c.2");
+    assert_eq!(v, Some(refused(Protocol::Ftp)));
+}
+
+#[test]
+fn smtp_starttls_refused_then_client_hello_is_plaintext_starttls_refused() {
+    // aiosmtpd without a TLS context: `454 TLS not available`.
+    let v = replay!("openssl-3.0-s_client-smtp-starttls-refused-aiosmtpd-1.4":
+        "s2c.0", "c2s.0", "s2c.1", "c2s.1", "s2c.2", "c2s.2", "s2c.3");
+    assert_eq!(v, Some(refused(Protocol::Smtp)));
+}
+
+#[test]
+fn ftp_auth_refused_then_user_in_the_clear_is_cleartext_credentials() {
+    // curl --ssl (TLS if possible): AUTH SSL and AUTH TLS refused, then
+    // USER/PASS in the clear; the credentials outrank the refusal.
+    let v = replay!("curl-7.88-ftp-ssl-try-refused-vsftpd-3.0":
+        "s2c.0", "c2s.0", "s2c.1", "c2s.1", "s2c.2", "c2s.2");
+    assert_eq!(v, Some(credentials(Protocol::Ftp)));
+}
+
+// --- STARTTLS not offered: the client never asks ---------------------------
+
+#[test]
+fn imap_without_starttls_offered_login_is_cleartext_credentials() {
+    // dovecot with ssl = no; curl --ssl does not ask when CAPABILITY lacks it.
+    let v = replay!("curl-7.88-imap-ssl-try-not-offered-dovecot-2.3": "s2c.0", "c2s.0", "s2c.1", "c2s.1");
+    assert_eq!(v, Some(credentials(Protocol::Imap)));
+}
+
+#[test]
+fn pop3_without_stls_offered_login_is_cleartext_credentials() {
+    let v = replay!("curl-7.88-pop3-ssl-try-not-offered-dovecot-2.3": "s2c.0", "c2s.0", "s2c.1", "c2s.1");
+    assert_eq!(v, Some(credentials(Protocol::Pop3)));
+}
+
+// --- SMTP (curl 7.88, swaks, s_client against aiosmtpd 1.4) ------------------
+// aiosmtpd writes each EHLO line on its own: when the proxy reads them one
+// by one, the server's six segments are spent before it answers STARTTLS.
+
+#[test]
+fn smtp_starttls_accepted_is_smtp_over_tls_version_past_the_budget() {
+    // The `220 Ready` and the ServerHello come after the server's sixth
+    // segment: the client's ClientHello after STARTTLS decides TLS, and
+    // the version stays unknown.
+    let v = replay!("curl-7.88-smtp-starttls-aiosmtpd-1.4":
+        "s2c.0", "c2s.0", "s2c.1", "s2c.2", "s2c.3", "s2c.4", "s2c.5",
+        "c2s.1", "c2s.2", "c2s.3", "c2s.4", "c2s.5");
+    assert_eq!(v, Some(upgraded(Protocol::Smtp, TlsVersion::Unknown)));
+}
+
+#[test]
+fn smtp_starttls_offered_but_unused_is_plaintext_smtp_without_reason() {
+    // The EHLO reply offers STARTTLS; curl without --ssl sends MAIL FROM.
+    let v = replay!("curl-7.88-smtp-starttls-offered-unused-aiosmtpd-1.4":
+        "s2c.0", "c2s.0", "s2c.1", "c2s.1", "s2c.2", "c2s.2", "s2c.3", "c2s.3",
+        "s2c.4", "c2s.4", "c2s.5", "s2c.5");
+    assert_eq!(v, Some(Verdict::plaintext(Protocol::Smtp)));
+}
+
+#[test]
+fn smtp_starttls_not_offered_is_plaintext_smtp_without_reason() {
+    // curl --ssl does not ask when the EHLO reply lacks STARTTLS.
+    let v = replay!("curl-7.88-smtp-ssl-try-not-offered-aiosmtpd-1.4":
+        "s2c.0", "c2s.0", "s2c.1", "s2c.2", "s2c.3", "s2c.4", "s2c.5",
+        "c2s.1", "c2s.2", "c2s.3", "c2s.4", "c2s.5");
+    assert_eq!(v, Some(Verdict::plaintext(Protocol::Smtp)));
+}
+
+#[test]
+fn smtp_auth_plain_is_cleartext_credentials() {
+    let v = replay!("curl-7.88-smtp-auth-plain-aiosmtpd-1.4": "s2c.0", "c2s.0", "s2c.1", "c2s.1");
+    assert_eq!(v, Some(credentials(Protocol::Smtp)));
+}
+
+#[test]
+fn smtp_starttls_refused_then_mail_in_the_clear_is_starttls_refused() {
+    // swaks --tls-optional: STARTTLS offered, answered 454, and the mail
+    // goes on in the clear: the downgrade the reason is for.
+    let v = replay!("swaks-20201014-smtp-tls-optional-refused-aiosmtpd-1.4":
+        "s2c.0", "c2s.0", "s2c.1", "c2s.1", "s2c.2", "c2s.2", "s2c.3", "c2s.3",
+        "s2c.4", "c2s.4", "s2c.5", "c2s.5");
+    assert_eq!(v, Some(refused(Protocol::Smtp)));
+}
+
+#[test]
+fn smtp_starttls_unanswered_within_the_budget_then_close_is_starttls_refused() {
+    // swaks --tls: the 454 comes after the server's sixth segment, then
+    // swaks hangs up. STARTTLS asked, no TLS followed.
+    let v = replay!("swaks-20201014-smtp-tls-required-refused-aiosmtpd-1.4":
+        "s2c.0", "c2s.0", "s2c.1", "s2c.2", "s2c.3", "s2c.4", "s2c.5", "c2s.1");
+    assert_eq!(v, Some(refused(Protocol::Smtp)));
+}
+
+// --- DNS over TCP (dig 9.18 +tcp against dnsmasq 2.90) -----------------------
+
+#[test]
+fn dig_tcp_query_is_plaintext_dns() {
+    let v = replay!("dig-9.18-tcp-dnsmasq-2.90": "c2s.0");
+    assert_eq!(v, Some(Verdict::plaintext(Protocol::Dns)));
+}
+
+#[test]
+fn dns_tcp_answer_seen_first_is_dns_midstream() {
+    let v = classify_midstream(&[(Side::Server, fixture!("dig-9.18-tcp-dnsmasq-2.90", "s2c.0"))]);
+    assert_eq!(
+        v,
+        Some(Verdict::plaintext(Protocol::Dns).with_reason(Reason::Midstream))
+    );
+}
+
+// --- NATS (nats-py 2.16 against nats-server 2.9) -------------------------------
+
+#[test]
+fn nats_server_info_is_plaintext_nats() {
+    let v = replay!("nats-py-2.16-anonymous-nats-server-2.9": "s2c.0");
+    assert_eq!(v, Some(Verdict::plaintext(Protocol::Nats)));
+}
+
+#[test]
+fn nats_client_connect_seen_first_is_plaintext_nats() {
+    // `CONNECT {...}`: NATS, not an HTTP CONNECT.
+    let v = classify(&[(
+        Side::Client,
+        fixture!("nats-py-2.16-anonymous-nats-server-2.9", "c2s.0"),
+    )]);
+    assert_eq!(v, Some(Verdict::plaintext(Protocol::Nats)));
+}
+
+// --- AMQP 0-9-1 (pika 1.4 against rabbitmq-server 3.10) ------------------------
+
+#[test]
+fn amqp_protocol_header_is_plaintext_amqp() {
+    let v = replay!("pika-1.4-publish-rabbitmq-3.10": "c2s.0");
+    assert_eq!(v, Some(Verdict::plaintext(Protocol::Amqp)));
+}
+
+#[test]
+fn amqp_connection_start_seen_first_is_amqp_midstream() {
+    let v = classify_midstream(&[(
+        Side::Server,
+        fixture!("pika-1.4-publish-rabbitmq-3.10", "s2c.0"),
+    )]);
+    assert_eq!(
+        v,
+        Some(Verdict::plaintext(Protocol::Amqp).with_reason(Reason::Midstream))
+    );
+}
+
+// --- Kafka and MongoDB: real clients' opening requests (no broker/server in
+// Debian; the fixtures' server is a silent listener) -----------------------------
+
+#[test]
+fn librdkafka_api_versions_request_is_plaintext_kafka() {
+    let v = replay!("confluent-kafka-2.16.1-librdkafka-2.16.0-sink": "c2s.0");
+    assert_eq!(v, Some(Verdict::plaintext(Protocol::Kafka)));
+}
+
+#[test]
+fn pymongo_op_msg_hello_is_plaintext_mongodb() {
+    // pymongo 4.20 opens with OP_MSG (2013) `hello` even without a
+    // declared server API; no current driver here sends OP_QUERY.
+    let v = replay!("pymongo-4.20-hello-sink": "c2s.0");
+    assert_eq!(v, Some(Verdict::plaintext(Protocol::Mongodb)));
+}
+
+#[test]
+fn pymongo_op_msg_hello_with_server_api_is_plaintext_mongodb() {
+    let v = replay!("pymongo-4.20-server-api-sink": "c2s.0");
+    assert_eq!(v, Some(Verdict::plaintext(Protocol::Mongodb)));
 }

@@ -24,6 +24,10 @@ pub struct Sample {
     pub value: f64,
 }
 
+/// Overrides the agent's `RUST_LOG` (default: every verdict logged at
+/// debug, which tests read back from the log; the bench runs at `info`).
+pub const RUST_LOG_VAR: &str = "PLAINSIGHT_AGENT_RUST_LOG";
+
 impl Agent {
     /// Attached by cgroup_skb to the topology's child cgroup; runs in the
     /// host namespace with its API on a free loopback port.
@@ -74,7 +78,10 @@ impl Agent {
         };
         cmd.args(["run", "--listen", &addr.to_string()])
             .args(extra)
-            .env("RUST_LOG", "info,plainsight=debug")
+            .env(
+                "RUST_LOG",
+                std::env::var(RUST_LOG_VAR).unwrap_or_else(|_| "info,plainsight=debug".into()),
+            )
             .stdin(Stdio::null())
             .stdout(logf.try_clone().expect("dup log"))
             .stderr(logf);

@@ -215,8 +215,13 @@ pub fn run(bin: &Path, opts: &Options) -> anyhow::Result<()> {
     // Ctrl-C must unwind through the guards (namespaces, cgroup, agents,
     // servers), not kill us where we stand.
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
-    // SAFETY: still single-threaded; the harness reads this to find the binary.
-    unsafe { std::env::set_var("PLAINSIGHT_BIN", bin) };
+    // SAFETY: no other thread reads the environment yet; the harness reads
+    // these to find the binary and to run the agent at its production log
+    // level (the tests' per-flow debug lines would be measured as its CPU).
+    unsafe {
+        std::env::set_var("PLAINSIGHT_BIN", bin);
+        std::env::set_var(plainsight_tests::agent::RUST_LOG_VAR, "info");
+    }
     let _stats = probe::BpfStats::enable()?;
     let machine = probe::machine();
     eprintln!(

@@ -48,14 +48,44 @@ pub struct Options {
     /// Seconds per measured phase (default 3, quick 1).
     #[arg(long)]
     secs: Option<u64>,
+    /// Only these configurations (repeatable; default all). For focused
+    /// reruns: the targets need no-agent and ndpiReader alongside.
+    #[arg(long = "config", value_name = "CONFIG")]
+    configs: Vec<Config>,
+    /// Only these phases (repeatable; default all).
+    #[arg(long = "phase", value_name = "PHASE")]
+    phases: Vec<Phase>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
 pub enum Config {
+    #[value(name = "no-agent")]
     NoAgent,
+    #[value(name = "plainsight-cgroup")]
     Cgroup,
+    #[value(name = "plainsight-tc")]
     Tc,
+    #[value(name = "ndpiReader")]
     Ndpi,
+}
+
+/// The bench's phases, as `--phase` names them.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+pub enum Phase {
+    /// iperf3, offloads on and off.
+    Bulk,
+    /// Kept-alive request/response.
+    Rr,
+    /// New connections, 4 client threads.
+    Crr,
+    /// New connections, 16 client threads.
+    CrrMax,
+    /// Agent RSS idle and with 10,000 edges.
+    Memory,
+}
+
+impl Phase {
+    const ALL: [Self; 5] = [Self::Bulk, Self::Rr, Self::Crr, Self::CrrMax, Self::Memory];
 }
 
 impl Config {
@@ -200,6 +230,8 @@ struct Bench<'a> {
     secs: u64,
     stop: Arc<AtomicBool>,
     results: Results,
+    /// The round phases to run (`--phase`).
+    phases: Vec<Phase>,
     /// The veth ends whose offloads the offloads-off phases turn off.
     offloads: Vec<(Side, String)>,
 }
@@ -210,6 +242,11 @@ pub fn run(bin: &Path, opts: &Options) -> anyhow::Result<()> {
     if rounds == 0 || secs == 0 {
         bail!("--rounds and --secs must be at least 1");
     }
+    let configs: Vec<Config> = Config::ALL
+        .into_iter()
+        .filter(|c| opts.configs.is_empty() || opts.configs.contains(c))
+        .collect();
+    let phases = |p: Phase| opts.phases.is_empty() || opts.phases.contains(&p);
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     // Ctrl-C must unwind through the guards (namespaces, cgroup, agents,
@@ -226,7 +263,7 @@ pub fn run(bin: &Path, opts: &Options) -> anyhow::Result<()> {
     let machine = probe::machine();
     eprintln!(
         "bench: {rounds} rounds × {} configurations, {secs} s phases, on {} ({} CPUs, load {})",
-        Config::ALL.len(),
+        configs.len(),
         machine["cpu_model"].as_str().unwrap_or("?"),
         machine["cpus"],
         machine["load_avg"].as_str().unwrap_or("?")
@@ -270,21 +307,23 @@ pub fn run(bin: &Path, opts: &Options) -> anyhow::Result<()> {
         secs,
         stop,
         results: Results::default(),
+        phases: Phase::ALL.into_iter().filter(|p| phases(*p)).collect(),
         offloads: vec![
             (Side::Client, t.client_if.clone()),
             (Side::Server, t.server_if.clone()),
         ],
     };
     for round in 0..rounds {
-        for i in 0..Config::ALL.len() {
-            let cfg = Config::ALL[(round + i) % Config::ALL.len()];
+        for i in 0..configs.len() {
+            let cfg = configs[(round + i) % configs.len()];
             b.check()?;
             eprintln!("bench: round {}/{rounds}: {}", round + 1, cfg.name());
             b.round(cfg)
                 .with_context(|| format!("round {} of {}", round + 1, cfg.name()))?;
         }
     }
-    for cfg in [Config::Cgroup, Config::Tc] {
+    let memory = [Config::Cgroup, Config::Tc].into_iter();
+    for cfg in memory.filter(|c| phases(Phase::Memory) && configs.contains(c)) {
         b.check()?;
         eprintln!("bench: memory with 10,000 edges: {}", cfg.name());
         b.memory(cfg)
@@ -345,8 +384,12 @@ impl Bench<'_> {
         let obs = Observer::start(cfg, self.t)?;
         std::thread::sleep(Duration::from_millis(500));
         let names = probe::prog_names(Snapshot::take(&obs)?.progs.into_keys());
-
-        for (offloads_on, phase) in [(true, "bulk_offload_on"), (false, "bulk_offload_off")] {
+        let bulk = if self.phases.contains(&Phase::Bulk) {
+            &[(true, "bulk_offload_on"), (false, "bulk_offload_off")][..]
+        } else {
+            &[]
+        };
+        for &(offloads_on, phase) in bulk {
             self.set_offloads(offloads_on)?;
             let before = Snapshot::take(&obs)?;
             let gbit = self.iperf();
@@ -358,21 +401,27 @@ impl Bench<'_> {
             self.check()?;
         }
 
-        let rr = self.peer("rr", THREADS)?;
-        self.record(cfg, "rr_per_s", rr.rate());
-        self.check()?;
-
-        let crr = self.new_connections(cfg, &obs, &names, "crr", THREADS)?;
-        self.check()?;
-        let max = self.new_connections(cfg, &obs, &names, "crr_max", MAX_THREADS)?;
+        let mut said = Vec::new();
+        if self.phases.contains(&Phase::Rr) {
+            let rr = self.peer("rr", THREADS)?.rate();
+            self.record(cfg, "rr_per_s", rr);
+            said.push(format!("{rr:.0} req/s"));
+            self.check()?;
+        }
+        if self.phases.contains(&Phase::Crr) {
+            let crr = self.new_connections(cfg, &obs, &names, "crr", THREADS)?;
+            said.push(format!("{crr:.0} new connections/s ({THREADS} threads)"));
+            self.check()?;
+        }
+        if self.phases.contains(&Phase::CrrMax) {
+            let max = self.new_connections(cfg, &obs, &names, "crr_max", MAX_THREADS)?;
+            said.push(format!("{max:.0}/s ({MAX_THREADS} threads)"));
+        }
         if let Some(pid) = obs.pid() {
             let (_, hwm) = probe::memory_mib(pid)?;
             self.record(cfg, "peak_rss_mib", hwm);
         }
-        eprintln!(
-            "bench:   {:.0} req/s, {crr:.0} new connections/s ({THREADS} threads), {max:.0}/s ({MAX_THREADS} threads)",
-            rr.rate(),
-        );
+        eprintln!("bench:   {}", said.join(", "));
         Ok(())
     }
 

@@ -221,7 +221,7 @@ pub enum Stat {
     /// slot stays 0).
     Packets = 0,
     /// TCP packets parsed (the kernel slot counts those that went through
-    /// the flow tracker; `totals` adds `PureAcks` and `SocketFastPath`).
+    /// the flow tracker; `totals` adds `PureAcks` and the two fast paths).
     TcpPackets = 1,
     PayloadSegments = 2,
     FlowsCreated = 3,
@@ -247,10 +247,13 @@ pub enum Stat {
     /// Segments without payload and without SYN/FIN/RST: they change no
     /// flow state, so they skip the flow table on both hooks.
     PureAcks = 19,
+    /// TC hook: segments of decided flows that continued exactly where the
+    /// CPU's recent-flow slot left off, and skipped the flow table.
+    RecentFastPath = 20,
 }
 
 impl Stat {
-    pub const COUNT: u32 = 20;
+    pub const COUNT: u32 = 21;
 
     /// Packet totals from the kernel's raw per-slot sums: every packet is
     /// counted in exactly one of the tracked, shortcut and parse-failure
@@ -259,7 +262,8 @@ impl Stat {
     pub fn totals(mut raw: [u64; Self::COUNT as usize]) -> [u64; Self::COUNT as usize] {
         let tcp = raw[Self::TcpPackets as usize]
             + raw[Self::PureAcks as usize]
-            + raw[Self::SocketFastPath as usize];
+            + raw[Self::SocketFastPath as usize]
+            + raw[Self::RecentFastPath as usize];
         let failed: u64 = [
             Self::ParseTruncated,
             Self::ParseFragment,
@@ -296,6 +300,7 @@ impl Stat {
         Self::HellosExported,
         Self::HellosLost,
         Self::PureAcks,
+        Self::RecentFastPath,
     ];
 }
 

@@ -31,6 +31,28 @@ pub struct SocketFlow {
     pub ports: u32,
 }
 
+/// The TC hook's shortcut for decided flows (TC sees forwarded packets, with
+/// no socket to mark): per CPU, a few slots each remembering one decided
+/// flow's direction and the sequence number its next segment must carry.
+/// A segment that continues exactly there is the same connection's (a new
+/// connection on the same addresses and ports starts at a fresh ISN), so
+/// it skips the flow table. Anything else (a retransmit, another flow in
+/// the slot, SYN/FIN/RST) goes the long way, which refills the slot.
+#[map]
+pub static RECENT: PerCpuArray<Recent> = PerCpuArray::with_max_entries(RECENT_SLOTS, 0);
+
+/// Slots per CPU; a power of two (the slot is a hash of the 4-tuple).
+pub const RECENT_SLOTS: u32 = 64;
+
+#[repr(C)]
+pub struct Recent {
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+    /// Source port << 16 | destination port.
+    pub ports: u32,
+    pub next_seq: u32,
+}
+
 /// One `FlowEvent` per classified flow; userspace resizes it.
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);

@@ -6,8 +6,8 @@
 
 use crate::hello;
 use crate::maps::{
-    CLASSIFY_CGROUP_EGRESS, CLASSIFY_CGROUP_INGRESS, CLASSIFY_TC, DECIDED, EVENTS, FLOWS, SCRATCH,
-    SocketFlow, count, include_loopback, wakeup_flags,
+    CLASSIFY_CGROUP_EGRESS, CLASSIFY_CGROUP_INGRESS, CLASSIFY_TC, DECIDED, EVENTS, FLOWS, RECENT,
+    RECENT_SLOTS, Recent, SCRATCH, SocketFlow, count, include_loopback, wakeup_flags,
 };
 use crate::parse::{Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, parse};
 use agent_common::{
@@ -62,6 +62,10 @@ pub fn observe<C: EbpfContext>(ctx: &C, prog: Program) {
             }
             if hook == Hook::Cgroup && socket_decided(skb, prog, &pkt) {
                 count(Stat::SocketFastPath);
+                return;
+            }
+            if hook == Hook::Tc && recent_continues(&pkt) {
+                count(Stat::RecentFastPath);
                 return;
             }
             count(Stat::TcpPackets);
@@ -146,6 +150,63 @@ fn mark_decided(skb: *mut __sk_buff, prog: Program, p: &Packet) {
             (*mark).ports = want.ports;
         }
     }
+}
+
+/// This segment's slot in the CPU's `RECENT` array, by a cheap fold of the
+/// 4-tuple (the two directions of a flow differ in the port order).
+#[inline(always)]
+fn recent_slot(p: &Packet) -> Option<*mut Recent> {
+    let h = p.src[0] ^ p.src[3] ^ p.dst[0].rotate_left(7) ^ p.dst[3] ^ ports_word(p);
+    RECENT.get_ptr_mut((h ^ (h >> 16)) & (RECENT_SLOTS - 1))
+}
+
+#[inline(always)]
+fn ports_word(p: &Packet) -> u32 {
+    (u32::from(p.sport) << 16) | u32::from(p.dport)
+}
+
+/// True when this data segment continues a decided flow exactly where the
+/// CPU's slot for it left off (see `RECENT`); moves the slot on.
+#[inline(always)]
+fn recent_continues(p: &Packet) -> bool {
+    if p.flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0 {
+        return false;
+    }
+    let Some(slot) = recent_slot(p) else {
+        return false;
+    };
+    // SAFETY: this CPU's slot; nothing else runs on this CPU meanwhile.
+    let slot = unsafe { &mut *slot };
+    // Word by word: an array comparison may become a call to memcmp, and
+    // a hook program must not make subprogram calls (see `fresh_state`).
+    let same =
+        |a: &[u32; 4], b: &[u32; 4]| a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
+    if slot.next_seq != p.seq
+        || slot.ports != ports_word(p)
+        || !same(&slot.src, &p.src)
+        || !same(&slot.dst, &p.dst)
+    {
+        return false;
+    }
+    slot.next_seq = p.seq.wrapping_add(p.payload_len);
+    true
+}
+
+/// Remembers a decided flow's data segment in the CPU's slot (TC only).
+#[inline(always)]
+fn remember_decided(p: &Packet) {
+    if p.payload_len == 0 {
+        return;
+    }
+    let Some(slot) = recent_slot(p) else {
+        return;
+    };
+    // SAFETY: as in `recent_continues`.
+    let slot = unsafe { &mut *slot };
+    slot.src = p.src;
+    slot.dst = p.dst;
+    slot.ports = ports_word(p);
+    slot.next_seq = p.seq.wrapping_add(p.payload_len);
 }
 
 #[inline(always)]
@@ -270,6 +331,8 @@ fn track<C: EbpfContext>(ctx: &C, skb: *mut __sk_buff, prog: Program, p: &Packet
             } else {
                 mark_decided(skb, prog, p);
             }
+        } else if hook == Hook::Tc && !closing && !syn {
+            remember_decided(p);
         }
         close_if_done(st, key, side, p.flags);
         return;

@@ -259,6 +259,7 @@ pub const fn stat_name(s: Stat) -> &'static str {
         Stat::HellosExported => "tls_hellos_exported",
         Stat::HellosLost => "tls_hellos_lost",
         Stat::PureAcks => "pure_acks",
+        Stat::RecentFastPath => "recent_fast_path",
     }
 }
 

@@ -455,6 +455,60 @@ fn retransmitted_fin_does_not_end_the_flow_before_the_other_side_closes() {
     }
 }
 
+/// Keeps this test thread on one CPU: per-CPU map slots (the TC hook's
+/// recent-flow cache) must be the same slots from one test run to the next.
+fn stay_on_one_cpu() {
+    // SAFETY: a zeroed cpu_set_t with one CPU set, for this thread (pid 0).
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(libc::sched_getcpu().max(0) as usize, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set),
+            0,
+            "sched_setaffinity: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+#[test]
+fn tc_decided_flow_skips_the_flow_table_but_a_new_connection_on_its_ports_does_not() {
+    stay_on_one_cpu();
+    let mut k = Kernel::load(Hook::TcIngress);
+    handshake(&mut k, C, S);
+    k.send(&Segment::new(C, 40000, S, 80, 1001, ACK | PSH, GET));
+    assert_http(&k.one_verdict());
+    // The first segment after the verdict fills the CPU's slot; the ones
+    // that continue it exactly skip the flow table.
+    let mut seq = 1001 + u32::try_from(GET.len()).expect("fits");
+    for _ in 0..4 {
+        k.send(&Segment::new(C, 40000, S, 80, seq, ACK | PSH, b"body"));
+        seq += 4;
+    }
+    assert_eq!(k.stat(Stat::RecentFastPath), 3, "continuing segments");
+    // A retransmit does not continue the slot: the long way, not
+    // classified again.
+    k.send(&Segment::new(C, 40000, S, 80, 1001, ACK | PSH, GET));
+    assert_eq!(k.stat(Stat::RecentFastPath), 3, "a retransmit is looked up");
+    assert_eq!(k.stat(Stat::PayloadSegments), 1, "and not inspected again");
+    // Both FINs remove the flow (FINs never take the shortcut).
+    k.send(&Segment::new(C, 40000, S, 80, seq, ACK | FIN, b""));
+    k.send(&Segment::new(S, 80, C, 40000, 5001, ACK | FIN, b""));
+    assert_eq!(k.stat(Stat::FlowsClosed), 1, "closed");
+    // A new connection on the same addresses and ports starts at a fresh
+    // ISN: its data does not continue the stale slot and is classified.
+    k.send(&Segment::new(C, 40000, S, 80, 777_000, SYN, b""));
+    k.send(&Segment::new(S, 80, C, 40000, 888_000, SYN | ACK, b""));
+    k.send(&Segment::new(C, 40000, S, 80, 777_001, ACK | PSH, GET));
+    assert_http(&k.one_verdict());
+    assert_eq!(
+        k.stat(Stat::RecentFastPath),
+        3,
+        "the stale slot matched nothing"
+    );
+    assert_eq!(k.stat(Stat::FlowsCreated), 2, "a second flow");
+}
+
 #[test]
 fn reordered_first_segments_use_the_one_at_the_stream_start() {
     for hook in Hook::ALL {
@@ -720,7 +774,17 @@ fn verified_instructions_stay_below_the_limit() {
         ring_bytes: 1 << 16,
     })
     .expect("loading the programs");
-    for name in ["cgroup_ingress", "cgroup_egress", "tc_ingress", "tc_egress"] {
+    // The bench's floor programs too: every program in the object loads.
+    for name in [
+        "cgroup_ingress",
+        "cgroup_egress",
+        "tc_ingress",
+        "tc_egress",
+        "floor_cg_in",
+        "floor_cg_eg",
+        "floor_tc_in",
+        "floor_tc_eg",
+    ] {
         match dp.ebpf.program_mut(name).expect("program present") {
             Program::CgroupSkb(p) => p.load().expect("verifier accepts"),
             Program::SchedClassifier(p) => p.load().expect("verifier accepts"),

@@ -55,6 +55,9 @@ enum Task {
     /// The bench's load generator, run inside its namespaces.
     #[command(hide = true)]
     BenchPeer(bench::peer::Args),
+    /// The bench's cost floor: do-nothing programs, attached until killed.
+    #[command(hide = true)]
+    BenchFloor(bench::floor::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -112,6 +115,7 @@ fn main() -> anyhow::Result<()> {
             bench::run(&root.join("target/release/plainsight"), &opts)
         }
         Task::BenchPeer(args) => bench::peer::run(args),
+        Task::BenchFloor(args) => bench::floor::run(&args),
     }
 }
 

@@ -4,6 +4,7 @@
 //! (each round in a rotated order) so that noise from a busy machine falls
 //! on all of them alike; the report gives medians and min–max.
 
+pub mod floor;
 pub mod peer;
 mod probe;
 mod report;
@@ -61,8 +62,14 @@ pub struct Options {
 pub enum Config {
     #[value(name = "no-agent")]
     NoAgent,
+    /// Do-nothing programs on the cgroup hook: the floor under `Cgroup`.
+    #[value(name = "floor-cgroup")]
+    FloorCgroup,
     #[value(name = "plainsight-cgroup")]
     Cgroup,
+    /// Do-nothing programs on TC: the floor under `Tc`.
+    #[value(name = "floor-tc")]
+    FloorTc,
     #[value(name = "plainsight-tc")]
     Tc,
     #[value(name = "ndpiReader")]
@@ -89,11 +96,29 @@ impl Phase {
 }
 
 impl Config {
-    pub const ALL: [Self; 4] = [Self::NoAgent, Self::Cgroup, Self::Tc, Self::Ndpi];
+    pub const ALL: [Self; 6] = [
+        Self::NoAgent,
+        Self::FloorCgroup,
+        Self::Cgroup,
+        Self::FloorTc,
+        Self::Tc,
+        Self::Ndpi,
+    ];
+
+    /// The do-nothing programs on the same hook.
+    pub fn floor(self) -> Option<Self> {
+        match self {
+            Self::Cgroup => Some(Self::FloorCgroup),
+            Self::Tc => Some(Self::FloorTc),
+            _ => None,
+        }
+    }
 
     pub fn name(self) -> &'static str {
         match self {
             Self::NoAgent => "no-agent",
+            Self::FloorCgroup => "floor-cgroup",
+            Self::FloorTc => "floor-tc",
             Self::Cgroup => "plainsight-cgroup",
             Self::Tc => "plainsight-tc",
             Self::Ndpi => "ndpiReader",
@@ -105,13 +130,24 @@ impl Config {
 enum Observer {
     Nothing,
     Agent(Agent),
+    Floor(Proc),
     Ndpi(Proc),
 }
 
 impl Observer {
-    fn start(cfg: Config, t: &Topology) -> anyhow::Result<Self> {
+    fn start(cfg: Config, t: &Topology, exe: &Path) -> anyhow::Result<Self> {
         Ok(match cfg {
             Config::NoAgent => Self::Nothing,
+            Config::FloorCgroup => {
+                let cg = t.cgroup.to_str().context("cgroup path is UTF-8")?;
+                Self::Floor(start_floor(t, None, exe, &["--cgroup", cg])?)
+            }
+            Config::FloorTc => Self::Floor(start_floor(
+                t,
+                Some(Side::Server),
+                exe,
+                &["--interface", &t.server_if],
+            )?),
             Config::Cgroup => Self::Agent(Agent::on_cgroup(t)),
             Config::Tc => Self::Agent(Agent::on_tc(t)),
             Config::Ndpi => {
@@ -134,7 +170,16 @@ impl Observer {
         match self {
             Self::Nothing => None,
             Self::Agent(a) => Some(a.proc.pid()),
-            Self::Ndpi(p) => Some(p.pid()),
+            Self::Floor(p) | Self::Ndpi(p) => Some(p.pid()),
+        }
+    }
+
+    /// The process holding the eBPF programs, if any.
+    fn programs_pid(&self) -> Option<u32> {
+        match self {
+            Self::Agent(a) => Some(a.proc.pid()),
+            Self::Floor(p) => Some(p.pid()),
+            Self::Nothing | Self::Ndpi(_) => None,
         }
     }
 
@@ -143,6 +188,59 @@ impl Observer {
             Self::Agent(a) => Some(a),
             _ => None,
         }
+    }
+}
+
+/// `xtask bench-floor`, once it says its programs are attached: in `side`'s
+/// namespace for TC (the interface lives there), in ours for the cgroup
+/// hook (`ip netns exec` remounts /sys, hiding the cgroup; as for the agent).
+fn start_floor(
+    t: &Topology,
+    side: Option<Side>,
+    exe: &Path,
+    args: &[&str],
+) -> anyhow::Result<Proc> {
+    let log =
+        std::env::temp_dir().join(format!("plainsight-bench-floor-{}.log", std::process::id()));
+    let exe_s = exe.to_str().context("xtask path is UTF-8")?;
+    let mut argv = vec![exe_s, "bench-floor"];
+    argv.extend(args);
+    let mut p = match side {
+        Some(side) => t.spawn_logged(side, &argv, &log),
+        None => {
+            let out = std::fs::File::create(&log)
+                .with_context(|| format!("creating {}", log.display()))?;
+            let child = std::process::Command::new(exe)
+                .args(&argv[1..])
+                .stdin(std::process::Stdio::null())
+                .stdout(out.try_clone()?)
+                .stderr(out)
+                .spawn()
+                .context("starting bench-floor")?;
+            Proc::from_child(child, "bench-floor")
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let said = std::fs::read_to_string(&log).unwrap_or_default();
+        if said.contains(floor::READY) {
+            return Ok(p);
+        }
+        if let Some(status) = p.child.try_wait()? {
+            bail!(
+                "bench-floor {} exited with {status}: {}",
+                args.join(" "),
+                said.trim()
+            );
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "bench-floor {} did not attach within 10 s: {}",
+                args.join(" "),
+                said.trim()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -189,8 +287,8 @@ impl Snapshot {
         Ok(Self {
             softirq: probe::softirq_secs()?,
             process_cpu,
-            progs: match obs.agent() {
-                Some(a) => probe::prog_runs(a.proc.pid())?,
+            progs: match obs.programs_pid() {
+                Some(pid) => probe::prog_runs(pid)?,
                 None => Default::default(),
             },
             events,
@@ -381,7 +479,7 @@ impl Bench<'_> {
 
     /// One configuration through every phase.
     fn round(&mut self, cfg: Config) -> anyhow::Result<()> {
-        let obs = Observer::start(cfg, self.t)?;
+        let obs = Observer::start(cfg, self.t, &self.exe)?;
         std::thread::sleep(Duration::from_millis(500));
         let names = probe::prog_names(Snapshot::take(&obs)?.progs.into_keys());
         let bulk = if self.phases.contains(&Phase::Bulk) {
@@ -634,7 +732,7 @@ impl Bench<'_> {
 
     /// Agent memory idle and with 10,000 live edges (one fresh agent).
     fn memory(&mut self, cfg: Config) -> anyhow::Result<()> {
-        let obs = Observer::start(cfg, self.t)?;
+        let obs = Observer::start(cfg, self.t, &self.exe)?;
         let agent = obs.agent().context("memory is measured for plainsight")?;
         let pid = agent.proc.pid();
         std::thread::sleep(Duration::from_secs(1));

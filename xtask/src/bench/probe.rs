@@ -132,6 +132,11 @@ pub fn prog_names(ids: impl Iterator<Item = u32>) -> BTreeMap<u32, String> {
             .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
             .and_then(|v| Some(v.get("name")?.as_str()?.to_owned()))
             .unwrap_or_else(|| format!("prog{id}"));
+        // A floor program is reported on its plainsight program's row.
+        let name = super::floor::PROGRAMS
+            .iter()
+            .find(|(floor, _)| *floor == name)
+            .map_or(name, |(_, real)| (*real).to_owned());
         (id, name)
     })
     .collect()

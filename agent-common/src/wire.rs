@@ -315,3 +315,34 @@ mod pod {
     // SAFETY: as above.
     unsafe impl aya::Pod for super::HelloHeader {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Stat;
+
+    #[test]
+    fn stat_list_is_in_slot_order() {
+        for (i, s) in Stat::ALL.iter().enumerate() {
+            assert_eq!(*s as usize, i, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn totals_count_each_packet_once_whichever_slot_it_went_to() {
+        let mut raw = [0u64; Stat::COUNT as usize];
+        for (s, n) in [
+            (Stat::TcpPackets, 5),
+            (Stat::PureAcks, 7),
+            (Stat::SocketFastPath, 11),
+            (Stat::RecentFastPath, 13),
+            (Stat::NotTcp, 2),
+            (Stat::ParseTruncated, 1),
+        ] {
+            raw[s as usize] = n;
+        }
+        let t = Stat::totals(raw);
+        assert_eq!(t[Stat::TcpPackets as usize], 5 + 7 + 11 + 13);
+        assert_eq!(t[Stat::Packets as usize], 5 + 7 + 11 + 13 + 2 + 1);
+        assert_eq!(t[Stat::RecentFastPath as usize], 13, "slots stay");
+    }
+}

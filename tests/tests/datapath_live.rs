@@ -129,47 +129,60 @@ c.recv(1)
 c.close()";
 
 #[test]
-fn cgroup_hook_shortcuts_decided_flows_by_socket_and_still_cleans_up() {
-    let t = Topology::new();
-    let _server = t.spawn(Side::Server, false, &["python3", "-c", SINK_SERVER]);
-    t.wait_listening(9100);
-    let agent = Agent::on_cgroup(&t);
-    let server = t.server_ip.to_string();
-    let out = t.run(
-        Side::Client,
-        true,
-        &["python3", "-c", STREAMING_CLIENT, &server],
-    );
-    assert!(
-        out.status.success(),
-        "client: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+fn decided_flows_take_each_hooks_shortcut_and_still_clean_up() {
+    // The cgroup hook marks the socket; TC (no socket) remembers the flow
+    // in its per-CPU recent-flow slot.
+    type Start = fn(&Topology) -> Agent;
+    let hooks: [(&str, Start, &str); 2] = [
+        ("cgroup", Agent::on_cgroup, "socket_fast_path"),
+        ("tc", Agent::on_tc, "recent_fast_path"),
+    ];
+    for (hook, start, shortcut) in hooks {
+        let t = Topology::new();
+        let _server = t.spawn(Side::Server, false, &["python3", "-c", SINK_SERVER]);
+        t.wait_listening(9100);
+        let agent = start(&t);
+        let server = t.server_ip.to_string();
+        let out = t.run(
+            Side::Client,
+            true,
+            &["python3", "-c", STREAMING_CLIENT, &server],
+        );
+        assert!(
+            out.status.success(),
+            "{hook}: client: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
 
-    let flow = agent.wait_sample(
-        "plainsight_flows_total",
-        &[
-            ("server", &server),
-            ("server_port", "9100"),
-            ("protocol", "http"),
-        ],
-    );
-    assert_eq!(flow.value, 1.0, "one verdict for the one connection");
-    // After the verdict, the client socket's packets skip the flow table...
-    assert!(
-        within(5, || kernel(&agent, "socket_fast_path") > 0.0),
-        "no packet took the socket shortcut"
-    );
-    // ...but its FIN still reaches it, so the entry goes with the connection.
-    assert!(
-        within(5, || kernel(&agent, "flows_closed") == 1.0
-            && agent.value("plainsight_flow_table_entries", &[]) == 0.0),
-        "closed {}, entries {}",
-        kernel(&agent, "flows_closed"),
-        agent.value("plainsight_flow_table_entries", &[])
-    );
-    assert_eq!(kernel(&agent, "flows_created"), 1.0);
-    assert_eq!(kernel(&agent, "verdicts_emitted"), 1.0);
+        let flow = agent.wait_sample(
+            "plainsight_flows_total",
+            &[
+                ("server", &server),
+                ("server_port", "9100"),
+                ("protocol", "http"),
+            ],
+        );
+        assert_eq!(
+            flow.value, 1.0,
+            "{hook}: one verdict for the one connection"
+        );
+        // After the verdict, the flow's packets skip the flow table...
+        assert!(
+            within(5, || kernel(&agent, shortcut) > 0.0),
+            "{hook}: no packet took the {shortcut} shortcut"
+        );
+        // ...but its FINs still reach it, so the entry goes with the
+        // connection.
+        assert!(
+            within(5, || kernel(&agent, "flows_closed") == 1.0
+                && agent.value("plainsight_flow_table_entries", &[]) == 0.0),
+            "{hook}: closed {}, entries {}",
+            kernel(&agent, "flows_closed"),
+            agent.value("plainsight_flow_table_entries", &[])
+        );
+        assert_eq!(kernel(&agent, "flows_created"), 1.0, "{hook}");
+        assert_eq!(kernel(&agent, "verdicts_emitted"), 1.0, "{hook}");
+    }
 }
 
 fn tc_programs(agent: &Agent) -> f64 {

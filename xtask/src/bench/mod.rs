@@ -53,6 +53,11 @@ pub struct Options {
     /// reruns: the targets need no-agent and ndpiReader alongside.
     #[arg(long = "config", value_name = "CONFIG")]
     configs: Vec<Config>,
+    /// Leave the kernel's eBPF run-time statistics off: rates and CPU as in
+    /// production (the statistics' clock reads cost every program run),
+    /// without the ns/packet rows.
+    #[arg(long)]
+    no_stats: bool,
     /// Only these phases (repeatable; default all).
     #[arg(long = "phase", value_name = "PHASE")]
     phases: Vec<Phase>,
@@ -357,7 +362,11 @@ pub fn run(bin: &Path, opts: &Options) -> anyhow::Result<()> {
         std::env::set_var("PLAINSIGHT_BIN", bin);
         std::env::set_var(plainsight_tests::agent::RUST_LOG_VAR, "info");
     }
-    let _stats = probe::BpfStats::enable()?;
+    let _stats = if opts.no_stats {
+        None
+    } else {
+        Some(probe::BpfStats::enable()?)
+    };
     let machine = probe::machine();
     eprintln!(
         "bench: {rounds} rounds × {} configurations, {secs} s phases, on {} ({} CPUs, load {})",
@@ -428,7 +437,15 @@ pub fn run(bin: &Path, opts: &Options) -> anyhow::Result<()> {
             .with_context(|| format!("memory of {}", cfg.name()))?;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    report::finish(&b.results, machine, rounds, secs, opts.quick, elapsed)
+    let settings = serde_json::json!({
+        "rounds": rounds,
+        "phase_secs": secs,
+        "quick": opts.quick,
+        "bpf_stats": !opts.no_stats,
+        "configs": configs.iter().map(|c| c.name()).collect::<Vec<_>>(),
+        "elapsed_secs": elapsed,
+    });
+    report::finish(&b.results, machine, settings)
 }
 
 /// Client-side addresses for the edge workload, and a wide ephemeral port

@@ -201,14 +201,9 @@ const ABOVE_FLOOR: &[(&str, &str)] = &[
     ),
 ];
 
-pub fn finish(
-    r: &Results,
-    machine: Value,
-    rounds: usize,
-    secs: u64,
-    quick: bool,
-    elapsed: f64,
-) -> anyhow::Result<()> {
+/// Prints the table and targets and writes the JSON report; `settings`
+/// says how the run was made (rounds, phase seconds, statistics on, ...).
+pub fn finish(r: &Results, machine: Value, settings: Value) -> anyhow::Result<()> {
     print_table(r);
     let targets = targets(r);
     println!("\ntargets:");
@@ -231,10 +226,7 @@ pub fn finish(
     }
     let report = json!({
         "machine": machine,
-        "rounds": rounds,
-        "phase_secs": secs,
-        "quick": quick,
-        "elapsed_secs": elapsed,
+        "settings": settings,
         "unix_time": std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
@@ -255,7 +247,7 @@ pub fn finish(
         .with_context(|| format!("writing {}", path.display()))?;
     println!(
         "\nbench: {:.0} s; report written to {}",
-        elapsed,
+        report["settings"]["elapsed_secs"].as_f64().unwrap_or(0.0),
         path.display()
     );
     Ok(())

@@ -33,6 +33,10 @@ const THREADS: usize = 4;
 /// connections in flight as two cores can turn over, to get near the
 /// 20,000 new flows/s the events-lost target asks for.
 const MAX_THREADS: usize = 16;
+/// Offered load of the paced new-connection phase: about 40% of what two
+/// cores turn over with no agent, so no configuration saturates and the
+/// machine's CPU time per connection is what each one costs.
+const PACED_RATE: u32 = 10_000;
 /// Time for the agent to drain its ring buffer (it reads every 100 ms).
 const DRAIN: Duration = Duration::from_millis(300);
 /// Time for the agent to publish its kernel counters (every second).
@@ -92,12 +96,21 @@ pub enum Phase {
     Crr,
     /// New connections, 16 client threads.
     CrrMax,
+    /// New connections at a fixed offered rate: machine CPU per connection.
+    CrrPaced,
     /// Agent RSS idle and with 10,000 edges.
     Memory,
 }
 
 impl Phase {
-    const ALL: [Self; 5] = [Self::Bulk, Self::Rr, Self::Crr, Self::CrrMax, Self::Memory];
+    const ALL: [Self; 6] = [
+        Self::Bulk,
+        Self::Rr,
+        Self::Crr,
+        Self::CrrMax,
+        Self::CrrPaced,
+        Self::Memory,
+    ];
 }
 
 impl Config {
@@ -252,6 +265,8 @@ fn start_floor(
 /// Counters read before and after a phase.
 struct Snapshot {
     softirq: f64,
+    /// Machine-wide busy CPU time.
+    busy: f64,
     process_cpu: Option<f64>,
     progs: std::collections::BTreeMap<u32, probe::ProgRun>,
     /// What the agent reports (plainsight only).
@@ -289,8 +304,10 @@ impl Snapshot {
         events: Option<AgentCounters>,
         process_cpu: Option<f64>,
     ) -> anyhow::Result<Self> {
+        let cpu = probe::cpu_times()?;
         Ok(Self {
-            softirq: probe::softirq_secs()?,
+            softirq: cpu.softirq,
+            busy: cpu.busy,
             process_cpu,
             progs: match obs.programs_pid() {
                 Some(pid) => probe::prog_runs(pid)?,
@@ -531,6 +548,13 @@ impl Bench<'_> {
         if self.phases.contains(&Phase::CrrMax) {
             let max = self.new_connections(cfg, &obs, &names, "crr_max", MAX_THREADS)?;
             said.push(format!("{max:.0}/s ({MAX_THREADS} threads)"));
+            self.check()?;
+        }
+        if self.phases.contains(&Phase::CrrPaced) {
+            let us = self.paced_connections(cfg, &obs, &names)?;
+            said.push(format!(
+                "{us:.1} µs machine CPU per connection at {PACED_RATE}/s"
+            ));
         }
         if let Some(pid) = obs.pid() {
             let (_, hwm) = probe::memory_mib(pid)?;
@@ -611,6 +635,29 @@ impl Bench<'_> {
             );
         }
         Ok(crr.rate())
+    }
+
+    /// New connections offered at `PACED_RATE`: the machine's busy CPU time
+    /// per connection (all processes, softirq, eBPF). Below saturation, so
+    /// unlike the rate phases it is not bent by how two busy cores happen
+    /// to schedule client, server and observer. Returns µs/connection.
+    fn paced_connections(
+        &mut self,
+        cfg: Config,
+        obs: &Observer,
+        names: &std::collections::BTreeMap<u32, String>,
+    ) -> anyhow::Result<f64> {
+        let before = Snapshot::take(obs)?;
+        let o = self.peer_with("crr", THREADS, &["--rate", &PACED_RATE.to_string()])?;
+        // The observer finishes its share (reading the last verdicts).
+        std::thread::sleep(DRAIN);
+        let after = Snapshot::take_end(obs)?;
+        let conns = (o.ops as f64).max(1.0);
+        let us = (after.busy - before.busy) * 1e6 / conns;
+        self.record(cfg, "crr_paced_per_s", o.rate());
+        self.record(cfg, "cpu_us_per_conn.crr_paced", us);
+        self.record_progs(cfg, "crr_paced", names, &before, &after, Some(conns));
+        Ok(us)
     }
 
     /// Records ns/run per program and, summed over the programs, ns per
@@ -711,17 +758,31 @@ impl Bench<'_> {
     /// Runs the load generator's `mode` in the client namespace (in the
     /// cgroup) for the phase time.
     fn peer(&self, mode: &str, threads: usize) -> anyhow::Result<peer::Outcome> {
-        self.peer_args(&[
+        self.peer_with(mode, threads, &[])
+    }
+
+    /// A `--secs` client run against the peer server, with `extra` flags.
+    fn peer_with(
+        &self,
+        mode: &str,
+        threads: usize,
+        extra: &[&str],
+    ) -> anyhow::Result<peer::Outcome> {
+        let (server, port) = (self.t.server_ip.to_string(), PEER_PORT.to_string());
+        let (threads, secs) = (threads.to_string(), self.secs.to_string());
+        let mut args = vec![
             mode,
             "--server",
-            &self.t.server_ip.to_string(),
+            &server,
             "--port",
-            &PEER_PORT.to_string(),
+            &port,
             "--threads",
-            &threads.to_string(),
+            &threads,
             "--secs",
-            &self.secs.to_string(),
-        ])
+            &secs,
+        ];
+        args.extend(extra);
+        self.peer_args(&args)
     }
 
     fn peer_args(&self, args: &[&str]) -> anyhow::Result<peer::Outcome> {

@@ -72,6 +72,10 @@ struct Load {
     threads: usize,
     #[arg(long)]
     secs: f64,
+    /// Offered load: at most this many operations per second in all
+    /// (spread over the threads); default as fast as they go.
+    #[arg(long)]
+    rate: Option<f64>,
 }
 
 fn parse_range(s: &str) -> Result<(u16, u16), String> {
@@ -122,7 +126,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             extra,
         } => return serve(port, threads, extra),
         Role::Rr(l) => timed(&l, |stop| rr_worker(l.server, l.port, stop)),
-        Role::Crr(l) => timed(&l, |stop| crr_worker(l.server, l.port, stop)),
+        Role::Crr(l) => {
+            // Each thread's share of the offered load, as a gap between starts.
+            let gap = l
+                .rate
+                .filter(|r| *r > 0.0)
+                .map(|r| Duration::from_secs_f64(l.threads as f64 / r));
+            timed(&l, |stop| crr_worker(l.server, l.port, gap, stop))
+        }
         Role::Edges {
             server,
             source_net,
@@ -284,9 +295,18 @@ fn rr_worker(server: Ipv4Addr, port: u16, stop: &AtomicBool) -> (u64, u64) {
     (ops, errors)
 }
 
-fn crr_worker(server: Ipv4Addr, port: u16, stop: &AtomicBool) -> (u64, u64) {
+/// New connections back to back, or one every `gap` (on a fixed schedule,
+/// so a slow connection is made up for, not added to the gap).
+fn crr_worker(server: Ipv4Addr, port: u16, gap: Option<Duration>, stop: &AtomicBool) -> (u64, u64) {
     let (mut ops, mut errors) = (0, 0);
+    let mut next = Instant::now();
     while !stop.load(Ordering::Relaxed) {
+        if let Some(gap) = gap {
+            next += gap;
+            if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
         match one_request(None, SocketAddrV4::new(server, port)) {
             Ok(()) => ops += 1,
             Err(_) => errors += 1,

@@ -12,20 +12,35 @@ fn ticks_per_sec() -> f64 {
     if hz > 0 { hz as f64 } else { 100.0 }
 }
 
-/// Seconds all CPUs spent in softirq (machine-wide, /proc/stat).
-pub fn softirq_secs() -> anyhow::Result<f64> {
+/// Machine-wide CPU time (all CPUs, /proc/stat), in seconds.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuTimes {
+    pub softirq: f64,
+    /// Everything but idle, iowait and steal (time the hypervisor took).
+    pub busy: f64,
+}
+
+pub fn cpu_times() -> anyhow::Result<CpuTimes> {
     let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
     let cpu = stat
         .lines()
         .find(|l| l.starts_with("cpu "))
         .context("/proc/stat has no cpu line")?;
-    // cpu user nice system idle iowait irq softirq ...
-    let softirq: f64 = cpu
+    // cpu user nice system idle iowait irq softirq steal ...
+    let f: Vec<f64> = cpu
         .split_whitespace()
-        .nth(7)
-        .and_then(|v| v.parse().ok())
-        .context("/proc/stat cpu line has no softirq field")?;
-    Ok(softirq / ticks_per_sec())
+        .skip(1)
+        .take(8)
+        .map(|v| v.parse().unwrap_or(f64::NAN))
+        .collect();
+    if f.len() < 8 || f.iter().any(|v| v.is_nan()) {
+        bail!("/proc/stat cpu line {cpu:?} lacks the first eight fields");
+    }
+    let secs = |v: f64| v / ticks_per_sec();
+    Ok(CpuTimes {
+        softirq: secs(f[6]),
+        busy: secs(f[0] + f[1] + f[2] + f[5] + f[6]),
+    })
 }
 
 /// utime + stime of a process (all its threads), in seconds.

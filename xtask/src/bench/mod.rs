@@ -529,7 +529,18 @@ impl Bench<'_> {
             let gbit = gbit?;
             let after = Snapshot::take(&obs)?;
             self.record(cfg, &format!("{phase}_gbit_s"), gbit);
-            self.record_progs(cfg, phase, &names, &before, &after, None);
+            let bpf_secs = self.record_progs(cfg, phase, &names, &before, &after, None);
+            // One long-lived flow: what watching it costs per GB moved
+            // (plainsight: its programs and its process; ndpiReader: its
+            // process, capture softirq not included).
+            if let (Some(b), Some(a)) = (before.process_cpu, after.process_cpu) {
+                let gb = (gbit * self.secs as f64 / 8.0).max(1e-9);
+                self.record(
+                    cfg,
+                    &format!("cpu_observer_ms_per_gb.{phase}"),
+                    (a - b + bpf_secs) * 1e3 / gb,
+                );
+            }
             self.check()?;
         }
 

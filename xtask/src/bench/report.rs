@@ -125,6 +125,16 @@ const ROWS: &[(&str, &str, usize)] = &[
         1,
     ),
     (
+        "cpu_observer_ms_per_gb.bulk_offload_on",
+        "observer CPU ms/GB, bulk offloads on (one flow)",
+        2,
+    ),
+    (
+        "cpu_observer_ms_per_gb.bulk_offload_off",
+        "observer CPU ms/GB, bulk offloads off (one flow)",
+        2,
+    ),
+    (
         "cpu_process_ms_per_10k_flows",
         "observer process CPU ms/10k flows",
         1,
@@ -538,6 +548,25 @@ fn targets(r: &Results) -> Vec<Value> {
             &|v| v >= 10.0,
             None,
         );
+        // The same comparison on one long-lived flow, per GB moved: where
+        // DPI keeps paying per packet and plainsight does not.
+        for (phase, label) in [
+            ("bulk_offload_on", "offloads on"),
+            ("bulk_offload_off", "offloads off"),
+        ] {
+            let key = format!("cpu_observer_ms_per_gb.{phase}");
+            let ratio = r
+                .median(Config::Ndpi, &key)
+                .zip(r.median(hook, &key))
+                .map(|(ndpi, ours)| ndpi / ours.max(1e-9));
+            check(
+                format!("{h}: CPU per GB of one long flow ≥ 10× lower than ndpiReader ({label})"),
+                ratio,
+                "×",
+                &|v| v >= 10.0,
+                None,
+            );
+        }
         check(
             format!("{h}: RSS idle ≤ 32 MiB"),
             r.median(hook, "idle_rss_mib"),

@@ -382,26 +382,29 @@ fn print_table(r: &Results) {
         }
         println!();
     }
-    let derived: [(
-        &[(&str, &str)],
-        usize,
-        fn(&Results, Config, &str) -> Option<Vec<f64>>,
-    ); 2] = [
-        (ABOVE_FLOOR, 0, above_floor_samples),
-        (RELATIVE, 1, relative_samples),
-    ];
-    for (rows, decimals, samples) in derived {
-        for (key, label) in rows {
-            let cells: Vec<_> = Config::ALL.iter().map(|c| samples(r, *c, key)).collect();
-            if cells.iter().all(Option::is_none) {
-                continue;
-            }
-            print!("{label:<50}");
-            for c in &cells {
-                print!("{:>w$}", cell(c.as_deref(), decimals));
-            }
-            println!();
+    print_derived(r, ABOVE_FLOOR, 0, above_floor_samples, w);
+    print_derived(r, RELATIVE, 1, relative_samples, w);
+}
+
+/// Rows computed round by round from two configurations' samples; rows
+/// with no data in this run are left out.
+fn print_derived(
+    r: &Results,
+    rows: &[(&str, &str)],
+    decimals: usize,
+    samples: fn(&Results, Config, &str) -> Option<Vec<f64>>,
+    w: usize,
+) {
+    for (key, label) in rows {
+        let cells: Vec<_> = Config::ALL.iter().map(|c| samples(r, *c, key)).collect();
+        if cells.iter().all(Option::is_none) {
+            continue;
         }
+        print!("{label:<50}");
+        for c in &cells {
+            print!("{:>w$}", cell(c.as_deref(), decimals));
+        }
+        println!();
     }
 }
 

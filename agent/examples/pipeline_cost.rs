@@ -21,14 +21,8 @@
 
 use agent_common::{Encryption, Protocol, Reason, TlsVersion, Verdict};
 use plainsight::{
-    alerts::Alerter,
-    config::Config,
-    edges::Edges,
-    events::Flow,
-    identity::Resolver,
-    metrics::Metrics,
-    pipeline::Pipeline,
-    tls_hello::TlsMeta,
+    alerts::Alerter, config::Config, edges::Edges, events::Flow, identity::Resolver,
+    metrics::Metrics, pipeline::Pipeline, tls_hello::TlsMeta,
 };
 use std::{
     hint::black_box,

@@ -138,8 +138,10 @@ const ADDR_NAMES: usize = 1024;
 /// choose addresses: colliding addresses only evict each other, which
 /// costs what no cache costs (formatting the address).
 struct AddrNames {
-    slots: Box<[Option<(IpAddr, Arc<str>)>]>,
+    slots: Box<[Option<AddrName>]>,
 }
+
+type AddrName = (IpAddr, Arc<str>);
 
 impl Default for AddrNames {
     fn default() -> Self {

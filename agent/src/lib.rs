@@ -1,5 +1,6 @@
 //! The `plainsight` agent as a library: the binary (main.rs) only parses
-//! the command line, and integration tests call `replay` directly.
+//! the command line, integration tests call `replay` directly, and the
+//! examples measure parts of it (`pipeline_cost`, `kube_memory`).
 
 pub mod alerts;
 mod api;

@@ -4,12 +4,21 @@
 //! alike and never removed, so counters stay monotonic); flows of further
 //! edges fold into an `other` edge per (protocol, encryption, policy), and
 //! are counted. Idle edges leave the live view (the API) but stay admitted.
+//! An edge keeps its metric series' counters, so that a flow on a known edge
+//! costs one hash lookup and a few atomic increments.
 
-use crate::{clock, policy::Policy, policy::Rule, tls_hello::TlsMeta};
+use crate::{
+    clock,
+    metrics::EdgeSeries,
+    policy::{Policy, Rule},
+    tls_hello::TlsMeta,
+};
 use agent_common::{Encryption, Protocol, Reason, TlsVersion, Verdict};
+use hashbrown::{HashMap, hash_map::Entry};
 use serde::{Deserialize, Serialize};
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::BTreeMap,
+    hash::{Hash, Hasher, RandomState},
     net::IpAddr,
     sync::Arc,
     time::Duration,
@@ -27,7 +36,7 @@ pub const SAMPLE_SNI: usize = 4;
 /// `other` (both come from the peers, who can send anything).
 pub const MAX_TLS_KEYS: usize = 8;
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialOrd, Ord)]
 pub struct EdgeKey {
     pub policy: Policy,
     pub client: Arc<str>,
@@ -37,13 +46,67 @@ pub struct EdgeKey {
     pub encryption: Encryption,
 }
 
+/// Names come from shared `Arc`s (the resolver's address cache, the
+/// Kubernetes index, the named CIDRs), so equal names are nearly always one
+/// pointer: that is compared first (`Arc<str>`'s own `==` compares bytes).
+impl PartialEq for EdgeKey {
+    fn eq(&self, o: &Self) -> bool {
+        let same = |a: &Arc<str>, b: &Arc<str>| Arc::ptr_eq(a, b) || a == b;
+        self.policy == o.policy
+            && self.server_port == o.server_port
+            && self.protocol == o.protocol
+            && self.encryption == o.encryption
+            && same(&self.client, &o.client)
+            && same(&self.server, &o.server)
+    }
+}
+
+impl Eq for EdgeKey {}
+
+/// Longest pair of names hashed in one hasher call.
+const HASH_BUF: usize = 160;
+
+/// By hand, in one hasher call when the names are short: the derived impl
+/// makes eight, and SipHash (kept: names can be addresses peers choose)
+/// pays per call; one call saves a fifth of a known flow's instructions.
+/// Each name ends with 0xff, which UTF-8 never contains (as `str`'s own
+/// Hash does), then the small fields in one word; a key's name lengths
+/// decide the branch, so equal keys hash alike.
+impl Hash for EdgeKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let small = u64::from(self.server_port)
+            | u64::from(self.policy as u8) << 16
+            | u64::from(self.protocol as u8) << 24
+            | u64::from(self.encryption as u8) << 32;
+        let (client, server) = (self.client.as_bytes(), self.server.as_bytes());
+        let (c, s) = (client.len(), server.len());
+        let len = c + s + 2 + 8;
+        if len <= HASH_BUF {
+            let mut buf = [0u8; HASH_BUF];
+            buf[..c].copy_from_slice(client);
+            buf[c] = 0xff;
+            buf[c + 1..c + 1 + s].copy_from_slice(server);
+            buf[c + 1 + s] = 0xff;
+            buf[c + 2 + s..len].copy_from_slice(&small.to_ne_bytes());
+            state.write(&buf[..len]);
+        } else {
+            state.write(client);
+            state.write_u8(0xff);
+            state.write(server);
+            state.write_u8(0xff);
+            state.write_u64(small);
+        }
+    }
+}
+
 impl EdgeKey {
-    fn other(&self) -> Self {
+    /// The `other` edge this one folds into; `name` is `OTHER`, shared.
+    fn other(self, name: &Arc<str>) -> Self {
         Self {
-            client: OTHER.into(),
-            server: OTHER.into(),
+            client: name.clone(),
+            server: name.clone(),
             server_port: 0,
-            ..self.clone()
+            ..self
         }
     }
 
@@ -52,9 +115,8 @@ impl EdgeKey {
     }
 }
 
-/// One flow, as the aggregator sees it.
+/// One flow, as the aggregator sees it (besides its edge's key).
 pub struct Observation<'a> {
-    pub key: EdgeKey,
     pub client_ip: IpAddr,
     pub server_ip: IpAddr,
     pub verdict: &'a Verdict,
@@ -68,13 +130,27 @@ pub struct Observation<'a> {
 }
 
 /// Where a flow went.
-pub struct Recorded {
+pub struct Recorded<'a> {
     /// The edge it counted on: its own, or an `other` edge.
-    pub key: EdgeKey,
+    pub key: &'a EdgeKey,
     /// First flow ever on this edge (since start).
     pub first: bool,
     /// Folded into `other` by the cap.
     pub folded: bool,
+    /// The edge's metric series, kept with it so that a flow on a known edge
+    /// costs one lookup; `None` until the live pipeline fills it in (replay
+    /// has no metrics).
+    pub series: &'a mut Option<EdgeSeries>,
+}
+
+/// An admitted (or `other`) edge: kept from its first flow on, like its
+/// metric series.
+#[derive(Default)]
+struct Slot {
+    /// The aggregate the API shows; `None` while idle. Boxed so that an idle
+    /// edge costs no more than its key and series.
+    live: Option<Box<Edge>>,
+    series: Option<EdgeSeries>,
 }
 
 #[derive(Clone, Debug)]
@@ -89,6 +165,43 @@ struct Edge {
     server_addrs: Vec<IpAddr>,
     rule: Option<Arc<Rule>>,
     tls: EdgeTls,
+}
+
+impl Edge {
+    fn new(ts_ns: i64) -> Self {
+        Self {
+            flows: 0,
+            first_seen_ns: ts_ns,
+            last_seen_ns: ts_ns,
+            reasons: BTreeMap::new(),
+            tls_versions: BTreeMap::new(),
+            midstream_flows: 0,
+            client_addrs: Vec::new(),
+            server_addrs: Vec::new(),
+            rule: None,
+            tls: EdgeTls::default(),
+        }
+    }
+
+    fn add(&mut self, o: &Observation<'_>) {
+        self.flows += 1;
+        self.first_seen_ns = self.first_seen_ns.min(o.ts_ns);
+        self.last_seen_ns = self.last_seen_ns.max(o.ts_ns);
+        let v = o.verdict;
+        if v.reason != Reason::None {
+            *self.reasons.entry(v.reason).or_default() += 1;
+        }
+        if v.encryption == Encryption::Tls {
+            *self.tls_versions.entry(v.tls_version).or_default() += 1;
+        }
+        self.midstream_flows += u64::from(o.midstream);
+        self.tls.add(o.tls);
+        sample(&mut self.client_addrs, o.client_ip);
+        sample(&mut self.server_addrs, o.server_ip);
+        if let Some(r) = o.rule {
+            self.rule = Some(r.clone());
+        }
+    }
 }
 
 /// TLS hello metadata aggregated over an edge's flows.
@@ -128,20 +241,26 @@ impl EdgeTls {
 }
 
 fn count_bounded(map: &mut BTreeMap<String, u64>, key: &str) {
-    let key = if map.contains_key(key) || map.len() < MAX_TLS_KEYS {
-        key
-    } else {
-        OTHER
-    };
+    // Known keys (nearly every flow) are counted without a new String.
+    if let Some(n) = map.get_mut(key) {
+        *n += 1;
+        return;
+    }
+    let key = if map.len() < MAX_TLS_KEYS { key } else { OTHER };
     *map.entry(key.to_owned()).or_default() += 1;
 }
 
 pub struct Edges {
-    live: HashMap<EdgeKey, Edge>,
-    /// Every non-`other` key ever seen, at most `max`.
-    admitted: HashSet<EdgeKey>,
-    /// `other` keys ever seen (bounded by protocols × encryptions × policies).
-    others: HashSet<EdgeKey>,
+    /// Every non-`other` edge ever seen, at most `max`. `RandomState`:
+    /// names can be addresses peers choose.
+    admitted: HashMap<EdgeKey, Slot, RandomState>,
+    /// `other` edges ever seen (bounded by protocols × encryptions ×
+    /// policies).
+    others: HashMap<EdgeKey, Slot, RandomState>,
+    /// Slots with a live aggregate.
+    live: usize,
+    /// The `other` names, shared by every `other` key.
+    other: Arc<str>,
     max: usize,
     idle_ns: i64,
     dropped: u64,
@@ -150,75 +269,72 @@ pub struct Edges {
 impl Edges {
     pub fn new(max: usize, idle: Duration) -> Self {
         Self {
-            live: HashMap::new(),
-            admitted: HashSet::new(),
-            others: HashSet::new(),
+            admitted: HashMap::default(),
+            others: HashMap::default(),
+            live: 0,
+            other: OTHER.into(),
             max,
             idle_ns: i64::try_from(idle.as_nanos()).unwrap_or(i64::MAX),
             dropped: 0,
         }
     }
 
-    pub fn record(&mut self, o: &Observation<'_>) -> Recorded {
-        let (key, first, folded) = if self.admitted.contains(&o.key) {
-            (o.key.clone(), false, false)
-        } else if self.admitted.len() < self.max {
-            self.admitted.insert(o.key.clone());
-            (o.key.clone(), true, false)
-        } else {
-            self.dropped += 1;
-            let k = o.key.other();
-            let first = self.others.insert(k.clone());
-            (k, first, true)
+    /// Counts one flow on its edge, or on an `other` edge past the cap. A
+    /// flow on a known edge costs one hash lookup.
+    pub fn record(&mut self, key: EdgeKey, o: &Observation<'_>) -> Recorded<'_> {
+        let full = self.admitted.len() >= self.max;
+        let (entry, first, folded) = match self.admitted.entry(key) {
+            Entry::Occupied(e) => (e, false, false),
+            Entry::Vacant(e) if !full => (e.insert_entry(Slot::default()), true, false),
+            Entry::Vacant(e) => {
+                self.dropped += 1;
+                let other = e.into_key().other(&self.other);
+                match self.others.entry(other) {
+                    Entry::Occupied(e) => (e, false, true),
+                    Entry::Vacant(e) => (e.insert_entry(Slot::default()), true, true),
+                }
+            }
         };
-        let e = self.live.entry(key.clone()).or_insert_with(|| Edge {
-            flows: 0,
-            first_seen_ns: o.ts_ns,
-            last_seen_ns: o.ts_ns,
-            reasons: BTreeMap::new(),
-            tls_versions: BTreeMap::new(),
-            midstream_flows: 0,
-            client_addrs: Vec::new(),
-            server_addrs: Vec::new(),
-            rule: None,
-            tls: EdgeTls::default(),
-        });
-        e.flows += 1;
-        e.first_seen_ns = e.first_seen_ns.min(o.ts_ns);
-        e.last_seen_ns = e.last_seen_ns.max(o.ts_ns);
-        let v = o.verdict;
-        if v.reason != Reason::None {
-            *e.reasons.entry(v.reason).or_default() += 1;
+        let (key, slot) = entry.into_entry();
+        let live = &mut self.live;
+        slot.live
+            .get_or_insert_with(|| {
+                *live += 1;
+                Box::new(Edge::new(o.ts_ns))
+            })
+            .add(o);
+        Recorded {
+            key,
+            first,
+            folded,
+            series: &mut slot.series,
         }
-        if v.encryption == Encryption::Tls {
-            *e.tls_versions.entry(v.tls_version).or_default() += 1;
-        }
-        e.midstream_flows += u64::from(o.midstream);
-        e.tls.add(o.tls);
-        sample(&mut e.client_addrs, o.client_ip);
-        sample(&mut e.server_addrs, o.server_ip);
-        if let Some(r) = o.rule {
-            e.rule = Some(r.clone());
-        }
-        Recorded { key, first, folded }
     }
 
     /// Drops edges unseen for the idle timeout; returns how many.
     pub fn expire(&mut self, now_ns: i64) -> usize {
-        let before = self.live.len();
         let idle = self.idle_ns;
-        self.live
-            .retain(|_, e| now_ns.saturating_sub(e.last_seen_ns) < idle);
-        before - self.live.len()
+        let mut expired = 0;
+        for slot in self.admitted.values_mut().chain(self.others.values_mut()) {
+            if slot
+                .live
+                .take_if(|e| now_ns.saturating_sub(e.last_seen_ns) >= idle)
+                .is_some()
+            {
+                expired += 1;
+            }
+        }
+        self.live -= expired;
+        expired
     }
 
     /// Live edges.
     pub fn len(&self) -> usize {
-        self.live.len()
+        self.live
     }
 
     pub fn is_empty(&self) -> bool {
-        self.live.is_empty()
+        self.live == 0
     }
 
     /// Flows folded into `other` edges since start.
@@ -229,9 +345,11 @@ impl Edges {
     /// The API view, violations first; `only` keeps one policy.
     pub fn snapshot(&self, only: Option<Policy>) -> EdgeList {
         let mut rows: Vec<(&EdgeKey, &Edge)> = self
-            .live
+            .admitted
             .iter()
+            .chain(&self.others)
             .filter(|(k, _)| only.is_none_or(|p| k.policy == p))
+            .filter_map(|(k, slot)| Some((k, slot.live.as_deref()?)))
             .collect();
         rows.sort_by(|a, b| a.0.cmp(b.0));
         EdgeList {

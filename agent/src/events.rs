@@ -140,6 +140,10 @@ impl PendingHellos {
     /// Gives a flow its hellos' metadata, and the version a ServerHello
     /// showed if the kernel could not read it.
     pub fn attach(&mut self, f: &mut Flow) {
+        // Most flows have no hellos: skip hashing their id.
+        if self.flows.is_empty() {
+            return;
+        }
         if let Some((meta, _)) = self.flows.remove(&f.id()) {
             meta.refine(&mut f.verdict);
             f.tls = meta;

@@ -1,7 +1,8 @@
 //! The `plainsight` agent as a library: the binary (main.rs) only parses
-//! the command line, and integration tests call `replay` directly.
+//! the command line, integration tests call `replay` directly, and the
+//! examples measure parts of it (`pipeline_cost`, `kube_memory`).
 
-mod alerts;
+pub mod alerts;
 mod api;
 mod caps;
 mod cgroup;
@@ -13,13 +14,13 @@ pub mod datapath;
 pub mod edges;
 pub mod edges_cmd;
 pub mod events;
-mod identity;
+pub mod identity;
 mod interfaces;
 pub mod kubernetes;
 pub mod logging;
-mod metrics;
-mod pipeline;
-mod policy;
+pub mod metrics;
+pub mod pipeline;
+pub mod policy;
 mod process_metrics;
 pub mod replay;
 pub mod run;

@@ -1,12 +1,14 @@
 //! Every metric plainsight exports, declared in one place. Names and labels
 //! are the DESIGN.md contract: dashboards and alerts depend on them.
 
-use agent_common::wire::Stat;
+use crate::edges::EdgeKey;
+use agent_common::{Encryption, Reason, TlsVersion, Verdict, wire::Stat};
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, gauge::Gauge, info::Info},
     registry::Registry,
 };
+use std::ops::Deref;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FlowLabels {
@@ -192,6 +194,84 @@ impl Metrics {
         reg.register_collector(Box::new(crate::process_metrics::ProcessCollector));
         m
     }
+}
+
+/// The series one edge's flows count on, held with the edge (edges.rs) so
+/// that a flow costs atomic increments instead of hashing label strings.
+/// `Counter`s are shared handles: the family exports these same values, and
+/// an edge whose labels coincide with another's (the reason and TLS series
+/// have no `policy` label) or that comes back after going idle gets the
+/// existing series from `get_or_create`. Reason and TLS-version series are
+/// created when a flow first has the value, as without the cache.
+pub struct EdgeSeries {
+    flows: Counter,
+    /// At most one per `Reason` and `TlsVersion`; an edge sees few.
+    reasons: Vec<(Reason, Counter)>,
+    tls_versions: Vec<(TlsVersion, Counter)>,
+}
+
+impl EdgeSeries {
+    pub fn new(m: &Metrics, k: &EdgeKey) -> Self {
+        let flows = Counter::clone(&m.flows.get_or_create(&FlowLabels {
+            client: k.client.to_string(),
+            server: k.server.to_string(),
+            server_port: k.server_port,
+            protocol: k.protocol.as_str(),
+            encryption: k.encryption.as_str(),
+            policy: k.policy.as_str(),
+        }));
+        Self {
+            flows,
+            reasons: Vec::new(),
+            tls_versions: Vec::new(),
+        }
+    }
+
+    /// One flow with verdict `v` on the edge `k` (the edge these series are
+    /// of).
+    pub fn count(&mut self, m: &Metrics, k: &EdgeKey, v: &Verdict) {
+        self.flows.inc();
+        if v.reason != Reason::None {
+            series(&mut self.reasons, v.reason, || {
+                m.flow_reasons.get_or_create(&ReasonLabels {
+                    client: k.client.to_string(),
+                    server: k.server.to_string(),
+                    server_port: k.server_port,
+                    protocol: k.protocol.as_str(),
+                    encryption: k.encryption.as_str(),
+                    reason: v.reason.as_str(),
+                })
+            })
+            .inc();
+        }
+        if v.encryption == Encryption::Tls {
+            series(&mut self.tls_versions, v.tls_version, || {
+                m.tls_flows.get_or_create(&TlsLabels {
+                    client: k.client.to_string(),
+                    server: k.server.to_string(),
+                    server_port: k.server_port,
+                    version: v.tls_version.as_str(),
+                })
+            })
+            .inc();
+        }
+    }
+}
+
+/// The counter cached for `value`, from the family on first use.
+fn series<V: PartialEq, G: Deref<Target = Counter>>(
+    cache: &mut Vec<(V, Counter)>,
+    value: V,
+    create: impl FnOnce() -> G,
+) -> &Counter {
+    let i = match cache.iter().position(|(v, _)| *v == value) {
+        Some(i) => i,
+        None => {
+            cache.push((value, Counter::clone(&create())));
+            cache.len() - 1
+        }
+    };
+    &cache[i].1
 }
 
 /// Content type of `prometheus_text`.

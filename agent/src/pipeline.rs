@@ -6,10 +6,10 @@ use crate::{
     edges::{EdgeKey, Edges, Observation},
     events::Flow,
     identity::{Identity, Resolver},
-    metrics::{AlertLabels, FlowLabels, Metrics, PolicyRuleLabels, ReasonLabels, TlsLabels},
+    metrics::{AlertLabels, EdgeSeries, Metrics, PolicyRuleLabels},
     policy::{Decision, FlowFacts, Policy, PolicySet},
 };
-use agent_common::{Encryption, Reason, wire::Hook};
+use agent_common::wire::Hook;
 use std::{
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
@@ -82,7 +82,7 @@ impl Pipeline {
     }
 
     /// Names both sides and applies the policy, without recording anything.
-    pub fn judge(&self, f: &Flow, ts_ns: i64) -> Judgement {
+    pub fn judge(&mut self, f: &Flow, ts_ns: i64) -> Judgement {
         let client = self.resolver.resolve(f.client);
         let server = self.resolver.resolve(f.server);
         let facts = FlowFacts::new(
@@ -110,42 +110,48 @@ impl Pipeline {
         } = self.judge(f, ts_ns);
         let key = EdgeKey {
             policy: d.policy,
-            client: client.name.clone(),
-            server: server.name.clone(),
+            client: client.name,
+            server: server.name,
             server_port: f.server_port,
             protocol: v.protocol,
             encryption: v.encryption,
         };
-        let rec = {
+        // The new violating edge to alert on, if any, for after the lock.
+        let alert = {
             let mut edges = self.edges.lock().unwrap_or_else(PoisonError::into_inner);
-            let rec = edges.record(&Observation {
+            let rec = edges.record(
                 key,
-                client_ip: f.client,
-                server_ip: f.server,
-                verdict: v,
-                midstream: f.midstream,
-                tls: &f.tls,
-                rule: d.rule.as_ref().or(d.expired.as_ref()),
-                ts_ns,
-            });
+                &Observation {
+                    client_ip: f.client,
+                    server_ip: f.server,
+                    verdict: v,
+                    midstream: f.midstream,
+                    tls: &f.tls,
+                    rule: d.rule.as_ref().or(d.expired.as_ref()),
+                    ts_ns,
+                },
+            );
+            if let Some(m) = &self.metrics {
+                rec.series
+                    .get_or_insert_with(|| EdgeSeries::new(m, rec.key))
+                    .count(m, rec.key, v);
+                if rec.folded {
+                    m.edges_dropped.inc();
+                }
+            }
+            let alert = (rec.first && d.policy == Policy::Violation && self.alerts.is_some())
+                .then(|| rec.key.clone());
             if let Some(m) = &self.metrics {
                 m.edges.set(i64::try_from(edges.len()).unwrap_or(i64::MAX));
             }
-            rec
+            alert
         };
-        if let Some(m) = &self.metrics {
-            count(m, &rec.key, v);
-            if rec.folded {
-                m.edges_dropped.inc();
-            }
-        }
-        if rec.first
-            && d.policy == Policy::Violation
+        if let Some(key) = alert
             && let Some(alerts) = &mut self.alerts
         {
             let outcome = alerts.violation(
                 &Alert {
-                    key: &rec.key,
+                    key: &key,
                     client_addr: f.client,
                     server_addr: f.server,
                     reason: v.reason,
@@ -217,43 +223,6 @@ impl Pipeline {
     }
 }
 
-/// The flow's metric series, under the (possibly `other`) edge's labels.
-fn count(m: &Metrics, k: &EdgeKey, v: &agent_common::Verdict) {
-    let (client, server) = (k.client.to_string(), k.server.to_string());
-    m.flows
-        .get_or_create(&FlowLabels {
-            client: client.clone(),
-            server: server.clone(),
-            server_port: k.server_port,
-            protocol: k.protocol.as_str(),
-            encryption: k.encryption.as_str(),
-            policy: k.policy.as_str(),
-        })
-        .inc();
-    if v.reason != Reason::None {
-        m.flow_reasons
-            .get_or_create(&ReasonLabels {
-                client: client.clone(),
-                server: server.clone(),
-                server_port: k.server_port,
-                protocol: k.protocol.as_str(),
-                encryption: k.encryption.as_str(),
-                reason: v.reason.as_str(),
-            })
-            .inc();
-    }
-    if v.encryption == Encryption::Tls {
-        m.tls_flows
-            .get_or_create(&TlsLabels {
-                client,
-                server,
-                server_port: k.server_port,
-                version: v.tls_version.as_str(),
-            })
-            .inc();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,7 +231,7 @@ mod tests {
         metrics::{openmetrics_text, prometheus_text},
         policy::{Peer, Rule, UnknownTreatment},
     };
-    use agent_common::{Protocol, Verdict};
+    use agent_common::{Encryption, Protocol, Reason, TlsVersion, Verdict};
     use std::net::IpAddr;
 
     const S: i64 = 1_000_000_000;
@@ -384,6 +353,53 @@ mod tests {
             2,
             "one admitted series and one `other`"
         );
+    }
+
+    fn tls_flow(client: &str, version: TlsVersion) -> Flow {
+        let mut f = flow(client, "10.0.6.1", 443);
+        f.verdict = Verdict::new(Protocol::Tls, Encryption::Tls);
+        f.verdict.tls_version = version;
+        f
+    }
+
+    #[test]
+    fn series_held_by_edges_keep_counting_across_idle_expiry_rule_expiry_and_the_cap() {
+        let (mut p, reg) = live(3);
+        let creds = |client: &str, server: &str| {
+            let mut f = flow(client, server, 5432);
+            f.verdict = f.verdict.with_reason(Reason::CleartextCredentials);
+            f
+        };
+        // TLS versions and reasons vary per flow on one edge.
+        p.observe(&tls_flow("10.0.1.1", TlsVersion::Tls13), S);
+        p.observe(&tls_flow("10.0.1.1", TlsVersion::Tls12), S);
+        p.observe(&creds("10.0.1.1", "10.0.5.7"), S);
+        // Idle: the edges leave the view; back, they count on their series.
+        p.tick(70 * S);
+        assert_eq!(value(&reg, "plainsight_edges "), Some(0.0));
+        p.observe(&tls_flow("10.0.1.1", TlsVersion::Tls13), 71 * S);
+        let tls13 = r#"plainsight_tls_flows_total{client="10.0.1.1",server="10.0.6.1",server_port="443",version="1.3"}"#;
+        let tls12 = r#"plainsight_tls_flows_total{client="10.0.1.1",server="10.0.6.1",server_port="443",version="1.2"}"#;
+        assert_eq!(value(&reg, tls13), Some(2.0));
+        assert_eq!(value(&reg, tls12), Some(1.0));
+        // The rule expires: a new (violation) edge whose reason series has
+        // no policy label, so it is the allowed edge's series.
+        p.tick(101 * S);
+        p.observe(&creds("10.0.1.1", "10.0.5.7"), 101 * S);
+        let reason = r#"plainsight_flow_reasons_total{client="10.0.1.1",server="rds",server_port="5432",protocol="postgres",encryption="plaintext",reason="cleartext_credentials"}"#;
+        assert_eq!(value(&reg, reason), Some(2.0));
+        // The cap (3 edges) is reached: further edges count on `other`.
+        for i in 2..5u8 {
+            let ip = IpAddr::from([10, 0, 1, i]).to_string();
+            p.observe(&creds(&ip, "10.0.6.9"), 102 * S);
+            p.observe(&tls_flow(&ip, TlsVersion::Tls13), 102 * S);
+        }
+        let other_reason = r#"plainsight_flow_reasons_total{client="other",server="other",server_port="0",protocol="postgres",encryption="plaintext",reason="cleartext_credentials"}"#;
+        let other_tls = r#"plainsight_tls_flows_total{client="other",server="other",server_port="0",version="1.3"}"#;
+        assert_eq!(value(&reg, other_reason), Some(3.0));
+        assert_eq!(value(&reg, other_tls), Some(3.0));
+        assert_eq!(value(&reg, "plainsight_edges_dropped_total "), Some(6.0));
+        assert_eq!(value(&reg, tls13), Some(2.0), "admitted edges unchanged");
     }
 
     #[test]

@@ -14,7 +14,14 @@ fn key(client: &str, server: &str, port: u16, policy: Policy) -> EdgeKey {
     }
 }
 
-fn flow(e: &mut Edges, k: EdgeKey, client_ip: [u8; 4], v: &Verdict, ts_ns: i64) -> Recorded {
+/// What `record` said, owned (the `Recorded` borrows the edges).
+struct Outcome {
+    key: EdgeKey,
+    first: bool,
+    folded: bool,
+}
+
+fn flow(e: &mut Edges, k: EdgeKey, client_ip: [u8; 4], v: &Verdict, ts_ns: i64) -> Outcome {
     tls_flow(e, k, client_ip, v, ts_ns, &TlsMeta::default())
 }
 
@@ -25,17 +32,24 @@ fn tls_flow(
     v: &Verdict,
     ts_ns: i64,
     tls: &TlsMeta,
-) -> Recorded {
-    e.record(&Observation {
-        key: k,
-        client_ip: client_ip.into(),
-        server_ip: [10, 0, 5, 7].into(),
-        verdict: v,
-        midstream: false,
-        tls,
-        rule: None,
-        ts_ns,
-    })
+) -> Outcome {
+    let r = e.record(
+        k,
+        &Observation {
+            client_ip: client_ip.into(),
+            server_ip: [10, 0, 5, 7].into(),
+            verdict: v,
+            midstream: false,
+            tls,
+            rule: None,
+            ts_ns,
+        },
+    );
+    Outcome {
+        key: r.key.clone(),
+        first: r.first,
+        folded: r.folded,
+    }
 }
 
 /// The hellos of `openssl s_client -servername api.example.internal -alpn
@@ -302,4 +316,41 @@ fn tls_metadata_per_edge_is_bounded() {
     assert_eq!(edge.alpn.len(), MAX_TLS_KEYS + 1);
     assert_eq!(edge.alpn.get(OTHER), Some(&4));
     assert_eq!(edge.inner_protocol, None, "no registered ALPN id named");
+}
+
+#[test]
+fn keys_hash_consistently_with_long_names_and_apart_when_names_shift() {
+    let mut e = Edges::new(10, Duration::from_secs(60));
+    let v = Verdict::plaintext(Protocol::Postgres);
+    let long = "payments/".repeat(HASH_BUF / 4);
+    for (client, server) in [
+        ("ab", "c"),
+        ("a", "bc"),
+        (&long, "b"),
+        (&long, "b"),
+        ("b", &long),
+    ] {
+        flow(
+            &mut e,
+            key(client, server, 1, Policy::Violation),
+            [10, 0, 0, 1],
+            &v,
+            S,
+        );
+    }
+    let list = e.snapshot(None);
+    let flows: Vec<(&str, &str, u64)> = list
+        .edges
+        .iter()
+        .map(|j| (j.client.as_str(), j.server.as_str(), j.flows))
+        .collect();
+    assert_eq!(
+        flows,
+        [
+            ("a", "bc", 1),
+            ("ab", "c", 1),
+            ("b", &long, 1),
+            (&long, "b", 2)
+        ]
+    );
 }

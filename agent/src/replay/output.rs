@@ -106,7 +106,7 @@ impl Edges {
 
     /// The `--json` line of one flow (DESIGN.md "CLI", then the identity
     /// and policy fields); field order is the contract.
-    pub fn json(&self, r: &FlowRecord) -> String {
+    pub fn json(&mut self, r: &FlowRecord) -> String {
         json_line(r, &self.pipeline.judge(&flow(r), r.ts_ns))
     }
 
@@ -153,7 +153,7 @@ mod tests {
             false,
             0,
         );
-        let e = Edges::default();
+        let mut e = Edges::default();
         assert_eq!(
             e.json(&r),
             r#"{"client":"10.0.0.1:51234","server":"10.0.0.2:5432","protocol":"postgres","encryption":"plaintext","tls_version":null,"reason":null,"midstream":false,"client_identity":"10.0.0.1","server_identity":"10.0.0.2","policy":"violation","rule":null,"sni":null,"alpn":null,"cipher":null,"inner_protocol":null}"#

@@ -18,7 +18,7 @@ const LOOPBACK: [&str; 4] = [
 ];
 
 fn lines(flows: &[FlowRecord]) -> Vec<String> {
-    let e = Edges::default();
+    let mut e = Edges::default();
     flows.iter().map(|r| e.json(r)).collect()
 }
 

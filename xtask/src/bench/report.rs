@@ -29,6 +29,11 @@ impl Results {
     }
 }
 
+/// The median of `samples` (not empty).
+pub fn median(samples: &[f64]) -> f64 {
+    Spread::of(samples).median
+}
+
 #[derive(Clone, Copy)]
 struct Spread {
     median: f64,
@@ -160,6 +165,41 @@ const ROWS: &[(&str, &str, usize)] = &[
     ("edges_rss_mib", "agent RSS with the edges (MiB)", 1),
     ("edges_hwm_mib", "agent peak RSS with the edges (MiB)", 1),
     ("edges_events_lost", "events lost making the edges", 0),
+    (
+        "test_run.pure_ack.ns_per_run",
+        "test run ns/run: pure ACK (no flow lookup)",
+        0,
+    ),
+    (
+        "test_run.decided_lookup.ns_per_run",
+        "test run ns/run: decided flow, flow-table lookup",
+        0,
+    ),
+    (
+        "test_run.in_order.ns_per_run",
+        "test run ns/run: decided flow, in order, single",
+        0,
+    ),
+    (
+        "test_run.syn_insert.ns_per_run",
+        "test run ns/run: SYN, flow-table insert",
+        0,
+    ),
+    (
+        "test_run.new_flow.ns_per_flow",
+        "test run ns/flow: new flow, 6 single runs",
+        0,
+    ),
+    (
+        "test_run.first_payload.ns_per_run",
+        "test run ns/run: first payload (classifier)",
+        0,
+    ),
+    (
+        "test_run.pure_ack_stats_on.ns_per_run",
+        "test run ns/run: pure ACK, run-time statistics on",
+        0,
+    ),
 ];
 
 /// Rates compared with no agent in the same round, in percent.
@@ -198,6 +238,30 @@ const ABOVE_FLOOR: &[(&str, &str)] = &[
     (
         "bpf_ns_per_flow.crr",
         "eBPF ns/flow above the floor, new connections",
+    ),
+    (
+        "test_run.pure_ack.ns_per_run",
+        "test run ns/run above the floor: pure ACK",
+    ),
+    (
+        "test_run.decided_lookup.ns_per_run",
+        "test run ns/run above the floor: flow-table lookup",
+    ),
+    (
+        "test_run.in_order.ns_per_run",
+        "test run ns/run above the floor: in order",
+    ),
+    (
+        "test_run.syn_insert.ns_per_run",
+        "test run ns/run above the floor: SYN insert",
+    ),
+    (
+        "test_run.new_flow.ns_per_flow",
+        "test run ns/flow above the floor: new flow",
+    ),
+    (
+        "test_run.first_payload.ns_per_run",
+        "test run ns/run above the floor: first payload",
     ),
 ];
 
@@ -361,26 +425,28 @@ fn print_table(r: &Results) {
         }
         println!();
     }
-    let derived: [(
-        &[(&str, &str)],
-        usize,
-        fn(&Results, Config, &str) -> Option<Vec<f64>>,
-    ); 2] = [
-        (ABOVE_FLOOR, 0, above_floor_samples),
-        (RELATIVE, 1, relative_samples),
-    ];
-    for (rows, decimals, samples) in derived {
-        for (key, label) in rows {
-            let cells: Vec<_> = Config::ALL.iter().map(|c| samples(r, *c, key)).collect();
-            if cells.iter().all(Option::is_none) {
-                continue;
-            }
-            print!("{label:<50}");
-            for c in &cells {
-                print!("{:>w$}", cell(c.as_deref(), decimals));
-            }
-            println!();
+    print_derived(r, ABOVE_FLOOR, 0, above_floor_samples, w);
+    print_derived(r, RELATIVE, 1, relative_samples, w);
+}
+
+/// Rows computed from others' samples (differences, per-round ratios).
+fn print_derived(
+    r: &Results,
+    rows: &[(&str, &str)],
+    decimals: usize,
+    samples: fn(&Results, Config, &str) -> Option<Vec<f64>>,
+    w: usize,
+) {
+    for (key, label) in rows {
+        let cells: Vec<_> = Config::ALL.iter().map(|c| samples(r, *c, key)).collect();
+        if cells.iter().all(Option::is_none) {
+            continue;
         }
+        print!("{label:<50}");
+        for c in &cells {
+            print!("{:>w$}", cell(c.as_deref(), decimals));
+        }
+        println!();
     }
 }
 

@@ -8,6 +8,7 @@ pub mod floor;
 pub mod peer;
 mod probe;
 mod report;
+mod test_run;
 
 use anyhow::{Context as _, bail};
 use plainsight_tests::{Agent, Proc, Side, Topology};
@@ -100,16 +101,20 @@ pub enum Phase {
     CrrPaced,
     /// Agent RSS idle and with 10,000 edges.
     Memory,
+    /// Each program path under BPF_PROG_TEST_RUN, statistics off (once,
+    /// before the rounds; no traffic).
+    TestRun,
 }
 
 impl Phase {
-    const ALL: [Self; 6] = [
+    const ALL: [Self; 7] = [
         Self::Bulk,
         Self::Rr,
         Self::Crr,
         Self::CrrMax,
         Self::CrrPaced,
         Self::Memory,
+        Self::TestRun,
     ];
 }
 
@@ -379,11 +384,6 @@ pub fn run(bin: &Path, opts: &Options) -> anyhow::Result<()> {
         std::env::set_var("PLAINSIGHT_BIN", bin);
         std::env::set_var(plainsight_tests::agent::RUST_LOG_VAR, "info");
     }
-    let _stats = if opts.no_stats {
-        None
-    } else {
-        Some(probe::BpfStats::enable()?)
-    };
     let machine = probe::machine();
     eprintln!(
         "bench: {rounds} rounds × {} configurations, {secs} s phases, on {} ({} CPUs, load {})",
@@ -393,7 +393,48 @@ pub fn run(bin: &Path, opts: &Options) -> anyhow::Result<()> {
         machine["load_avg"].as_str().unwrap_or("?")
     );
     let started = Instant::now();
+    let mut results = Results::default();
+    if phases(Phase::TestRun) {
+        // Before the live phases turn the run-time statistics on: they are
+        // what this phase leaves out.
+        eprintln!("bench: test runs (BPF_PROG_TEST_RUN, run-time statistics off)");
+        test_run::run(&configs, &mut results)?;
+    }
+    let live: Vec<Phase> = Phase::ALL
+        .into_iter()
+        .filter(|p| *p != Phase::TestRun && phases(*p))
+        .collect();
+    if !live.is_empty() {
+        results = on_veth(&configs, live, rounds, secs, !opts.no_stats, stop, results)?;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let settings = serde_json::json!({
+        "rounds": rounds,
+        "phase_secs": secs,
+        "quick": opts.quick,
+        "bpf_stats": !opts.no_stats,
+        "configs": configs.iter().map(|c| c.name()).collect::<Vec<_>>(),
+        "elapsed_secs": elapsed,
+    });
+    report::finish(&results, machine, settings)
+}
 
+/// The live phases: real traffic between the bench's namespaces, each
+/// configuration in turn, run-time statistics on unless `stats` is false.
+fn on_veth(
+    configs: &[Config],
+    phases: Vec<Phase>,
+    rounds: usize,
+    secs: u64,
+    stats: bool,
+    stop: Arc<AtomicBool>,
+    results: Results,
+) -> anyhow::Result<Results> {
+    let _stats = if stats {
+        Some(probe::BpfStats::enable()?)
+    } else {
+        None
+    };
     let t = Topology::new();
     prepare(&t)?;
     let exe = std::env::current_exe().context("finding the xtask binary")?;
@@ -425,13 +466,14 @@ pub fn run(bin: &Path, opts: &Options) -> anyhow::Result<()> {
     t.wait_listening(PEER_PORT);
     t.wait_listening(EDGE_PORTS.1);
 
+    let memory = phases.contains(&Phase::Memory);
     let mut b = Bench {
         t: &t,
         exe,
         secs,
         stop,
-        results: Results::default(),
-        phases: Phase::ALL.into_iter().filter(|p| phases(*p)).collect(),
+        results,
+        phases,
         offloads: vec![
             (Side::Client, t.client_if.clone()),
             (Side::Server, t.server_if.clone()),
@@ -446,23 +488,14 @@ pub fn run(bin: &Path, opts: &Options) -> anyhow::Result<()> {
                 .with_context(|| format!("round {} of {}", round + 1, cfg.name()))?;
         }
     }
-    let memory = [Config::Cgroup, Config::Tc].into_iter();
-    for cfg in memory.filter(|c| phases(Phase::Memory) && configs.contains(c)) {
+    let hooks = [Config::Cgroup, Config::Tc].into_iter();
+    for cfg in hooks.filter(|c| memory && configs.contains(c)) {
         b.check()?;
         eprintln!("bench: memory with 10,000 edges: {}", cfg.name());
         b.memory(cfg)
             .with_context(|| format!("memory of {}", cfg.name()))?;
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    let settings = serde_json::json!({
-        "rounds": rounds,
-        "phase_secs": secs,
-        "quick": opts.quick,
-        "bpf_stats": !opts.no_stats,
-        "configs": configs.iter().map(|c| c.name()).collect::<Vec<_>>(),
-        "elapsed_secs": elapsed,
-    });
-    report::finish(&b.results, machine, settings)
+    Ok(b.results)
 }
 
 /// Client-side addresses for the edge workload, and a wide ephemeral port

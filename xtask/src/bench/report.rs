@@ -29,6 +29,11 @@ impl Results {
     }
 }
 
+/// The median of `samples` (not empty).
+pub fn median(samples: &[f64]) -> f64 {
+    Spread::of(samples).median
+}
+
 #[derive(Clone, Copy)]
 struct Spread {
     median: f64,
@@ -181,6 +186,41 @@ const ROWS: &[(&str, &str, usize)] = &[
     ("edges_rss_mib", "agent RSS with the edges (MiB)", 1),
     ("edges_hwm_mib", "agent peak RSS with the edges (MiB)", 1),
     ("edges_events_lost", "events lost making the edges", 0),
+    (
+        "test_run.pure_ack.ns_per_run",
+        "test run ns/run: pure ACK (no flow lookup)",
+        0,
+    ),
+    (
+        "test_run.decided_lookup.ns_per_run",
+        "test run ns/run: decided flow, flow-table lookup",
+        0,
+    ),
+    (
+        "test_run.in_order.ns_per_run",
+        "test run ns/run: decided flow, in order, single",
+        0,
+    ),
+    (
+        "test_run.syn_insert.ns_per_run",
+        "test run ns/run: SYN, flow-table insert",
+        0,
+    ),
+    (
+        "test_run.new_flow.ns_per_flow",
+        "test run ns/flow: new flow, 6 single runs",
+        0,
+    ),
+    (
+        "test_run.first_payload.ns_per_run",
+        "test run ns/run: first payload (classifier)",
+        0,
+    ),
+    (
+        "test_run.pure_ack_stats_on.ns_per_run",
+        "test run ns/run: pure ACK, run-time statistics on",
+        0,
+    ),
 ];
 
 /// Rates compared with no agent in the same round, in percent.
@@ -227,6 +267,30 @@ const ABOVE_FLOOR: &[(&str, &str)] = &[
     (
         "cpu_us_per_conn.crr_paced",
         "machine CPU µs/connection above the floor, 10,000/s",
+    ),
+    (
+        "test_run.pure_ack.ns_per_run",
+        "test run ns/run above the floor: pure ACK",
+    ),
+    (
+        "test_run.decided_lookup.ns_per_run",
+        "test run ns/run above the floor: flow-table lookup",
+    ),
+    (
+        "test_run.in_order.ns_per_run",
+        "test run ns/run above the floor: in order",
+    ),
+    (
+        "test_run.syn_insert.ns_per_run",
+        "test run ns/run above the floor: SYN insert",
+    ),
+    (
+        "test_run.new_flow.ns_per_flow",
+        "test run ns/flow above the floor: new flow",
+    ),
+    (
+        "test_run.first_payload.ns_per_run",
+        "test run ns/run above the floor: first payload",
     ),
 ];
 

@@ -1,0 +1,386 @@
+//! `cargo xtask bench --phase test-run`: each program path timed by the
+//! kernel with BPF_PROG_TEST_RUN, free of the run-time statistics.
+//!
+//! The live phases read run_time_ns / run_cnt, and with statistics on every
+//! run also pays two sched_clock reads and the accounting: 60–130 ns on a
+//! program that does nothing, more than plainsight's own fast-path work. A
+//! test run with `repeat` times a whole batch with one pair of clock reads
+//! and reports the mean per run (whole ns), so that overhead is gone.
+//!
+//! Paths whose packet changes the state it runs on (a new flow, a flow's
+//! first payload) cannot be repeated: they are single runs over many
+//! distinct flows. Each single run is still timed by the kernel, but with
+//! one clock read inside it, which the floor's row (the do-nothing program
+//! through the same runs) shows.
+
+use super::{Config, floor, probe, report::Results};
+use agent_common::wire::{DEFAULT_MAX_FLOWS, Stat};
+use anyhow::{Context as _, anyhow, bail};
+use aya::programs::{Program, TestRun as _, TestRunOptions};
+use plainsight::datapath::{self, Datapath, LoadOptions};
+use plainsight_tests::packets::{ACK, FIN, PSH, SYN, Segment};
+
+/// Runs per repeated batch, and batches per path (median and min–max).
+const REPEAT: u32 = 100_000;
+const BATCHES: usize = 5;
+/// Distinct flows per batch of the single-run paths.
+const FLOWS: u16 = 2_000;
+
+/// The hook programs measured, with their configuration's column: the
+/// packet-receiving TC program and the sending cgroup program (the others
+/// run the same code).
+const HOOKS: [(Config, &str); 2] = [
+    (Config::Tc, "tc_ingress"),
+    (Config::Cgroup, "cgroup_egress"),
+];
+
+const C: &str = "10.1.0.1";
+const S: &str = "10.1.0.2";
+const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n";
+const REPLY: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+
+/// Measures every path of the selected configurations into `results`, on a
+/// thread of its own pinned to one CPU (the programs keep per-CPU state; the
+/// pin must not leak into the processes the bench starts later).
+pub fn run(configs: &[Config], results: &mut Results) -> anyhow::Result<()> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            pin_to_this_cpu()?;
+            for (cfg, program) in HOOKS {
+                let floor_cfg = cfg.floor().context("plainsight hooks have a floor")?;
+                let (floor, _) = floor::PROGRAMS
+                    .iter()
+                    .find(|(_, real)| *real == program)
+                    .with_context(|| format!("no floor program for {program}"))?;
+                let progs: Vec<Measured> = [(cfg, program, false), (floor_cfg, *floor, true)]
+                    .into_iter()
+                    .filter(|(c, _, _)| configs.contains(c))
+                    .map(|(cfg, name, is_floor)| Measured {
+                        cfg,
+                        name,
+                        is_floor,
+                    })
+                    .collect();
+                if !progs.is_empty() {
+                    measure_hook(&progs, results)
+                        .with_context(|| format!("test runs of {program}"))?;
+                }
+            }
+            Ok(())
+        })
+        .join()
+        .map_err(|_| anyhow!("the test-run thread panicked"))?
+    })
+}
+
+/// One program whose rows go in `cfg`'s column.
+struct Measured {
+    cfg: Config,
+    name: &'static str,
+    /// A do-nothing program: it keeps no state, so the flow-state checks
+    /// are for the others.
+    is_floor: bool,
+}
+
+fn measure_hook(progs: &[Measured], results: &mut Results) -> anyhow::Result<()> {
+    let mut k = Kernel::load(progs)?;
+    let mut record = |m: &Measured, key: &str, v: f64| {
+        results.push(m.cfg.name(), &format!("test_run.{key}"), v);
+    };
+
+    // Skips the flow table on both hooks.
+    let ack = Segment::new(C, 40000, S, 80, 1001, ACK, b"").frame();
+    k.repeated(progs, &ack, "pure_ack", &mut record)?;
+
+    // A decided flow's next data segment. Repeated, it never continues the
+    // TC recent-flow slot (same seq every run), and test runs have no
+    // established socket for the cgroup mark: both take the flow-table
+    // lookup, which the counters confirm.
+    let before = k.stats();
+    for m in progs.iter().filter(|m| !m.is_floor) {
+        k.handshake_and_request(m.name, 40000)?;
+    }
+    let data = Segment::new(C, 40000, S, 80, 1001 + len(REQUEST), ACK | PSH, REQUEST).frame();
+    k.repeated(progs, &data, "decided_lookup", &mut record)?;
+    let plainsight = progs.iter().filter(|m| !m.is_floor).count() as u64;
+    k.expect(
+        &before,
+        Stat::VerdictsEmitted,
+        plainsight,
+        "a verdict per setup flow",
+    )?;
+    k.expect(
+        &before,
+        Stat::RecentFastPath,
+        0,
+        "no TC recent-flow shortcut",
+    )?;
+    k.expect(
+        &before,
+        Stat::SocketFastPath,
+        0,
+        "no cgroup socket shortcut",
+    )?;
+
+    // The same flow's next segments in order, one run each: on TC each
+    // continues the recent-flow slot, a decided flow's fast path there. The
+    // cgroup hook's fast path, the socket mark, needs an established socket,
+    // which test runs never have: it takes the lookup again.
+    let before = k.stats();
+    let first = 1001 + 2 * len(REQUEST);
+    k.singles(progs, ["in_order.ns_per_run"], &mut record, |k, prog, n| {
+        let seq = first + n * len(REQUEST);
+        let seg = Segment::new(C, 40000, S, 80, seq, ACK | PSH, REQUEST);
+        Ok([k.run(prog, &seg.frame(), 1)?])
+    })?;
+    let tc = progs.iter().any(|m| !m.is_floor && m.cfg == Config::Tc);
+    let steps = BATCHES as u64 * u64::from(FLOWS);
+    let shortcuts = if tc { steps } else { 0 };
+    k.expect(
+        &before,
+        Stat::RecentFastPath,
+        shortcuts,
+        "TC: every run continues the slot",
+    )?;
+
+    // A SYN: after the first run the entry exists and the insert fails, but
+    // an LRU map takes a node from its free list before it finds the key,
+    // and gives it back: nearly a new flow's insert, on warm caches.
+    let before = k.stats();
+    let syn = Segment::new(C, 40001, S, 80, 1000, SYN, b"").frame();
+    k.repeated(progs, &syn, "syn_insert", &mut record)?;
+    k.expect(
+        &before,
+        Stat::FlowsCreated,
+        plainsight,
+        "one entry per SYN flow",
+    )?;
+
+    // New flows, one at a time: SYN, SYN-ACK, request (the classifier's tail
+    // call and the verdict event), reply, FIN, FIN (the entry is removed).
+    let before = k.stats();
+    let keys = ["new_flow.ns_per_flow", "first_payload.ns_per_run"];
+    k.singles(progs, keys, &mut record, |k, prog, n| {
+        let runs = k.flow(prog, 10_000 + u16::try_from(n)?)?;
+        Ok([runs.iter().sum(), runs[2]])
+    })?;
+    let flows = steps * plainsight;
+    k.expect(&before, Stat::FlowsCreated, flows, "an entry per new flow")?;
+    k.expect(
+        &before,
+        Stat::VerdictsEmitted,
+        flows,
+        "a verdict per new flow",
+    )?;
+    k.expect(&before, Stat::FlowsClosed, flows, "every new flow closed")?;
+    k.expect(&before, Stat::EventsLost, 0, "no verdict lost")?;
+
+    // Everything above must have run without statistics, or it measured
+    // them too (kernel.bpf_stats_enabled, or someone's BPF_ENABLE_STATS).
+    for m in progs {
+        let runs = k.program(m.name)?.info()?.run_count();
+        if runs > 0 {
+            bail!(
+                "eBPF run-time statistics were on during the test runs ({runs} runs of {} \
+                 counted): kernel.bpf_stats_enabled is 1 or another process holds \
+                 BPF_ENABLE_STATS; rerun when they are off, or leave out --phase test-run",
+                m.name
+            );
+        }
+    }
+    // What the statistics alone add to a run, for comparison.
+    let _stats = probe::BpfStats::enable()?;
+    k.repeated(progs, &ack, "pure_ack_stats_on", &mut record)
+}
+
+/// A short HTTP flow from C to S's port 80: SYN, SYN-ACK, request,
+/// reply, FIN, FIN.
+fn flow(port: u16) -> [Segment; 6] {
+    let (c_fin, s_fin) = (1001 + len(REQUEST), 5001 + len(REPLY));
+    [
+        Segment::new(C, port, S, 80, 1000, SYN, b""),
+        Segment::new(S, 80, C, port, 5000, SYN | ACK, b""),
+        Segment::new(C, port, S, 80, 1001, ACK | PSH, REQUEST),
+        Segment::new(S, 80, C, port, 5001, ACK | PSH, REPLY),
+        Segment::new(C, port, S, 80, c_fin, FIN | ACK, b""),
+        Segment::new(S, 80, C, port, s_fin, FIN | ACK, b""),
+    ]
+}
+
+fn len(payload: &[u8]) -> u32 {
+    u32::try_from(payload.len()).expect("a short payload")
+}
+
+/// The programs, loaded with their maps as the agent loads them.
+struct Kernel {
+    dp: Datapath,
+}
+
+impl Kernel {
+    fn load(progs: &[Measured]) -> anyhow::Result<Self> {
+        let mut dp = datapath::load(&LoadOptions {
+            include_loopback: false,
+            max_flows: DEFAULT_MAX_FLOWS,
+            ring_bytes: plainsight::config::DEFAULT_RING_BYTES,
+        })?;
+        for m in progs {
+            match dp.ebpf.program_mut(m.name) {
+                Some(Program::CgroupSkb(p)) => p.load(),
+                Some(Program::SchedClassifier(p)) => p.load(),
+                _ => bail!("{} is not a cgroup_skb or TC program in the object", m.name),
+            }
+            .with_context(|| format!("loading {}", m.name))?;
+        }
+        Ok(Self { dp })
+    }
+
+    fn program(&self, name: &str) -> anyhow::Result<&Program> {
+        self.dp
+            .ebpf
+            .program(name)
+            .with_context(|| format!("program {name} missing"))
+    }
+
+    /// Runs `frame` through `prog` `repeat` times; the mean ns per run.
+    fn run(&self, prog: &str, frame: &[u8], repeat: u32) -> anyhow::Result<f64> {
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            repeat,
+            ..TestRunOptions::default()
+        };
+        // What the programs return for every packet: pass (cgroup_skb) and
+        // TC_ACT_UNSPEC, "next program" (TC).
+        let (r, pass) = match self.program(prog)? {
+            Program::CgroupSkb(p) => (p.test_run(opts), 1),
+            Program::SchedClassifier(p) => (p.test_run(opts), u32::MAX),
+            _ => bail!("{prog} is not a cgroup_skb or TC program"),
+        };
+        let r = r.with_context(|| format!("BPF_PROG_TEST_RUN on {prog}"))?;
+        if r.return_value != pass {
+            bail!("{prog} returned {} instead of {pass}", r.return_value);
+        }
+        Ok(r.duration.as_nanos() as f64)
+    }
+
+    /// `BATCHES` batches of `REPEAT` runs of `frame`, the programs in turn.
+    fn repeated(
+        &self,
+        progs: &[Measured],
+        frame: &[u8],
+        path: &str,
+        record: &mut impl FnMut(&Measured, &str, f64),
+    ) -> anyhow::Result<()> {
+        let key = format!("{path}.ns_per_run");
+        for _ in 0..BATCHES {
+            for m in progs {
+                record(m, &key, self.run(m.name, frame, REPEAT)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// `BATCHES` batches of `FLOWS` steps, the programs in turn: `step(k,
+    /// prog, n)` makes step n (counted across batches) of single runs and
+    /// returns ns for each of `keys`; each batch records their typical mean.
+    fn singles<const N: usize>(
+        &mut self,
+        progs: &[Measured],
+        keys: [&str; N],
+        record: &mut impl FnMut(&Measured, &str, f64),
+        mut step: impl FnMut(&mut Self, &str, u32) -> anyhow::Result<[f64; N]>,
+    ) -> anyhow::Result<()> {
+        let per_batch = u32::from(FLOWS);
+        for batch in 0..u32::try_from(BATCHES)? {
+            for m in progs {
+                let mut ns = vec![Vec::new(); N];
+                for i in 0..per_batch {
+                    let runs = step(self, m.name, batch * per_batch + i)?;
+                    for (col, v) in ns.iter_mut().zip(runs) {
+                        col.push(v);
+                    }
+                }
+                for (key, col) in keys.iter().zip(&ns) {
+                    record(m, key, typical_mean(col));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the flow on `port` decided: handshake, then an HTTP request.
+    fn handshake_and_request(&mut self, prog: &str, port: u16) -> anyhow::Result<()> {
+        for seg in &flow(port)[..3] {
+            self.run(prog, &seg.frame(), 1)?;
+        }
+        self.drain();
+        Ok(())
+    }
+
+    /// The whole flow on `port`, as single runs; ns of each.
+    fn flow(&mut self, prog: &str, port: u16) -> anyhow::Result<[f64; 6]> {
+        let mut ns = [0.0; 6];
+        for (seg, ns) in flow(port).iter().zip(&mut ns) {
+            *ns = self.run(prog, &seg.frame(), 1)?;
+        }
+        // Read the verdict at once: a ring a quarter full makes the next
+        // verdict wake the reader (a self-IPI inside the timed run).
+        self.drain();
+        Ok(ns)
+    }
+
+    fn drain(&mut self) {
+        while self.dp.events.next().is_some() {}
+    }
+
+    fn stats(&self) -> [u64; Stat::COUNT as usize] {
+        datapath::read_stats(&self.dp.stats)
+    }
+
+    /// Fails unless counter `s` moved by exactly `want` since `before`: the
+    /// runs took the path the row names.
+    fn expect(
+        &self,
+        before: &[u64; Stat::COUNT as usize],
+        s: Stat,
+        want: u64,
+        what: &str,
+    ) -> anyhow::Result<()> {
+        let got = self.stats()[s as usize] - before[s as usize];
+        if got != want {
+            bail!("expected {what}: {s:?} moved by {got}, not {want}");
+        }
+        Ok(())
+    }
+}
+
+/// The mean of the single runs within twice the median. A single run is
+/// timed by one pair of clock reads, and this VM's clock moves in ≈ 10 ns
+/// steps: the mean of many runs resolves finer than a median stuck on a
+/// step. A run an interrupt landed in (µs) is not the program's cost.
+fn typical_mean(ns: &[f64]) -> f64 {
+    let cap = 2.0 * super::report::median(ns);
+    let kept: Vec<f64> = ns.iter().copied().filter(|v| *v <= cap).collect();
+    kept.iter().sum::<f64>() / kept.len() as f64
+}
+
+/// Pins the calling thread to the CPU it is on.
+fn pin_to_this_cpu() -> anyhow::Result<()> {
+    // SAFETY: sched_getcpu has no preconditions.
+    let cpu = unsafe { libc::sched_getcpu() };
+    let cpu = usize::try_from(cpu).context("sched_getcpu failed")?;
+    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET stays within it
+    // for any CPU the kernel reported.
+    let set = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        set
+    };
+    // SAFETY: pid 0 is the calling thread; the set is a valid cpu_set_t.
+    if unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) } != 0 {
+        bail!(
+            "sched_setaffinity to CPU {cpu}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}

@@ -270,8 +270,7 @@ fn start_floor(
 /// Counters read before and after a phase.
 struct Snapshot {
     softirq: f64,
-    /// Machine-wide busy CPU time.
-    busy: f64,
+    cpu: probe::CpuTimes,
     process_cpu: Option<f64>,
     progs: std::collections::BTreeMap<u32, probe::ProgRun>,
     /// What the agent reports (plainsight only).
@@ -312,7 +311,7 @@ impl Snapshot {
         let cpu = probe::cpu_times()?;
         Ok(Self {
             softirq: cpu.softirq,
-            busy: cpu.busy,
+            cpu,
             process_cpu,
             progs: match obs.programs_pid() {
                 Some(pid) => probe::prog_runs(pid)?,
@@ -697,7 +696,7 @@ impl Bench<'_> {
         std::thread::sleep(DRAIN);
         let after = Snapshot::take_end(obs)?;
         let conns = (o.ops as f64).max(1.0);
-        let us = (after.busy - before.busy) * 1e6 / conns;
+        let us = after.cpu.busy_since(&before.cpu) * 1e6 / conns;
         self.record(cfg, "crr_paced_per_s", o.rate());
         self.record(cfg, "cpu_us_per_conn.crr_paced", us);
         self.record_progs(cfg, "crr_paced", names, &before, &after, Some(conns));

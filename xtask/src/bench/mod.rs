@@ -356,6 +356,8 @@ struct Bench<'a> {
     results: Results,
     /// The round phases to run (`--phase`).
     phases: Vec<Phase>,
+    /// eBPF run-time statistics on (not `--no-stats`).
+    stats: bool,
     /// The veth ends whose offloads the offloads-off phases turn off.
     offloads: Vec<(Side, String)>,
 }
@@ -473,6 +475,7 @@ fn on_veth(
         stop,
         results,
         phases,
+        stats,
         offloads: vec![
             (Side::Client, t.client_if.clone()),
             (Side::Server, t.server_if.clone()),
@@ -528,6 +531,22 @@ fn prepare(t: &Topology) -> anyhow::Result<()> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // The server closes first, so its sockets would sit in TIME_WAIT for
+    // 60 s and be reaped (timer, unhash, free) during whichever
+    // configuration runs a minute later: one configuration's connections
+    // would be paid for in another's phase. Without TIME_WAIT in the
+    // server namespace each phase pays for its own.
+    let out = t.run(
+        Side::Server,
+        false,
+        &["sysctl", "-qw", "net.ipv4.tcp_max_tw_buckets=0"],
+    );
+    if !out.status.success() {
+        bail!(
+            "sysctl tcp_max_tw_buckets: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     Ok(())
 }
 
@@ -565,7 +584,11 @@ impl Bench<'_> {
             // One long-lived flow: what watching it costs per GB moved
             // (plainsight: its programs and its process; ndpiReader: its
             // process, capture softirq not included).
-            if let (Some(b), Some(a)) = (before.process_cpu, after.process_cpu) {
+            if let (Some(b), Some(a), true) = (
+                before.process_cpu,
+                after.process_cpu,
+                self.observer_cpu_known(cfg),
+            ) {
                 let gb = (gbit * self.secs as f64 / 8.0).max(1e-9);
                 self.record(
                     cfg,
@@ -666,7 +689,7 @@ impl Bench<'_> {
             "cpu_softirq_plus_process_ms_per_10k_flows",
             per_10k(softirq + process),
         );
-        if cfg != Config::NoAgent {
+        if cfg != Config::NoAgent && self.observer_cpu_known(cfg) {
             // What the observer itself costs: its process, plus (for
             // plainsight) its kernel programs' run time, which the kernel
             // measures exactly. ndpiReader's capture cost in the kernel is
@@ -678,6 +701,17 @@ impl Bench<'_> {
             );
         }
         Ok(crr.rate())
+    }
+
+    /// Whether the observer's whole cost is measured: plainsight's (and the
+    /// floor's) programs run in the kernel, where only the run-time
+    /// statistics see them.
+    fn observer_cpu_known(&self, cfg: Config) -> bool {
+        self.stats
+            || !matches!(
+                cfg,
+                Config::Cgroup | Config::Tc | Config::FloorCgroup | Config::FloorTc
+            )
     }
 
     /// New connections offered at `PACED_RATE`: the machine's busy CPU time

@@ -54,19 +54,24 @@ pub fn observe<C: EbpfContext>(ctx: &C, prog: Program) {
     let skb = ctx.as_ptr().cast::<__sk_buff>();
     match parse(skb, hook) {
         Ok(pkt) => {
-            if pkt.payload_len == 0 && pkt.flags & (TCP_SYN | TCP_FIN | TCP_RST) == 0 {
+            // SYN/FIN/RST open or close a flow: they always go the long
+            // way, to set up or clean up the flow table.
+            let opens_or_closes = pkt.flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0;
+            if pkt.payload_len == 0 && !opens_or_closes {
                 // A pure ACK changes no flow state (it creates no flow, is
                 // not classified and closes nothing; see `track`): no lookup.
                 count(Stat::PureAcks);
                 return;
             }
-            if hook == Hook::Cgroup && socket_decided(skb, prog, &pkt) {
-                count(Stat::SocketFastPath);
-                return;
-            }
-            if hook == Hook::Tc && recent_continues(&pkt) {
-                count(Stat::RecentFastPath);
-                return;
+            if !opens_or_closes {
+                if hook == Hook::Cgroup && socket_decided(skb, prog, &pkt) {
+                    count(Stat::SocketFastPath);
+                    return;
+                }
+                if hook == Hook::Tc && recent_continues(&pkt) {
+                    count(Stat::RecentFastPath);
+                    return;
+                }
             }
             count(Stat::TcpPackets);
             track(ctx, skb, prog, &pkt);
@@ -107,13 +112,9 @@ fn storage_get(sk: *mut bpf_sock, init: *mut SocketFlow, flags: u64) -> *mut Soc
 }
 
 /// True when this packet's socket is marked decided for this very
-/// connection and the packet does not open or close it (SYN/FIN/RST go the
-/// long way, to set up or clean up the flow table).
+/// connection (called for segments that neither open nor close it).
 #[inline(always)]
 fn socket_decided(skb: *mut __sk_buff, prog: Program, p: &Packet) -> bool {
-    if p.flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0 {
-        return false;
-    }
     let Some(sk) = socket(skb) else {
         return false;
     };
@@ -165,13 +166,11 @@ fn ports_word(p: &Packet) -> u32 {
     (u32::from(p.sport) << 16) | u32::from(p.dport)
 }
 
-/// True when this data segment continues a decided flow exactly where the
-/// CPU's slot for it left off (see `RECENT`); moves the slot on.
+/// True when this data segment (no SYN/FIN/RST) continues a decided flow
+/// exactly where the CPU's slot for it left off (see `RECENT`); moves the
+/// slot on.
 #[inline(always)]
 fn recent_continues(p: &Packet) -> bool {
-    if p.flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0 {
-        return false;
-    }
     let Some(slot) = recent_slot(p) else {
         return false;
     };

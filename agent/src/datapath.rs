@@ -140,10 +140,18 @@ fn raise_memlock() {
 /// other cgroup programs (systemd IP accounting, CNIs) and the kernel
 /// rejects any mode flag, so `Single` (no flag) is the right mode here.
 pub fn attach_cgroup(ebpf: &mut Ebpf, path: &Path) -> anyhow::Result<()> {
+    attach_cgroup_pair(ebpf, path, ["cgroup_ingress", "cgroup_egress"])
+}
+
+/// Loads the named cgroup_skb (ingress, egress) programs of `ebpf` and
+/// attaches them to `path` (also used by the bench for its do-nothing
+/// floor programs).
+pub fn attach_cgroup_pair(ebpf: &mut Ebpf, path: &Path, names: [&str; 2]) -> anyhow::Result<()> {
     crate::cgroup::check_v2(path)?;
+    let [ingress, egress] = names;
     for (name, kind) in [
-        ("cgroup_ingress", CgroupSkbAttachType::Ingress),
-        ("cgroup_egress", CgroupSkbAttachType::Egress),
+        (ingress, CgroupSkbAttachType::Ingress),
+        (egress, CgroupSkbAttachType::Egress),
     ] {
         let cgroup =
             File::open(path).with_context(|| format!("opening cgroup {}", path.display()))?;

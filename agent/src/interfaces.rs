@@ -56,14 +56,7 @@ pub struct TcAttacher {
 
 impl TcAttacher {
     pub fn new(ebpf: &mut Ebpf, patterns: Vec<String>) -> anyhow::Result<Self> {
-        for name in ["tc_ingress", "tc_egress"] {
-            let prog: &mut SchedClassifier = ebpf
-                .program_mut(name)
-                .with_context(|| format!("program {name} missing"))?
-                .try_into()?;
-            prog.load()
-                .with_context(|| format!("verifier rejected {name}"))?;
-        }
+        load_tc_pair(ebpf, TC_PROGRAMS)?;
         Ok(Self {
             patterns,
             attached: HashMap::new(),
@@ -122,6 +115,32 @@ fn attach_one(
     ebpf: &mut Ebpf,
     iface: &str,
 ) -> anyhow::Result<(SchedClassifierLinkId, SchedClassifierLinkId)> {
+    attach_tc_pair(ebpf, iface, TC_PROGRAMS)
+}
+
+/// The TC (ingress, egress) programs.
+const TC_PROGRAMS: [&str; 2] = ["tc_ingress", "tc_egress"];
+
+/// Loads the named TC programs of `ebpf` (also used by the bench for its
+/// do-nothing floor programs).
+pub fn load_tc_pair(ebpf: &mut Ebpf, names: [&str; 2]) -> anyhow::Result<()> {
+    for name in names {
+        let prog: &mut SchedClassifier = ebpf
+            .program_mut(name)
+            .with_context(|| format!("program {name} missing"))?
+            .try_into()?;
+        prog.load()
+            .with_context(|| format!("verifier rejected {name}"))?;
+    }
+    Ok(())
+}
+
+/// Attaches the loaded (ingress, egress) TC programs `names` to `iface`.
+pub fn attach_tc_pair(
+    ebpf: &mut Ebpf,
+    iface: &str,
+    names: [&str; 2],
+) -> anyhow::Result<(SchedClassifierLinkId, SchedClassifierLinkId)> {
     // TCX (>= 6.6) needs no qdisc; the netlink fallback needs clsact.
     if KernelVersion::current().is_ok_and(|v| v < KernelVersion::new(6, 6, 0)) {
         let _ = aya::programs::tc::qdisc_add_clsact(iface);
@@ -133,8 +152,9 @@ fn attach_one(
             .try_into()?;
         Ok(prog.attach(iface, kind)?)
     };
-    let ing = link("tc_ingress", TcAttachType::Ingress)?;
-    let eg = link("tc_egress", TcAttachType::Egress)?;
+    let [ingress, egress] = names;
+    let ing = link(ingress, TcAttachType::Ingress)?;
+    let eg = link(egress, TcAttachType::Egress)?;
     Ok((ing, eg))
 }
 

@@ -15,7 +15,7 @@ pub mod edges;
 pub mod edges_cmd;
 pub mod events;
 pub mod identity;
-mod interfaces;
+pub mod interfaces;
 pub mod kubernetes;
 pub mod logging;
 pub mod metrics;

@@ -57,3 +57,24 @@ pub fn within(secs: u64, mut check: impl FnMut() -> bool) -> bool {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// Pins the calling thread to the CPU it is on: BPF_PROG_TEST_RUN runs on
+/// the caller's CPU, and per-CPU map slots must stay the same slots from one
+/// run to the next. Returns that CPU.
+pub fn pin_to_this_cpu() -> std::io::Result<usize> {
+    // SAFETY: sched_getcpu has no preconditions.
+    let cpu = unsafe { libc::sched_getcpu() };
+    let cpu = usize::try_from(cpu).map_err(|_| std::io::Error::last_os_error())?;
+    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET stays within it
+    // for any CPU the kernel reported.
+    let set = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        set
+    };
+    // SAFETY: pid 0 is the calling thread; the set is a valid cpu_set_t.
+    if unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(cpu)
+}

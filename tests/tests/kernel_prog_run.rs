@@ -455,25 +455,10 @@ fn retransmitted_fin_does_not_end_the_flow_before_the_other_side_closes() {
     }
 }
 
-/// Keeps this test thread on one CPU: per-CPU map slots (the TC hook's
-/// recent-flow cache) must be the same slots from one test run to the next.
-fn stay_on_one_cpu() {
-    // SAFETY: a zeroed cpu_set_t with one CPU set, for this thread (pid 0).
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(libc::sched_getcpu().max(0) as usize, &mut set);
-        assert_eq!(
-            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set),
-            0,
-            "sched_setaffinity: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-}
-
 #[test]
 fn tc_decided_flow_skips_the_flow_table_but_a_new_connection_on_its_ports_does_not() {
-    stay_on_one_cpu();
+    // Per-CPU slots (the recent-flow cache) must be the same from run to run.
+    plainsight_tests::pin_to_this_cpu().expect("pinning the test thread");
     let mut k = Kernel::load(Hook::TcIngress);
     handshake(&mut k, C, S);
     k.send(&Segment::new(C, 40000, S, 80, 1001, ACK | PSH, GET));

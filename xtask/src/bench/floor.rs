@@ -6,10 +6,8 @@
 //! bench can tell that apart from plainsight's own work.
 
 use anyhow::{Context as _, bail};
-use aya::{
-    EbpfLoader,
-    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, SchedClassifier, TcAttachType},
-};
+use aya::EbpfLoader;
+use plainsight::{datapath, interfaces};
 use std::path::PathBuf;
 
 /// Printed once every program is attached; the bench waits for it.
@@ -39,7 +37,7 @@ pub const PROGRAMS: [(&str, &str); 4] = [
 ];
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    let object = plainsight::datapath::object();
+    let object = datapath::object();
     if object.is_empty() {
         bail!("the agent was built with AYA_BUILD_SKIP=1: no eBPF object to take the floor from");
     }
@@ -49,33 +47,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .load(object)
         .context("loading the eBPF object")?;
     if let Some(path) = &args.cgroup {
-        let cgroup = std::fs::File::open(path)
-            .with_context(|| format!("opening cgroup {}", path.display()))?;
-        for (name, kind) in [
-            ("floor_cg_in", CgroupSkbAttachType::Ingress),
-            ("floor_cg_eg", CgroupSkbAttachType::Egress),
-        ] {
-            let prog: &mut CgroupSkb = ebpf
-                .program_mut(name)
-                .with_context(|| format!("program {name} missing"))?
-                .try_into()?;
-            prog.load().with_context(|| format!("loading {name}"))?;
-            prog.attach(&cgroup, kind, CgroupAttachMode::Single)
-                .with_context(|| format!("attaching {name} to {}", path.display()))?;
-        }
+        datapath::attach_cgroup_pair(&mut ebpf, path, ["floor_cg_in", "floor_cg_eg"])?;
     } else if let Some(iface) = &args.interface {
-        for (name, kind) in [
-            ("floor_tc_in", TcAttachType::Ingress),
-            ("floor_tc_eg", TcAttachType::Egress),
-        ] {
-            let prog: &mut SchedClassifier = ebpf
-                .program_mut(name)
-                .with_context(|| format!("program {name} missing"))?
-                .try_into()?;
-            prog.load().with_context(|| format!("loading {name}"))?;
-            prog.attach(iface, kind)
-                .with_context(|| format!("attaching {name} to {iface}"))?;
-        }
+        let names = ["floor_tc_in", "floor_tc_eg"];
+        interfaces::load_tc_pair(&mut ebpf, names)?;
+        interfaces::attach_tc_pair(&mut ebpf, iface, names)?;
     }
     println!("{READY}");
     // The links live as long as this process: the bench kills it.

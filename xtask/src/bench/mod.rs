@@ -269,7 +269,6 @@ fn start_floor(
 
 /// Counters read before and after a phase.
 struct Snapshot {
-    softirq: f64,
     cpu: probe::CpuTimes,
     process_cpu: Option<f64>,
     progs: std::collections::BTreeMap<u32, probe::ProgRun>,
@@ -308,10 +307,8 @@ impl Snapshot {
         events: Option<AgentCounters>,
         process_cpu: Option<f64>,
     ) -> anyhow::Result<Self> {
-        let cpu = probe::cpu_times()?;
         Ok(Self {
-            softirq: cpu.softirq,
-            cpu,
+            cpu: probe::cpu_times()?,
             process_cpu,
             progs: match obs.programs_pid() {
                 Some(pid) => probe::prog_runs(pid)?,
@@ -520,31 +517,22 @@ fn prepare(t: &Topology) -> anyhow::Result<()> {
     if !child.wait()?.success() {
         bail!("adding the edge client addresses failed");
     }
-    let out = t.run(
-        Side::Client,
-        false,
-        &["sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65535"],
-    );
-    if !out.status.success() {
-        bail!(
-            "sysctl ip_local_port_range: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    sysctl(t, Side::Client, "net.ipv4.ip_local_port_range=1024 65535")?;
     // The server closes first, so its sockets would sit in TIME_WAIT for
     // 60 s and be reaped (timer, unhash, free) during whichever
     // configuration runs a minute later: one configuration's connections
     // would be paid for in another's phase. Without TIME_WAIT in the
     // server namespace each phase pays for its own.
-    let out = t.run(
-        Side::Server,
-        false,
-        &["sysctl", "-qw", "net.ipv4.tcp_max_tw_buckets=0"],
-    );
+    sysctl(t, Side::Server, "net.ipv4.tcp_max_tw_buckets=0")
+}
+
+/// Sets one sysctl (`key=value`) in `side`'s namespace.
+fn sysctl(t: &Topology, side: Side, setting: &str) -> anyhow::Result<()> {
+    let out = t.run(side, false, &["sysctl", "-qw", setting]);
     if !out.status.success() {
         bail!(
-            "sysctl tcp_max_tw_buckets: {}",
-            String::from_utf8_lossy(&out.stderr)
+            "sysctl {setting}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
         );
     }
     Ok(())
@@ -675,7 +663,7 @@ impl Bench<'_> {
             return Ok(crr.rate());
         }
         let per_10k = |secs: f64| secs * 1e3 * 10_000.0 / flows.max(1.0);
-        let softirq = after.softirq - before.softirq;
+        let softirq = after.cpu.softirq - before.cpu.softirq;
         let process = match (before.process_cpu, after.process_cpu) {
             (Some(b), Some(a)) => {
                 self.record(cfg, "cpu_process_ms_per_10k_flows", per_10k(a - b));

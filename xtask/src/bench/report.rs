@@ -483,8 +483,13 @@ fn header(w: usize) -> String {
 /// every configuration within seconds of the others, so the ratio cancels
 /// most of the drift a busy machine adds between rounds.
 fn relative_samples(r: &Results, cfg: Config, key: &str) -> Option<Vec<f64>> {
+    percent_of(r, cfg, Config::NoAgent, key)
+}
+
+/// `cfg` as a percentage of `base`, round by round.
+fn percent_of(r: &Results, cfg: Config, base: Config, key: &str) -> Option<Vec<f64>> {
     let ours = r.samples(cfg, key)?;
-    let base = r.samples(Config::NoAgent, key)?;
+    let base = r.samples(base, key)?;
     Some(ours.iter().zip(base).map(|(o, b)| 100.0 * o / b).collect())
 }
 
@@ -508,7 +513,7 @@ fn above_floor_samples(r: &Results, cfg: Config, key: &str) -> Option<Vec<f64>> 
 }
 
 fn relative(r: &Results, cfg: Config, key: &str) -> Option<f64> {
-    relative_samples(r, cfg, key).map(|s| Spread::of(&s).median)
+    relative_samples(r, cfg, key).map(|s| median(&s))
 }
 
 /// The targets, per plainsight hook. Each may carry a note on its
@@ -539,13 +544,9 @@ fn targets(r: &Results) -> Vec<Value> {
         ] {
             let floor = hook.floor().and_then(|f| {
                 let of_base = relative(r, f, key)?;
-                let ours = r.samples(hook, key)?;
-                let floor = r.samples(f, key)?;
-                let of_floor: Vec<f64> =
-                    ours.iter().zip(floor).map(|(o, f)| 100.0 * o / f).collect();
+                let of_floor = median(&percent_of(r, hook, f, key)?);
                 Some(format!(
-                    "floor: {of_base:.1}% of no-agent; plainsight {:.1}% of its floor",
-                    Spread::of(&of_floor).median
+                    "floor: {of_base:.1}% of no-agent; plainsight {of_floor:.1}% of its floor"
                 ))
             });
             check(

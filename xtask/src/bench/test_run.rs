@@ -45,7 +45,7 @@ const REPLY: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
 pub fn run(configs: &[Config], results: &mut Results) -> anyhow::Result<()> {
     std::thread::scope(|s| {
         s.spawn(|| {
-            pin_to_this_cpu()?;
+            plainsight_tests::pin_to_this_cpu().context("pinning the test-run thread")?;
             for (cfg, program) in HOOKS {
                 let floor_cfg = cfg.floor().context("plainsight hooks have a floor")?;
                 let (floor, _) = floor::PROGRAMS
@@ -361,26 +361,4 @@ fn typical_mean(ns: &[f64]) -> f64 {
     let cap = 2.0 * super::report::median(ns);
     let kept: Vec<f64> = ns.iter().copied().filter(|v| *v <= cap).collect();
     kept.iter().sum::<f64>() / kept.len() as f64
-}
-
-/// Pins the calling thread to the CPU it is on.
-fn pin_to_this_cpu() -> anyhow::Result<()> {
-    // SAFETY: sched_getcpu has no preconditions.
-    let cpu = unsafe { libc::sched_getcpu() };
-    let cpu = usize::try_from(cpu).context("sched_getcpu failed")?;
-    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET stays within it
-    // for any CPU the kernel reported.
-    let set = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        set
-    };
-    // SAFETY: pid 0 is the calling thread; the set is a valid cpu_set_t.
-    if unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) } != 0 {
-        bail!(
-            "sched_setaffinity to CPU {cpu}: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-    Ok(())
 }

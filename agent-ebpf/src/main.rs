@@ -66,31 +66,6 @@ pub fn tc_classify(ctx: TcContext) -> i32 {
     TC_NEXT
 }
 
-/// The cost floor, for `cargo xtask bench` only (the agent never loads
-/// them): programs that return at once, attached where the real ones go, so
-/// the bench can tell the kernel's dispatch and run-time statistics from
-/// plainsight's own work on the same traffic. Names are the real programs'
-/// with `floor_`, shortened to fit the kernel's 15 characters.
-#[cgroup_skb(ingress)]
-pub fn floor_cg_in(_ctx: SkBuffContext) -> i32 {
-    CGROUP_PASS
-}
-
-#[cgroup_skb(egress)]
-pub fn floor_cg_eg(_ctx: SkBuffContext) -> i32 {
-    CGROUP_PASS
-}
-
-#[classifier]
-pub fn floor_tc_in(_ctx: TcContext) -> i32 {
-    TC_NEXT
-}
-
-#[classifier]
-pub fn floor_tc_eg(_ctx: TcContext) -> i32 {
-    TC_NEXT
-}
-
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

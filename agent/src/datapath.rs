@@ -19,12 +19,6 @@ use std::{
 /// The kernel programs, built by agent/build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/plainsight"));
 
-/// The kernel object as built (empty with `AYA_BUILD_SKIP=1`), for tools
-/// that load other programs from it (`cargo xtask bench`'s cost floor).
-pub fn object() -> &'static [u8] {
-    OBJECT
-}
-
 pub struct LoadOptions {
     pub include_loopback: bool,
     pub max_flows: u32,

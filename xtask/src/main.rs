@@ -1,6 +1,5 @@
 //! Developer and CI tasks: `cargo xtask <task>`.
 
-mod bench;
 mod demo;
 mod image;
 mod package;
@@ -48,16 +47,16 @@ enum Task {
     /// Show plainsight at work on its own network namespaces: an HTTP and a
     /// TLS server, real clients, and the agent's verdicts.
     Demo,
-    /// Measure what plainsight costs, side by side with no agent and with
-    /// ndpiReader, on the bench's own namespaces (needs root; about 6 min,
-    /// `--quick` about 1). Prints a table and writes target/bench/*.json.
-    Bench(bench::Options),
-    /// The bench's load generator, run inside its namespaces.
-    #[command(hide = true)]
-    BenchPeer(bench::peer::Args),
-    /// The bench's cost floor: do-nothing programs, attached until killed.
-    #[command(hide = true)]
-    BenchFloor(bench::floor::Args),
+    /// Set up, build, then measure what plainsight costs, side by side with
+    /// no agent and with ndpiReader, on the bench's own namespaces (needs
+    /// root; about 6 min, `--quick` about 1). Prints a table and writes
+    /// target/bench/*.json. Arguments go to the bench
+    /// (`cargo xtask bench --help` lists them).
+    #[command(disable_help_flag = true)]
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -108,14 +107,19 @@ fn main() -> anyhow::Result<()> {
             build()?;
             demo::run(&root.join("target/release/plainsight"))
         }
-        Task::Bench(opts) => {
+        Task::Bench { args } => {
             setup::run()?;
-            setup::debian_packages(bench::PACKAGES)?;
+            setup::debian_packages(setup::BENCH_PACKAGES)?;
             build()?;
-            bench::run(&root.join("target/release/plainsight"), &opts)
+            // Built only now: it links the agent's kernel programs and its
+            // own floor programs, which need what setup installed.
+            shell::cargo(&["build", "--release", "-p", "plainsight-bench"])?;
+            shell::status(
+                std::process::Command::new("target/release/plainsight-bench")
+                    .args(["--plainsight", "target/release/plainsight"])
+                    .args(&args),
+            )
         }
-        Task::BenchPeer(args) => bench::peer::run(args),
-        Task::BenchFloor(args) => bench::floor::run(&args),
     }
 }
 
@@ -166,13 +170,15 @@ fn lint() -> anyhow::Result<()> {
         &["clippy", "--all-targets", "--", "-D", "warnings"],
         &[("AYA_BUILD_SKIP", std::ffi::OsStr::new("1"))],
     )?;
-    // The kernel crate is linted for its own target, with the toolchain it
-    // builds with.
+    // The kernel crates are linted for their own target, with the toolchain
+    // they build with.
     shell::status(std::process::Command::new("cargo").args([
         "+nightly",
         "clippy",
         "-p",
         "agent-ebpf",
+        "-p",
+        "bench-ebpf",
         "--release",
         "--target",
         "bpfel-unknown-none",

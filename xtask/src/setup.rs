@@ -46,6 +46,10 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "python3-grpcio",
 ];
 
+/// Debian packages only the bench uses (installed by `cargo xtask bench`,
+/// not by the default setup): the load, the offload switch, the DPI peer.
+pub const BENCH_PACKAGES: &[&str] = &["iperf3", "ethtool", "libndpi-bin"];
+
 pub fn run() -> anyhow::Result<()> {
     let started = Instant::now();
     nightly_with_rust_src()?;

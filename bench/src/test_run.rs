@@ -13,7 +13,8 @@
 //! one clock read inside it, which the floor's row (the do-nothing program
 //! through the same runs) shows.
 
-use super::{Config, floor, probe, report::Results};
+use crate::harness::Config;
+use crate::{floor, probe, report::Results};
 use agent_common::wire::{DEFAULT_MAX_FLOWS, Stat};
 use anyhow::{Context as _, anyhow, bail};
 use aya::programs::{Program, TestRun as _, TestRunOptions};
@@ -211,9 +212,11 @@ fn len(payload: &[u8]) -> u32 {
     u32::try_from(payload.len()).expect("a short payload")
 }
 
-/// The programs, loaded with their maps as the agent loads them.
+/// The programs, loaded with their maps as the agent loads them, and the
+/// floor programs from their own object.
 struct Kernel {
     dp: Datapath,
+    floor: aya::Ebpf,
 }
 
 impl Kernel {
@@ -223,21 +226,24 @@ impl Kernel {
             max_flows: DEFAULT_MAX_FLOWS,
             ring_bytes: plainsight::config::DEFAULT_RING_BYTES,
         })?;
+        let mut floor = floor::load()?;
         for m in progs {
-            match dp.ebpf.program_mut(m.name) {
+            let ebpf = if m.is_floor { &mut floor } else { &mut dp.ebpf };
+            match ebpf.program_mut(m.name) {
                 Some(Program::CgroupSkb(p)) => p.load(),
                 Some(Program::SchedClassifier(p)) => p.load(),
                 _ => bail!("{} is not a cgroup_skb or TC program in the object", m.name),
             }
             .with_context(|| format!("loading {}", m.name))?;
         }
-        Ok(Self { dp })
+        Ok(Self { dp, floor })
     }
 
     fn program(&self, name: &str) -> anyhow::Result<&Program> {
         self.dp
             .ebpf
             .program(name)
+            .or_else(|| self.floor.program(name))
             .with_context(|| format!("program {name} missing"))
     }
 
@@ -358,7 +364,7 @@ impl Kernel {
 /// steps: the mean of many runs resolves finer than a median stuck on a
 /// step. A run an interrupt landed in (µs) is not the program's cost.
 fn typical_mean(ns: &[f64]) -> f64 {
-    let cap = 2.0 * super::report::median(ns);
+    let cap = 2.0 * crate::report::median(ns);
     let kept: Vec<f64> = ns.iter().copied().filter(|v| *v <= cap).collect();
     kept.iter().sum::<f64>() / kept.len() as f64
 }

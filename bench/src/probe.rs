@@ -171,7 +171,7 @@ pub fn prog_names(ids: impl Iterator<Item = u32>) -> BTreeMap<u32, String> {
             .and_then(|v| Some(v.get("name")?.as_str()?.to_owned()))
             .unwrap_or_else(|| format!("prog{id}"));
         // A floor program is reported on its plainsight program's row.
-        let name = super::floor::PROGRAMS
+        let name = crate::floor::PROGRAMS
             .iter()
             .find(|(floor, _)| *floor == name)
             .map_or(name, |(_, real)| (*real).to_owned());
@@ -207,8 +207,13 @@ pub fn prog_delta(
 /// The machine the numbers come from.
 pub fn machine() -> serde_json::Value {
     let out = |p: &str, a: &[&str]| {
-        crate::shell::output(p, a)
-            .map(|s| s.trim().to_owned())
+        std::process::Command::new(p)
+            .args(a)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
             .unwrap_or_default()
     };
     let cpu_model = std::fs::read_to_string("/proc/cpuinfo")

@@ -1,14 +1,8 @@
-//! `cargo xtask bench`: what plainsight costs, side by side with no agent
-//! and with a userspace DPI peer (ndpiReader capturing on the same veth),
-//! on the bench's own namespaces. Configurations are measured round-robin
-//! (each round in a rotated order) so that noise from a busy machine falls
-//! on all of them alike; the report gives medians and min–max.
+//! The bench run: configurations measured round-robin (each round in a
+//! rotated order) so that noise from a busy machine falls on all of them
+//! alike; the report gives medians and min–max.
 
-pub mod floor;
-pub mod peer;
-mod probe;
-mod report;
-mod test_run;
+use crate::{floor, peer, probe, report, test_run};
 
 use anyhow::{Context as _, bail};
 use plainsight_tests::{Agent, Proc, Side, Topology};
@@ -17,10 +11,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-/// Debian packages only the bench uses (checked and installed by
-/// `cargo xtask bench`, not by the default setup).
-pub const PACKAGES: &[&str] = &["iperf3", "ethtool", "libndpi-bin"];
 
 const IPERF_PORT: u16 = 5201;
 const PEER_PORT: u16 = 7000;
@@ -214,7 +204,7 @@ impl Observer {
     }
 }
 
-/// `xtask bench-floor`, once it says its programs are attached: in `side`'s
+/// `plainsight-bench floor`, once it says its programs are attached: in `side`'s
 /// namespace for TC (the interface lives there), in ours for the cgroup
 /// hook (`ip netns exec` remounts /sys, hiding the cgroup; as for the agent).
 fn start_floor(
@@ -225,8 +215,8 @@ fn start_floor(
 ) -> anyhow::Result<Proc> {
     let log =
         std::env::temp_dir().join(format!("plainsight-bench-floor-{}.log", std::process::id()));
-    let exe_s = exe.to_str().context("xtask path is UTF-8")?;
-    let mut argv = vec![exe_s, "bench-floor"];
+    let exe_s = exe.to_str().context("bench path is UTF-8")?;
+    let mut argv = vec![exe_s, "floor"];
     argv.extend(args);
     let mut p = match side {
         Some(side) => t.spawn_logged(side, &argv, &log),
@@ -239,8 +229,8 @@ fn start_floor(
                 .stdout(out.try_clone()?)
                 .stderr(out)
                 .spawn()
-                .context("starting bench-floor")?;
-            Proc::from_child(child, "bench-floor")
+                .context("starting the floor")?;
+            Proc::from_child(child, "floor")
         }
     };
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -251,14 +241,14 @@ fn start_floor(
         }
         if let Some(status) = p.child.try_wait()? {
             bail!(
-                "bench-floor {} exited with {status}: {}",
+                "floor {} exited with {status}: {}",
                 args.join(" "),
                 said.trim()
             );
         }
         if Instant::now() > deadline {
             bail!(
-                "bench-floor {} did not attach within 10 s: {}",
+                "floor {} did not attach within 10 s: {}",
                 args.join(" "),
                 said.trim()
             );
@@ -435,8 +425,8 @@ fn on_veth(
     };
     let t = Topology::new();
     prepare(&t)?;
-    let exe = std::env::current_exe().context("finding the xtask binary")?;
-    let exe_s = exe.to_str().context("xtask path is UTF-8")?.to_owned();
+    let exe = std::env::current_exe().context("finding the bench binary")?;
+    let exe_s = exe.to_str().context("bench path is UTF-8")?.to_owned();
     let server_threads = (2 * MAX_THREADS).to_string();
     let _servers = [
         t.spawn(
@@ -449,7 +439,7 @@ fn on_veth(
             false,
             &[
                 &exe_s,
-                "bench-peer",
+                "peer",
                 "server",
                 "--port",
                 &PEER_PORT.to_string(),
@@ -851,24 +841,21 @@ impl Bench<'_> {
     }
 
     fn peer_args(&self, args: &[&str]) -> anyhow::Result<peer::Outcome> {
-        let exe = self.exe.to_str().context("xtask path is UTF-8")?;
-        let argv: Vec<&str> = [exe, "bench-peer"]
+        let exe = self.exe.to_str().context("bench path is UTF-8")?;
+        let argv: Vec<&str> = [exe, "peer"]
             .into_iter()
             .chain(args.iter().copied())
             .collect();
         let out = self.t.run(Side::Client, true, &argv);
         if !out.status.success() {
             bail!(
-                "bench-peer {args:?}: {}",
+                "peer {args:?}: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
         let o = peer::Outcome::parse(&String::from_utf8_lossy(&out.stdout))?;
         if o.ops == 0 {
-            bail!(
-                "bench-peer {args:?} completed no requests ({} errors)",
-                o.errors
-            );
+            bail!("peer {args:?} completed no requests ({} errors)", o.errors);
         }
         Ok(o)
     }

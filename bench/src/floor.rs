@@ -1,12 +1,12 @@
-//! The bench's cost floor (`cargo xtask bench-floor`, hidden): programs
-//! that return at once (agent-ebpf's `floor_*`), attached where plainsight's
-//! go, held until the process is killed. Measured like plainsight on the
-//! same traffic, they show what the kernel charges for running any program
-//! there (dispatch, and the run-time statistics' clock reads), so the
-//! bench can tell that apart from plainsight's own work.
+//! The bench's cost floor (`plainsight-bench floor`, hidden): programs that
+//! return at once (bench/ebpf), attached where plainsight's go, held until
+//! the process is killed. Measured like plainsight on the same traffic,
+//! they show what the kernel charges for running any program there
+//! (dispatch, and the run-time statistics' clock reads), so the bench can
+//! tell that apart from plainsight's own work.
 
 use anyhow::{Context as _, bail};
-use aya::EbpfLoader;
+use aya::Ebpf;
 use plainsight::{datapath, interfaces};
 use std::path::PathBuf;
 
@@ -27,8 +27,8 @@ pub struct Args {
     interface: Option<String>,
 }
 
-/// Program names in the object, and the plainsight program each stands in
-/// for (the bench reports both on one row).
+/// Program names in the floor object, and the plainsight program each
+/// stands in for (the bench reports both on one row).
 pub const PROGRAMS: [(&str, &str); 4] = [
     ("floor_cg_in", "cgroup_ingress"),
     ("floor_cg_eg", "cgroup_egress"),
@@ -36,16 +36,19 @@ pub const PROGRAMS: [(&str, &str); 4] = [
     ("floor_tc_eg", "tc_egress"),
 ];
 
-pub fn run(args: &Args) -> anyhow::Result<()> {
-    let object = datapath::object();
-    if object.is_empty() {
-        bail!("the agent was built with AYA_BUILD_SKIP=1: no eBPF object to take the floor from");
+/// The floor object, built by build.rs (empty under AYA_BUILD_SKIP).
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/floor"));
+
+/// The floor programs, loaded (not attached).
+pub fn load() -> anyhow::Result<Ebpf> {
+    if OBJECT.is_empty() {
+        bail!("the bench was built with AYA_BUILD_SKIP=1: it has no floor programs");
     }
-    // The object's maps come along; keep the flow table tiny.
-    let mut ebpf = EbpfLoader::new()
-        .map_max_entries("FLOWS", 16)
-        .load(object)
-        .context("loading the eBPF object")?;
+    Ebpf::load(OBJECT).context("loading the floor object")
+}
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let mut ebpf = load()?;
     if let Some(path) = &args.cgroup {
         datapath::attach_cgroup_pair(&mut ebpf, path, ["floor_cg_in", "floor_cg_eg"])?;
     } else if let Some(iface) = &args.interface {

@@ -1,4 +1,4 @@
-//! The bench's own load generator (`cargo xtask bench-peer`, hidden), run
+//! The bench's own load generator (`plainsight-bench peer`, hidden), run
 //! inside the bench namespaces through `ip netns exec`: a server that
 //! answers small HTTP requests, and clients that measure request/response
 //! rate on kept-alive connections (`rr`), new-connection rate (`crr`:

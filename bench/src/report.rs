@@ -1,7 +1,7 @@
 //! The bench's results: medians and spread per configuration, the printed
 //! table, the targets, and the JSON report in target/bench/.
 
-use super::Config;
+use crate::harness::Config;
 use anyhow::Context as _;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;

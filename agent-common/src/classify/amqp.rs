@@ -5,10 +5,34 @@
 //! so credentials are not claimed.
 
 use super::bytes::Prefix;
+use super::dissector::Dissector;
+use super::{FlowClassifier, PENDING, Side};
+use crate::{Protocol, Verdict};
 
-#[must_use]
+pub struct Amqp;
+
+impl Dissector for Amqp {
+    #[inline(always)]
+    fn opening(f: &mut FlowClassifier, side: Side, d: &Prefix<'_>) -> Verdict {
+        if side == Side::Client && is_header(d) {
+            f.open();
+            return Verdict::plaintext(Protocol::Amqp);
+        }
+        PENDING
+    }
+
+    /// A method frame, from either side: not an opening.
+    #[inline(always)]
+    fn midstream(_f: &mut FlowClassifier, _side: Side, d: &Prefix<'_>) -> Verdict {
+        if is_method_frame(d) {
+            return Verdict::plaintext(Protocol::Amqp);
+        }
+        PENDING
+    }
+}
+
 #[inline(always)]
-pub fn is_header(d: &Prefix<'_>) -> bool {
+fn is_header(d: &Prefix<'_>) -> bool {
     d.eq_at(0, b"AMQP")
         && (d.eq_at(4, b"\x00\x00\x09\x01")
             || d.eq_at(4, b"\x00\x01\x00\x00")
@@ -18,9 +42,8 @@ pub fn is_header(d: &Prefix<'_>) -> bool {
 /// An AMQP 0-9-1 method frame (`01`, channel, size, class, method) whose
 /// frame-end octet `ce` sits where the size says: what a flow picked up
 /// mid-stream shows first (Basic.Publish, Basic.Deliver, ...).
-#[must_use]
 #[inline(always)]
-pub fn is_method_frame(d: &Prefix<'_>) -> bool {
+fn is_method_frame(d: &Prefix<'_>) -> bool {
     let size = d.be32(3) as usize;
     let class = d.be16(7);
     d.has(12)

@@ -4,11 +4,32 @@
 //! 1..=63 bytes (or the root).
 
 use super::bytes::Prefix;
+use super::dissector::Dissector;
+use super::{FlowClassifier, PENDING, Side};
+use crate::{Protocol, Verdict};
+
+pub struct Dns;
+
+impl Dissector for Dns {
+    /// Its place in the list does not matter: no text passes `message`
+    /// (the flags and question count need bytes 0x00..0x07).
+    #[inline(always)]
+    fn opening(f: &mut FlowClassifier, side: Side, d: &Prefix<'_>) -> Verdict {
+        let m = message(d);
+        if side == Side::Client && m == 1 {
+            f.open();
+            return Verdict::plaintext(Protocol::Dns);
+        }
+        if side == Side::Server && m == 2 {
+            return Verdict::plaintext(Protocol::Dns);
+        }
+        PENDING
+    }
+}
 
 /// 1 = query, 2 = response, 0 = not DNS.
-#[must_use]
 #[inline(always)]
-pub fn message(d: &Prefix<'_>) -> u8 {
+fn message(d: &Prefix<'_>) -> u8 {
     let len = d.be16(0);
     let flags = d.at(2 + 2);
     let label = d.at(14);

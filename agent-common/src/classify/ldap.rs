@@ -6,10 +6,63 @@
 //! with resultCode success (`0a 01 00`) grants it.
 
 use super::bytes::Prefix;
+use super::dissector::Dissector;
+use super::{FlowClassifier, PENDING, Side};
+use crate::{Protocol, Reason, Verdict};
+
+pub struct Ldap;
+
+/// StartTLS ExtendedRequest sent: the ExtendedResponse decides.
+const STARTTLS: u8 = 0;
+
+impl Dissector for Ldap {
+    const STEPS: u8 = 1;
+
+    #[inline(always)]
+    fn opening(f: &mut FlowClassifier, side: Side, d: &Prefix<'_>) -> Verdict {
+        let m = message(d);
+        if side == Side::Server {
+            if m != Message::Not {
+                return Verdict::plaintext(Protocol::Ldap);
+            }
+            return PENDING;
+        }
+        match m {
+            Message::Not => PENDING,
+            Message::SimpleBind => {
+                f.open();
+                Verdict::plaintext(Protocol::Ldap).with_reason(Reason::CleartextCredentials)
+            }
+            Message::StartTls => {
+                f.opened::<Self>(Protocol::Ldap, STARTTLS);
+                PENDING
+            }
+            Message::Request => {
+                f.open();
+                Verdict::plaintext(Protocol::Ldap)
+            }
+            _ => Verdict::plaintext(Protocol::Ldap),
+        }
+    }
+
+    /// StartTLS asked: success upgrades, anything else refuses.
+    #[inline(always)]
+    fn step(f: &mut FlowClassifier, _step: u8, side: Side, d: &Prefix<'_>) -> Verdict {
+        if side == Side::Client {
+            return PENDING;
+        }
+        if message(d) == Message::ExtendedSuccess {
+            f.upgrade_accepted();
+            return PENDING;
+        }
+        f.upgrade_refused();
+        Verdict::plaintext(Protocol::Ldap)
+    }
+}
 
 /// What a message is.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Message {
+enum Message {
     Not,
     /// Any other request.
     Request,
@@ -44,9 +97,8 @@ fn len_size(d: &Prefix<'_>, o: usize) -> usize {
     1 + (l >> 7) * (l & 0x7f)
 }
 
-#[must_use]
 #[inline(always)]
-pub fn message(d: &Prefix<'_>) -> Message {
+fn message(d: &Prefix<'_>) -> Message {
     if !d.has(7) || d.at(0) != 0x30 {
         return Message::Not;
     }

@@ -14,14 +14,21 @@ use crate::Verdict;
 /// One protocol's signatures and state machine.
 ///
 /// Every method returns `PENDING` (nothing final), or a final verdict
-/// (`Encryption` other than `Unknown`). A method that recognises its
-/// protocol but needs more segments records that in the flow
-/// (`FlowClassifier::opened`, `goto`), which ends the search as well.
+/// (`Encryption` other than `Unknown`). An `opening` that recognises its
+/// protocol but needs more segments returns `f.opened::<Self>(protocol,
+/// step)`, which moves the flow to that step and ends the search as well.
+/// A dissector changes the flow only through the methods in `mod.rs`'s
+/// "What a dissector may do" block.
 pub trait Dissector {
     /// Stage values the protocol keeps between segments, numbered
     /// `0..STEPS` in its own file; the registry places them in the state's
     /// stage byte.
     const STEPS: u8 = 0;
+
+    /// The step at which it awaits the answer to an in-band upgrade request
+    /// it saw (STARTTLS): a flow that ends there was refused, since no TLS
+    /// followed the request.
+    const AWAITS_UPGRADE_ANSWER: Option<u8> = None;
 
     /// The flow's first segment(s), TLS records aside: an opening message
     /// (a client request or hello, a server greeting), or a reply that only
@@ -61,7 +68,7 @@ macro_rules! dissectors {
 
         mod registry {
             use super::dissector::{Dissector, Registered};
-            use super::{FlowClassifier, PENDING, Prefix, Side, Stage};
+            use super::{FlowClassifier, PENDING, Prefix, Side, Stage, eq};
             use crate::Verdict;
 
             /// Registry positions, for the stage ranges below.
@@ -99,17 +106,30 @@ macro_rules! dissectors {
             pub(super) fn first_segment(f: &mut FlowClassifier, side: Side, d: &Prefix<'_>) -> Verdict {
                 $(
                     let v = <super::$module::$ty as Dissector>::opening(f, side, d);
-                    if f.decided(v) {
+                    if v != PENDING {
                         return v;
                     }
                 )+
                 $(
                     let v = <super::$module::$ty as Dissector>::midstream(f, side, d);
-                    if f.decided(v) {
+                    if v != PENDING {
                         return v;
                     }
                 )+
                 PENDING
+            }
+
+            /// 1 if `stage` is a step that awaits an upgrade answer, else 0;
+            /// branch-free.
+            #[inline(always)]
+            pub(super) fn awaits_upgrade_answer(stage: u8) -> u32 {
+                let mut asked = 0;
+                $(
+                    if let Some(step) = <super::$module::$ty as Dissector>::AWAITS_UPGRADE_ANSWER {
+                        asked |= eq(stage, <super::$module::$ty as Registered>::BASE + step);
+                    }
+                )+
+                asked
             }
 
             /// The owner of a dissector stage takes the segment. Ranges are

@@ -34,8 +34,7 @@ impl Dissector for Ldap {
                 Verdict::plaintext(Protocol::Ldap).with_reason(Reason::CleartextCredentials)
             }
             Message::StartTls => {
-                f.opened::<Self>(Protocol::Ldap, STARTTLS);
-                PENDING
+                f.opened::<Self>(Protocol::Ldap, STARTTLS)
             }
             Message::Request => {
                 f.open();

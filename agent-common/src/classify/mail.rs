@@ -32,6 +32,7 @@ const UPGRADE: u8 = 1;
 
 impl Dissector for Mail {
     const STEPS: u8 = 2;
+    const AWAITS_UPGRADE_ANSWER: Option<u8> = Some(UPGRADE);
 
     #[inline(always)]
     fn opening(f: &mut FlowClassifier, side: Side, d: &Prefix<'_>) -> Verdict {
@@ -47,15 +48,13 @@ impl Dissector for Mail {
                 // Decided by the client's first command.
                 Protocol::Unknown
             };
-            f.opened::<Self>(proto, COMMANDS);
-            return PENDING;
+            return f.opened::<Self>(proto, COMMANDS);
         }
         if is_imap_greeting(d) {
-            f.opened::<Self>(Protocol::Imap, COMMANDS);
-            return PENDING;
+            return f.opened::<Self>(Protocol::Imap, COMMANDS);
         }
         if is_pop3_greeting(d) {
-            f.opened::<Self>(Protocol::Pop3, COMMANDS);
+            return f.opened::<Self>(Protocol::Pop3, COMMANDS);
         }
         PENDING
     }
@@ -86,7 +85,7 @@ impl Dissector for Mail {
             }
         }
         if is_starttls(d) || is_auth_tls(d) {
-            f.ask_upgrade::<Self>(UPGRADE);
+            f.goto::<Self>(UPGRADE);
             return PENDING;
         }
         if has_credentials(d) {

@@ -84,11 +84,25 @@ impl Stage {
     const FIRST_DISSECTOR: u8 = 3;
 }
 
-/// What the stage functions return while no verdict is final: they return
-/// a `Verdict`, never an `Option` of one (LLVM reads the undefined payload of
+/// What a dissector returns while no verdict is final: it returns a
+/// `Verdict`, never an `Option` of one (LLVM reads the undefined payload of
 /// a `None` speculatively, and the verifier rejects that), and no final
 /// verdict of theirs has `Encryption::Unknown` (only `give_up` gives one).
 const PENDING: Verdict = Verdict::new(Protocol::Unknown, Encryption::Unknown);
+
+/// What a dissector's `opening` returns when it recognised its protocol
+/// and moved the flow to one of its steps (`FlowClassifier::opened` returns
+/// it): not final (`Encryption::Unknown`), but not `PENDING`, so the search
+/// ends. Said by the return value rather than read back from the stage:
+/// the state is map memory in the kernel, so every such read would be an
+/// unknown value and a verifier branch after each dissector. Never emitted
+/// (`give_up` builds its own verdicts).
+const WAITING: Verdict = Verdict {
+    protocol: Protocol::Unknown,
+    encryption: Encryption::Unknown,
+    reason: Reason::None,
+    tls_version: TlsVersion::Ssl2,
+};
 
 /// `FlowClassifier.flags` bits.
 const F_TEXT: u8 = 1;
@@ -102,10 +116,6 @@ const F_OPENED: u8 = 4;
 const F_UPGRADED: u8 = 8;
 /// The server refused an in-band TLS upgrade.
 const F_REFUSED: u8 = 16;
-/// An in-band upgrade was asked and is not answered yet: if the flow ends
-/// so, no TLS followed the request (see `give_up`). Cleared by any stage
-/// change.
-const F_ASKED: u8 = 32;
 
 /// Classifier state: eight bytes, `#[repr(C)]`, lives in the flow table.
 #[repr(C)]
@@ -262,7 +272,7 @@ impl FlowClassifier {
         // STARTTLS asked and neither an answer nor a ClientHello seen (the
         // answer came past the segment budget, or the client gave up): no
         // TLS followed the request, so it was refused.
-        let asked = bit(u32::from(self.flags), F_ASKED)
+        let asked = registry::awaits_upgrade_answer(stage)
             & eq(v.encryption as u8, Encryption::Plaintext as u8);
         self.finish(v)
             .with_reason(Reason::StarttlsRefused.when(asked))
@@ -361,7 +371,7 @@ impl FlowClassifier {
             // not seen (sent before it arrived), TLS follows the protocol.
             self.flags |= F_UPGRADED;
         }
-        self.set_stage(Stage::AwaitServerHello as u8);
+        self.stage = Stage::AwaitServerHello as u8;
     }
 
     /// The first segment(s) of a flow, TLS records aside: the registered
@@ -369,16 +379,10 @@ impl FlowClassifier {
     #[inline(always)]
     fn opening(&mut self, side: Side, d: &Prefix<'_>, text: bool) -> Verdict {
         let v = registry::first_segment(self, side, d);
-        if v.encryption == Encryption::Unknown && self.stage == Stage::Start as u8 && text {
+        if v == PENDING && text {
             self.flags |= F_TEXT;
         }
         v
-    }
-
-    /// A verdict, or a stage change (a dissector that waits for more).
-    #[inline(always)]
-    fn decided(&self, v: Verdict) -> bool {
-        v.encryption != Encryption::Unknown || self.stage != Stage::Start as u8
     }
 
     /// A ClientHello was sent; TLS records were handled by the caller.
@@ -390,7 +394,7 @@ impl FlowClassifier {
         if self.proto == 0 && text {
             // A TLS client answered in cleartext (SMTPS to a plain SMTP
             // port): the server's greeting decides.
-            self.set_stage(Stage::Start as u8);
+            self.stage = Stage::Start as u8;
             let v = registry::first_segment(self, side, d);
             if v.encryption == Encryption::Unknown && self.proto == 0 {
                 return Verdict::plaintext(Protocol::Unknown);
@@ -398,14 +402,6 @@ impl FlowClassifier {
             return v;
         }
         Verdict::new(self.tls_protocol(), Encryption::Tls)
-    }
-
-    /// Every stage change goes through here: a new stage is never one that
-    /// awaits the answer to an upgrade request (`ask_upgrade` sets that).
-    #[inline(always)]
-    fn set_stage(&mut self, stage: u8) {
-        self.stage = stage;
-        self.flags &= !F_ASKED;
     }
 }
 
@@ -420,26 +416,21 @@ impl FlowClassifier {
         }
     }
 
-    /// `D` recognised `proto` by an opening message and waits at its `step`.
+    /// `D` recognised `proto` by an opening message and waits at its
+    /// `step`; its `opening` returns what this returns.
+    #[must_use]
     #[inline(always)]
-    fn opened<D: Registered>(&mut self, proto: Protocol, step: u8) {
+    fn opened<D: Registered>(&mut self, proto: Protocol, step: u8) -> Verdict {
         self.open();
         self.proto = proto as u8;
         self.goto::<D>(step);
+        WAITING
     }
 
     /// Moves to `D`'s `step` (`0..D::STEPS`).
     #[inline(always)]
     fn goto<D: Registered>(&mut self, step: u8) {
-        self.set_stage(D::BASE + step);
-    }
-
-    /// Moves to `D`'s `step` after sending an upgrade request (STARTTLS):
-    /// a flow that ends before the answer was refused.
-    #[inline(always)]
-    fn ask_upgrade<D: Registered>(&mut self, step: u8) {
-        self.goto::<D>(step);
-        self.flags |= F_ASKED;
+        self.stage = D::BASE + step;
     }
 
     /// The server accepted an in-band TLS upgrade: the client's ClientHello
@@ -449,7 +440,7 @@ impl FlowClassifier {
         // A second request may succeed where a first was refused (curl's
         // FTP `AUTH SSL`, then `AUTH TLS`).
         self.flags = (self.flags | F_UPGRADED) & !F_REFUSED;
-        self.set_stage(Stage::AwaitClientHello as u8);
+        self.stage = Stage::AwaitClientHello as u8;
     }
 
     /// The server refused an in-band TLS upgrade.
@@ -462,14 +453,14 @@ impl FlowClassifier {
     /// segment): the ServerHello comes next.
     #[inline(always)]
     fn expect_server_hello(&mut self) {
-        self.set_stage(Stage::AwaitServerHello as u8);
+        self.stage = Stage::AwaitServerHello as u8;
     }
 
     /// Back to trying opening messages (a refused negotiation the client
     /// follows with another opening).
     #[inline(always)]
     fn restart(&mut self) {
-        self.set_stage(Stage::Start as u8);
+        self.stage = Stage::Start as u8;
     }
 
     /// The client sent payload, or the flow was picked up mid-stream (so it

@@ -39,8 +39,7 @@ impl Dissector for Mysql {
             return PENDING;
         }
         if is_greeting(d) {
-            f.opened::<Self>(Protocol::Mysql, GREETED);
-            return PENDING;
+            return f.opened::<Self>(Protocol::Mysql, GREETED);
         }
         if is_greeting_error(d) {
             f.open();

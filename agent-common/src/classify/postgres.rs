@@ -36,16 +36,13 @@ impl Dissector for Postgres {
             return PENDING;
         }
         if is_startup(d) {
-            f.opened::<Self>(Protocol::Postgres, AUTH);
-            return PENDING;
+            return f.opened::<Self>(Protocol::Postgres, AUTH);
         }
         if is_ssl_request(d) {
-            f.opened::<Self>(Protocol::Postgres, SSL);
-            return PENDING;
+            return f.opened::<Self>(Protocol::Postgres, SSL);
         }
         if is_gssenc_request(d) {
-            f.opened::<Self>(Protocol::Postgres, GSS);
-            return PENDING;
+            return f.opened::<Self>(Protocol::Postgres, GSS);
         }
         if is_cancel_request(d) {
             f.open();

@@ -65,6 +65,7 @@ wire_enum! {
         Dns = 17 => "dns",
         Ssh = 18 => "ssh",
         Nats = 19 => "nats",
+        Rsync = 20 => "rsync",
     }
 }
 

@@ -58,3 +58,30 @@ fn is_method_frame(d: &Prefix<'_>) -> bool {
             || class == 90)
         && (!d.has(8 + size) || d.at_var(7 + size) == 0xce)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::classify::testing::classify_midstream;
+    use crate::classify::Side;
+    use crate::{Protocol, Reason, Verdict};
+
+    // --- AMQP 0-9-1 (pika 1.4 against rabbitmq-server 3.10) ------------------------
+
+    #[test]
+    fn amqp_protocol_header_is_plaintext_amqp() {
+        let v = replay!("pika-1.4-publish-rabbitmq-3.10": "c2s.0");
+        assert_eq!(v, Some(Verdict::plaintext(Protocol::Amqp)));
+    }
+
+    #[test]
+    fn amqp_connection_start_seen_first_is_amqp_midstream() {
+        let v = classify_midstream(&[(
+            Side::Server,
+            fixture!("pika-1.4-publish-rabbitmq-3.10", "s2c.0"),
+        )]);
+        assert_eq!(
+            v,
+            Some(Verdict::plaintext(Protocol::Amqp).with_reason(Reason::Midstream))
+        );
+    }
+}

@@ -54,3 +54,27 @@ fn message(d: &Prefix<'_>) -> u8 {
         0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::classify::testing::classify_midstream;
+    use crate::classify::Side;
+    use crate::{Protocol, Reason, Verdict};
+
+    // --- DNS over TCP (dig 9.18 +tcp against dnsmasq 2.90) -----------------------
+
+    #[test]
+    fn dig_tcp_query_is_plaintext_dns() {
+        let v = replay!("dig-9.18-tcp-dnsmasq-2.90": "c2s.0");
+        assert_eq!(v, Some(Verdict::plaintext(Protocol::Dns)));
+    }
+
+    #[test]
+    fn dns_tcp_answer_seen_first_is_dns_midstream() {
+        let v = classify_midstream(&[(Side::Server, fixture!("dig-9.18-tcp-dnsmasq-2.90", "s2c.0"))]);
+        assert_eq!(
+            v,
+            Some(Verdict::plaintext(Protocol::Dns).with_reason(Reason::Midstream))
+        );
+    }
+}

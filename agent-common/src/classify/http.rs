@@ -57,3 +57,47 @@ fn is_response(d: &Prefix<'_>) -> bool {
 fn is_h2_preface(d: &Prefix<'_>) -> bool {
     d.starts_with(b"PRI * HTTP/2.0\r\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::classify::testing::classify;
+    use crate::classify::Side;
+    use crate::{Protocol, Verdict};
+
+    // --- HTTP --------------------------------------------------------------------
+
+    #[test]
+    fn curl_http_get_is_plaintext_http() {
+        let v = replay!("curl-7.88-http-python-3.11": "c2s.0");
+        assert_eq!(v, Some(Verdict::plaintext(Protocol::Http)));
+    }
+
+    #[test]
+    fn curl_http_get_to_nginx_is_plaintext_http() {
+        let v = replay!("curl-7.88-http-nginx-1.22": "c2s.0");
+        assert_eq!(v, Some(Verdict::plaintext(Protocol::Http)));
+    }
+
+    #[test]
+    fn python_http_response_is_plaintext_http() {
+        // HTTP/1.0 status line from http.server, seen without the request.
+        let v = classify(&[(
+            Side::Server,
+            fixture!("curl-7.88-http-python-3.11", "s2c.0"),
+        )]);
+        assert_eq!(v, Some(Verdict::plaintext(Protocol::Http)));
+    }
+
+    #[test]
+    fn nginx_http_response_is_plaintext_http() {
+        let v = classify(&[(Side::Server, fixture!("curl-7.88-http-nginx-1.22", "s2c.0"))]);
+        assert_eq!(v, Some(Verdict::plaintext(Protocol::Http)));
+    }
+
+    #[test]
+    fn h2c_preface_is_plaintext_http2() {
+        // curl --http2-prior-knowledge: preface and SETTINGS in one segment.
+        let v = replay!("curl-7.88-h2c-nginx-1.22": "c2s.0");
+        assert_eq!(v, Some(Verdict::plaintext(Protocol::Http2)));
+    }
+}

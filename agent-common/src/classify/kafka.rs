@@ -36,3 +36,17 @@ fn is_request(d: &Prefix<'_>) -> bool {
         && d.at(7) <= MAX_API_VERSION
         && (id_len == 0xffff || ((1..=255).contains(&id_len) && d.at(14).is_ascii_graphic()))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{Protocol, Verdict};
+
+    // --- Kafka and MongoDB: real clients' opening requests (no broker/server in
+    // Debian; the fixtures' server is a silent listener) -----------------------------
+
+    #[test]
+    fn librdkafka_api_versions_request_is_plaintext_kafka() {
+        let v = replay!("confluent-kafka-2.16.1-librdkafka-2.16.0-sink": "c2s.0");
+        assert_eq!(v, Some(Verdict::plaintext(Protocol::Kafka)));
+    }
+}

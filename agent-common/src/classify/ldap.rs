@@ -147,3 +147,43 @@ fn message(d: &Prefix<'_>) -> Message {
         _ => Message::Not,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::classify::testing::{classify_midstream, upgraded};
+    use crate::classify::Side;
+    use crate::{Protocol, Reason, TlsVersion, Verdict};
+
+    // --- LDAP (ldapwhoami 2.5 against slapd 2.5) ---------------------------------------
+
+    #[test]
+    fn ldap_simple_bind_is_cleartext_credentials() {
+        let v = replay!("ldapwhoami-2.5-simple-bind": "c2s.0");
+        assert_eq!(
+            v,
+            Some(Verdict::plaintext(Protocol::Ldap).with_reason(Reason::CleartextCredentials))
+        );
+    }
+
+    #[test]
+    fn ldap_starttls_accepted_is_ldap_over_tls() {
+        // ExtendedRequest (StartTLS OID), ExtendedResponse success, hellos.
+        // GnuTLS sends its P-256 key share before supported_versions, which
+        // then starts at byte 154, past the 128-byte prefix: TLS 1.3 on the
+        // wire, version unknown to us.
+        let v = replay!("ldapwhoami-2.5-starttls": "c2s.0", "s2c.0", "c2s.1", "s2c.1");
+        assert_eq!(v, Some(upgraded(Protocol::Ldap, TlsVersion::Unknown)));
+    }
+
+    #[test]
+    fn ldap_bind_response_seen_first_is_ldap_midstream() {
+        let v = classify_midstream(&[(
+            Side::Server,
+            fixture!("ldapwhoami-2.5-simple-bind", "s2c.0"),
+        )]);
+        assert_eq!(
+            v,
+            Some(Verdict::plaintext(Protocol::Ldap).with_reason(Reason::Midstream))
+        );
+    }
+}

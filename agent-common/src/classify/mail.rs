@@ -173,3 +173,193 @@ fn is_auth_tls(d: &Prefix<'_>) -> bool {
 fn is_auth_tls_ok(d: &Prefix<'_>) -> bool {
     d.eq_at(0, b"234")
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::classify::testing::{upgraded, refused, credentials};
+    use crate::{Protocol, Reason, TlsVersion, Verdict};
+
+    // --- IMAP / POP3 (curl 7.88 against dovecot 2.3) ------------------------------
+
+    #[test]
+    fn imap_authenticate_plain_is_cleartext_credentials() {
+        // Greeting, CAPABILITY, then `A002 AUTHENTICATE PLAIN <base64>`.
+        let v = replay!("curl-7.88-imap-login-dovecot-2.3": "s2c.0", "c2s.0", "s2c.1", "c2s.1");
+        assert_eq!(
+            v,
+            Some(Verdict::plaintext(Protocol::Imap).with_reason(Reason::CleartextCredentials))
+        );
+    }
+
+    #[test]
+    fn imap_starttls_accepted_is_imap_over_tls_1_3() {
+        let v = replay!("curl-7.88-imap-starttls-dovecot-2.3":
+            "s2c.0", "c2s.0", "s2c.1", "c2s.1", "s2c.2", "c2s.2", "s2c.3");
+        assert_eq!(v, Some(upgraded(Protocol::Imap, TlsVersion::Tls13)));
+    }
+
+    #[test]
+    fn pop3_auth_plain_is_cleartext_credentials() {
+        let v = replay!("curl-7.88-pop3-login-dovecot-2.3": "s2c.0", "c2s.0", "s2c.1", "c2s.1");
+        assert_eq!(
+            v,
+            Some(Verdict::plaintext(Protocol::Pop3).with_reason(Reason::CleartextCredentials))
+        );
+    }
+
+    #[test]
+    fn pop3_stls_accepted_is_pop3_over_tls_1_3() {
+        let v = replay!("curl-7.88-pop3-starttls-dovecot-2.3":
+            "s2c.0", "c2s.0", "s2c.1", "c2s.1", "s2c.2", "c2s.2", "s2c.3");
+        assert_eq!(v, Some(upgraded(Protocol::Pop3, TlsVersion::Tls13)));
+    }
+
+    #[test]
+    fn pop3_greeting_and_capabilities_alone_are_plaintext_pop3() {
+        let v = replay!("curl-7.88-pop3-login-dovecot-2.3": "s2c.0", "c2s.0", "s2c.1");
+        assert_eq!(v, Some(Verdict::plaintext(Protocol::Pop3)));
+    }
+
+    // --- FTP (curl 7.88 against vsftpd 3.0) -------------------------------------------
+
+    #[test]
+    fn ftp_user_in_the_clear_is_cleartext_credentials() {
+        // Even `USER anonymous`: the password follows in the clear.
+        let v = replay!("curl-7.88-ftp-anonymous-vsftpd-3.0": "s2c.0", "c2s.0");
+        assert_eq!(
+            v,
+            Some(Verdict::plaintext(Protocol::Ftp).with_reason(Reason::CleartextCredentials))
+        );
+    }
+
+    #[test]
+    fn ftp_auth_tls_accepted_is_ftp_over_tls_1_3() {
+        // curl sends `AUTH SSL`; vsftpd answers 234, then a TLS 1.3 handshake.
+        let v =
+            replay!("curl-7.88-ftp-auth-tls-vsftpd-3.0": "s2c.0", "c2s.0", "s2c.1", "c2s.1", "s2c.2");
+        assert_eq!(v, Some(upgraded(Protocol::Ftp, TlsVersion::Tls13)));
+    }
+
+    #[test]
+    fn ftp_greeting_alone_is_plaintext_ftp() {
+        let v = replay!("curl-7.88-ftp-anonymous-vsftpd-3.0": "s2c.0");
+        assert_eq!(v, Some(Verdict::plaintext(Protocol::Ftp)));
+    }
+
+    // --- STARTTLS refused (openssl s_client -starttls asks whether or not the
+    // server offers it, and starts its handshake whatever the answer) ----------
+
+    #[test]
+    fn imap_starttls_refused_then_client_hello_is_plaintext_starttls_refused() {
+        // `. BAD TLS support isn't enabled.`, s_client's ClientHello anyway,
+        // dovecot's `* BAD` to it: no TLS ever ran.
+        let v = replay!("openssl-3.0-s_client-imap-starttls-refused-dovecot-2.3":
+            "s2c.0", "c2s.0", "s2c.1", "c2s.1", "s2c.2", "c2s.2", "s2c.3");
+        assert_eq!(v, Some(refused(Protocol::Imap)));
+    }
+
+    #[test]
+    fn pop3_stls_refused_then_client_hello_is_plaintext_starttls_refused() {
+        let v = replay!("openssl-3.0-s_client-pop3-stls-refused-dovecot-2.3":
+            "s2c.0", "c2s.0", "s2c.1", "c2s.1", "s2c.2");
+        assert_eq!(v, Some(refused(Protocol::Pop3)));
+    }
+
+    #[test]
+    fn ftp_auth_tls_refused_then_client_hello_is_plaintext_starttls_refused() {
+        // vsftpd with ssl_enable=NO answers AUTH TLS `530`.
+        let v = replay!("openssl-3.0-s_client-ftp-auth-tls-refused-vsftpd-3.0":
+            "s2c.0", "c2s.0", "s2c.1", "c2s.1", "s2c.2");
+        assert_eq!(v, Some(refused(Protocol::Ftp)));
+    }
+
+    #[test]
+    fn smtp_starttls_refused_then_client_hello_is_plaintext_starttls_refused() {
+        // aiosmtpd without a TLS context: `454 TLS not available`.
+        let v = replay!("openssl-3.0-s_client-smtp-starttls-refused-aiosmtpd-1.4":
+            "s2c.0", "c2s.0", "s2c.1", "c2s.1", "s2c.2", "c2s.2", "s2c.3");
+        assert_eq!(v, Some(refused(Protocol::Smtp)));
+    }
+
+    #[test]
+    fn ftp_auth_refused_then_user_in_the_clear_is_cleartext_credentials() {
+        // curl --ssl (TLS if possible): AUTH SSL and AUTH TLS refused, then
+        // USER/PASS in the clear; the credentials outrank the refusal.
+        let v = replay!("curl-7.88-ftp-ssl-try-refused-vsftpd-3.0":
+            "s2c.0", "c2s.0", "s2c.1", "c2s.1", "s2c.2", "c2s.2");
+        assert_eq!(v, Some(credentials(Protocol::Ftp)));
+    }
+
+    // --- STARTTLS not offered: the client never asks ---------------------------
+
+    #[test]
+    fn imap_without_starttls_offered_login_is_cleartext_credentials() {
+        // dovecot with ssl = no; curl --ssl does not ask when CAPABILITY lacks it.
+        let v = replay!("curl-7.88-imap-ssl-try-not-offered-dovecot-2.3": "s2c.0", "c2s.0", "s2c.1", "c2s.1");
+        assert_eq!(v, Some(credentials(Protocol::Imap)));
+    }
+
+    #[test]
+    fn pop3_without_stls_offered_login_is_cleartext_credentials() {
+        let v = replay!("curl-7.88-pop3-ssl-try-not-offered-dovecot-2.3": "s2c.0", "c2s.0", "s2c.1", "c2s.1");
+        assert_eq!(v, Some(credentials(Protocol::Pop3)));
+    }
+
+    // --- SMTP (curl 7.88, swaks, s_client against aiosmtpd 1.4) ------------------
+    // aiosmtpd writes each EHLO line on its own: when the proxy reads them one
+    // by one, the server's six segments are spent before it answers STARTTLS.
+
+    #[test]
+    fn smtp_starttls_accepted_is_smtp_over_tls_version_past_the_budget() {
+        // The `220 Ready` and the ServerHello come after the server's sixth
+        // segment: the client's ClientHello after STARTTLS decides TLS, and
+        // the version stays unknown.
+        let v = replay!("curl-7.88-smtp-starttls-aiosmtpd-1.4":
+            "s2c.0", "c2s.0", "s2c.1", "s2c.2", "s2c.3", "s2c.4", "s2c.5",
+            "c2s.1", "c2s.2", "c2s.3", "c2s.4", "c2s.5");
+        assert_eq!(v, Some(upgraded(Protocol::Smtp, TlsVersion::Unknown)));
+    }
+
+    #[test]
+    fn smtp_starttls_offered_but_unused_is_plaintext_smtp_without_reason() {
+        // The EHLO reply offers STARTTLS; curl without --ssl sends MAIL FROM.
+        let v = replay!("curl-7.88-smtp-starttls-offered-unused-aiosmtpd-1.4":
+            "s2c.0", "c2s.0", "s2c.1", "c2s.1", "s2c.2", "c2s.2", "s2c.3", "c2s.3",
+            "s2c.4", "c2s.4", "c2s.5", "s2c.5");
+        assert_eq!(v, Some(Verdict::plaintext(Protocol::Smtp)));
+    }
+
+    #[test]
+    fn smtp_starttls_not_offered_is_plaintext_smtp_without_reason() {
+        // curl --ssl does not ask when the EHLO reply lacks STARTTLS.
+        let v = replay!("curl-7.88-smtp-ssl-try-not-offered-aiosmtpd-1.4":
+            "s2c.0", "c2s.0", "s2c.1", "s2c.2", "s2c.3", "s2c.4", "s2c.5",
+            "c2s.1", "c2s.2", "c2s.3", "c2s.4", "c2s.5");
+        assert_eq!(v, Some(Verdict::plaintext(Protocol::Smtp)));
+    }
+
+    #[test]
+    fn smtp_auth_plain_is_cleartext_credentials() {
+        let v = replay!("curl-7.88-smtp-auth-plain-aiosmtpd-1.4": "s2c.0", "c2s.0", "s2c.1", "c2s.1");
+        assert_eq!(v, Some(credentials(Protocol::Smtp)));
+    }
+
+    #[test]
+    fn smtp_starttls_refused_then_mail_in_the_clear_is_starttls_refused() {
+        // swaks --tls-optional: STARTTLS offered, answered 454, and the mail
+        // goes on in the clear: the downgrade the reason is for.
+        let v = replay!("swaks-20201014-smtp-tls-optional-refused-aiosmtpd-1.4":
+            "s2c.0", "c2s.0", "s2c.1", "c2s.1", "s2c.2", "c2s.2", "s2c.3", "c2s.3",
+            "s2c.4", "c2s.4", "s2c.5", "c2s.5");
+        assert_eq!(v, Some(refused(Protocol::Smtp)));
+    }
+
+    #[test]
+    fn smtp_starttls_unanswered_within_the_budget_then_close_is_starttls_refused() {
+        // swaks --tls: the 454 comes after the server's sixth segment, then
+        // swaks hangs up. STARTTLS asked, no TLS followed.
+        let v = replay!("swaks-20201014-smtp-tls-required-refused-aiosmtpd-1.4":
+            "s2c.0", "c2s.0", "s2c.1", "s2c.2", "s2c.3", "s2c.4", "s2c.5", "c2s.1");
+        assert_eq!(v, Some(refused(Protocol::Smtp)));
+    }
+}

@@ -65,3 +65,35 @@ fn is_binary(d: &Prefix<'_>, magic: u8) -> bool {
         && extras <= 20
         && d.be32(8) >= key + extras
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::classify::testing::classify_midstream;
+    use crate::classify::Side;
+    use crate::{Protocol, Reason, Verdict};
+
+    // --- memcached (memcstat 1.1 against memcached 1.6) --------------------------------
+
+    #[test]
+    fn memcached_text_command_is_plaintext_memcached() {
+        // `version\r\n`.
+        let v = replay!("memcstat-1.1-text": "c2s.0");
+        assert_eq!(v, Some(Verdict::plaintext(Protocol::Memcached)));
+    }
+
+    #[test]
+    fn memcached_binary_request_is_plaintext_memcached() {
+        // Magic 0x80, opcode VERSION.
+        let v = replay!("memcstat-1.1-binary": "c2s.0");
+        assert_eq!(v, Some(Verdict::plaintext(Protocol::Memcached)));
+    }
+
+    #[test]
+    fn memcached_binary_response_seen_first_is_memcached_midstream() {
+        let v = classify_midstream(&[(Side::Server, fixture!("memcstat-1.1-binary", "s2c.0"))]);
+        assert_eq!(
+            v,
+            Some(Verdict::plaintext(Protocol::Memcached).with_reason(Reason::Midstream))
+        );
+    }
+}

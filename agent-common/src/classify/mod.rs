@@ -29,6 +29,9 @@
 
 #[macro_use]
 mod dissector;
+#[cfg(test)]
+#[macro_use]
+mod testing;
 
 pub mod bytes;
 pub mod tls;
@@ -50,6 +53,7 @@ dissectors! {
     memcached::Memcached,
     mail::Mail,
     mysql::Mysql,
+    rsync::Rsync,
 }
 
 use crate::wire::MAX_SEGMENTS;

@@ -56,3 +56,22 @@ fn sane(d: &Prefix<'_>) -> bool {
     let len = d.le32(0);
     d.has(21) && (21..MAX_MESSAGE).contains(&len)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{Protocol, Verdict};
+
+    #[test]
+    fn pymongo_op_msg_hello_is_plaintext_mongodb() {
+        // pymongo 4.20 opens with OP_MSG (2013) `hello` even without a
+        // declared server API; no current driver here sends OP_QUERY.
+        let v = replay!("pymongo-4.20-hello-sink": "c2s.0");
+        assert_eq!(v, Some(Verdict::plaintext(Protocol::Mongodb)));
+    }
+
+    #[test]
+    fn pymongo_op_msg_hello_with_server_api_is_plaintext_mongodb() {
+        let v = replay!("pymongo-4.20-server-api-sink": "c2s.0");
+        assert_eq!(v, Some(Verdict::plaintext(Protocol::Mongodb)));
+    }
+}

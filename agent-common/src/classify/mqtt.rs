@@ -57,3 +57,25 @@ fn at(d: &Prefix<'_>, o: usize) -> u8 {
     };
     if flags & 0xc0 != 0 { 2 } else { 1 }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{Protocol, Reason, Verdict};
+
+    // --- MQTT (mosquitto_pub 2.0 against mosquitto 2.0) --------------------------------
+
+    #[test]
+    fn mqtt_connect_without_credentials_is_plaintext_mqtt() {
+        let v = replay!("mosquitto_pub-2.0-anonymous": "c2s.0");
+        assert_eq!(v, Some(Verdict::plaintext(Protocol::Mqtt)));
+    }
+
+    #[test]
+    fn mqtt_connect_with_user_and_password_is_cleartext_credentials() {
+        let v = replay!("mosquitto_pub-2.0-userpass": "c2s.0");
+        assert_eq!(
+            v,
+            Some(Verdict::plaintext(Protocol::Mqtt).with_reason(Reason::CleartextCredentials))
+        );
+    }
+}

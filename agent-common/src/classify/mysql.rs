@@ -165,3 +165,33 @@ fn is_command(d: &Prefix<'_>) -> bool {
         && (cmd == 0x03 || cmd == 0x16)
         && d.at(5).is_ascii_alphabetic()
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::classify::testing::upgraded;
+    use crate::{Protocol, TlsVersion, Verdict};
+
+    // --- MySQL / MariaDB (mariadb 10.11 client and server) --------------------------
+
+    #[test]
+    fn mariadb_ssl_request_is_mysql_over_tls_1_3() {
+        // Greeting, the 32-byte SSLRequest with CLIENT_SSL, ClientHello,
+        // ServerHello.
+        let v = replay!("mariadb-10.11-ssl": "s2c.0", "c2s.0", "c2s.1", "s2c.1");
+        assert_eq!(v, Some(upgraded(Protocol::Mysql, TlsVersion::Tls13)));
+    }
+
+    #[test]
+    fn mariadb_handshake_response_without_ssl_is_plaintext_mysql() {
+        // --skip-ssl: a full HandshakeResponse (user name in the clear); the
+        // server's OK (no switch to mysql_clear_password) decides.
+        let v = replay!("mariadb-10.11-skip-ssl": "s2c.0", "c2s.0", "s2c.1");
+        assert_eq!(v, Some(Verdict::plaintext(Protocol::Mysql)));
+    }
+
+    #[test]
+    fn mariadb_greeting_alone_is_plaintext_mysql_on_close() {
+        let v = replay!("mariadb-10.11-skip-ssl": "s2c.0");
+        assert_eq!(v, Some(Verdict::plaintext(Protocol::Mysql)));
+    }
+}

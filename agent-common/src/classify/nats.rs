@@ -19,3 +19,28 @@ impl Dissector for Nats {
         PENDING
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::classify::testing::classify;
+    use crate::classify::Side;
+    use crate::{Protocol, Verdict};
+
+    // --- NATS (nats-py 2.16 against nats-server 2.9) -------------------------------
+
+    #[test]
+    fn nats_server_info_is_plaintext_nats() {
+        let v = replay!("nats-py-2.16-anonymous-nats-server-2.9": "s2c.0");
+        assert_eq!(v, Some(Verdict::plaintext(Protocol::Nats)));
+    }
+
+    #[test]
+    fn nats_client_connect_seen_first_is_plaintext_nats() {
+        // `CONNECT {...}`: NATS, not an HTTP CONNECT.
+        let v = classify(&[(
+            Side::Client,
+            fixture!("nats-py-2.16-anonymous-nats-server-2.9", "c2s.0"),
+        )]);
+        assert_eq!(v, Some(Verdict::plaintext(Protocol::Nats)));
+    }
+}

@@ -152,3 +152,59 @@ fn is_query(d: &Prefix<'_>) -> bool {
 fn asks_cleartext_password(d: &Prefix<'_>) -> bool {
     d.at(0) == b'R' && d.be32(1) == 8 && d.be32(5) == AUTH_CLEARTEXT
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::classify::testing::upgraded;
+    use crate::{Protocol, Reason, TlsVersion, Verdict};
+
+    // --- PostgreSQL (psql 15 against PostgreSQL 15) --------------------------------
+
+
+    #[test]
+    fn psql_startup_without_tls_is_plaintext_postgres() {
+        // StartupMessage, then the server's SASL (SCRAM) request decides.
+        let v = replay!("psql-15-scram-sslmode-disable": "c2s.0", "s2c.0");
+        assert_eq!(v, Some(Verdict::plaintext(Protocol::Postgres)));
+    }
+
+    #[test]
+    fn psql_sslrequest_answered_s_is_postgres_over_tls_1_3() {
+        // SSLRequest, `S`, ClientHello, ServerHello: the version comes from TLS.
+        let v = replay!("psql-15-sslmode-require": "c2s.0", "s2c.0", "c2s.1", "s2c.1");
+        assert_eq!(v, Some(upgraded(Protocol::Postgres, TlsVersion::Tls13)));
+    }
+
+    #[test]
+    fn psql_sslrequest_answered_s_without_server_hello_is_still_tls() {
+        let v = replay!("psql-15-sslmode-require": "c2s.0", "s2c.0");
+        assert_eq!(v, Some(upgraded(Protocol::Postgres, TlsVersion::Unknown)));
+    }
+
+    #[test]
+    fn psql_sslrequest_answered_n_is_plaintext_starttls_refused() {
+        // sslmode=prefer against ssl=off: `N`, then the StartupMessage in the
+        // clear; the server's authentication request decides.
+        let v = replay!("psql-15-sslmode-prefer-refused": "c2s.0", "s2c.0", "c2s.1", "s2c.1");
+        assert_eq!(
+            v,
+            Some(Verdict::plaintext(Protocol::Postgres).with_reason(Reason::StarttlsRefused))
+        );
+    }
+
+    #[test]
+    fn postgres_cleartext_password_request_is_cleartext_credentials() {
+        // pg_hba `password`: AuthenticationCleartextPassword (R, 8, 3).
+        let v = replay!("psql-15-cleartext-password": "c2s.0", "s2c.0");
+        assert_eq!(
+            v,
+            Some(Verdict::plaintext(Protocol::Postgres).with_reason(Reason::CleartextCredentials))
+        );
+    }
+
+    #[test]
+    fn postgres_startup_alone_is_plaintext_postgres_on_close() {
+        let v = replay!("psql-15-scram-sslmode-disable": "c2s.0");
+        assert_eq!(v, Some(Verdict::plaintext(Protocol::Postgres)));
+    }
+}

@@ -107,3 +107,54 @@ fn ends_with_crlf(d: &Prefix<'_>) -> bool {
     // The last byte is enough (`\n`): some servers' replies end `\r\n\n`.
     d.has(crate::wire::PREFIX) || d.at_var(d.len() - 1) == b'\n'
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::classify::testing::classify_midstream;
+    use crate::classify::Side;
+    use crate::{Protocol, Reason, Verdict};
+
+    // --- Redis (redis-cli 7.0 against redis-server 7.0) ------------------------------
+
+    #[test]
+    fn redis_resp_command_is_plaintext_redis() {
+        let v = replay!("redis-cli-7.0-set": "c2s.0");
+        assert_eq!(v, Some(Verdict::plaintext(Protocol::Redis)));
+    }
+
+    #[test]
+    fn redis_auth_is_cleartext_credentials() {
+        // redis-cli --user app --pass ...: `AUTH app app-pw` first.
+        let v = replay!("redis-cli-7.0-auth": "c2s.0");
+        assert_eq!(
+            v,
+            Some(Verdict::plaintext(Protocol::Redis).with_reason(Reason::CleartextCredentials))
+        );
+    }
+
+    #[test]
+    fn redis_resp3_client_auth_is_cleartext_credentials() {
+        let v = replay!("redis-cli-7.0-resp3-auth": "c2s.0");
+        assert_eq!(
+            v,
+            Some(Verdict::plaintext(Protocol::Redis).with_reason(Reason::CleartextCredentials))
+        );
+    }
+
+    #[test]
+    fn redis_inline_ping_is_plaintext_redis() {
+        let v = replay!("redis-cli-7.0-inline-ping": "c2s.0");
+        assert_eq!(v, Some(Verdict::plaintext(Protocol::Redis)));
+    }
+
+    #[test]
+    fn redis_reply_seen_first_midstream_is_redis_midstream() {
+        // `+OK\r\n` from the server of a flow picked up mid-stream: a reply,
+        // so Redis (a POP3 greeting only comes first on a fresh flow).
+        let v = classify_midstream(&[(Side::Server, fixture!("redis-cli-7.0-set", "s2c.0"))]);
+        assert_eq!(
+            v,
+            Some(Verdict::plaintext(Protocol::Redis).with_reason(Reason::Midstream))
+        );
+    }
+}

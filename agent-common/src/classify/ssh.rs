@@ -18,3 +18,16 @@ impl Dissector for Ssh {
         PENDING
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{Encryption, Protocol, Verdict};
+
+    // --- SSH -----------------------------------------------------------------------
+
+    #[test]
+    fn ssh_banner_is_encrypted_ssh() {
+        let v = replay!("openssh-9.2-banner-sink": "c2s.0");
+        assert_eq!(v, Some(Verdict::new(Protocol::Ssh, Encryption::Encrypted)));
+    }
+}

@@ -66,6 +66,7 @@ wire_enum! {
         Ssh = 18 => "ssh",
         Nats = 19 => "nats",
         Rsync = 20 => "rsync",
+        Socks = 21 => "socks",
     }
 }
 

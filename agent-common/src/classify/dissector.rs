@@ -30,6 +30,10 @@ pub trait Dissector {
     /// followed the request.
     const AWAITS_UPGRADE_ANSWER: Option<u8> = None;
 
+    /// Its handshake opens a tunnel for another protocol (a proxy): TLS
+    /// that follows is named `tls`, not this protocol.
+    const TUNNEL: bool = false;
+
     /// The flow's first segment(s), TLS records aside: an opening message
     /// (a client request or hello, a server greeting), or a reply that only
     /// this protocol sends. Tried in registry order until one decides.
@@ -130,6 +134,20 @@ macro_rules! dissectors {
                     }
                 )+
                 asked
+            }
+
+            /// 1 if `stage` belongs to a tunnel, else 0; branch-free.
+            #[inline(always)]
+            pub(super) fn is_tunnel(stage: u8) -> u32 {
+                let mut tunnel = 0;
+                $(
+                    if <super::$module::$ty as Dissector>::TUNNEL {
+                        let base = <super::$module::$ty as Registered>::BASE;
+                        let steps = <super::$module::$ty as Dissector>::STEPS;
+                        tunnel |= u32::from(stage >= base) & u32::from(stage < base + steps);
+                    }
+                )+
+                tunnel
             }
 
             /// The owner of a dissector stage takes the segment. Ranges are

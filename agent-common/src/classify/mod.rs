@@ -54,6 +54,7 @@ dissectors! {
     mail::Mail,
     mysql::Mysql,
     rsync::Rsync,
+    socks::Socks,
 }
 
 use crate::wire::MAX_SEGMENTS;
@@ -374,6 +375,10 @@ impl FlowClassifier {
             // After STARTTLS, `S`, an SSLRequest...: even if the answer was
             // not seen (sent before it arrived), TLS follows the protocol.
             self.flags |= F_UPGRADED;
+            // Through a tunnel (SOCKS) the TLS is not the tunnel's protocol:
+            // named `tls`. A mask, not a branch (see `finish`).
+            let tunnel = registry::is_tunnel(stage) as u8;
+            self.proto &= tunnel.wrapping_sub(1);
         }
         self.stage = Stage::AwaitServerHello as u8;
     }

@@ -432,6 +432,9 @@ impl FlowClassifier {
 /// returning a verdict).
 impl FlowClassifier {
     /// Marks an opening message; it counts only as the flow's first segment.
+    /// Call it, then build the verdict: a helper taking the verdict and
+    /// calling this (`f.opens(v)`) cost 9-24% more verifier work, the
+    /// verdict constants then live across this method's branch.
     #[inline(always)]
     fn open(&mut self) {
         if u16::from(self.segs[0]) + u16::from(self.segs[1]) == 1 {

@@ -63,9 +63,13 @@ pub trait Registered {
     const BASE: u8;
 }
 
-/// Declares each protocol's module, registers it, and generates the three
-/// dispatchers (`opening`, `midstream`, `step`) as one straight sequence of
-/// inlined calls in list order.
+/// Declares each protocol's module, places its steps in the stage byte, and
+/// generates what the core calls: `first_segment` (every `opening`, then
+/// every `midstream`, in list order), `step` (the owner of the flow's
+/// stage), and the branch-free `awaits_upgrade_answer` and `is_tunnel`.
+/// Each is one straight sequence of inlined calls: a later split into
+/// tail-called programs (per protocol family) would expand the list in
+/// parts, the stage numbering staying global.
 macro_rules! dissectors {
     ($($(#[$doc:meta])* $module:ident :: $ty:ident,)+) => {
         $($(#[$doc])* pub mod $module;)+
@@ -76,7 +80,6 @@ macro_rules! dissectors {
             use crate::Verdict;
 
             /// Registry positions, for the stage ranges below.
-            #[allow(dead_code, reason = "only `as usize` reads the variants")]
             enum Index { $($ty,)+ }
 
             /// Each dissector's step count, in registry order (compile time

@@ -65,6 +65,8 @@ wire_enum! {
         Dns = 17 => "dns",
         Ssh = 18 => "ssh",
         Nats = 19 => "nats",
+        Rsync = 20 => "rsync",
+        Socks = 21 => "socks",
     }
 }
 

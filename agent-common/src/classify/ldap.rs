@@ -6,10 +6,62 @@
 //! with resultCode success (`0a 01 00`) grants it.
 
 use super::bytes::Prefix;
+use super::dissector::Dissector;
+use super::{FlowClassifier, PENDING, Side};
+use crate::{Protocol, Reason, Verdict};
+
+pub struct Ldap;
+
+/// StartTLS ExtendedRequest sent: the ExtendedResponse decides.
+const STARTTLS: u8 = 0;
+
+impl Dissector for Ldap {
+    const STEPS: u8 = 1;
+
+    #[inline(always)]
+    fn opening(f: &mut FlowClassifier, side: Side, d: &Prefix<'_>) -> Verdict {
+        let m = message(d);
+        if side == Side::Server {
+            if m != Message::Not {
+                return Verdict::plaintext(Protocol::Ldap);
+            }
+            return PENDING;
+        }
+        match m {
+            Message::Not => PENDING,
+            Message::SimpleBind => {
+                f.open();
+                Verdict::plaintext(Protocol::Ldap).with_reason(Reason::CleartextCredentials)
+            }
+            Message::StartTls => {
+                f.opened::<Self>(Protocol::Ldap, STARTTLS)
+            }
+            Message::Request => {
+                f.open();
+                Verdict::plaintext(Protocol::Ldap)
+            }
+            _ => Verdict::plaintext(Protocol::Ldap),
+        }
+    }
+
+    /// StartTLS asked: success upgrades, anything else refuses.
+    #[inline(always)]
+    fn step(f: &mut FlowClassifier, _step: u8, side: Side, d: &Prefix<'_>) -> Verdict {
+        if side == Side::Client {
+            return PENDING;
+        }
+        if message(d) == Message::ExtendedSuccess {
+            f.upgrade_accepted();
+            return PENDING;
+        }
+        f.upgrade_refused();
+        Verdict::plaintext(Protocol::Ldap)
+    }
+}
 
 /// What a message is.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Message {
+enum Message {
     Not,
     /// Any other request.
     Request,
@@ -44,9 +96,8 @@ fn len_size(d: &Prefix<'_>, o: usize) -> usize {
     1 + (l >> 7) * (l & 0x7f)
 }
 
-#[must_use]
 #[inline(always)]
-pub fn message(d: &Prefix<'_>) -> Message {
+fn message(d: &Prefix<'_>) -> Message {
     if !d.has(7) || d.at(0) != 0x30 {
         return Message::Not;
     }
@@ -94,5 +145,45 @@ pub fn message(d: &Prefix<'_>) -> Message {
         OP_SEARCH | OP_MODIFY | OP_ADD | OP_UNBIND | OP_DELETE => Message::Request,
         OP_BIND_RESPONSE | OP_SEARCH_ENTRY | OP_SEARCH_DONE => Message::Response,
         _ => Message::Not,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::classify::testing::{classify_midstream, upgraded};
+    use crate::classify::Side;
+    use crate::{Protocol, Reason, TlsVersion, Verdict};
+
+    // --- LDAP (ldapwhoami 2.5 against slapd 2.5) ---------------------------------------
+
+    #[test]
+    fn ldap_simple_bind_is_cleartext_credentials() {
+        let v = replay!("ldapwhoami-2.5-simple-bind": "c2s.0");
+        assert_eq!(
+            v,
+            Some(Verdict::plaintext(Protocol::Ldap).with_reason(Reason::CleartextCredentials))
+        );
+    }
+
+    #[test]
+    fn ldap_starttls_accepted_is_ldap_over_tls() {
+        // ExtendedRequest (StartTLS OID), ExtendedResponse success, hellos.
+        // GnuTLS sends its P-256 key share before supported_versions, which
+        // then starts at byte 154, past the 128-byte prefix: TLS 1.3 on the
+        // wire, version unknown to us.
+        let v = replay!("ldapwhoami-2.5-starttls": "c2s.0", "s2c.0", "c2s.1", "s2c.1");
+        assert_eq!(v, Some(upgraded(Protocol::Ldap, TlsVersion::Unknown)));
+    }
+
+    #[test]
+    fn ldap_bind_response_seen_first_is_ldap_midstream() {
+        let v = classify_midstream(&[(
+            Side::Server,
+            fixture!("ldapwhoami-2.5-simple-bind", "s2c.0"),
+        )]);
+        assert_eq!(
+            v,
+            Some(Verdict::plaintext(Protocol::Ldap).with_reason(Reason::Midstream))
+        );
     }
 }

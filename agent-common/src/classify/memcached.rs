@@ -3,12 +3,31 @@
 //! (24-byte header, magic 0x80 request / 0x81 response, data type 0).
 
 use super::bytes::Prefix;
+use super::dissector::Dissector;
+use super::{FlowClassifier, PENDING, Side};
+use crate::{Protocol, Verdict};
+
+pub struct Memcached;
+
+impl Dissector for Memcached {
+    #[inline(always)]
+    fn opening(f: &mut FlowClassifier, side: Side, d: &Prefix<'_>) -> Verdict {
+        if side == Side::Client {
+            if is_text_command(d) || is_binary(d, 0x80) {
+                f.open();
+                return Verdict::plaintext(Protocol::Memcached);
+            }
+        } else if is_text_reply(d) || is_binary(d, 0x81) {
+            return Verdict::plaintext(Protocol::Memcached);
+        }
+        PENDING
+    }
+}
 
 /// Text commands. Written out, not a loop over a table: a table of slices
 /// becomes pointers in .rodata the verifier cannot follow.
-#[must_use]
 #[inline(always)]
-pub fn is_text_command(d: &Prefix<'_>) -> bool {
+fn is_text_command(d: &Prefix<'_>) -> bool {
     d.starts_with(b"get ")
         || d.starts_with(b"gets ")
         || d.starts_with(b"set ")
@@ -24,9 +43,8 @@ pub fn is_text_command(d: &Prefix<'_>) -> bool {
         || d.starts_with(b"flush_all")
 }
 
-#[must_use]
 #[inline(always)]
-pub fn is_text_reply(d: &Prefix<'_>) -> bool {
+fn is_text_reply(d: &Prefix<'_>) -> bool {
     d.starts_with(b"VALUE ")
         || d.starts_with(b"STORED\r\n")
         || d.starts_with(b"END\r\n")
@@ -36,9 +54,8 @@ pub fn is_text_reply(d: &Prefix<'_>) -> bool {
 
 /// Binary header: magic, opcode, key length, extras length, data type 0,
 /// and a total body at least extras + key.
-#[must_use]
 #[inline(always)]
-pub fn is_binary(d: &Prefix<'_>, magic: u8) -> bool {
+fn is_binary(d: &Prefix<'_>, magic: u8) -> bool {
     let key = u32::from(d.be16(2));
     let extras = u32::from(d.at(4));
     d.has(24)
@@ -47,4 +64,36 @@ pub fn is_binary(d: &Prefix<'_>, magic: u8) -> bool {
         && d.at(5) == 0
         && extras <= 20
         && d.be32(8) >= key + extras
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::classify::testing::classify_midstream;
+    use crate::classify::Side;
+    use crate::{Protocol, Reason, Verdict};
+
+    // --- memcached (memcstat 1.1 against memcached 1.6) --------------------------------
+
+    #[test]
+    fn memcached_text_command_is_plaintext_memcached() {
+        // `version\r\n`.
+        let v = replay!("memcstat-1.1-text": "c2s.0");
+        assert_eq!(v, Some(Verdict::plaintext(Protocol::Memcached)));
+    }
+
+    #[test]
+    fn memcached_binary_request_is_plaintext_memcached() {
+        // Magic 0x80, opcode VERSION.
+        let v = replay!("memcstat-1.1-binary": "c2s.0");
+        assert_eq!(v, Some(Verdict::plaintext(Protocol::Memcached)));
+    }
+
+    #[test]
+    fn memcached_binary_response_seen_first_is_memcached_midstream() {
+        let v = classify_midstream(&[(Side::Server, fixture!("memcstat-1.1-binary", "s2c.0"))]);
+        assert_eq!(
+            v,
+            Some(Verdict::plaintext(Protocol::Memcached).with_reason(Reason::Midstream))
+        );
+    }
 }

@@ -4,11 +4,35 @@
 //! 0x40 (password) mean credentials in the clear.
 
 use super::bytes::Prefix;
+use super::dissector::Dissector;
+use super::{FlowClassifier, PENDING, Side};
+use crate::{Protocol, Reason, Verdict};
+
+pub struct Mqtt;
+
+impl Dissector for Mqtt {
+    #[inline(always)]
+    fn opening(f: &mut FlowClassifier, side: Side, d: &Prefix<'_>) -> Verdict {
+        if side == Side::Server {
+            return PENDING;
+        }
+        let c = connect(d);
+        if c == 0 {
+            return PENDING;
+        }
+        f.open();
+        let v = Verdict::plaintext(Protocol::Mqtt);
+        if c == 2 {
+            v.with_reason(Reason::CleartextCredentials)
+        } else {
+            v
+        }
+    }
+}
 
 /// CONNECT: `None` / plain / with credentials, as 0 / 1 / 2.
-#[must_use]
 #[inline(always)]
-pub fn connect(d: &Prefix<'_>) -> u8 {
+fn connect(d: &Prefix<'_>) -> u8 {
     if d.at(0) != 0x10 {
         return 0;
     }
@@ -32,4 +56,26 @@ fn at(d: &Prefix<'_>, o: usize) -> u8 {
         return 0;
     };
     if flags & 0xc0 != 0 { 2 } else { 1 }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Protocol, Reason, Verdict};
+
+    // --- MQTT (mosquitto_pub 2.0 against mosquitto 2.0) --------------------------------
+
+    #[test]
+    fn mqtt_connect_without_credentials_is_plaintext_mqtt() {
+        let v = replay!("mosquitto_pub-2.0-anonymous": "c2s.0");
+        assert_eq!(v, Some(Verdict::plaintext(Protocol::Mqtt)));
+    }
+
+    #[test]
+    fn mqtt_connect_with_user_and_password_is_cleartext_credentials() {
+        let v = replay!("mosquitto_pub-2.0-userpass": "c2s.0");
+        assert_eq!(
+            v,
+            Some(Verdict::plaintext(Protocol::Mqtt).with_reason(Reason::CleartextCredentials))
+        );
+    }
 }

@@ -8,18 +8,48 @@
 //! password` carry the password as is; clients send them first.
 
 use super::bytes::Prefix;
+use super::dissector::Dissector;
+use super::{FlowClassifier, PENDING, Side};
+use crate::{Protocol, Reason, Verdict};
+
+pub struct Redis;
+
+impl Dissector for Redis {
+    /// Registered before the mail protocols: a `+OK` after the client spoke
+    /// (or in a flow picked up mid-stream) is a Redis reply, not a POP3
+    /// greeting (POP3 speaks first, Redis never does).
+    #[inline(always)]
+    fn opening(f: &mut FlowClassifier, side: Side, d: &Prefix<'_>) -> Verdict {
+        if side == Side::Server {
+            if f.client_spoke() && is_reply(d) {
+                return Verdict::plaintext(Protocol::Redis);
+            }
+            return PENDING;
+        }
+        match command(d) {
+            Command::Auth => {
+                f.open();
+                Verdict::plaintext(Protocol::Redis).with_reason(Reason::CleartextCredentials)
+            }
+            Command::Plain => {
+                f.open();
+                Verdict::plaintext(Protocol::Redis)
+            }
+            Command::Not => PENDING,
+        }
+    }
+}
 
 /// A client command, and whether it carries a password.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Command {
+enum Command {
     Not,
     Plain,
     Auth,
 }
 
-#[must_use]
 #[inline(always)]
-pub fn command(d: &Prefix<'_>) -> Command {
+fn command(d: &Prefix<'_>) -> Command {
     if d.at(0) == b'*' && d.at(1).is_ascii_digit() {
         // `*N\r\n$` with a one- or two-digit N.
         if d.eq_at(2, b"\r\n$") {
@@ -56,9 +86,8 @@ fn array_command(d: &Prefix<'_>, o: usize) -> Command {
 
 /// A server reply: a type byte, what must follow it, and a line end at the end
 /// of the segment (unless the segment is longer than the prefix).
-#[must_use]
 #[inline(always)]
-pub fn is_reply(d: &Prefix<'_>) -> bool {
+fn is_reply(d: &Prefix<'_>) -> bool {
     let t = d.at(0);
     let next = d.at(1);
     let num = next.is_ascii_digit() || next == b'-';
@@ -77,4 +106,55 @@ pub fn is_reply(d: &Prefix<'_>) -> bool {
 fn ends_with_crlf(d: &Prefix<'_>) -> bool {
     // The last byte is enough (`\n`): some servers' replies end `\r\n\n`.
     d.has(crate::wire::PREFIX) || d.at_var(d.len() - 1) == b'\n'
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::classify::testing::classify_midstream;
+    use crate::classify::Side;
+    use crate::{Protocol, Reason, Verdict};
+
+    // --- Redis (redis-cli 7.0 against redis-server 7.0) ------------------------------
+
+    #[test]
+    fn redis_resp_command_is_plaintext_redis() {
+        let v = replay!("redis-cli-7.0-set": "c2s.0");
+        assert_eq!(v, Some(Verdict::plaintext(Protocol::Redis)));
+    }
+
+    #[test]
+    fn redis_auth_is_cleartext_credentials() {
+        // redis-cli --user app --pass ...: `AUTH app app-pw` first.
+        let v = replay!("redis-cli-7.0-auth": "c2s.0");
+        assert_eq!(
+            v,
+            Some(Verdict::plaintext(Protocol::Redis).with_reason(Reason::CleartextCredentials))
+        );
+    }
+
+    #[test]
+    fn redis_resp3_client_auth_is_cleartext_credentials() {
+        let v = replay!("redis-cli-7.0-resp3-auth": "c2s.0");
+        assert_eq!(
+            v,
+            Some(Verdict::plaintext(Protocol::Redis).with_reason(Reason::CleartextCredentials))
+        );
+    }
+
+    #[test]
+    fn redis_inline_ping_is_plaintext_redis() {
+        let v = replay!("redis-cli-7.0-inline-ping": "c2s.0");
+        assert_eq!(v, Some(Verdict::plaintext(Protocol::Redis)));
+    }
+
+    #[test]
+    fn redis_reply_seen_first_midstream_is_redis_midstream() {
+        // `+OK\r\n` from the server of a flow picked up mid-stream: a reply,
+        // so Redis (a POP3 greeting only comes first on a fresh flow).
+        let v = classify_midstream(&[(Side::Server, fixture!("redis-cli-7.0-set", "s2c.0"))]);
+        assert_eq!(
+            v,
+            Some(Verdict::plaintext(Protocol::Redis).with_reason(Reason::Midstream))
+        );
+    }
 }

@@ -1,0 +1,174 @@
+//! The interface every protocol file implements, and the registry that
+//! calls them in order.
+//!
+//! A protocol is a unit struct implementing `Dissector` in its own file;
+//! one line in the `dissectors!` list in `mod.rs` declares the file and
+//! registers it. The list is expanded into straight-line calls (static
+//! dispatch, everything inlined): no table of function pointers or slices
+//! reaches the kernel object (see the verifier notes in `mod.rs`).
+
+use super::bytes::Prefix;
+use super::{FlowClassifier, PENDING, Side};
+use crate::Verdict;
+
+/// One protocol's signatures and state machine.
+///
+/// Every method returns `PENDING` (nothing final), or a final verdict
+/// (`Encryption` other than `Unknown`). An `opening` that recognises its
+/// protocol but needs more segments returns `f.opened::<Self>(protocol,
+/// step)`, which moves the flow to that step and ends the search as well.
+/// A dissector changes the flow only through the methods in `mod.rs`'s
+/// "What a dissector may do" block.
+pub trait Dissector {
+    /// Stage values the protocol keeps between segments, numbered
+    /// `0..STEPS` in its own file; the registry places them in the state's
+    /// stage byte.
+    const STEPS: u8 = 0;
+
+    /// The step at which it awaits the answer to an in-band upgrade request
+    /// it saw (STARTTLS): a flow that ends there was refused, since no TLS
+    /// followed the request.
+    const AWAITS_UPGRADE_ANSWER: Option<u8> = None;
+
+    /// Its handshake opens a tunnel for another protocol (a proxy): TLS
+    /// that follows is named `tls`, not this protocol.
+    const TUNNEL: bool = false;
+
+    /// The flow's first segment(s), TLS records aside: an opening message
+    /// (a client request or hello, a server greeting), or a reply that only
+    /// this protocol sends. Tried in registry order until one decides.
+    #[inline(always)]
+    fn opening(_f: &mut FlowClassifier, _side: Side, _d: &Prefix<'_>) -> Verdict {
+        PENDING
+    }
+
+    /// Weaker signatures for a flow picked up mid-session (a query, a
+    /// frame): tried, in registry order, only after no `opening` matched.
+    #[inline(always)]
+    fn midstream(_f: &mut FlowClassifier, _side: Side, _d: &Prefix<'_>) -> Verdict {
+        PENDING
+    }
+
+    /// A segment of a flow this protocol has claimed, at its own `step`
+    /// (`0..STEPS`). TLS records never get here.
+    #[inline(always)]
+    fn step(_f: &mut FlowClassifier, _step: u8, _side: Side, _d: &Prefix<'_>) -> Verdict {
+        PENDING
+    }
+}
+
+/// Where a registered dissector's steps start in the stage byte; generated
+/// by `dissectors!`.
+pub trait Registered {
+    const BASE: u8;
+}
+
+/// Declares each protocol's module, places its steps in the stage byte, and
+/// generates what the core calls: `first_segment` (every `opening`, then
+/// every `midstream`, in list order), `step` (the owner of the flow's
+/// stage), and the branch-free `awaits_upgrade_answer` and `is_tunnel`.
+/// Each is one straight sequence of inlined calls: a later split into
+/// tail-called programs (per protocol family) would expand the list in
+/// parts, the stage numbering staying global.
+macro_rules! dissectors {
+    ($($(#[$doc:meta])* $module:ident :: $ty:ident,)+) => {
+        $($(#[$doc])* pub mod $module;)+
+
+        mod registry {
+            use super::dissector::{Dissector, Registered};
+            use super::{FlowClassifier, PENDING, Prefix, Side, Stage, eq};
+            use crate::Verdict;
+
+            /// Registry positions, for the stage ranges below.
+            enum Index { $($ty,)+ }
+
+            /// Each dissector's step count, in registry order (compile time
+            /// only: read by `base`, never at run time).
+            const STEPS: &[u8] = &[$(<super::$module::$ty as Dissector>::STEPS,)+];
+
+            /// The first stage value of the dissector at `index`: after the
+            /// classifier's own stages and every earlier dissector's steps.
+            const fn base(index: usize) -> u8 {
+                let mut b = Stage::FIRST_DISSECTOR as u32;
+                let mut i = 0;
+                while i < index {
+                    b += STEPS[i] as u32;
+                    i += 1;
+                }
+                assert!(b <= u8::MAX as u32, "stage byte overflow");
+                b as u8
+            }
+
+            const _: () = {
+                base(STEPS.len());
+            };
+
+            $(impl Registered for super::$module::$ty {
+                const BASE: u8 = base(Index::$ty as usize);
+            })+
+
+            /// The first dissector whose `opening`, then whose `midstream`,
+            /// decides.
+            #[inline(always)]
+            pub(super) fn first_segment(f: &mut FlowClassifier, side: Side, d: &Prefix<'_>) -> Verdict {
+                $(
+                    let v = <super::$module::$ty as Dissector>::opening(f, side, d);
+                    if v != PENDING {
+                        return v;
+                    }
+                )+
+                $(
+                    let v = <super::$module::$ty as Dissector>::midstream(f, side, d);
+                    if v != PENDING {
+                        return v;
+                    }
+                )+
+                PENDING
+            }
+
+            /// 1 if `stage` is a step that awaits an upgrade answer, else 0;
+            /// branch-free.
+            #[inline(always)]
+            pub(super) fn awaits_upgrade_answer(stage: u8) -> u32 {
+                let mut asked = 0;
+                $(
+                    if let Some(step) = <super::$module::$ty as Dissector>::AWAITS_UPGRADE_ANSWER {
+                        asked |= eq(stage, <super::$module::$ty as Registered>::BASE + step);
+                    }
+                )+
+                asked
+            }
+
+            /// 1 if `stage` belongs to a tunnel, else 0; branch-free.
+            #[inline(always)]
+            pub(super) fn is_tunnel(stage: u8) -> u32 {
+                let mut tunnel = 0;
+                $(
+                    if <super::$module::$ty as Dissector>::TUNNEL {
+                        let base = <super::$module::$ty as Registered>::BASE;
+                        let steps = <super::$module::$ty as Dissector>::STEPS;
+                        tunnel |= u32::from(stage >= base) & u32::from(stage < base + steps);
+                    }
+                )+
+                tunnel
+            }
+
+            /// The owner of a dissector stage takes the segment. Ranges are
+            /// ascending in list order, so one comparison per dissector that
+            /// has steps finds it.
+            #[inline(always)]
+            pub(super) fn step(f: &mut FlowClassifier, stage: u8, side: Side, d: &Prefix<'_>) -> Verdict {
+                $(
+                    if <super::$module::$ty as Dissector>::STEPS != 0
+                        && stage < <super::$module::$ty as Registered>::BASE
+                            + <super::$module::$ty as Dissector>::STEPS
+                    {
+                        let local = stage - <super::$module::$ty as Registered>::BASE;
+                        return <super::$module::$ty as Dissector>::step(f, local, side, d);
+                    }
+                )+
+                PENDING
+            }
+        }
+    };
+}

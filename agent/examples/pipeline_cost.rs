@@ -21,7 +21,7 @@
 
 use agent_common::{Encryption, Protocol, Reason, TlsVersion, Verdict};
 use plainsight::{
-    alerts::Alerter, config::Config, edges::Edges, events::Flow, identity::Resolver,
+    alerts::Alerter, config::Config, edges::Edges, identity::Resolver, kernel::events::Flow,
     metrics::Metrics, pipeline::Pipeline, tls_hello::TlsMeta,
 };
 use std::{

@@ -4,18 +4,14 @@
 
 pub mod alerts;
 mod api;
-mod caps;
-mod cgroup;
 pub mod check_config;
 mod cidr;
 mod clock;
 pub mod config;
-pub mod datapath;
 pub mod edges;
 pub mod edges_cmd;
-pub mod events;
 pub mod identity;
-pub mod interfaces;
+pub mod kernel;
 pub mod kubernetes;
 pub mod logging;
 pub mod metrics;

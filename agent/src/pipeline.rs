@@ -4,8 +4,8 @@
 use crate::{
     alerts::{Alert, Alerter, Cause},
     edges::{EdgeKey, Edges, Observation},
-    events::Flow,
     identity::{Identity, Resolver},
+    kernel::events::Flow,
     metrics::{AlertLabels, EdgeSeries, Metrics, PolicyRuleLabels},
     policy::{Decision, FlowFacts, Policy, PolicySet},
 };

@@ -3,13 +3,11 @@
 
 use crate::{
     alerts::Alerter,
-    api, caps, clock,
+    api, clock,
     config::{self, Config},
-    datapath,
     edges::Edges,
-    events,
     identity::{CidrNames, IdentitySource, Resolver},
-    interfaces::TcAttacher,
+    kernel::{caps, cgroup, datapath, events, interfaces::TcAttacher},
     kubernetes::{self, KubeIdentities},
     logging::{self, LogFormat},
     metrics::{self, HookLabels, KernelLabels, Metrics},
@@ -148,11 +146,11 @@ struct Attached {
 fn attach(cfg: &Config) -> anyhow::Result<Attached> {
     let cgroup = match (&cfg.cgroup, cfg.interfaces.is_empty()) {
         (Some(p), _) => Some(p.clone()),
-        (None, true) => Some(crate::cgroup::default_root()?),
+        (None, true) => Some(cgroup::default_root()?),
         (None, false) => None,
     };
     if let Some(p) = &cgroup {
-        crate::cgroup::check_v2(p)?;
+        cgroup::check_v2(p)?;
     }
     // Bind before attaching, so a taken port fails fast with nothing attached.
     let listener = std::net::TcpListener::bind(cfg.listen)

@@ -4,8 +4,8 @@
 use super::FlowRecord;
 use crate::{
     edges::EdgeList,
-    events::Flow,
     identity::Resolver,
+    kernel::events::Flow,
     pipeline::{Judgement, Pipeline},
     policy::PolicySet,
     table, tls_hello,

@@ -147,7 +147,7 @@ pub fn attach_cgroup(ebpf: &mut Ebpf, path: &Path) -> anyhow::Result<()> {
 /// attaches them to `path` (also used by the bench for its do-nothing
 /// floor programs).
 pub fn attach_cgroup_pair(ebpf: &mut Ebpf, path: &Path, names: [&str; 2]) -> anyhow::Result<()> {
-    crate::cgroup::check_v2(path)?;
+    super::cgroup::check_v2(path)?;
     let [ingress, egress] = names;
     for (name, kind) in [
         (ingress, CgroupSkbAttachType::Ingress),

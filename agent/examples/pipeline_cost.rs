@@ -21,8 +21,10 @@
 
 use agent_common::{Encryption, Protocol, Reason, TlsVersion, Verdict};
 use plainsight::{
-    alerts::Alerter, config::Config, edges::Edges, identity::Resolver, kernel::events::Flow,
-    metrics::Metrics, pipeline::Pipeline, tls_hello::TlsMeta,
+    config::Config,
+    kernel::events::Flow,
+    metrics::Metrics,
+    pipeline::{Pipeline, alerts::Alerter, edges::Edges, identity::Resolver, tls_hello::TlsMeta},
 };
 use std::{
     hint::black_box,

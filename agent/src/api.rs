@@ -1,6 +1,9 @@
 //! The HTTP endpoints: `/metrics`, `/api/v1/edges`, `/healthz`, `/readyz`.
 
-use crate::{edges::Edges, metrics, policy::Policy};
+use crate::{
+    metrics,
+    pipeline::{edges::Edges, policy::Policy},
+};
 use axum::{
     Json, Router,
     extract::{Query, State},

@@ -1,7 +1,7 @@
 //! Every metric plainsight exports, declared in one place. Names and labels
 //! are the DESIGN.md contract: dashboards and alerts depend on them.
 
-use crate::edges::EdgeKey;
+use crate::pipeline::edges::EdgeKey;
 use agent_common::{Encryption, Reason, TlsVersion, Verdict, wire::Stat};
 use prometheus_client::{
     encoding::EncodeLabelSet,

@@ -2,16 +2,18 @@
 //! classify and serve, detach on SIGINT/SIGTERM.
 
 use crate::{
-    alerts::Alerter,
     api, clock,
     config::{self, Config},
-    edges::Edges,
-    identity::{CidrNames, IdentitySource, Resolver},
     kernel::{caps, cgroup, datapath, events, interfaces::TcAttacher},
     kubernetes::{self, KubeIdentities},
     logging::{self, LogFormat},
     metrics::{self, HookLabels, KernelLabels, Metrics},
-    pipeline::Pipeline,
+    pipeline::{
+        Pipeline,
+        alerts::Alerter,
+        edges::Edges,
+        identity::{CidrNames, IdentitySource, Resolver},
+    },
 };
 use agent_common::wire::Stat;
 use anyhow::{Context as _, bail};
@@ -110,7 +112,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let cfg = args.settings()?;
     logging::init(cfg.log_format);
     for w in config::warnings(&cfg, clock::now_ns()) {
-        log::warn!(target: "plainsight::policy", "{w}");
+        log::warn!(target: "plainsight::pipeline::policy", "{w}");
     }
     // Attaching happens on this, the only thread, so that dropping
     // capabilities afterwards covers every thread the runtime starts.

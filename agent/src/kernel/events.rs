@@ -4,8 +4,10 @@
 use crate::{
     clock,
     metrics::Metrics,
-    pipeline::Pipeline,
-    tls_hello::{self, TlsMeta},
+    pipeline::{
+        Pipeline,
+        tls_hello::{self, TlsMeta},
+    },
 };
 use agent_common::wire::{FAMILY_V4, FlowEvent, HELLO_MAX, HelloHeader, Hook, addr_bytes};
 use aya::maps::{MapData, RingBuf};

@@ -16,7 +16,7 @@ mod stream;
 
 pub use error::{CaptureError, ReplayError};
 
-use crate::tls_hello::TlsMeta;
+use crate::pipeline::tls_hello::TlsMeta;
 use agent_common::Verdict;
 use anyhow::Context as _;
 use capture::Capture;
@@ -203,9 +203,9 @@ fn judged_by(c: crate::config::Config) -> output::Edges {
     for w in crate::config::warnings(&c, now) {
         eprintln!("warning: {w}");
     }
-    let names = crate::identity::CidrNames::new(c.identities);
+    let names = crate::pipeline::identity::CidrNames::new(c.identities);
     output::Edges::new(
-        crate::identity::Resolver::new(vec![Box::new(names)]),
+        crate::pipeline::identity::Resolver::new(vec![Box::new(names)]),
         c.policy,
         now,
     )

@@ -3,12 +3,14 @@
 
 use super::FlowRecord;
 use crate::{
-    edges::EdgeList,
-    identity::Resolver,
     kernel::events::Flow,
-    pipeline::{Judgement, Pipeline},
-    policy::PolicySet,
-    table, tls_hello,
+    pipeline::{
+        edges::EdgeList,
+        identity::Resolver,
+        policy::PolicySet,
+        tls_hello, {Judgement, Pipeline},
+    },
+    table,
 };
 use agent_common::{Protocol, Reason, TlsVersion};
 use std::{
@@ -140,7 +142,7 @@ mod tests {
             verdict: v,
             midstream,
             ts_ns,
-            tls: crate::tls_hello::TlsMeta::default(),
+            tls: crate::pipeline::tls_hello::TlsMeta::default(),
         }
     }
 

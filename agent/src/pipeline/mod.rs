@@ -1,15 +1,22 @@
 //! Where each classified flow goes, in one place: identities -> policy ->
 //! edges -> metrics and alerts. The live agent and `replay` share it.
 
+pub mod alerts;
+pub(crate) mod cidr;
+pub mod edges;
+pub mod identity;
+pub mod policy;
+pub mod tls_hello;
+
 use crate::{
-    alerts::{Alert, Alerter, Cause},
-    edges::{EdgeKey, Edges, Observation},
-    identity::{Identity, Resolver},
     kernel::events::Flow,
     metrics::{AlertLabels, EdgeSeries, Metrics, PolicyRuleLabels},
-    policy::{Decision, FlowFacts, Policy, PolicySet},
 };
 use agent_common::wire::Hook;
+use alerts::{Alert, Alerter, Cause};
+use edges::{EdgeKey, Edges, Observation};
+use identity::{Identity, Resolver};
+use policy::{Decision, FlowFacts, Policy, PolicySet};
 use std::{
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
@@ -186,7 +193,7 @@ impl Pipeline {
         for r in self.policy.expiring(self.last_tick_ns, now_ns) {
             expired_any = true;
             log::warn!(
-                target: "plainsight::policy",
+                target: "plainsight::pipeline::policy",
                 rule = r.name.as_str(),
                 owner = r.owner.as_str();
                 "allow-rule {:?} (owner {}) expired at {}; flows it allowed are now violations",
@@ -227,9 +234,11 @@ impl Pipeline {
 mod tests {
     use super::*;
     use crate::{
-        identity::CidrNames,
         metrics::{openmetrics_text, prometheus_text},
-        policy::{Peer, Rule, UnknownTreatment},
+        pipeline::{
+            identity::CidrNames,
+            policy::{Peer, Rule, UnknownTreatment},
+        },
     };
     use agent_common::{Encryption, Protocol, Reason, TlsVersion, Verdict};
     use std::net::IpAddr;
@@ -245,7 +254,7 @@ mod tests {
             hook: None,
             verdict: Verdict::plaintext(Protocol::Postgres),
             midstream: false,
-            tls: crate::tls_hello::TlsMeta::default(),
+            tls: crate::pipeline::tls_hello::TlsMeta::default(),
         }
     }
 

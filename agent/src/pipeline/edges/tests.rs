@@ -67,7 +67,8 @@ fn s_client_hellos() -> TlsMeta {
         } else {
             agent_common::Side::Server
         };
-        let hello = crate::tls_hello::exported(&bytes, side).and_then(crate::tls_hello::parse);
+        let hello = crate::pipeline::tls_hello::exported(&bytes, side)
+            .and_then(crate::pipeline::tls_hello::parse);
         m.add(hello.expect("a hello"));
     }
     m

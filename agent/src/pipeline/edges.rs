@@ -7,12 +7,11 @@
 //! An edge keeps its metric series' counters, so that a flow on a known edge
 //! costs one hash lookup and a few atomic increments.
 
-use crate::{
-    clock,
-    metrics::EdgeSeries,
+use super::{
     policy::{Policy, Rule},
     tls_hello::TlsMeta,
 };
+use crate::{clock, metrics::EdgeSeries};
 use agent_common::{Encryption, Protocol, Reason, TlsVersion, Verdict};
 use hashbrown::{HashMap, hash_map::Entry};
 use serde::{Deserialize, Serialize};
@@ -225,7 +224,10 @@ impl EdgeTls {
             count_bounded(&mut self.alpn, id);
         }
         if let Some(c) = m.cipher {
-            count_bounded(&mut self.ciphers, &crate::tls_hello::cipher_name(c));
+            count_bounded(
+                &mut self.ciphers,
+                &crate::pipeline::tls_hello::cipher_name(c),
+            );
         }
         if let Some(p) = m.inner_protocol() {
             *self.inner.entry(p).or_default() += 1;

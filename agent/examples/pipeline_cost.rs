@@ -22,8 +22,8 @@
 use agent_common::{Encryption, Protocol, Reason, TlsVersion, Verdict};
 use plainsight::{
     config::Config,
+    export::metrics::Metrics,
     kernel::events::Flow,
-    metrics::Metrics,
     pipeline::{Pipeline, alerts::Alerter, edges::Edges, identity::Resolver, tls_hello::TlsMeta},
 };
 use std::{

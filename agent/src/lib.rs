@@ -2,17 +2,14 @@
 //! the command line, integration tests call `replay` directly, and the
 //! examples measure parts of it (`pipeline_cost`, `kube_memory`).
 
-mod api;
 pub mod check_config;
 mod clock;
 pub mod config;
 pub mod edges_cmd;
+pub mod export;
 pub mod kernel;
 pub mod kubernetes;
 pub mod logging;
-pub mod metrics;
 pub mod pipeline;
-mod process_metrics;
 pub mod replay;
 pub mod run;
-mod table;

@@ -2,12 +2,15 @@
 //! classify and serve, detach on SIGINT/SIGTERM.
 
 use crate::{
-    api, clock,
+    clock,
     config::{self, Config},
+    export::{
+        api,
+        metrics::{self, HookLabels, KernelLabels, Metrics},
+    },
     kernel::{caps, cgroup, datapath, events, interfaces::TcAttacher},
     kubernetes::{self, KubeIdentities},
     logging::{self, LogFormat},
-    metrics::{self, HookLabels, KernelLabels, Metrics},
     pipeline::{
         Pipeline,
         alerts::Alerter,

@@ -2,7 +2,7 @@
 //! bpf_link (cgroup links, TCX links) owned by this process: when it exits,
 //! even by SIGKILL, the kernel detaches them.
 
-use crate::metrics::{KernelLabels, Metrics};
+use crate::export::metrics::{KernelLabels, Metrics};
 use agent_common::wire::{FlowKey, FlowState, Stat};
 use anyhow::{Context as _, bail};
 use aya::{

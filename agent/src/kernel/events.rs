@@ -3,7 +3,7 @@
 
 use crate::{
     clock,
-    metrics::Metrics,
+    export::metrics::Metrics,
     pipeline::{
         Pipeline,
         tls_hello::{self, TlsMeta},

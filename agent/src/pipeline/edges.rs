@@ -11,7 +11,7 @@ use super::{
     policy::{Policy, Rule},
     tls_hello::TlsMeta,
 };
-use crate::{clock, metrics::EdgeSeries};
+use crate::{clock, export::metrics::EdgeSeries};
 use agent_common::{Encryption, Protocol, Reason, TlsVersion, Verdict};
 use hashbrown::{HashMap, hash_map::Entry};
 use serde::{Deserialize, Serialize};

@@ -9,8 +9,8 @@ pub mod policy;
 pub mod tls_hello;
 
 use crate::{
+    export::metrics::{AlertLabels, EdgeSeries, Metrics, PolicyRuleLabels},
     kernel::events::Flow,
-    metrics::{AlertLabels, EdgeSeries, Metrics, PolicyRuleLabels},
 };
 use agent_common::wire::Hook;
 use alerts::{Alert, Alerter, Cause};
@@ -234,7 +234,7 @@ impl Pipeline {
 mod tests {
     use super::*;
     use crate::{
-        metrics::{openmetrics_text, prometheus_text},
+        export::metrics::{openmetrics_text, prometheus_text},
         pipeline::{
             identity::CidrNames,
             policy::{Peer, Rule, UnknownTreatment},

@@ -3,6 +3,7 @@
 
 use super::FlowRecord;
 use crate::{
+    export::table,
     kernel::events::Flow,
     pipeline::{
         edges::EdgeList,
@@ -10,7 +11,6 @@ use crate::{
         policy::PolicySet,
         tls_hello, {Judgement, Pipeline},
     },
-    table,
 };
 use agent_common::{Protocol, Reason, TlsVersion};
 use std::{

@@ -191,7 +191,7 @@ impl Metrics {
                 version: env!("CARGO_PKG_VERSION"),
             }),
         );
-        reg.register_collector(Box::new(crate::process_metrics::ProcessCollector));
+        reg.register_collector(Box::new(super::process_metrics::ProcessCollector));
         m
     }
 }

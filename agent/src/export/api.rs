@@ -1,9 +1,7 @@
 //! The HTTP endpoints: `/metrics`, `/api/v1/edges`, `/healthz`, `/readyz`.
 
-use crate::{
-    metrics,
-    pipeline::{edges::Edges, policy::Policy},
-};
+use super::metrics;
+use crate::pipeline::{edges::Edges, policy::Policy};
 use axum::{
     Json, Router,
     extract::{Query, State},

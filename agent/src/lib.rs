@@ -2,14 +2,12 @@
 //! the command line, integration tests call `replay` directly, and the
 //! examples measure parts of it (`pipeline_cost`, `kube_memory`).
 
-pub mod check_config;
+pub mod cli;
 mod clock;
 pub mod config;
-pub mod edges_cmd;
 pub mod export;
 pub mod kernel;
 pub mod kubernetes;
 pub mod logging;
 pub mod pipeline;
 pub mod replay;
-pub mod run;

@@ -23,7 +23,7 @@ use agent_common::{Encryption, Protocol, Reason, TlsVersion, Verdict};
 use plainsight::{
     config::Config,
     export::metrics::Metrics,
-    kernel::events::Flow,
+    pipeline::flow::Flow,
     pipeline::{Pipeline, alerts::Alerter, edges::Edges, identity::Resolver, tls_hello::TlsMeta},
 };
 use std::{

@@ -6,6 +6,7 @@ pub mod cli;
 mod clock;
 pub mod config;
 pub mod export;
+mod glob;
 pub mod kernel;
 pub mod kubernetes;
 pub mod logging;

@@ -8,7 +8,7 @@ use agent_common::wire::{DEFAULT_MAX_FLOWS, HelloHeader, Stat};
 use agent_common::{Encryption, Protocol, TlsVersion};
 use aya::programs::{Program, TestRun, TestRunOptions};
 use plainsight::kernel::datapath::{self, Datapath, LoadOptions};
-use plainsight::kernel::events::{Flow, decode};
+use plainsight::{kernel::events::decode, pipeline::flow::Flow};
 use plainsight_tests::packets::{ACK, FIN, PSH, RST, SYN, Segment, ext_header, fragment_header};
 
 const FIXTURES: &str = concat!(

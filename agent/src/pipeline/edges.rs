@@ -8,11 +8,15 @@
 //! costs one hash lookup and a few atomic increments.
 
 use super::{
+    flow::Flow,
     policy::{Policy, Rule},
     tls_hello::TlsMeta,
 };
-use crate::{clock, export::metrics::EdgeSeries};
-use agent_common::{Encryption, Protocol, Reason, TlsVersion, Verdict};
+use crate::{
+    clock,
+    export::metrics::{EdgeLabels, EdgeSeries},
+};
+use agent_common::{Encryption, Protocol, Reason, TlsVersion};
 use hashbrown::{HashMap, hash_map::Entry};
 use serde::{Deserialize, Serialize};
 use std::{
@@ -109,19 +113,26 @@ impl EdgeKey {
         }
     }
 
+    /// The labels of the edge's metric series.
+    pub fn labels(&self) -> EdgeLabels<'_> {
+        EdgeLabels {
+            client: &self.client,
+            server: &self.server,
+            server_port: self.server_port,
+            protocol: self.protocol.as_str(),
+            encryption: self.encryption.as_str(),
+            policy: self.policy.as_str(),
+        }
+    }
+
     pub fn is_other(&self) -> bool {
         &*self.client == OTHER && &*self.server == OTHER && self.server_port == 0
     }
 }
 
-/// One flow, as the aggregator sees it (besides its edge's key).
+/// One flow, with what the pipeline found about it besides its edge's key.
 pub struct Observation<'a> {
-    pub client_ip: IpAddr,
-    pub server_ip: IpAddr,
-    pub verdict: &'a Verdict,
-    pub midstream: bool,
-    /// What its TLS hellos said (empty when none was seen).
-    pub tls: &'a TlsMeta,
+    pub flow: &'a Flow,
     /// The rule that allowed it, or for a violation an expired one that
     /// would have.
     pub rule: Option<&'a Arc<Rule>>,
@@ -186,17 +197,18 @@ impl Edge {
         self.flows += 1;
         self.first_seen_ns = self.first_seen_ns.min(o.ts_ns);
         self.last_seen_ns = self.last_seen_ns.max(o.ts_ns);
-        let v = o.verdict;
+        let f = o.flow;
+        let v = &f.verdict;
         if v.reason != Reason::None {
             *self.reasons.entry(v.reason).or_default() += 1;
         }
         if v.encryption == Encryption::Tls {
             *self.tls_versions.entry(v.tls_version).or_default() += 1;
         }
-        self.midstream_flows += u64::from(o.midstream);
-        self.tls.add(o.tls);
-        sample(&mut self.client_addrs, o.client_ip);
-        sample(&mut self.server_addrs, o.server_ip);
+        self.midstream_flows += u64::from(f.midstream);
+        self.tls.add(&f.tls);
+        sample(&mut self.client_addrs, f.client);
+        sample(&mut self.server_addrs, f.server);
         if let Some(r) = o.rule {
             self.rule = Some(r.clone());
         }

@@ -4,17 +4,16 @@
 pub mod alerts;
 pub(crate) mod cidr;
 pub mod edges;
+pub mod flow;
 pub mod identity;
 pub mod policy;
 pub mod tls_hello;
 
-use crate::{
-    export::metrics::{AlertLabels, EdgeSeries, Metrics, PolicyRuleLabels},
-    kernel::events::Flow,
-};
+use crate::export::metrics::{AlertLabels, EdgeSeries, Metrics, PolicyRuleLabels};
 use agent_common::wire::Hook;
 use alerts::{Alert, Alerter, Cause};
 use edges::{EdgeKey, Edges, Observation};
+use flow::Flow;
 use identity::{Identity, Resolver};
 use policy::{Decision, FlowFacts, Policy, PolicySet};
 use std::{
@@ -129,19 +128,16 @@ impl Pipeline {
             let rec = edges.record(
                 key,
                 &Observation {
-                    client_ip: f.client,
-                    server_ip: f.server,
-                    verdict: v,
-                    midstream: f.midstream,
-                    tls: &f.tls,
+                    flow: f,
                     rule: d.rule.as_ref().or(d.expired.as_ref()),
                     ts_ns,
                 },
             );
             if let Some(m) = &self.metrics {
+                let labels = rec.key.labels();
                 rec.series
-                    .get_or_insert_with(|| EdgeSeries::new(m, rec.key))
-                    .count(m, rec.key, v);
+                    .get_or_insert_with(|| EdgeSeries::new(m, &labels))
+                    .count(m, &labels, v);
                 if rec.folded {
                     m.edges_dropped.inc();
                 }

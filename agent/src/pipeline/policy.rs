@@ -3,7 +3,7 @@
 //! allow-rule covers it, else it is a `violation`.
 
 use super::{cidr::Cidr, identity::Identity};
-use crate::{clock, kernel::interfaces::glob_match};
+use crate::{clock, glob::glob_match};
 use agent_common::{Encryption, Protocol, Verdict};
 use std::{net::IpAddr, sync::Arc};
 

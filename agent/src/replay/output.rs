@@ -4,7 +4,7 @@
 use super::FlowRecord;
 use crate::{
     export::table,
-    kernel::events::Flow,
+    pipeline::flow::Flow,
     pipeline::{
         edges::EdgeList,
         identity::Resolver,

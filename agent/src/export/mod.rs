@@ -3,6 +3,7 @@
 //! the edge table the CLI and `replay` print.
 
 pub(crate) mod api;
+pub mod edge_list;
 pub mod metrics;
 pub(crate) mod process_metrics;
 pub(crate) mod table;

@@ -163,7 +163,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     // A bad configuration fails before anything is printed.
     let mut edges = match &args.config {
         Some(path) => judged_by(crate::config::load(path)?),
-        None => output::Edges::default(),
+        None => output::Report::default(),
     };
     let stdout = io::stdout();
     let mut w = io::BufWriter::new(stdout.lock());
@@ -198,13 +198,13 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
 
 /// The configuration's identities and policy, rules judged as of now;
 /// expired rules are named on stderr as `check-config` does.
-fn judged_by(c: crate::config::Config) -> output::Edges {
+fn judged_by(c: crate::config::Config) -> output::Report {
     let now = crate::clock::now_ns();
     for w in crate::config::warnings(&c, now) {
         eprintln!("warning: {w}");
     }
     let names = crate::pipeline::identity::CidrNames::new(c.identities);
-    output::Edges::new(
+    output::Report::new(
         crate::pipeline::identity::Resolver::new(vec![Box::new(names)]),
         c.policy,
         now,

@@ -3,14 +3,8 @@
 
 use super::FlowRecord;
 use crate::{
-    export::table,
-    pipeline::flow::Flow,
-    pipeline::{
-        edges::EdgeList,
-        identity::Resolver,
-        policy::PolicySet,
-        tls_hello, {Judgement, Pipeline},
-    },
+    export::{edge_list::EdgeList, table},
+    pipeline::{Judgement, Pipeline, flow::Flow, identity::Resolver, policy::PolicySet, tls_hello},
 };
 use agent_common::{Protocol, Reason, TlsVersion};
 use std::{
@@ -68,13 +62,13 @@ fn json_line(r: &FlowRecord, j: &Judgement) -> String {
     serde_json::to_string(&line).unwrap_or_default()
 }
 
-/// Flows through the live agent's pipeline: named, judged, and (for the
-/// table) aggregated into edges without a cap.
-pub struct Edges {
+/// What replay prints, from flows run through the live agent's pipeline:
+/// named, judged, and (for the table) aggregated into edges without a cap.
+pub struct Report {
     pipeline: Pipeline,
 }
 
-impl Default for Edges {
+impl Default for Report {
     /// Addresses as identities, no allow-rules.
     fn default() -> Self {
         Self::new(Resolver::default(), PolicySet::default(), 0)
@@ -94,7 +88,7 @@ fn flow(r: &FlowRecord) -> Flow {
     }
 }
 
-impl Edges {
+impl Report {
     /// Rules expire as of `judge_at_ns`, not the capture's time.
     pub fn new(resolver: Resolver, policy: PolicySet, judge_at_ns: i64) -> Self {
         Self {
@@ -155,7 +149,7 @@ mod tests {
             false,
             0,
         );
-        let mut e = Edges::default();
+        let mut e = Report::default();
         assert_eq!(
             e.json(&r),
             r#"{"client":"10.0.0.1:51234","server":"10.0.0.2:5432","protocol":"postgres","encryption":"plaintext","tls_version":null,"reason":null,"midstream":false,"client_identity":"10.0.0.1","server_identity":"10.0.0.2","policy":"violation","rule":null,"sni":null,"alpn":null,"cipher":null,"inner_protocol":null}"#
@@ -178,7 +172,7 @@ mod tests {
     #[test]
     fn edges_aggregate_by_peer_port_and_verdict() {
         let http = Verdict::plaintext(Protocol::Http);
-        let mut e = Edges::default();
+        let mut e = Report::default();
         e.add(&rec(
             "10.0.0.1:40000",
             "10.0.0.2:80",

@@ -53,17 +53,17 @@
 //! `backoff`, `health` (metrics).
 
 mod backoff;
-mod config;
 mod health;
 mod index;
+mod kubeconfig;
 mod objects;
 mod owner;
 mod transport;
 mod watch;
 
-pub use config::{Auth, ConfigError, Enabled, KubeConfig, KubeSettings, SERVICE_ACCOUNT_DIR};
 pub use health::KubeHealth;
 pub use index::Source;
+pub use kubeconfig::{Auth, ConfigError, Enabled, KubeConfig, KubeSettings, SERVICE_ACCOUNT_DIR};
 pub use transport::TransportError;
 
 use index::IpIndex;

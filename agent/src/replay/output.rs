@@ -13,8 +13,8 @@ use std::{
     sync::PoisonError,
 };
 
-/// The `--json` line of one flow (DESIGN.md "CLI"); field order is the
-/// contract. The TLS hello fields come after DESIGN's, null when the flow
+/// The `--json` line of one flow (docs/architecture.md "CLI"); field order
+/// is the contract. The TLS hello fields come after those, null when the flow
 /// showed no hello (or the hello not that field).
 #[derive(serde::Serialize)]
 struct JsonFlow<'a> {
@@ -100,7 +100,7 @@ impl Report {
         self.pipeline.observe(&flow(r), r.ts_ns);
     }
 
-    /// The `--json` line of one flow (DESIGN.md "CLI", then the identity
+    /// The `--json` line of one flow (docs/architecture.md "CLI", then the identity
     /// and policy fields); field order is the contract.
     pub fn json(&mut self, r: &FlowRecord) -> String {
         json_line(r, &self.pipeline.judge(&flow(r), r.ts_ns))

@@ -248,7 +248,7 @@ impl Metrics {
     }
 }
 
-/// The series one edge's flows count on, held with the edge (edges.rs) so
+/// The series one edge's flows count on, held with the edge (pipeline/edges.rs) so
 /// that a flow costs atomic increments instead of hashing label strings.
 /// `Counter`s are shared handles: the family exports these same values, and
 /// an edge whose labels coincide with another's (the reason and TLS series

@@ -10,7 +10,7 @@
 //! let prepared = KubeIdentities::prepare(settings.resolve()?.unwrap())?;
 //! prepared.health().register(&mut registry);               // plainsight_kubernetes_*
 //! let kube = prepared.start();                              // in the tokio runtime
-//! // first in the resolver chain (identity.rs), before named CIDRs and the IP:
+//! // first in the resolver chain (pipeline/identity.rs), before named CIDRs and the IP:
 //! let name = kube.lookup(ip).map(|id| id.name.clone());    // "payments/checkout"
 //! ```
 //!

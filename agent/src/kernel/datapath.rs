@@ -26,7 +26,7 @@ pub enum DatapathError {
     )]
     NoPrograms,
     #[error("loading the eBPF programs (are you root, or do you have CAP_BPF + CAP_PERFMON?)")]
-    Load(#[source] EbpfError),
+    Load(#[source] Box<EbpfError>),
     #[error("{0} map missing")]
     MapMissing(&'static str),
     #[error("{map} is not {kind}")]
@@ -34,7 +34,7 @@ pub enum DatapathError {
         map: &'static str,
         kind: &'static str,
         #[source]
-        error: Option<MapError>,
+        error: Option<Box<MapError>>,
     },
     #[error("program {0} missing")]
     ProgramMissing(String),
@@ -44,20 +44,20 @@ pub enum DatapathError {
     Verifier {
         name: String,
         #[source]
-        error: ProgramError,
+        error: Box<ProgramError>,
     },
     #[error("program {name}")]
     Program {
         name: String,
         #[source]
-        error: ProgramError,
+        error: Box<ProgramError>,
     },
     #[error("installing {prog} in {map}")]
     Install {
         prog: &'static str,
         map: &'static str,
         #[source]
-        error: MapError,
+        error: Box<MapError>,
     },
     #[error("duplicating the file descriptor of {name}")]
     Fd {
@@ -76,7 +76,7 @@ pub enum DatapathError {
         name: String,
         path: PathBuf,
         #[source]
-        error: ProgramError,
+        error: Box<ProgramError>,
     },
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
@@ -118,14 +118,14 @@ pub fn load(opts: &LoadOptions) -> Result<Datapath, DatapathError> {
         .map_max_entries("EVENTS", opts.ring_bytes)
         .map_max_entries("HELLOS", hello_ring_bytes(opts.ring_bytes))
         .load(OBJECT)
-        .map_err(DatapathError::Load)?;
+        .map_err(|e| DatapathError::Load(Box::new(e)))?;
     install_classifiers(&mut ebpf)?;
     let mut take = |map| ebpf.take_map(map).ok_or(DatapathError::MapMissing(map));
     let typed = |map, kind| {
         move |error| DatapathError::MapType {
             map,
             kind,
-            error: Some(error),
+            error: Some(Box::new(error)),
         }
     };
     let events = RingBuf::try_from(take("EVENTS")?).map_err(typed("EVENTS", "a ring buffer"))?;
@@ -169,21 +169,21 @@ fn install_classifiers(ebpf: &mut Ebpf) -> Result<(), DatapathError> {
             .ok_or_else(|| DatapathError::ProgramMissing(prog.into()))?;
         let verifier = |error| DatapathError::Verifier {
             name: prog.into(),
-            error,
+            error: Box::new(error),
         };
         let fd = match program {
             aya::programs::Program::CgroupSkb(p) => {
                 p.load().map_err(verifier)?;
                 p.fd().map_err(|error| DatapathError::Program {
                     name: prog.into(),
-                    error,
+                    error: Box::new(error),
                 })?
             }
             aya::programs::Program::SchedClassifier(p) => {
                 p.load().map_err(verifier)?;
                 p.fd().map_err(|error| DatapathError::Program {
                     name: prog.into(),
-                    error,
+                    error: Box::new(error),
                 })?
             }
             _ => return Err(DatapathError::ProgramType(prog.into())),
@@ -193,7 +193,11 @@ fn install_classifiers(ebpf: &mut Ebpf) -> Result<(), DatapathError> {
             name: prog.into(),
             error,
         })?;
-        let install = |error| DatapathError::Install { prog, map, error };
+        let install = |error| DatapathError::Install {
+            prog,
+            map,
+            error: Box::new(error),
+        };
         let mut table =
             ProgramArray::try_from(ebpf.map_mut(map).ok_or(DatapathError::MapMissing(map))?)
                 .map_err(install)?;
@@ -246,17 +250,17 @@ pub fn attach_cgroup_pair(
             .try_into()
             .map_err(|error| DatapathError::Program {
                 name: name.into(),
-                error,
+                error: Box::new(error),
             })?;
         prog.load().map_err(|error| DatapathError::Verifier {
             name: name.into(),
-            error,
+            error: Box::new(error),
         })?;
         prog.attach(cgroup, kind, CgroupAttachMode::Single)
             .map_err(|error| DatapathError::Attach {
                 name: name.into(),
                 path: path.to_owned(),
-                error,
+                error: Box::new(error),
             })?;
     }
     Ok(())

@@ -25,20 +25,20 @@ pub enum InterfacesError {
     Program {
         name: String,
         #[source]
-        error: ProgramError,
+        error: Box<ProgramError>,
     },
     #[error("verifier rejected {name}")]
     Verifier {
         name: String,
         #[source]
-        error: ProgramError,
+        error: Box<ProgramError>,
     },
     #[error("attaching {name} to {iface}")]
     Attach {
         name: String,
         iface: String,
         #[source]
-        error: ProgramError,
+        error: Box<ProgramError>,
     },
 }
 
@@ -148,7 +148,7 @@ pub fn load_tc_pair(ebpf: &mut Ebpf, names: [&str; 2]) -> Result<(), InterfacesE
             .load()
             .map_err(|error| InterfacesError::Verifier {
                 name: name.into(),
-                error,
+                error: Box::new(error),
             })?;
     }
     Ok(())
@@ -170,7 +170,7 @@ pub fn attach_tc_pair(
             .map_err(|error| InterfacesError::Attach {
                 name: name.into(),
                 iface: iface.into(),
-                error,
+                error: Box::new(error),
             })
     };
     let [ingress, egress] = names;
@@ -186,6 +186,6 @@ fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassifier
         .try_into()
         .map_err(|error| InterfacesError::Program {
             name: name.into(),
-            error,
+            error: Box::new(error),
         })
 }

@@ -171,20 +171,18 @@ fn install_classifiers(ebpf: &mut Ebpf) -> Result<(), DatapathError> {
             name: prog.into(),
             error: Box::new(error),
         };
+        let no_fd = |error| DatapathError::Program {
+            name: prog.into(),
+            error: Box::new(error),
+        };
         let fd = match program {
             aya::programs::Program::CgroupSkb(p) => {
                 p.load().map_err(verifier)?;
-                p.fd().map_err(|error| DatapathError::Program {
-                    name: prog.into(),
-                    error: Box::new(error),
-                })?
+                p.fd().map_err(no_fd)?
             }
             aya::programs::Program::SchedClassifier(p) => {
                 p.load().map_err(verifier)?;
-                p.fd().map_err(|error| DatapathError::Program {
-                    name: prog.into(),
-                    error: Box::new(error),
-                })?
+                p.fd().map_err(no_fd)?
             }
             _ => return Err(DatapathError::ProgramType(prog.into())),
         }

@@ -9,7 +9,7 @@ use super::tls_hello::TlsMeta;
 use agent_common::wire::Hook;
 use std::net::IpAddr;
 
-/// A verdict event decoded into userspace types.
+/// One classified flow, as the kernel's verdict event (or replay) tells it.
 #[derive(Debug, Clone)]
 pub struct Flow {
     pub client: IpAddr,

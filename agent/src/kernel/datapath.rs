@@ -277,7 +277,8 @@ pub fn read_stats(stats: &PerCpuArray<MapData, u64>) -> [u64; Stat::COUNT as usi
 }
 
 /// Reads the occupancy of the kernel flow table (the `FLOWS` map), and
-/// the LRU evictions derived from it. The kernel has no eviction callback for BPF programs, but every
+/// the LRU evictions derived from it (replay's `FlowTable` is the other
+/// one: the kernel's tracking redone in userspace). The kernel has no eviction callback for BPF programs, but every
 /// entry leaves the table either by our delete (`flows_closed`, counted only
 /// when the delete succeeded) or by eviction, so
 /// `evicted = flows_created - flows_closed - entries`.

@@ -47,7 +47,9 @@ pub struct ReplayArgs {
     pub config: Option<PathBuf>,
 }
 
-/// One classified TCP flow.
+/// One classified TCP flow as the capture shows it (socket addresses, the
+/// capture time): what `replay_file` hands out and the corpus tests read.
+/// `output` turns it into the pipeline's `Flow` to name and judge it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlowRecord {
     pub client: SocketAddr,

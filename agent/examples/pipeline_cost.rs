@@ -1,7 +1,8 @@
 //! CPU the agent spends in userspace per classified flow, without the
 //! kernel or the network: a live `Pipeline` (real `Metrics`, real
 //! `Alerter`, the default config's policy, edge cap and idle timeout) fed
-//! synthetic flows the way `events::consume` feeds verdicts.
+//! synthetic flows the way the `run` command's ring consumer (cli/run.rs) feeds
+//! verdicts.
 //!
 //! ```sh
 //! cargo run -p plainsight --example pipeline_cost --release   # [-- FLOWS]
@@ -21,8 +22,10 @@
 
 use agent_common::{Encryption, Protocol, Reason, TlsVersion, Verdict};
 use plainsight::{
-    alerts::Alerter, config::Config, edges::Edges, events::Flow, identity::Resolver,
-    metrics::Metrics, pipeline::Pipeline, tls_hello::TlsMeta,
+    config::Config,
+    export::metrics::Metrics,
+    pipeline::flow::Flow,
+    pipeline::{Pipeline, alerts::Alerter, edges::Edges, identity::Resolver, tls_hello::TlsMeta},
 };
 use std::{
     hint::black_box,
@@ -33,7 +36,7 @@ use std::{
 
 /// 23,000 new connections/s, as `cargo xtask bench` drives the agent.
 const FLOW_GAP_NS: i64 = 1_000_000_000 / 23_000;
-/// `events::consume` drains and ticks every 100 ms.
+/// The ring consumer drains and ticks every 100 ms (`events::POLL`).
 const TICK_NS: i64 = 100_000_000;
 const START_NS: i64 = 1_800_000_000_000_000_000;
 

@@ -5,11 +5,13 @@
 //! problem with where it is before anything is attached.
 
 use crate::{
-    cidr::{self, Cidr},
     clock,
     kubernetes::{Enabled, KubeSettings},
     logging::LogFormat,
-    policy::{Peer, PolicySet, Rule, UnknownTreatment},
+    pipeline::{
+        cidr::{self, Cidr},
+        policy::{Peer, PolicySet, Rule, UnknownTreatment},
+    },
 };
 use agent_common::Protocol;
 use serde::Deserialize;
@@ -554,7 +556,7 @@ fn check_identity_name(name: &str) -> Result<(), String> {
             "{name:?} is not an identity name (non-empty, no spaces)"
         ));
     }
-    if name == crate::edges::OTHER {
+    if name == crate::pipeline::edges::OTHER {
         return Err(format!(
             "{name:?} is reserved for edges beyond the cardinality cap"
         ));

@@ -1,28 +1,20 @@
 //! The `plainsight` agent as a library: the binary (main.rs) only parses
 //! the command line, integration tests call `replay` directly, and the
 //! examples measure parts of it (`pipeline_cost`, `kube_memory`).
+//!
+//! Grouped by layer, data flowing one way: `kernel` (load, attach, read the
+//! rings and counters) -> `pipeline` (name, judge, aggregate each flow) ->
+//! `export` (metrics, the HTTP API, the edge table). `cli` wires them into
+//! commands; `config`, `kubernetes` (an identity source) and `replay` (the
+//! kernel's tracking over a capture) stand beside them.
 
-pub mod alerts;
-mod api;
-mod caps;
-mod cgroup;
-pub mod check_config;
-mod cidr;
+pub mod cli;
 mod clock;
 pub mod config;
-pub mod datapath;
-pub mod edges;
-pub mod edges_cmd;
-pub mod events;
-pub mod identity;
-pub mod interfaces;
+pub mod export;
+mod glob;
+pub mod kernel;
 pub mod kubernetes;
 pub mod logging;
-pub mod metrics;
 pub mod pipeline;
-pub mod policy;
-mod process_metrics;
 pub mod replay;
-pub mod run;
-mod table;
-pub mod tls_hello;

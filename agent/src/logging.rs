@@ -81,6 +81,20 @@ fn text_value(v: &serde_json::Value) -> String {
     }
 }
 
+/// An error with its causes, `error: cause: cause`, as anyhow's `{:#}`
+/// prints them: for library errors whose cause (an errno, the verifier's
+/// log) is only in `source()`.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

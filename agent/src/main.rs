@@ -1,7 +1,10 @@
 //! `plainsight`: finds unencrypted east-west traffic with eBPF.
 
 use clap::{Parser, Subcommand};
-use plainsight::{check_config, edges_cmd, logging, replay, run};
+use plainsight::{
+    cli::{check_config, edges, run},
+    logging, replay,
+};
 
 #[derive(Parser)]
 #[command(version, about = "Finds unencrypted east-west TCP traffic with eBPF")]
@@ -16,7 +19,7 @@ enum Command {
     /// /api/v1/edges.
     Run(run::RunArgs),
     /// Print the live edge table of a running agent.
-    Edges(edges_cmd::EdgesArgs),
+    Edges(edges::EdgesArgs),
     /// Check a configuration file and list every problem in it.
     CheckConfig(check_config::CheckConfigArgs),
     /// Classify every TCP flow of a pcap/pcapng capture, as the agent would.
@@ -38,7 +41,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         // `run` installs the logger in the configured format.
         Command::Run(args) => run::run(&args),
-        Command::Edges(args) => edges_cmd::run(&args),
+        Command::Edges(args) => edges::run(&args),
         Command::CheckConfig(args) => check_config::run(&args),
         Command::Replay(args) => {
             logging::init(logging::LogFormat::Text);

@@ -7,7 +7,7 @@
 
 use anyhow::{Context as _, bail};
 use aya::Ebpf;
-use plainsight::{datapath, interfaces};
+use plainsight::kernel::{datapath, interfaces};
 use std::path::PathBuf;
 
 /// Printed once every program is attached; the bench waits for it.

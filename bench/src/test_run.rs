@@ -18,7 +18,7 @@ use crate::{floor, probe, report::Results};
 use agent_common::wire::{DEFAULT_MAX_FLOWS, Stat};
 use anyhow::{Context as _, anyhow, bail};
 use aya::programs::{Program, TestRun as _, TestRunOptions};
-use plainsight::datapath::{self, Datapath, LoadOptions};
+use plainsight::kernel::datapath::{self, Datapath, LoadOptions};
 use plainsight_tests::packets::{ACK, FIN, PSH, SYN, Segment};
 
 /// Runs per repeated batch, and batches per path (median and min–max).

@@ -7,8 +7,8 @@
 use agent_common::wire::{DEFAULT_MAX_FLOWS, HelloHeader, Stat};
 use agent_common::{Encryption, Protocol, TlsVersion};
 use aya::programs::{Program, TestRun, TestRunOptions};
-use plainsight::datapath::{self, Datapath, LoadOptions};
-use plainsight::events::{Flow, decode};
+use plainsight::kernel::datapath::{self, Datapath, LoadOptions};
+use plainsight::{kernel::events::decode, pipeline::flow::Flow};
 use plainsight_tests::packets::{ACK, FIN, PSH, RST, SYN, Segment, ext_header, fragment_header};
 
 const FIXTURES: &str = concat!(
@@ -118,7 +118,8 @@ impl Kernel {
     fn hellos(&mut self) -> Vec<(HelloHeader, Vec<u8>)> {
         let mut out = Vec::new();
         while let Some(item) = self.dp.hellos.next() {
-            let (h, bytes) = plainsight::events::decode_hello(&item).expect("well-formed hello");
+            let (h, bytes) =
+                plainsight::kernel::events::decode_hello(&item).expect("well-formed hello");
             out.push((h, bytes.to_vec()));
         }
         out

@@ -10,7 +10,7 @@
 //! let prepared = KubeIdentities::prepare(settings.resolve()?.unwrap())?;
 //! prepared.health().register(&mut registry);               // plainsight_kubernetes_*
 //! let kube = prepared.start();                              // in the tokio runtime
-//! // first in the resolver chain (identity.rs), before named CIDRs and the IP:
+//! // first in the resolver chain (pipeline/identity.rs), before named CIDRs and the IP:
 //! let name = kube.lookup(ip).map(|id| id.name.clone());    // "payments/checkout"
 //! ```
 //!
@@ -53,17 +53,17 @@
 //! `backoff`, `health` (metrics).
 
 mod backoff;
-mod config;
 mod health;
 mod index;
+mod kubeconfig;
 mod objects;
 mod owner;
 mod transport;
 mod watch;
 
-pub use config::{Auth, ConfigError, Enabled, KubeConfig, KubeSettings, SERVICE_ACCOUNT_DIR};
 pub use health::KubeHealth;
 pub use index::Source;
+pub use kubeconfig::{Auth, ConfigError, Enabled, KubeConfig, KubeSettings, SERVICE_ACCOUNT_DIR};
 pub use transport::TransportError;
 
 use index::IpIndex;

@@ -2,8 +2,9 @@
 //! request: a list is one request, a watch is one long-lived response, and
 //! there are three of each per agent, so pooling would buy nothing.
 
-use super::config::{Auth, KubeConfig};
-use hyper::body::Incoming;
+use super::kubeconfig::{Auth, KubeConfig};
+use http_body_util::BodyExt as _;
+use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -127,7 +128,7 @@ impl Transport {
             return Ok(resp);
         }
         let status = resp.status();
-        let body = super::watch::collect(resp.into_body(), 4096)
+        let body = collect(resp.into_body(), 4096)
             .await
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default();
@@ -255,4 +256,27 @@ impl ServerCertVerifier for AnyCertificate {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
     }
+}
+
+/// Why a response body could not be read whole.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("reading the response: {0}")]
+    Read(#[from] hyper::Error),
+    #[error("response larger than the limit")]
+    TooLarge,
+}
+
+/// Reads a whole body, refusing more than `max` bytes.
+pub async fn collect(mut body: Incoming, max: usize) -> Result<Bytes, BodyError> {
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            if out.len() + data.len() > max {
+                return Err(BodyError::TooLarge);
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out.into())
 }

@@ -22,15 +22,14 @@
 //! for the API server.
 
 use super::backoff::{Backoff, random_unit};
-use super::config::KubeConfig;
 use super::health::KubeHealth;
 use super::index::{IpIndex, Source};
+use super::kubeconfig::KubeConfig;
 use super::objects::{List, Node, ObjectMeta, Pod, Service, WatchEvent};
 use super::owner::{self, Claim};
-use super::transport::{Transport, TransportError};
+use super::transport::{BodyError, Transport, TransportError, collect};
 use http_body_util::BodyExt as _;
 use hyper::StatusCode;
-use hyper::body::{Bytes, Incoming};
 use serde::de::DeserializeOwned;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -110,6 +109,16 @@ pub enum WatchError {
     Idle(Duration),
     #[error("resourceVersion expired (410 Gone)")]
     Gone,
+}
+
+/// A body that could not be read whole keeps the watch's own messages.
+impl From<BodyError> for WatchError {
+    fn from(e: BodyError) -> Self {
+        match e {
+            BodyError::Read(e) => Self::Body(e),
+            BodyError::TooLarge => Self::TooLarge,
+        }
+    }
 }
 
 impl WatchError {
@@ -333,21 +342,6 @@ fn apply<T: Watched>(
     health.synced(source);
     Ok(())
 }
-
-/// Reads a whole body, refusing more than `max` bytes.
-pub async fn collect(mut body: Incoming, max: usize) -> Result<Bytes, WatchError> {
-    let mut out = Vec::new();
-    while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame?.into_data() {
-            if out.len() + data.len() > max {
-                return Err(WatchError::TooLarge);
-            }
-            out.extend_from_slice(&data);
-        }
-    }
-    Ok(out.into())
-}
-
 /// Percent-encodes a query value (continue tokens are base64; versions
 /// are opaque strings).
 fn encode(value: &str) -> String {

@@ -13,7 +13,7 @@
 
 use super::{FlowRecord, stream::Stream};
 use super::{packet::Segment, packet::TCP_ACK, packet::TCP_FIN, packet::TCP_RST, packet::TCP_SYN};
-use crate::tls_hello::{self, TlsMeta};
+use crate::pipeline::tls_hello::{self, TlsMeta};
 use agent_common::{FlowClassifier, Side, Verdict, classify::PrefixBuf};
 use std::{collections::HashMap, net::SocketAddr};
 

@@ -16,7 +16,7 @@ mod stream;
 
 pub use error::{CaptureError, ReplayError};
 
-use crate::tls_hello::TlsMeta;
+use crate::pipeline::tls_hello::TlsMeta;
 use agent_common::Verdict;
 use anyhow::Context as _;
 use capture::Capture;
@@ -47,7 +47,9 @@ pub struct ReplayArgs {
     pub config: Option<PathBuf>,
 }
 
-/// One classified TCP flow.
+/// One classified TCP flow as the capture shows it (socket addresses, the
+/// capture time): what `replay_file` hands out and the corpus tests read.
+/// `output` turns it into the pipeline's `Flow` to name and judge it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlowRecord {
     pub client: SocketAddr,
@@ -163,7 +165,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     // A bad configuration fails before anything is printed.
     let mut edges = match &args.config {
         Some(path) => judged_by(crate::config::load(path)?),
-        None => output::Edges::default(),
+        None => output::Report::default(),
     };
     let stdout = io::stdout();
     let mut w = io::BufWriter::new(stdout.lock());
@@ -198,14 +200,14 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
 
 /// The configuration's identities and policy, rules judged as of now;
 /// expired rules are named on stderr as `check-config` does.
-fn judged_by(c: crate::config::Config) -> output::Edges {
+fn judged_by(c: crate::config::Config) -> output::Report {
     let now = crate::clock::now_ns();
     for w in crate::config::warnings(&c, now) {
         eprintln!("warning: {w}");
     }
-    let names = crate::identity::CidrNames::new(c.identities);
-    output::Edges::new(
-        crate::identity::Resolver::new(vec![Box::new(names)]),
+    let names = crate::pipeline::identity::CidrNames::new(c.identities);
+    output::Report::new(
+        crate::pipeline::identity::Resolver::new(vec![Box::new(names)]),
         c.policy,
         now,
     )

@@ -3,12 +3,8 @@
 
 use super::FlowRecord;
 use crate::{
-    edges::EdgeList,
-    events::Flow,
-    identity::Resolver,
-    pipeline::{Judgement, Pipeline},
-    policy::PolicySet,
-    table, tls_hello,
+    export::{edge_list::EdgeList, table},
+    pipeline::{Judgement, Pipeline, flow::Flow, identity::Resolver, policy::PolicySet, tls_hello},
 };
 use agent_common::{Protocol, Reason, TlsVersion};
 use std::{
@@ -17,8 +13,8 @@ use std::{
     sync::PoisonError,
 };
 
-/// The `--json` line of one flow (DESIGN.md "CLI"); field order is the
-/// contract. The TLS hello fields come after DESIGN's, null when the flow
+/// The `--json` line of one flow (docs/architecture.md "CLI"); field order
+/// is the contract. The TLS hello fields come after those, null when the flow
 /// showed no hello (or the hello not that field).
 #[derive(serde::Serialize)]
 struct JsonFlow<'a> {
@@ -66,13 +62,13 @@ fn json_line(r: &FlowRecord, j: &Judgement) -> String {
     serde_json::to_string(&line).unwrap_or_default()
 }
 
-/// Flows through the live agent's pipeline: named, judged, and (for the
-/// table) aggregated into edges without a cap.
-pub struct Edges {
+/// What replay prints, from flows run through the live agent's pipeline:
+/// named, judged, and (for the table) aggregated into edges without a cap.
+pub struct Report {
     pipeline: Pipeline,
 }
 
-impl Default for Edges {
+impl Default for Report {
     /// Addresses as identities, no allow-rules.
     fn default() -> Self {
         Self::new(Resolver::default(), PolicySet::default(), 0)
@@ -92,7 +88,7 @@ fn flow(r: &FlowRecord) -> Flow {
     }
 }
 
-impl Edges {
+impl Report {
     /// Rules expire as of `judge_at_ns`, not the capture's time.
     pub fn new(resolver: Resolver, policy: PolicySet, judge_at_ns: i64) -> Self {
         Self {
@@ -104,7 +100,7 @@ impl Edges {
         self.pipeline.observe(&flow(r), r.ts_ns);
     }
 
-    /// The `--json` line of one flow (DESIGN.md "CLI", then the identity
+    /// The `--json` line of one flow (docs/architecture.md "CLI", then the identity
     /// and policy fields); field order is the contract.
     pub fn json(&mut self, r: &FlowRecord) -> String {
         json_line(r, &self.pipeline.judge(&flow(r), r.ts_ns))
@@ -140,7 +136,7 @@ mod tests {
             verdict: v,
             midstream,
             ts_ns,
-            tls: crate::tls_hello::TlsMeta::default(),
+            tls: crate::pipeline::tls_hello::TlsMeta::default(),
         }
     }
 
@@ -153,7 +149,7 @@ mod tests {
             false,
             0,
         );
-        let mut e = Edges::default();
+        let mut e = Report::default();
         assert_eq!(
             e.json(&r),
             r#"{"client":"10.0.0.1:51234","server":"10.0.0.2:5432","protocol":"postgres","encryption":"plaintext","tls_version":null,"reason":null,"midstream":false,"client_identity":"10.0.0.1","server_identity":"10.0.0.2","policy":"violation","rule":null,"sni":null,"alpn":null,"cipher":null,"inner_protocol":null}"#
@@ -176,7 +172,7 @@ mod tests {
     #[test]
     fn edges_aggregate_by_peer_port_and_verdict() {
         let http = Verdict::plaintext(Protocol::Http);
-        let mut e = Edges::default();
+        let mut e = Report::default();
         e.add(&rec(
             "10.0.0.1:40000",
             "10.0.0.2:80",

@@ -5,7 +5,7 @@
 use super::testutil::{
     Order, Owned, Packets, data_file, frames, pcap, pcapng_section, relink, replay,
 };
-use super::{CaptureError, FlowRecord, output::Edges, replay_reader};
+use super::{CaptureError, FlowRecord, output::Report, replay_reader};
 
 /// What tcpdump recorded (capture.sh): curl over HTTP on IPv4 and IPv6, and
 /// over TLS 1.3 and 1.2 to openssl s_server (to an IP: no SNI; curl offers
@@ -18,7 +18,7 @@ const LOOPBACK: [&str; 4] = [
 ];
 
 fn lines(flows: &[FlowRecord]) -> Vec<String> {
-    let mut e = Edges::default();
+    let mut e = Report::default();
     flows.iter().map(|r| e.json(r)).collect()
 }
 

@@ -7,20 +7,26 @@
 //! An edge keeps its metric series' counters, so that a flow on a known edge
 //! costs one hash lookup and a few atomic increments.
 
-use crate::{
-    clock,
-    metrics::EdgeSeries,
+use super::{
+    flow::Flow,
     policy::{Policy, Rule},
     tls_hello::TlsMeta,
 };
-use agent_common::{Encryption, Protocol, Reason, TlsVersion, Verdict};
+use crate::{
+    clock,
+    export::{
+        api::EdgeView,
+        edge_list::{EdgeJson, EdgeList, RuleJson},
+        metrics::{EdgeLabels, EdgeSeries},
+    },
+};
+use agent_common::{Encryption, Protocol, Reason, TlsVersion};
 use hashbrown::{HashMap, hash_map::Entry};
-use serde::{Deserialize, Serialize};
 use std::{
     collections::BTreeMap,
     hash::{Hash, Hasher, RandomState},
     net::IpAddr,
-    sync::Arc,
+    sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
 
@@ -110,19 +116,26 @@ impl EdgeKey {
         }
     }
 
+    /// The labels of the edge's metric series.
+    pub fn labels(&self) -> EdgeLabels<'_> {
+        EdgeLabels {
+            client: &self.client,
+            server: &self.server,
+            server_port: self.server_port,
+            protocol: self.protocol.as_str(),
+            encryption: self.encryption.as_str(),
+            policy: self.policy.as_str(),
+        }
+    }
+
     pub fn is_other(&self) -> bool {
         &*self.client == OTHER && &*self.server == OTHER && self.server_port == 0
     }
 }
 
-/// One flow, as the aggregator sees it (besides its edge's key).
+/// One flow, with what the pipeline found about it besides its edge's key.
 pub struct Observation<'a> {
-    pub client_ip: IpAddr,
-    pub server_ip: IpAddr,
-    pub verdict: &'a Verdict,
-    pub midstream: bool,
-    /// What its TLS hellos said (empty when none was seen).
-    pub tls: &'a TlsMeta,
+    pub flow: &'a Flow,
     /// The rule that allowed it, or for a violation an expired one that
     /// would have.
     pub rule: Option<&'a Arc<Rule>>,
@@ -187,17 +200,18 @@ impl Edge {
         self.flows += 1;
         self.first_seen_ns = self.first_seen_ns.min(o.ts_ns);
         self.last_seen_ns = self.last_seen_ns.max(o.ts_ns);
-        let v = o.verdict;
+        let f = o.flow;
+        let v = &f.verdict;
         if v.reason != Reason::None {
             *self.reasons.entry(v.reason).or_default() += 1;
         }
         if v.encryption == Encryption::Tls {
             *self.tls_versions.entry(v.tls_version).or_default() += 1;
         }
-        self.midstream_flows += u64::from(o.midstream);
-        self.tls.add(o.tls);
-        sample(&mut self.client_addrs, o.client_ip);
-        sample(&mut self.server_addrs, o.server_ip);
+        self.midstream_flows += u64::from(f.midstream);
+        self.tls.add(&f.tls);
+        sample(&mut self.client_addrs, f.client);
+        sample(&mut self.server_addrs, f.server);
         if let Some(r) = o.rule {
             self.rule = Some(r.clone());
         }
@@ -225,7 +239,10 @@ impl EdgeTls {
             count_bounded(&mut self.alpn, id);
         }
         if let Some(c) = m.cipher {
-            count_bounded(&mut self.ciphers, &crate::tls_hello::cipher_name(c));
+            count_bounded(
+                &mut self.ciphers,
+                &crate::pipeline::tls_hello::cipher_name(c),
+            );
         }
         if let Some(p) = m.inner_protocol() {
             *self.inner.entry(p).or_default() += 1;
@@ -353,7 +370,7 @@ impl Edges {
             .collect();
         rows.sort_by(|a, b| a.0.cmp(b.0));
         EdgeList {
-            edges: rows.into_iter().map(|(k, e)| EdgeJson::new(k, e)).collect(),
+            edges: rows.into_iter().map(|(k, e)| edge_json(k, e)).collect(),
             dropped_flows: self.dropped,
         }
     }
@@ -365,107 +382,68 @@ fn sample(addrs: &mut Vec<IpAddr>, ip: IpAddr) {
     }
 }
 
-/// `GET /api/v1/edges` (the shape is a contract; see README "JSON API").
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct EdgeList {
-    pub edges: Vec<EdgeJson>,
-    pub dropped_flows: u64,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct EdgeJson {
-    pub client: String,
-    pub server: String,
-    pub server_port: u16,
-    pub protocol: String,
-    pub encryption: String,
-    pub policy: String,
-    pub flows: u64,
-    pub reasons: BTreeMap<String, u64>,
-    pub tls_versions: BTreeMap<String, u64>,
-    pub midstream_flows: u64,
-    pub first_seen: String,
-    pub last_seen: String,
-    pub client_addrs: Vec<String>,
-    pub server_addrs: Vec<String>,
-    /// The rule that allowed an `allowed` edge; for a `violation`, null.
-    pub rule: Option<RuleJson>,
-    /// For a `violation`: the expired rule that used to allow it.
-    #[serde(default)]
-    pub expired_rule: Option<RuleJson>,
-    /// Sample server names from the TLS ClientHellos (at most `SAMPLE_SNI`).
-    #[serde(default)]
-    pub sni: Vec<String>,
-    /// Flows per ALPN protocol (the server's choice, else the client's only
-    /// offer); at most `MAX_TLS_KEYS` ids, then `other`.
-    #[serde(default)]
-    pub alpn: BTreeMap<String, u64>,
-    /// Flows per cipher suite (IANA name, or `0x` + code), bounded likewise.
-    #[serde(default)]
-    pub ciphers: BTreeMap<String, u64>,
-    /// The protocol inside the TLS, as ALPN names it (`http2` for h2,
-    /// `http` for http/1.1, `postgres` for postgresql, ...), from most flows.
-    #[serde(default)]
-    pub inner_protocol: Option<String>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RuleJson {
-    pub name: String,
-    pub owner: String,
-    pub reason: String,
-    pub expires: Option<String>,
-}
-
-impl RuleJson {
-    pub fn new(r: &Rule) -> Self {
-        Self {
-            name: r.name.clone(),
-            owner: r.owner.clone(),
-            reason: r.reason.clone(),
-            expires: r.expires(),
-        }
+/// An edge's row of the API view.
+fn edge_json(k: &EdgeKey, e: &Edge) -> EdgeJson {
+    let strs = |a: &[IpAddr]| a.iter().map(ToString::to_string).collect();
+    let rule = e.rule.as_deref().map(rule_json);
+    let (rule, expired_rule) = match k.policy {
+        Policy::Violation => (None, rule),
+        _ => (rule, None),
+    };
+    EdgeJson {
+        client: k.client.to_string(),
+        server: k.server.to_string(),
+        server_port: k.server_port,
+        protocol: k.protocol.as_str().into(),
+        encryption: k.encryption.as_str().into(),
+        policy: k.policy.as_str().into(),
+        flows: e.flows,
+        reasons: e
+            .reasons
+            .iter()
+            .map(|(r, n)| (r.as_str().into(), *n))
+            .collect(),
+        tls_versions: e
+            .tls_versions
+            .iter()
+            .map(|(v, n)| (v.as_str().into(), *n))
+            .collect(),
+        midstream_flows: e.midstream_flows,
+        first_seen: clock::rfc3339(e.first_seen_ns),
+        last_seen: clock::rfc3339(e.last_seen_ns),
+        client_addrs: strs(&e.client_addrs),
+        server_addrs: strs(&e.server_addrs),
+        rule,
+        expired_rule,
+        sni: e.tls.sni.clone(),
+        alpn: e.tls.alpn.clone(),
+        ciphers: e.tls.ciphers.clone(),
+        inner_protocol: e.tls.inner_protocol().map(|p| p.as_str().to_owned()),
     }
 }
 
-impl EdgeJson {
-    fn new(k: &EdgeKey, e: &Edge) -> Self {
-        let strs = |a: &[IpAddr]| a.iter().map(ToString::to_string).collect();
-        let rule = e.rule.as_deref().map(RuleJson::new);
-        let (rule, expired_rule) = match k.policy {
-            Policy::Violation => (None, rule),
-            _ => (rule, None),
+fn rule_json(r: &Rule) -> RuleJson {
+    RuleJson {
+        name: r.name.clone(),
+        owner: r.owner.clone(),
+        reason: r.reason.clone(),
+        expires: r.expires(),
+    }
+}
+
+/// The API serves the live edge table through this view, so that the
+/// exporter needs no pipeline types.
+impl EdgeView for Mutex<Edges> {
+    fn snapshot(&self, policy: Option<&str>) -> Option<EdgeList> {
+        let only = match policy {
+            None => None,
+            Some(name) => Some(Policy::from_name(name)?),
         };
-        Self {
-            client: k.client.to_string(),
-            server: k.server.to_string(),
-            server_port: k.server_port,
-            protocol: k.protocol.as_str().into(),
-            encryption: k.encryption.as_str().into(),
-            policy: k.policy.as_str().into(),
-            flows: e.flows,
-            reasons: e
-                .reasons
-                .iter()
-                .map(|(r, n)| (r.as_str().into(), *n))
-                .collect(),
-            tls_versions: e
-                .tls_versions
-                .iter()
-                .map(|(v, n)| (v.as_str().into(), *n))
-                .collect(),
-            midstream_flows: e.midstream_flows,
-            first_seen: clock::rfc3339(e.first_seen_ns),
-            last_seen: clock::rfc3339(e.last_seen_ns),
-            client_addrs: strs(&e.client_addrs),
-            server_addrs: strs(&e.server_addrs),
-            rule,
-            expired_rule,
-            sni: e.tls.sni.clone(),
-            alpn: e.tls.alpn.clone(),
-            ciphers: e.tls.ciphers.clone(),
-            inner_protocol: e.tls.inner_protocol().map(|p| p.as_str().to_owned()),
-        }
+        Some(
+            self.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .snapshot(only),
+        )
     }
 }
 

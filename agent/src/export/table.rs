@@ -1,6 +1,6 @@
 //! The edge table `plainsight edges` and `plainsight replay` print.
 
-use crate::edges::EdgeJson;
+use super::edge_list::EdgeJson;
 use std::io::{self, Write};
 
 const HEAD: [&str; 8] = [

@@ -21,8 +21,8 @@ pub fn run(args: &CheckConfigArgs) -> anyhow::Result<()> {
         args.file.display(),
         c.identities.len(),
         match c.policy.unknown() {
-            crate::policy::UnknownTreatment::Violation => "violation",
-            crate::policy::UnknownTreatment::Allowed => "allowed",
+            crate::pipeline::policy::UnknownTreatment::Violation => "violation",
+            crate::pipeline::policy::UnknownTreatment::Allowed => "allowed",
         },
         c.edges_max,
         c.listen

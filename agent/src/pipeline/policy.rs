@@ -2,7 +2,8 @@
 //! are `ok`; a plaintext flow is `allowed` only when an unexpired
 //! allow-rule covers it, else it is a `violation`.
 
-use crate::{cidr::Cidr, clock, identity::Identity, interfaces::glob_match};
+use super::{cidr::Cidr, identity::Identity};
+use crate::{clock, glob::glob_match};
 use agent_common::{Encryption, Protocol, Verdict};
 use std::{net::IpAddr, sync::Arc};
 

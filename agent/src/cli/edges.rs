@@ -2,7 +2,10 @@
 //! from its `/api/v1/edges` with a minimal HTTP/1.1 client (plain http on
 //! a local or cluster address is all it needs; no TLS stack to carry).
 
-use crate::{clock, edges::EdgeList, table};
+use crate::{
+    clock,
+    export::{edge_list::EdgeList, table},
+};
 use anyhow::{Context as _, bail};
 use std::{
     io::{Read as _, Write as _},

@@ -36,11 +36,16 @@ fn tls_flow(
     let r = e.record(
         k,
         &Observation {
-            client_ip: client_ip.into(),
-            server_ip: [10, 0, 5, 7].into(),
-            verdict: v,
-            midstream: false,
-            tls,
+            flow: &Flow {
+                client: client_ip.into(),
+                client_port: 40000,
+                server: [10, 0, 5, 7].into(),
+                server_port: 8080,
+                hook: None,
+                verdict: *v,
+                midstream: false,
+                tls: tls.clone(),
+            },
             rule: None,
             ts_ns,
         },
@@ -67,7 +72,8 @@ fn s_client_hellos() -> TlsMeta {
         } else {
             agent_common::Side::Server
         };
-        let hello = crate::tls_hello::exported(&bytes, side).and_then(crate::tls_hello::parse);
+        let hello = crate::pipeline::tls_hello::exported(&bytes, side)
+            .and_then(crate::pipeline::tls_hello::parse);
         m.add(hello.expect("a hello"));
     }
     m

@@ -131,3 +131,36 @@ fn promtool_rejects_openmetrics_served_as_prometheus_text() {
         .expect("write");
     assert!(!child.wait_with_output().expect("promtool").status.success());
 }
+
+/// The kernel's readings become counter deltas: the eviction count is a
+/// running maximum, so a reading that repeats it (or lags) adds nothing.
+#[test]
+fn kernel_readings_are_published_as_deltas() {
+    let m = Metrics::register(&mut Registry::default());
+    let evicted = || {
+        m.kernel
+            .get_or_create(&KernelLabels {
+                counter: FLOWS_EVICTED,
+            })
+            .get()
+    };
+    m.publish_flow_table(10, 4);
+    m.publish_flow_table(12, 4);
+    m.publish_flow_table(3, 9);
+    assert_eq!(m.flow_table_entries.get(), 3);
+    assert_eq!(m.flow_table_evictions.get(), 9);
+    assert_eq!(evicted(), 9);
+
+    let mut last = [0u64; Stat::COUNT as usize];
+    let mut now = last;
+    now[Stat::EventsLost as usize] = 5;
+    m.publish_kernel_stats(&now, &mut last);
+    now[Stat::EventsLost as usize] = 7;
+    m.publish_kernel_stats(&now, &mut last);
+    assert_eq!(m.events_lost.get(), 7);
+    assert_eq!(last, now);
+
+    m.publish_ring_reading(3, 1);
+    m.publish_ring_reading(2, 0);
+    assert_eq!((m.events_received.get(), m.events_malformed.get()), (5, 1));
+}

@@ -1,11 +1,14 @@
-//! Reading verdict events (and TLS hello records) from the kernel and
-//! handing each flow to the pipeline.
+//! Reading verdict events (and TLS hello records) from the kernel's ring
+//! buffers into the pipeline's `Flow` records. The loop that feeds them to
+//! the pipeline is the `run` command's (cli/run.rs); what a drain counted
+//! comes back as a `RingReading` for the exporter to publish.
 
 use crate::{
     clock,
-    metrics::Metrics,
-    pipeline::Pipeline,
-    tls_hello::{self, TlsMeta},
+    pipeline::{
+        flow::{Flow, FlowId},
+        tls_hello::{self, TlsMeta},
+    },
 };
 use agent_common::wire::{FAMILY_V4, FlowEvent, HELLO_MAX, HelloHeader, Hook, addr_bytes};
 use aya::maps::{MapData, RingBuf};
@@ -14,41 +17,6 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 use tokio::io::unix::AsyncFd;
-
-/// A verdict event decoded into userspace types.
-#[derive(Debug, Clone)]
-pub struct Flow {
-    pub client: IpAddr,
-    pub client_port: u16,
-    pub server: IpAddr,
-    pub server_port: u16,
-    pub hook: Option<Hook>,
-    pub verdict: agent_common::Verdict,
-    pub midstream: bool,
-    /// What the flow's TLS hellos said (empty if none was seen).
-    pub tls: TlsMeta,
-}
-
-/// A connection's endpoints, client first: how hello records find their
-/// flow's verdict.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct FlowId {
-    pub client: IpAddr,
-    pub client_port: u16,
-    pub server: IpAddr,
-    pub server_port: u16,
-}
-
-impl Flow {
-    pub fn id(&self) -> FlowId {
-        FlowId {
-            client: self.client,
-            client_port: self.client_port,
-            server: self.server,
-            server_port: self.server_port,
-        }
-    }
-}
 
 fn addr(family: u8, words: [u32; 4]) -> IpAddr {
     let bytes = addr_bytes(&words);
@@ -164,78 +132,102 @@ impl PendingHellos {
     }
 }
 
+/// Which ring failed (`EVENTS`, `HELLOS`); the errno is the source.
+#[derive(Debug, thiserror::Error)]
+pub enum EventsError {
+    #[error("registering the {ring} ring buffer with the runtime")]
+    Register {
+        ring: &'static str,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("waiting for records in the {ring} ring buffer")]
+    Wait {
+        ring: &'static str,
+        #[source]
+        error: std::io::Error,
+    },
+}
+
 /// How often the ring buffer is drained when the kernel does not wake us
 /// (it wakes us only when the ring is a quarter full; see the kernel's
 /// `wakeup_flags`).
-const POLL: std::time::Duration = std::time::Duration::from_millis(100);
+pub const POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// What one drain read besides the flows: counts for the exporter.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RingReading {
+    /// Verdict events decoded.
+    pub received: u64,
+    /// Records that were not a whole verdict event or hello record.
+    pub malformed: u64,
+}
 
 /// The two rings and what `drain` keeps between calls.
-struct Rings {
+pub struct Rings {
     events: AsyncFd<RingBuf<MapData>>,
     hellos: AsyncFd<RingBuf<MapData>>,
     pending: PendingHellos,
     batch: Vec<Flow>,
 }
 
-/// Drains both ring buffers on every wakeup of either and every `POLL`,
-/// when the pipeline also does its housekeeping.
-pub async fn consume(
-    events: RingBuf<MapData>,
-    hellos: RingBuf<MapData>,
-    metrics: std::sync::Arc<Metrics>,
-    mut pipeline: Pipeline,
-) -> anyhow::Result<()> {
-    // SAFETY: each ring buffer owns its fd and outlives its registration,
-    // which is dropped with `rings` at the end of this function.
-    let register = |r| unsafe { AsyncFd::register(r) }.map_err(|e| anyhow::anyhow!("{e}"));
-    let mut rings = Rings {
-        events: register(events)?,
-        hellos: register(hellos)?,
-        pending: PendingHellos::default(),
-        batch: Vec::new(),
-    };
-    let mut tick = tokio::time::interval(POLL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            guard = rings.events.readable() => guard?.clear_ready(),
-            guard = rings.hellos.readable() => guard?.clear_ready(),
-            _ = tick.tick() => pipeline.tick(clock::now_ns()),
-        }
-        rings.drain(&metrics, &mut pipeline);
-    }
-}
-
 impl Rings {
+    pub fn new(events: RingBuf<MapData>, hellos: RingBuf<MapData>) -> Result<Self, EventsError> {
+        // SAFETY: each ring buffer owns its fd and outlives its registration,
+        // which is dropped with the `Rings`.
+        let register = |ring, r| {
+            unsafe { AsyncFd::register(r) }.map_err(|e| EventsError::Register {
+                ring,
+                error: e.into(),
+            })
+        };
+        Ok(Self {
+            events: register("EVENTS", events)?,
+            hellos: register("HELLOS", hellos)?,
+            pending: PendingHellos::default(),
+            batch: Vec::new(),
+        })
+    }
+
+    /// Waits until the kernel wakes us for either ring; drain every `POLL`
+    /// besides.
+    pub async fn readable(&mut self) -> Result<(), EventsError> {
+        let wait = |ring| move |error| EventsError::Wait { ring, error };
+        tokio::select! {
+            guard = self.events.readable() => guard.map_err(wait("EVENTS"))?.clear_ready(),
+            guard = self.hellos.readable() => guard.map_err(wait("HELLOS"))?.clear_ready(),
+        }
+        Ok(())
+    }
+
     /// Verdicts first, then hellos (see `PendingHellos` for why), then the
-    /// verdicts go on with their hellos' metadata.
-    fn drain(&mut self, metrics: &Metrics, pipeline: &mut Pipeline) {
+    /// verdicts go to `observe` with their hellos' metadata and the time
+    /// of the drain.
+    pub fn drain(&mut self, mut observe: impl FnMut(&Flow, i64)) -> RingReading {
         let now = clock::now_ns();
+        let mut read = RingReading::default();
         let ring = self.events.get_mut();
         while let Some(item) = ring.next() {
             match decode(&item) {
                 Some(flow) => {
-                    metrics.events_received.inc();
+                    read.received += 1;
                     self.batch.push(flow);
                 }
-                None => {
-                    metrics.events_malformed.inc();
-                }
+                None => read.malformed += 1,
             }
         }
         let ring = self.hellos.get_mut();
         while let Some(item) = ring.next() {
             match decode_hello(&item) {
                 Some((h, bytes)) => self.pending.add(&h, bytes, now),
-                None => {
-                    metrics.events_malformed.inc();
-                }
+                None => read.malformed += 1,
             }
         }
         for mut flow in self.batch.drain(..) {
             self.pending.attach(&mut flow);
-            pipeline.observe(&flow, now);
+            observe(&flow, now);
         }
         self.pending.expire(now);
+        read
     }
 }

@@ -1,15 +1,21 @@
 //! Where each classified flow goes, in one place: identities -> policy ->
 //! edges -> metrics and alerts. The live agent and `replay` share it.
 
-use crate::{
-    alerts::{Alert, Alerter, Cause},
-    edges::{EdgeKey, Edges, Observation},
-    events::Flow,
-    identity::{Identity, Resolver},
-    metrics::{AlertLabels, EdgeSeries, Metrics, PolicyRuleLabels},
-    policy::{Decision, FlowFacts, Policy, PolicySet},
-};
+pub mod alerts;
+pub(crate) mod cidr;
+pub mod edges;
+pub mod flow;
+pub mod identity;
+pub mod policy;
+pub mod tls_hello;
+
+use crate::export::metrics::{AlertLabels, EdgeSeries, Metrics, PolicyRuleLabels};
 use agent_common::wire::Hook;
+use alerts::{Alert, Alerter, Cause};
+use edges::{EdgeKey, Edges, Observation};
+use flow::Flow;
+use identity::{Identity, Resolver};
+use policy::{Decision, FlowFacts, Policy, PolicySet};
 use std::{
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
@@ -122,19 +128,16 @@ impl Pipeline {
             let rec = edges.record(
                 key,
                 &Observation {
-                    client_ip: f.client,
-                    server_ip: f.server,
-                    verdict: v,
-                    midstream: f.midstream,
-                    tls: &f.tls,
+                    flow: f,
                     rule: d.rule.as_ref().or(d.expired.as_ref()),
                     ts_ns,
                 },
             );
             if let Some(m) = &self.metrics {
+                let labels = rec.key.labels();
                 rec.series
-                    .get_or_insert_with(|| EdgeSeries::new(m, rec.key))
-                    .count(m, rec.key, v);
+                    .get_or_insert_with(|| EdgeSeries::new(m, &labels))
+                    .count(m, &labels, v);
                 if rec.folded {
                     m.edges_dropped.inc();
                 }
@@ -186,7 +189,7 @@ impl Pipeline {
         for r in self.policy.expiring(self.last_tick_ns, now_ns) {
             expired_any = true;
             log::warn!(
-                target: "plainsight::policy",
+                target: "plainsight::pipeline::policy",
                 rule = r.name.as_str(),
                 owner = r.owner.as_str();
                 "allow-rule {:?} (owner {}) expired at {}; flows it allowed are now violations",
@@ -227,9 +230,11 @@ impl Pipeline {
 mod tests {
     use super::*;
     use crate::{
-        identity::CidrNames,
-        metrics::{openmetrics_text, prometheus_text},
-        policy::{Peer, Rule, UnknownTreatment},
+        export::metrics::{openmetrics_text, prometheus_text},
+        pipeline::{
+            identity::CidrNames,
+            policy::{Peer, Rule, UnknownTreatment},
+        },
     };
     use agent_common::{Encryption, Protocol, Reason, TlsVersion, Verdict};
     use std::net::IpAddr;
@@ -245,7 +250,7 @@ mod tests {
             hook: None,
             verdict: Verdict::plaintext(Protocol::Postgres),
             midstream: false,
-            tls: crate::tls_hello::TlsMeta::default(),
+            tls: crate::pipeline::tls_hello::TlsMeta::default(),
         }
     }
 

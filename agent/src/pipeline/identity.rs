@@ -3,10 +3,8 @@
 //! source (pods and services from the API server) goes in front of the
 //! configured CIDRs.
 
-use crate::{
-    cidr::Cidr,
-    kubernetes::{KubeIdentities, KubeIdentity},
-};
+use super::cidr::Cidr;
+use crate::kubernetes::{KubeIdentities, KubeIdentity};
 use std::{collections::HashMap, net::IpAddr, sync::Arc};
 
 /// The name a peer goes by in metrics, the API and policy.

@@ -2,19 +2,85 @@
 //! bpf_link (cgroup links, TCX links) owned by this process: when it exits,
 //! even by SIGKILL, the kernel detaches them.
 
-use crate::metrics::{KernelLabels, Metrics};
+use super::cgroup::{self, CgroupError};
 use agent_common::wire::{FlowKey, FlowState, Stat};
-use anyhow::{Context as _, bail};
 use aya::{
-    Ebpf, EbpfLoader,
-    maps::{MapData, PerCpuArray, ProgramArray, RingBuf},
-    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType},
+    Ebpf, EbpfError, EbpfLoader,
+    maps::{MapData, MapError, PerCpuArray, ProgramArray, RingBuf},
+    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, ProgramError},
 };
 use std::{
     fs::File,
     os::fd::{AsFd as _, AsRawFd as _},
-    path::Path,
+    path::{Path, PathBuf},
 };
+
+/// What went wrong loading or attaching, naming the program, map or path;
+/// the cause (an errno, the verifier's log) is the error's source.
+#[derive(Debug, thiserror::Error)]
+pub enum DatapathError {
+    #[error(
+        "this plainsight binary was built with AYA_BUILD_SKIP=1 and carries no eBPF \
+         programs; rebuild it without that variable (cargo xtask setup installs what the \
+         build needs)"
+    )]
+    NoPrograms,
+    #[error("loading the eBPF programs (are you root, or do you have CAP_BPF + CAP_PERFMON?)")]
+    Load(#[source] Box<EbpfError>),
+    #[error("{0} map missing")]
+    MapMissing(&'static str),
+    #[error("{map} is not {kind}")]
+    MapType {
+        map: &'static str,
+        kind: &'static str,
+        #[source]
+        error: Option<Box<MapError>>,
+    },
+    #[error("program {0} missing")]
+    ProgramMissing(String),
+    #[error("program {0} has an unexpected type")]
+    ProgramType(String),
+    #[error("verifier rejected {name}")]
+    Verifier {
+        name: String,
+        #[source]
+        error: Box<ProgramError>,
+    },
+    #[error("program {name}")]
+    Program {
+        name: String,
+        #[source]
+        error: Box<ProgramError>,
+    },
+    #[error("installing {prog} in {map}")]
+    Install {
+        prog: &'static str,
+        map: &'static str,
+        #[source]
+        error: Box<MapError>,
+    },
+    #[error("duplicating the file descriptor of {name}")]
+    Fd {
+        name: String,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("opening cgroup {}", path.display())]
+    OpenCgroup {
+        path: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("attaching {name} to {}", path.display())]
+    Attach {
+        name: String,
+        path: PathBuf,
+        #[source]
+        error: Box<ProgramError>,
+    },
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+}
 
 /// The kernel programs, built by agent/build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/plainsight"));
@@ -31,16 +97,12 @@ pub struct Datapath {
     /// TLS hello records (`HelloHeader` + bytes), see events.rs.
     pub hellos: RingBuf<MapData>,
     pub stats: PerCpuArray<MapData, u64>,
-    pub flow_table: FlowTable,
+    pub flow_table: FlowTableReader,
 }
 
-pub fn load(opts: &LoadOptions) -> anyhow::Result<Datapath> {
+pub fn load(opts: &LoadOptions) -> Result<Datapath, DatapathError> {
     if OBJECT.is_empty() {
-        bail!(
-            "this plainsight binary was built with AYA_BUILD_SKIP=1 and carries no eBPF \
-             programs; rebuild it without that variable (cargo xtask setup installs what the \
-             build needs)"
-        );
+        return Err(DatapathError::NoPrograms);
     }
     raise_memlock();
     let include_loopback = u8::from(opts.include_loopback);
@@ -50,21 +112,27 @@ pub fn load(opts: &LoadOptions) -> anyhow::Result<Datapath> {
         .map_max_entries("EVENTS", opts.ring_bytes)
         .map_max_entries("HELLOS", hello_ring_bytes(opts.ring_bytes))
         .load(OBJECT)
-        .context(
-            "loading the eBPF programs (are you root, or do you have CAP_BPF + CAP_PERFMON?)",
-        )?;
+        .map_err(|e| DatapathError::Load(Box::new(e)))?;
     install_classifiers(&mut ebpf)?;
-    let events = RingBuf::try_from(ebpf.take_map("EVENTS").context("EVENTS map missing")?)
-        .context("EVENTS is not a ring buffer")?;
-    let hellos = RingBuf::try_from(ebpf.take_map("HELLOS").context("HELLOS map missing")?)
-        .context("HELLOS is not a ring buffer")?;
-    let stats = PerCpuArray::try_from(ebpf.take_map("STATS").context("STATS map missing")?)
-        .context("STATS is not a per-CPU array")?;
-    let aya::maps::Map::LruHashMap(map) = ebpf.take_map("FLOWS").context("FLOWS map missing")?
-    else {
-        bail!("FLOWS is not an LRU hash map");
+    let mut take = |map| ebpf.take_map(map).ok_or(DatapathError::MapMissing(map));
+    let typed = |map, kind| {
+        move |error| DatapathError::MapType {
+            map,
+            kind,
+            error: Some(Box::new(error)),
+        }
     };
-    let flow_table = FlowTable { map, evicted: 0 };
+    let events = RingBuf::try_from(take("EVENTS")?).map_err(typed("EVENTS", "a ring buffer"))?;
+    let hellos = RingBuf::try_from(take("HELLOS")?).map_err(typed("HELLOS", "a ring buffer"))?;
+    let stats = PerCpuArray::try_from(take("STATS")?).map_err(typed("STATS", "a per-CPU array"))?;
+    let aya::maps::Map::LruHashMap(map) = take("FLOWS")? else {
+        return Err(DatapathError::MapType {
+            map: "FLOWS",
+            kind: "an LRU hash map",
+            error: None,
+        });
+    };
+    let flow_table = FlowTableReader { map, evicted: 0 };
     Ok(Datapath {
         ebpf,
         events,
@@ -84,7 +152,7 @@ pub fn hello_ring_bytes(ring_bytes: u32) -> u32 {
 
 /// Loads the classifier programs and puts them where the hook programs
 /// tail-call them.
-fn install_classifiers(ebpf: &mut Ebpf) -> anyhow::Result<()> {
+fn install_classifiers(ebpf: &mut Ebpf) -> Result<(), DatapathError> {
     for (prog, map) in [
         ("cgroup_classify_ingress", "CLASSIFY_CGROUP_INGRESS"),
         ("cgroup_classify_egress", "CLASSIFY_CGROUP_EGRESS"),
@@ -92,27 +160,40 @@ fn install_classifiers(ebpf: &mut Ebpf) -> anyhow::Result<()> {
     ] {
         let program = ebpf
             .program_mut(prog)
-            .with_context(|| format!("program {prog} missing"))?;
+            .ok_or_else(|| DatapathError::ProgramMissing(prog.into()))?;
+        let verifier = |error| DatapathError::Verifier {
+            name: prog.into(),
+            error: Box::new(error),
+        };
+        let no_fd = |error| DatapathError::Program {
+            name: prog.into(),
+            error: Box::new(error),
+        };
         let fd = match program {
             aya::programs::Program::CgroupSkb(p) => {
-                p.load()
-                    .with_context(|| format!("verifier rejected {prog}"))?;
-                p.fd()?.try_clone()?
+                p.load().map_err(verifier)?;
+                p.fd().map_err(no_fd)?
             }
             aya::programs::Program::SchedClassifier(p) => {
-                p.load()
-                    .with_context(|| format!("verifier rejected {prog}"))?;
-                p.fd()?.try_clone()?
+                p.load().map_err(verifier)?;
+                p.fd().map_err(no_fd)?
             }
-            _ => bail!("program {prog} has an unexpected type"),
+            _ => return Err(DatapathError::ProgramType(prog.into())),
+        }
+        .try_clone()
+        .map_err(|error| DatapathError::Fd {
+            name: prog.into(),
+            error,
+        })?;
+        let install = |error| DatapathError::Install {
+            prog,
+            map,
+            error: Box::new(error),
         };
-        let mut table = ProgramArray::try_from(
-            ebpf.map_mut(map)
-                .with_context(|| format!("{map} map missing"))?,
-        )?;
-        table
-            .set(0, &fd, 0)
-            .with_context(|| format!("installing {prog} in {map}"))?;
+        let mut table =
+            ProgramArray::try_from(ebpf.map_mut(map).ok_or(DatapathError::MapMissing(map))?)
+                .map_err(install)?;
+        table.set(0, &fd, 0).map_err(install)?;
     }
     Ok(())
 }
@@ -133,30 +214,46 @@ fn raise_memlock() {
 /// Through bpf_link (kernel >= 5.7) the attachment always coexists with
 /// other cgroup programs (systemd IP accounting, CNIs) and the kernel
 /// rejects any mode flag, so `Single` (no flag) is the right mode here.
-pub fn attach_cgroup(ebpf: &mut Ebpf, path: &Path) -> anyhow::Result<()> {
+pub fn attach_cgroup(ebpf: &mut Ebpf, path: &Path) -> Result<(), DatapathError> {
     attach_cgroup_pair(ebpf, path, ["cgroup_ingress", "cgroup_egress"])
 }
 
 /// Loads the named cgroup_skb (ingress, egress) programs of `ebpf` and
 /// attaches them to `path` (also used by the bench for its do-nothing
 /// floor programs).
-pub fn attach_cgroup_pair(ebpf: &mut Ebpf, path: &Path, names: [&str; 2]) -> anyhow::Result<()> {
-    crate::cgroup::check_v2(path)?;
+pub fn attach_cgroup_pair(
+    ebpf: &mut Ebpf,
+    path: &Path,
+    names: [&str; 2],
+) -> Result<(), DatapathError> {
+    cgroup::check_v2(path)?;
     let [ingress, egress] = names;
     for (name, kind) in [
         (ingress, CgroupSkbAttachType::Ingress),
         (egress, CgroupSkbAttachType::Egress),
     ] {
-        let cgroup =
-            File::open(path).with_context(|| format!("opening cgroup {}", path.display()))?;
+        let cgroup = File::open(path).map_err(|error| DatapathError::OpenCgroup {
+            path: path.to_owned(),
+            error,
+        })?;
         let prog: &mut CgroupSkb = ebpf
             .program_mut(name)
-            .with_context(|| format!("program {name} missing"))?
-            .try_into()?;
-        prog.load()
-            .with_context(|| format!("verifier rejected {name}"))?;
+            .ok_or_else(|| DatapathError::ProgramMissing(name.into()))?
+            .try_into()
+            .map_err(|error| DatapathError::Program {
+                name: name.into(),
+                error: Box::new(error),
+            })?;
+        prog.load().map_err(|error| DatapathError::Verifier {
+            name: name.into(),
+            error: Box::new(error),
+        })?;
         prog.attach(cgroup, kind, CgroupAttachMode::Single)
-            .with_context(|| format!("attaching {name} to {}", path.display()))?;
+            .map_err(|error| DatapathError::Attach {
+                name: name.into(),
+                path: path.to_owned(),
+                error: Box::new(error),
+            })?;
     }
     Ok(())
 }
@@ -173,17 +270,15 @@ pub fn read_stats(stats: &PerCpuArray<MapData, u64>) -> [u64; Stat::COUNT as usi
     Stat::totals(out)
 }
 
-/// `plainsight_kernel_total` label of the derived eviction count.
-pub const FLOWS_EVICTED: &str = "flows_evicted";
-
-/// Occupancy of the kernel flow table, and the LRU evictions derived from
-/// it. The kernel has no eviction callback for BPF programs, but every
+/// Reads the occupancy of the kernel flow table (the `FLOWS` map), and
+/// the LRU evictions derived from it (replay's `FlowTable` is the other
+/// one: the kernel's tracking redone in userspace). The kernel has no eviction callback for BPF programs, but every
 /// entry leaves the table either by our delete (`flows_closed`, counted only
 /// when the delete succeeded) or by eviction, so
 /// `evicted = flows_created - flows_closed - entries`.
-pub struct FlowTable {
+pub struct FlowTableReader {
     map: MapData,
-    /// Highest eviction count derived so far (the published counter).
+    /// Highest eviction count derived so far.
     evicted: u64,
 }
 
@@ -198,7 +293,7 @@ pub struct FlowTableReading {
 /// Entries fetched per BPF_MAP_LOOKUP_BATCH call.
 const BATCH: usize = 4096;
 
-impl FlowTable {
+impl FlowTableReader {
     /// Live entries, counted with BPF_MAP_LOOKUP_BATCH: 16 syscalls for a
     /// full default table (65536 entries, 3.8 MiB copied), where walking it
     /// key by key would take 65536.
@@ -262,29 +357,6 @@ impl FlowTable {
             entries,
             evicted: self.evicted,
         })
-    }
-
-    /// Refreshes `plainsight_flow_table_entries` and
-    /// `plainsight_flow_table_evictions_total` (also published as
-    /// `plainsight_kernel_total{counter="flows_evicted"}`).
-    pub fn publish(&mut self, stats: &PerCpuArray<MapData, u64>, m: &Metrics) {
-        let published = self.evicted;
-        match self.read(stats) {
-            Ok(r) => {
-                m.flow_table_entries
-                    .set(i64::try_from(r.entries).unwrap_or(i64::MAX));
-                let delta = r.evicted - published;
-                if delta > 0 {
-                    m.flow_table_evictions.inc_by(delta);
-                    m.kernel
-                        .get_or_create(&KernelLabels {
-                            counter: FLOWS_EVICTED,
-                        })
-                        .inc_by(delta);
-                }
-            }
-            Err(e) => log::warn!("counting flow-table entries: {e}"),
-        }
     }
 }
 

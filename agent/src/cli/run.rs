@@ -2,22 +2,28 @@
 //! classify and serve, detach on SIGINT/SIGTERM.
 
 use crate::{
-    alerts::Alerter,
-    api, caps, clock,
+    clock,
     config::{self, Config},
-    datapath,
-    edges::Edges,
-    events,
-    identity::{CidrNames, IdentitySource, Resolver},
-    interfaces::TcAttacher,
+    export::{
+        api,
+        metrics::{HookLabels, Metrics},
+    },
+    kernel::{caps, cgroup, datapath, events, interfaces::TcAttacher},
     kubernetes::{self, KubeIdentities},
     logging::{self, LogFormat},
-    metrics::{self, HookLabels, KernelLabels, Metrics},
-    pipeline::Pipeline,
+    pipeline::{
+        Pipeline,
+        alerts::Alerter,
+        edges::Edges,
+        identity::{CidrNames, IdentitySource, Resolver},
+    },
 };
 use agent_common::wire::Stat;
 use anyhow::{Context as _, bail};
-use aya::util::KernelVersion;
+use aya::{
+    maps::{MapData, PerCpuArray, RingBuf},
+    util::KernelVersion,
+};
 use std::{
     net::SocketAddr,
     path::PathBuf,
@@ -112,7 +118,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let cfg = args.settings()?;
     logging::init(cfg.log_format);
     for w in config::warnings(&cfg, clock::now_ns()) {
-        log::warn!(target: "plainsight::policy", "{w}");
+        log::warn!(target: "plainsight::pipeline::policy", "{w}");
     }
     // Attaching happens on this, the only thread, so that dropping
     // capabilities afterwards covers every thread the runtime starts.
@@ -137,10 +143,10 @@ struct Attached {
     registry: prometheus_client::registry::Registry,
     metrics: Arc<Metrics>,
     ebpf: aya::Ebpf,
-    ring: aya::maps::RingBuf<aya::maps::MapData>,
-    hellos: aya::maps::RingBuf<aya::maps::MapData>,
-    stats: aya::maps::PerCpuArray<aya::maps::MapData, u64>,
-    flow_table: datapath::FlowTable,
+    ring: RingBuf<MapData>,
+    hellos: RingBuf<MapData>,
+    stats: PerCpuArray<MapData, u64>,
+    flow_table: datapath::FlowTableReader,
     tc: Option<TcAttacher>,
     kube: Option<kubernetes::Prepared>,
 }
@@ -148,11 +154,11 @@ struct Attached {
 fn attach(cfg: &Config) -> anyhow::Result<Attached> {
     let cgroup = match (&cfg.cgroup, cfg.interfaces.is_empty()) {
         (Some(p), _) => Some(p.clone()),
-        (None, true) => Some(crate::cgroup::default_root()?),
+        (None, true) => Some(cgroup::default_root()?),
         (None, false) => None,
     };
     if let Some(p) = &cgroup {
-        crate::cgroup::check_v2(p)?;
+        cgroup::check_v2(p)?;
     }
     // Bind before attaching, so a taken port fails fast with nothing attached.
     let listener = std::net::TcpListener::bind(cfg.listen)
@@ -284,7 +290,7 @@ async fn serve(cfg: Config, a: Attached) -> anyhow::Result<()> {
     }
     log::info!("plainsight ready; metrics on http://{}/metrics", cfg.listen);
 
-    let mut consumer = tokio::spawn(events::consume(ring, hellos, metrics.clone(), pipeline));
+    let mut consumer = tokio::spawn(consume(ring, hellos, pipeline, metrics.clone()));
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -294,13 +300,16 @@ async fn serve(cfg: Config, a: Attached) -> anyhow::Result<()> {
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = tick.tick() => {
-                publish_stats(&metrics, &datapath::read_stats(&stats), &mut last);
-                flow_table.publish(&stats, &metrics);
+                metrics.publish_kernel_stats(&datapath::read_stats(&stats), &mut last);
+                match flow_table.read(&stats) {
+                    Ok(r) => metrics.publish_flow_table(r.entries, r.evicted),
+                    Err(e) => log::warn!("counting flow-table entries: {e}"),
+                }
                 if let Some(t) = tc.as_mut() {
                     match t.sync(&mut ebpf) {
                         Ok(added) if !added.is_empty() => log::info!("attached TC to {}", added.join(", ")),
                         Ok(_) => {}
-                        Err(e) => log::warn!("watching interfaces: {e:#}"),
+                        Err(e) => log::warn!("watching interfaces: {}", logging::chain(&e)),
                     }
                     publish_tc_count(&metrics, t);
                 }
@@ -308,7 +317,7 @@ async fn serve(cfg: Config, a: Attached) -> anyhow::Result<()> {
             r = &mut consumer => {
                 match r {
                     Ok(Ok(())) => bail!("event consumer ended"),
-                    Ok(Err(e)) => return Err(e.context("reading verdict events")),
+                    Ok(Err(e)) => return Err(anyhow::Error::new(e).context("reading verdict events")),
                     Err(e) => bail!("event consumer panicked: {e}"),
                 }
             }
@@ -320,6 +329,27 @@ async fn serve(cfg: Config, a: Attached) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Drains both ring buffers on every wakeup of either and every
+/// `events::POLL`, when the pipeline also does its housekeeping.
+async fn consume(
+    events: RingBuf<MapData>,
+    hellos: RingBuf<MapData>,
+    mut pipeline: Pipeline,
+    metrics: Arc<Metrics>,
+) -> Result<(), events::EventsError> {
+    let mut rings = events::Rings::new(events, hellos)?;
+    let mut tick = tokio::time::interval(events::POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            ready = rings.readable() => ready?,
+            _ = tick.tick() => pipeline.tick(clock::now_ns()),
+        }
+        let read = rings.drain(|flow, now| pipeline.observe(flow, now));
+        metrics.publish_ring_reading(read.received, read.malformed);
+    }
+}
+
 /// Two programs (ingress, egress) per attached interface; set at attach
 /// time too, so the gauge is right as soon as /readyz says ready.
 fn publish_tc_count(m: &Metrics, t: &TcAttacher) {
@@ -327,27 +357,4 @@ fn publish_tc_count(m: &Metrics, t: &TcAttacher) {
     m.programs_attached
         .get_or_create(&HookLabels { hook: "tc" })
         .set(2 * t.count() as i64);
-}
-
-/// Moves kernel counter deltas into the Prometheus counters.
-fn publish_stats(
-    m: &Metrics,
-    now: &[u64; Stat::COUNT as usize],
-    last: &mut [u64; Stat::COUNT as usize],
-) {
-    for s in Stat::ALL {
-        let i = s as usize;
-        let delta = now[i].saturating_sub(last[i]);
-        if delta > 0 {
-            m.kernel
-                .get_or_create(&KernelLabels {
-                    counter: metrics::stat_name(s),
-                })
-                .inc_by(delta);
-            if s == Stat::EventsLost {
-                m.events_lost.inc_by(delta);
-            }
-        }
-        last[i] = now[i];
-    }
 }

@@ -9,7 +9,26 @@
 //! Capabilities are per thread: call this before any other thread exists
 //! (threads inherit the creator's sets).
 
-use anyhow::{Context as _, bail};
+#[derive(Debug, thiserror::Error)]
+pub enum CapsError {
+    /// The system call that failed (`capget`, `capset`, `prctl(...)`).
+    #[error("{call}")]
+    Syscall {
+        call: &'static str,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("capabilities are {now:#x} after dropping to {keep:#x}")]
+    NotDropped { now: u64, keep: u64 },
+}
+
+/// The last OS error, as the failure of `call`.
+fn failed(call: &'static str) -> CapsError {
+    CapsError::Syscall {
+        call,
+        error: std::io::Error::last_os_error(),
+    }
+}
 
 pub const CAP_NET_ADMIN: u32 = 12;
 pub const CAP_SETPCAP: u32 = 8;
@@ -67,7 +86,7 @@ pub fn names(set: u64) -> String {
     }
 }
 
-fn capget() -> anyhow::Result<[Data; 2]> {
+fn capget() -> Result<[Data; 2], CapsError> {
     let mut h = Header {
         version: VERSION_3,
         pid: 0,
@@ -75,7 +94,7 @@ fn capget() -> anyhow::Result<[Data; 2]> {
     let mut d = [Data::default(); 2];
     // SAFETY: capget with a v3 header and room for two data words.
     if unsafe { libc::syscall(libc::SYS_capget, &raw mut h, d.as_mut_ptr()) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("capget");
+        return Err(failed("capget"));
     }
     Ok(d)
 }
@@ -88,13 +107,13 @@ fn effective(d: &[Data; 2]) -> u64 {
 /// nothing inheritable or ambient), sets no_new_privs so no exec can
 /// regain more, and narrows the bounding set when allowed to
 /// (CAP_SETPCAP). Returns the capabilities kept.
-pub fn drop_to(keep: u64) -> anyhow::Result<u64> {
+pub fn drop_to(keep: u64) -> Result<u64, CapsError> {
     let held = capget()?;
     let keep = keep & (u64::from(held[0].permitted) | u64::from(held[1].permitted) << 32);
     // SAFETY: prctl with integer arguments only.
     unsafe {
         if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-            return Err(std::io::Error::last_os_error()).context("setting no_new_privs");
+            return Err(failed("setting no_new_privs"));
         }
         if effective(&held) & bit(CAP_SETPCAP) != 0 {
             for cap in 0..64u32 {
@@ -132,11 +151,11 @@ pub fn drop_to(keep: u64) -> anyhow::Result<u64> {
     };
     // SAFETY: capset with a v3 header and two data words.
     if unsafe { libc::syscall(libc::SYS_capset, &raw mut h, d.as_ptr()) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("capset");
+        return Err(failed("capset"));
     }
     let now = effective(&capget()?);
     if now != keep {
-        bail!("capabilities are {now:#x} after dropping to {keep:#x}");
+        return Err(CapsError::NotDropped { now, keep });
     }
     Ok(keep)
 }

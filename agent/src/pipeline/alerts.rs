@@ -3,7 +3,7 @@
 //! thousands of new edges a second); what it holds back is counted and
 //! reported when lines flow again.
 
-use crate::{edges::EdgeKey, policy::Rule};
+use super::{edges::EdgeKey, policy::Rule};
 use agent_common::Reason;
 use std::net::IpAddr;
 
@@ -202,7 +202,7 @@ mod tests {
 
     #[test]
     fn alerts_over_the_rate_are_counted_then_reported() {
-        use crate::policy::Policy;
+        use crate::pipeline::policy::Policy;
         use agent_common::{Encryption, Protocol};
         let key = EdgeKey {
             policy: Policy::Violation,

@@ -1,43 +1,62 @@
 //! TC attachment on interfaces matched by name patterns, kept in step with
 //! the interfaces that come and go (pods' veths appear all the time).
 
-use anyhow::Context as _;
+use crate::{glob::glob_match, logging::chain};
 use aya::{
     Ebpf,
-    programs::{SchedClassifier, TcAttachType, tc::SchedClassifierLinkId},
+    programs::{ProgramError, SchedClassifier, TcAttachType, tc::SchedClassifierLinkId},
     util::KernelVersion,
 };
 use std::collections::HashMap;
 
-/// `*` matches any run of characters, `?` any one; everything else itself.
-pub fn glob_match(pattern: &str, name: &str) -> bool {
-    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
-    // Classic two-pointer wildcard match with backtracking to the last `*`.
-    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
-    while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
-            pi += 1;
-            ni += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ni;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ni = mark;
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
+/// What went wrong, naming the program, interface or path; the cause (an
+/// errno, the verifier's log) is the error's source.
+#[derive(Debug, thiserror::Error)]
+pub enum InterfacesError {
+    #[error("listing {path}")]
+    List {
+        path: &'static str,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("program {0} missing")]
+    ProgramMissing(String),
+    #[error("program {name}")]
+    Program {
+        name: String,
+        #[source]
+        error: Box<ProgramError>,
+    },
+    #[error("verifier rejected {name}")]
+    Verifier {
+        name: String,
+        #[source]
+        error: Box<ProgramError>,
+    },
+    #[error("attaching {name} to {iface}")]
+    Attach {
+        name: String,
+        iface: String,
+        #[source]
+        error: Box<ProgramError>,
+    },
 }
 
+const SYS_CLASS_NET: &str = "/sys/class/net";
+
 /// Interface names and indexes present now.
-fn current() -> anyhow::Result<Vec<(String, u32)>> {
+fn current() -> Result<Vec<(String, u32)>, InterfacesError> {
+    let list = |error| InterfacesError::List {
+        path: SYS_CLASS_NET,
+        error,
+    };
     let mut out = Vec::new();
-    for entry in std::fs::read_dir("/sys/class/net").context("listing /sys/class/net")? {
-        let name = entry?.file_name().to_string_lossy().into_owned();
+    for entry in std::fs::read_dir(SYS_CLASS_NET).map_err(list)? {
+        let name = entry
+            .map_err(list)?
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
         let idx = std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))
             .ok()
             .and_then(|s| s.trim().parse().ok());
@@ -55,7 +74,7 @@ pub struct TcAttacher {
 }
 
 impl TcAttacher {
-    pub fn new(ebpf: &mut Ebpf, patterns: Vec<String>) -> anyhow::Result<Self> {
+    pub fn new(ebpf: &mut Ebpf, patterns: Vec<String>) -> Result<Self, InterfacesError> {
         load_tc_pair(ebpf, TC_PROGRAMS)?;
         Ok(Self {
             patterns,
@@ -69,7 +88,7 @@ impl TcAttacher {
 
     /// Attaches to new matching interfaces and forgets vanished ones.
     /// Returns the names newly attached.
-    pub fn sync(&mut self, ebpf: &mut Ebpf) -> anyhow::Result<Vec<String>> {
+    pub fn sync(&mut self, ebpf: &mut Ebpf) -> Result<Vec<String>, InterfacesError> {
         let now = current()?;
         let gone: Vec<String> = self
             .attached
@@ -104,7 +123,7 @@ impl TcAttacher {
                     added.push(name);
                 }
                 // The interface may have vanished between listing and attaching.
-                Err(e) => log::warn!("attaching TC programs to {name}: {e:#}"),
+                Err(e) => log::warn!("attaching TC programs to {name}: {}", chain(&e)),
             }
         }
         Ok(added)
@@ -114,7 +133,7 @@ impl TcAttacher {
 fn attach_one(
     ebpf: &mut Ebpf,
     iface: &str,
-) -> anyhow::Result<(SchedClassifierLinkId, SchedClassifierLinkId)> {
+) -> Result<(SchedClassifierLinkId, SchedClassifierLinkId), InterfacesError> {
     attach_tc_pair(ebpf, iface, TC_PROGRAMS)
 }
 
@@ -123,14 +142,14 @@ const TC_PROGRAMS: [&str; 2] = ["tc_ingress", "tc_egress"];
 
 /// Loads the named TC programs of `ebpf` (also used by the bench for its
 /// do-nothing floor programs).
-pub fn load_tc_pair(ebpf: &mut Ebpf, names: [&str; 2]) -> anyhow::Result<()> {
+pub fn load_tc_pair(ebpf: &mut Ebpf, names: [&str; 2]) -> Result<(), InterfacesError> {
     for name in names {
-        let prog: &mut SchedClassifier = ebpf
-            .program_mut(name)
-            .with_context(|| format!("program {name} missing"))?
-            .try_into()?;
-        prog.load()
-            .with_context(|| format!("verifier rejected {name}"))?;
+        program(ebpf, name)?
+            .load()
+            .map_err(|error| InterfacesError::Verifier {
+                name: name.into(),
+                error: Box::new(error),
+            })?;
     }
     Ok(())
 }
@@ -140,17 +159,19 @@ pub fn attach_tc_pair(
     ebpf: &mut Ebpf,
     iface: &str,
     names: [&str; 2],
-) -> anyhow::Result<(SchedClassifierLinkId, SchedClassifierLinkId)> {
+) -> Result<(SchedClassifierLinkId, SchedClassifierLinkId), InterfacesError> {
     // TCX (>= 6.6) needs no qdisc; the netlink fallback needs clsact.
     if KernelVersion::current().is_ok_and(|v| v < KernelVersion::new(6, 6, 0)) {
         let _ = aya::programs::tc::qdisc_add_clsact(iface);
     }
-    let mut link = |name: &str, kind| -> anyhow::Result<SchedClassifierLinkId> {
-        let prog: &mut SchedClassifier = ebpf
-            .program_mut(name)
-            .with_context(|| format!("program {name} missing"))?
-            .try_into()?;
-        Ok(prog.attach(iface, kind)?)
+    let mut link = |name: &str, kind| {
+        program(ebpf, name)?
+            .attach(iface, kind)
+            .map_err(|error| InterfacesError::Attach {
+                name: name.into(),
+                iface: iface.into(),
+                error: Box::new(error),
+            })
     };
     let [ingress, egress] = names;
     let ing = link(ingress, TcAttachType::Ingress)?;
@@ -158,19 +179,13 @@ pub fn attach_tc_pair(
     Ok((ing, eg))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::glob_match;
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("eth0", "eth0"));
-        assert!(!glob_match("eth0", "eth01"));
-        assert!(glob_match("veth*", "veth1a2b"));
-        assert!(glob_match("*", "lo"));
-        assert!(glob_match("e?h*", "eth0"));
-        assert!(glob_match("*a*b", "xxaxxb"));
-        assert!(!glob_match("*a*b", "xxaxxbc"));
-        assert!(!glob_match("veth*", "eth0"));
-    }
+/// The TC program `name` of `ebpf`.
+fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassifier, InterfacesError> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| InterfacesError::ProgramMissing(name.into()))?
+        .try_into()
+        .map_err(|error| InterfacesError::Program {
+            name: name.into(),
+            error: Box::new(error),
+        })
 }

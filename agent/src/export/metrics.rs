@@ -1,7 +1,8 @@
 //! Every metric plainsight exports, declared in one place. Names and labels
-//! are the DESIGN.md contract: dashboards and alerts depend on them.
+//! are the docs/architecture.md contract: dashboards and alerts depend on
+//! them. The kernel glue and the pipeline hand over plain readings and
+//! labels; only this module knows the metric types.
 
-use crate::edges::EdgeKey;
 use agent_common::{Encryption, Reason, TlsVersion, Verdict, wire::Stat};
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -191,12 +192,63 @@ impl Metrics {
                 version: env!("CARGO_PKG_VERSION"),
             }),
         );
-        reg.register_collector(Box::new(crate::process_metrics::ProcessCollector));
+        reg.register_collector(Box::new(super::process_metrics::ProcessCollector));
         m
+    }
+
+    /// One drain of the kernel's rings (`kernel::events::RingReading`).
+    pub fn publish_ring_reading(&self, received: u64, malformed: u64) {
+        self.events_received.inc_by(received);
+        self.events_malformed.inc_by(malformed);
+    }
+
+    /// Moves kernel counter deltas (the per-CPU sums
+    /// `kernel::datapath::read_stats` gives, since `last`) into the
+    /// Prometheus counters.
+    pub fn publish_kernel_stats(
+        &self,
+        now: &[u64; Stat::COUNT as usize],
+        last: &mut [u64; Stat::COUNT as usize],
+    ) {
+        for s in Stat::ALL {
+            let i = s as usize;
+            let delta = now[i].saturating_sub(last[i]);
+            if delta > 0 {
+                self.kernel
+                    .get_or_create(&KernelLabels {
+                        counter: stat_name(s),
+                    })
+                    .inc_by(delta);
+                if s == Stat::EventsLost {
+                    self.events_lost.inc_by(delta);
+                }
+            }
+            last[i] = now[i];
+        }
+    }
+
+    /// Refreshes `plainsight_flow_table_entries` and
+    /// `plainsight_flow_table_evictions_total` (also published as
+    /// `plainsight_kernel_total{counter="flows_evicted"}`) from one reading
+    /// of the kernel flow table (`kernel::datapath::FlowTableReading`):
+    /// `evicted` is a running maximum since load, so the counters only
+    /// ever take the part they have not published yet.
+    pub fn publish_flow_table(&self, entries: u64, evicted: u64) {
+        self.flow_table_entries
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
+        let delta = evicted.saturating_sub(self.flow_table_evictions.get());
+        if delta > 0 {
+            self.flow_table_evictions.inc_by(delta);
+            self.kernel
+                .get_or_create(&KernelLabels {
+                    counter: FLOWS_EVICTED,
+                })
+                .inc_by(delta);
+        }
     }
 }
 
-/// The series one edge's flows count on, held with the edge (edges.rs) so
+/// The series one edge's flows count on, held with the edge (pipeline/edges.rs) so
 /// that a flow costs atomic increments instead of hashing label strings.
 /// `Counter`s are shared handles: the family exports these same values, and
 /// an edge whose labels coincide with another's (the reason and TLS series
@@ -210,15 +262,27 @@ pub struct EdgeSeries {
     tls_versions: Vec<(TlsVersion, Counter)>,
 }
 
+/// An edge's labels, as the pipeline's edge key gives them
+/// (`pipeline::edges::EdgeKey::labels`); borrowed, so that a flow on a
+/// known edge copies no names.
+pub struct EdgeLabels<'a> {
+    pub client: &'a str,
+    pub server: &'a str,
+    pub server_port: u16,
+    pub protocol: &'static str,
+    pub encryption: &'static str,
+    pub policy: &'static str,
+}
+
 impl EdgeSeries {
-    pub fn new(m: &Metrics, k: &EdgeKey) -> Self {
+    pub fn new(m: &Metrics, k: &EdgeLabels<'_>) -> Self {
         let flows = Counter::clone(&m.flows.get_or_create(&FlowLabels {
             client: k.client.to_string(),
             server: k.server.to_string(),
             server_port: k.server_port,
-            protocol: k.protocol.as_str(),
-            encryption: k.encryption.as_str(),
-            policy: k.policy.as_str(),
+            protocol: k.protocol,
+            encryption: k.encryption,
+            policy: k.policy,
         }));
         Self {
             flows,
@@ -229,7 +293,7 @@ impl EdgeSeries {
 
     /// One flow with verdict `v` on the edge `k` (the edge these series are
     /// of).
-    pub fn count(&mut self, m: &Metrics, k: &EdgeKey, v: &Verdict) {
+    pub fn count(&mut self, m: &Metrics, k: &EdgeLabels<'_>, v: &Verdict) {
         self.flows.inc();
         if v.reason != Reason::None {
             series(&mut self.reasons, v.reason, || {
@@ -237,8 +301,8 @@ impl EdgeSeries {
                     client: k.client.to_string(),
                     server: k.server.to_string(),
                     server_port: k.server_port,
-                    protocol: k.protocol.as_str(),
-                    encryption: k.encryption.as_str(),
+                    protocol: k.protocol,
+                    encryption: k.encryption,
                     reason: v.reason.as_str(),
                 })
             })
@@ -315,6 +379,9 @@ pub fn prometheus_text(openmetrics: &str) -> String {
     }
     out
 }
+
+/// `plainsight_kernel_total` label of the derived eviction count.
+pub const FLOWS_EVICTED: &str = "flows_evicted";
 
 /// The label value of each kernel counter.
 pub const fn stat_name(s: Stat) -> &'static str {

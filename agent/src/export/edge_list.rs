@@ -1,0 +1,57 @@
+//! The edge view as a document: what `GET /api/v1/edges` serves (from the
+//! pipeline's edge table), what `plainsight edges` reads back, and what the
+//! edge table prints. The shape is a contract (README "JSON API").
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EdgeList {
+    pub edges: Vec<EdgeJson>,
+    pub dropped_flows: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EdgeJson {
+    pub client: String,
+    pub server: String,
+    pub server_port: u16,
+    pub protocol: String,
+    pub encryption: String,
+    pub policy: String,
+    pub flows: u64,
+    pub reasons: BTreeMap<String, u64>,
+    pub tls_versions: BTreeMap<String, u64>,
+    pub midstream_flows: u64,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub client_addrs: Vec<String>,
+    pub server_addrs: Vec<String>,
+    /// The rule that allowed an `allowed` edge; for a `violation`, null.
+    pub rule: Option<RuleJson>,
+    /// For a `violation`: the expired rule that used to allow it.
+    #[serde(default)]
+    pub expired_rule: Option<RuleJson>,
+    /// Sample server names from the TLS ClientHellos (at most `SAMPLE_SNI`).
+    #[serde(default)]
+    pub sni: Vec<String>,
+    /// Flows per ALPN protocol (the server's choice, else the client's only
+    /// offer); at most `MAX_TLS_KEYS` ids, then `other`.
+    #[serde(default)]
+    pub alpn: BTreeMap<String, u64>,
+    /// Flows per cipher suite (IANA name, or `0x` + code), bounded likewise.
+    #[serde(default)]
+    pub ciphers: BTreeMap<String, u64>,
+    /// The protocol inside the TLS, as ALPN names it (`http2` for h2,
+    /// `http` for http/1.1, `postgres` for postgresql, ...), from most flows.
+    #[serde(default)]
+    pub inner_protocol: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RuleJson {
+    pub name: String,
+    pub owner: String,
+    pub reason: String,
+    pub expires: Option<String>,
+}

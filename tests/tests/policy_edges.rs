@@ -143,6 +143,22 @@ fn policy_names_allows_and_flags_flows_on_every_surface() {
         "CapEff after attaching"
     );
 
+    // Before any flow: one line that says why there is nothing, not a
+    // bare header.
+    let empty = text(&plainsight(&[
+        "edges",
+        "--addr",
+        &format!("http://{}", agent.addr),
+    ]));
+    assert!(
+        empty.starts_with("no edges yet: agent up for ")
+            && empty.ends_with(
+                " s, 0 flows classified (loopback excluded unless the agent runs with \
+                 --include-loopback)\n"
+            ),
+        "{empty:?}"
+    );
+
     let (server6, client6) = (t.server_ip6.to_string(), t.client_ip6.to_string());
     t.curl(&format!("http://{}:{HTTP_PORT}/", t.server_ip));
     t.curl(&format!("http://[{server6}]:{HTTP_PORT}/"));

@@ -48,6 +48,8 @@ pub fn run(args: &EdgesArgs) -> anyhow::Result<()> {
         serde_json::to_writer_pretty(&mut out, &list)
             .map_err(std::io::Error::from)
             .and_then(|()| writeln!(out))
+    } else if list.edges.is_empty() {
+        writeln!(out, "{}", why_empty(&list, args.violations))
     } else {
         let now = clock::now_ns();
         table::write(&mut out, &list.edges, |e| {
@@ -69,6 +71,33 @@ pub fn run(args: &EdgesArgs) -> anyhow::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         r => r.context("writing the output"),
     }
+}
+
+/// One line instead of a bare header: a newcomer's first `plainsight
+/// edges` often comes before any flow, or with only loopback traffic,
+/// which the agent leaves out by default.
+fn why_empty(list: &EdgeList, violations: bool) -> String {
+    let what = if violations {
+        "no edge violates policy"
+    } else {
+        "no edges yet"
+    };
+    let Some(a) = &list.agent else {
+        return what.to_owned();
+    };
+    let flows = match a.flows_classified {
+        1 => "1 flow".to_owned(),
+        n => format!("{n} flows"),
+    };
+    let loopback = if a.include_loopback {
+        "loopback included"
+    } else {
+        "loopback excluded unless the agent runs with --include-loopback"
+    };
+    format!(
+        "{what}: agent up for {} s, {flows} classified ({loopback})",
+        a.uptime_secs
+    )
 }
 
 /// `http://host[:port][/prefix]` -> (host:port, prefix).
@@ -177,6 +206,7 @@ fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::export::edge_list::AgentJson;
 
     #[test]
     fn urls() {
@@ -210,6 +240,35 @@ mod tests {
         let r = b"HTTP/1.0 404 Not Found\r\n\r\nnope";
         assert_eq!(parse_response(r), Some((404, "nope".into())));
         assert_eq!(parse_response(b"SSH-2.0-OpenSSH\r\n"), None);
+    }
+
+    #[test]
+    fn an_empty_list_says_why() {
+        let mut list = EdgeList {
+            edges: Vec::new(),
+            dropped_flows: 0,
+            agent: None,
+        };
+        assert_eq!(why_empty(&list, false), "no edges yet");
+        list.agent = Some(AgentJson {
+            uptime_secs: 12,
+            flows_classified: 0,
+            include_loopback: false,
+        });
+        assert_eq!(
+            why_empty(&list, false),
+            "no edges yet: agent up for 12 s, 0 flows classified \
+             (loopback excluded unless the agent runs with --include-loopback)"
+        );
+        list.agent = Some(AgentJson {
+            uptime_secs: 90,
+            flows_classified: 1,
+            include_loopback: true,
+        });
+        assert_eq!(
+            why_empty(&list, true),
+            "no edge violates policy: agent up for 90 s, 1 flow classified (loopback included)"
+        );
     }
 
     #[test]

@@ -151,7 +151,20 @@ struct Attached {
     kube: Option<kubernetes::Prepared>,
 }
 
+/// The oldest kernel with everything the programs use: BPF ring buffers
+/// and cgroup bpf_links both arrived in 5.8.
+const MIN_KERNEL: KernelVersion = KernelVersion::new(5, 8, 0);
+
 fn attach(cfg: &Config) -> anyhow::Result<Attached> {
+    // Said plainly here rather than as a verifier or map-creation error.
+    if let Ok(v) = KernelVersion::current()
+        && v < MIN_KERNEL
+    {
+        bail!(
+            "kernel {v} is older than {MIN_KERNEL}: plainsight needs BPF ring buffers and \
+             cgroup bpf_links; run it on Linux {MIN_KERNEL} or newer"
+        );
+    }
     let cgroup = match (&cfg.cgroup, cfg.interfaces.is_empty()) {
         (Some(p), _) => Some(p.clone()),
         (None, true) => Some(cgroup::default_root()?),
@@ -255,6 +268,7 @@ async fn serve(cfg: Config, a: Attached) -> anyhow::Result<()> {
         mut tc,
         kube,
     } = a;
+    let started = std::time::Instant::now();
     let now = clock::now_ns();
     let edges = Arc::new(Mutex::new(Edges::new(cfg.edges_max, cfg.idle_timeout)));
     // Kubernetes first, then named CIDRs, then the IP (Resolver).
@@ -276,6 +290,11 @@ async fn serve(cfg: Config, a: Attached) -> anyhow::Result<()> {
         registry: Arc::new(registry),
         edges,
         ready,
+        status: api::AgentStatus {
+            started,
+            include_loopback: cfg.include_loopback,
+            metrics: metrics.clone(),
+        },
     };
     // The API failing must not stop classification: log and carry on.
     match tokio::net::TcpListener::from_std(listener) {

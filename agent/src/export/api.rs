@@ -1,6 +1,9 @@
 //! The HTTP endpoints: `/metrics`, `/api/v1/edges`, `/healthz`, `/readyz`.
 
-use super::{edge_list::EdgeList, metrics};
+use super::{
+    edge_list::{AgentJson, EdgeList},
+    metrics::{self, Metrics},
+};
 use axum::{
     Json, Router,
     extract::{Query, State},
@@ -13,6 +16,7 @@ use std::sync::{
     Arc,
     atomic::{AtomicBool, Ordering},
 };
+use std::time::Instant;
 
 /// What `/api/v1/edges` serves: the pipeline's live edge table implements
 /// it (pipeline/edges.rs).
@@ -28,6 +32,25 @@ pub struct ApiState {
     pub edges: Arc<dyn EdgeView>,
     /// Set once every requested program is attached.
     pub ready: Arc<AtomicBool>,
+    pub status: AgentStatus,
+}
+
+/// What the edge list says of the agent serving it.
+#[derive(Clone)]
+pub struct AgentStatus {
+    pub started: Instant,
+    pub include_loopback: bool,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AgentStatus {
+    fn json(&self) -> AgentJson {
+        AgentJson {
+            uptime_secs: self.started.elapsed().as_secs(),
+            flows_classified: self.metrics.events_received.get(),
+            include_loopback: self.include_loopback,
+        }
+    }
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -79,7 +102,11 @@ async fn edges(State(s): State<ApiState>, Query(q): Query<EdgesQuery>) -> Respon
         q.policy.as_deref()
     };
     match s.edges.snapshot(only) {
-        Some(list) => Json(list).into_response(),
+        Some(list) => Json(EdgeList {
+            agent: Some(s.status.json()),
+            ..list
+        })
+        .into_response(),
         None => (
             StatusCode::BAD_REQUEST,
             format!(

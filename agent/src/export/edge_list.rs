@@ -9,6 +9,20 @@ use std::collections::BTreeMap;
 pub struct EdgeList {
     pub edges: Vec<EdgeJson>,
     pub dropped_flows: u64,
+    /// The serving agent's state, so an empty list can say why it is empty
+    /// (absent in replay's list, which has no agent behind it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentJson>,
+}
+
+/// `"agent"` of `/api/v1/edges`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentJson {
+    pub uptime_secs: u64,
+    /// Verdicts received from the kernel since start: one per TCP flow.
+    pub flows_classified: u64,
+    /// Loopback traffic is watched (`--include-loopback`).
+    pub include_loopback: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

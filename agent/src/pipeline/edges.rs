@@ -372,6 +372,7 @@ impl Edges {
         EdgeList {
             edges: rows.into_iter().map(|(k, e)| edge_json(k, e)).collect(),
             dropped_flows: self.dropped,
+            agent: None,
         }
     }
 }

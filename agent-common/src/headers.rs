@@ -106,7 +106,10 @@ impl Ipv6Header {
 pub enum Ipv6Next {
     Tcp,
     /// An extension header of `len` bytes, followed by `next`.
-    Extension { next: u8, len: usize },
+    Extension {
+        next: u8,
+        len: usize,
+    },
     /// A non-first fragment: no TCP header.
     LaterFragment,
     /// Another upper layer, or an extension header we do not walk.

@@ -43,13 +43,7 @@ static HELLO_SCRATCH: PerCpuArray<HelloEvent> = PerCpuArray::with_max_entries(1,
 /// a hello from the side that sends that hello. `skip`: payload bytes
 /// before the staged ones (see `track::Inspect`).
 #[inline(always)]
-pub fn export_if_hello(
-    skb: *mut __sk_buff,
-    side: Side,
-    p: &Packet,
-    skip: u32,
-    client_is_hi: bool,
-) {
+pub fn export_if_hello(skb: *mut __sk_buff, side: Side, p: &Packet, skip: u32, client_is_hi: bool) {
     let Some(sc) = SCRATCH.get_ptr(0) else {
         return;
     };

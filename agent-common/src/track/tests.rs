@@ -95,7 +95,11 @@ fn a_flow_first_seen_at_payload_is_midstream_with_the_ephemeral_port_as_client()
 #[test]
 fn lone_acks_fins_resets_and_syn_acks_start_nothing() {
     for flags in [TCP_ACK, TCP_FIN | TCP_ACK, TCP_RST, TCP_SYN | TCP_ACK] {
-        assert_eq!(new_flow(&seg(Side::Client, flags, 1, 0)), None, "{flags:#x}");
+        assert_eq!(
+            new_flow(&seg(Side::Client, flags, 1, 0)),
+            None,
+            "{flags:#x}"
+        );
     }
     // Payload with a FIN or RST is the flow's end, not its start.
     assert_eq!(new_flow(&seg(Side::Client, TCP_FIN | TCP_ACK, 1, 5)), None);
@@ -107,9 +111,17 @@ fn in_order_payload_is_classified_once() {
     let mut st = opened();
     let data = seg(Side::Client, TCP_ACK, 101, 3);
     assert_eq!(inspect(&mut st, Side::Client, &data), feeds(0));
-    assert_eq!(inspect(&mut st, Side::Client, &data), Inspect::NO, "retransmit");
+    assert_eq!(
+        inspect(&mut st, Side::Client, &data),
+        Inspect::NO,
+        "retransmit"
+    );
     let old = seg(Side::Client, TCP_ACK, 103, 1);
-    assert_eq!(inspect(&mut st, Side::Client, &old), Inspect::NO, "keep-alive");
+    assert_eq!(
+        inspect(&mut st, Side::Client, &old),
+        Inspect::NO,
+        "keep-alive"
+    );
     let next = seg(Side::Client, TCP_ACK, 104, 2);
     assert_eq!(inspect(&mut st, Side::Client, &next), feeds(0));
     // Each direction has its own sequence.
@@ -180,7 +192,11 @@ fn payload_on_the_syn_is_the_first_data() {
     let mut st = fresh(new_flow(&syn).expect("flow"));
     assert_eq!(inspect(&mut st, Side::Client, &syn), feeds(0));
     assert_eq!(st.next_seq[0], 131);
-    assert_eq!(inspect(&mut st, Side::Client, &syn), Inspect::NO, "seen twice");
+    assert_eq!(
+        inspect(&mut st, Side::Client, &syn),
+        Inspect::NO,
+        "seen twice"
+    );
 }
 
 #[test]
@@ -268,6 +284,9 @@ fn fresh_words_are_the_fresh_state() {
         let want = fresh(flags);
         assert_eq!(st.next_seq, want.next_seq);
         assert_eq!(st.classifier, want.classifier);
-        assert_eq!((st.flags, st.after_verdict), (want.flags, want.after_verdict));
+        assert_eq!(
+            (st.flags, st.after_verdict),
+            (want.flags, want.after_verdict)
+        );
     }
 }

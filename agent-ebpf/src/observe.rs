@@ -311,7 +311,7 @@ fn track<C: EbpfContext>(ctx: &C, skb: *mut __sk_buff, prog: Program, p: &Packet
             emit(hook, key, st, v);
         }
         if let Some(flags) = track::new_flow(&seg) {
-            write_fresh(state, flags);
+            write_fresh(&raw mut *st, flags);
         }
     }
     let side = track::side(st, lo);
@@ -323,7 +323,7 @@ fn track<C: EbpfContext>(ctx: &C, skb: *mut __sk_buff, prog: Program, p: &Packet
             } else {
                 mark_decided(skb, prog, p);
             }
-        } else if hook == Hook::Tc && !track::opens_or_closes(p.flags) {
+        } else if hook == Hook::Tc && !track::opens_or_closes(seg.flags) {
             remember_decided(p);
         }
         if closing && track::finished(st, side, p.flags) {

@@ -1,10 +1,13 @@
-//! Everything the kernel and userspace must agree on, and the classifier.
+//! Everything the kernel and userspace must agree on: wire types, header
+//! facts, the flow-tracking rules and the classifier.
 //!
 //! `no_std`, no allocation, no panics: the same code runs in the eBPF
 //! programs, in unit tests, in the fuzzer and in `plainsight replay`.
 #![no_std]
 
 pub mod classify;
+pub mod headers;
+pub mod track;
 pub mod verdict;
 pub mod wire;
 

@@ -1,4 +1,4 @@
-//! The verdict model from DESIGN.md "Verdicts". Every enum is a `u8` on the
+//! The verdict model from docs/architecture.md "Verdicts". Every enum is a `u8` on the
 //! wire; `from_u8` maps unknown values to the safest reading (`Unknown`).
 
 /// Generates a `u8` enum with its wire conversion and its metric-label name.

@@ -139,8 +139,6 @@ const _: () = assert!(core::mem::align_of::<FlowState>() == 4);
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct FlowEvent {
-    /// cgroup v2 id of the socket (cgroup hook), 0 on TC.
-    pub cgroup_id: u64,
     /// Network-order address words, as in `FlowKey`.
     pub client_addr: [u32; 4],
     pub server_addr: [u32; 4],
@@ -152,11 +150,15 @@ pub struct FlowEvent {
     pub encryption: u8,
     pub reason: u8,
     pub tls_version: u8,
+    /// `EVENT_*` bits.
     pub flags: u8,
     pub _pad0: u8,
-    pub _pad1: u32,
 }
-const _: () = assert!(core::mem::size_of::<FlowEvent>() == 56);
+const _: () = assert!(core::mem::size_of::<FlowEvent>() == 44);
+
+/// `FlowEvent.flags`: the flow was first seen without its SYN (the verdict's
+/// `midstream` reason is the classifier's call; this says how it was seen).
+pub const EVENT_MIDSTREAM: u8 = 1;
 
 impl FlowEvent {
     /// The verdict this event carries; unknown wire values read as `unknown`.

@@ -1,7 +1,7 @@
 //! TLS hello export: the bytes of a ClientHello or ServerHello record go to
 //! userspace on their own ring buffer, which reads SNI, ALPN, cipher and
-//! version from them (DESIGN: public handshake metadata may leave the
-//! kernel, bounded; plaintext never does).
+//! version from them (docs/architecture.md: public handshake metadata may
+//! leave the kernel, bounded; plaintext never does).
 //!
 //! Only `export` writes to `HELLOS`, and it takes a `tls::Hello`, which only
 //! `tls::hello` makes, from a segment that starts a hello record sent by the
@@ -40,9 +40,10 @@ static HELLO_SCRATCH: PerCpuArray<HelloEvent> = PerCpuArray::with_max_entries(1,
 
 /// Called with every payload segment just staged for the classifier (the
 /// prefix and flow key in `SCRATCH`): exports it if, and only if, it starts
-/// a hello from the side that sends that hello.
+/// a hello from the side that sends that hello. `skip`: payload bytes
+/// before the staged ones (see `track::Inspect`).
 #[inline(always)]
-pub fn export_if_hello(skb: *mut __sk_buff, side: Side, p: &Packet, client_is_hi: bool) {
+pub fn export_if_hello(skb: *mut __sk_buff, side: Side, p: &Packet, skip: u32, client_is_hi: bool) {
     let Some(sc) = SCRATCH.get_ptr(0) else {
         return;
     };
@@ -50,7 +51,7 @@ pub fn export_if_hello(skb: *mut __sk_buff, side: Side, p: &Packet, client_is_hi
     let sc = unsafe { &*sc };
     let staged = Prefix::new(&sc.buf, sc.len as usize);
     if let Some(h) = tls::hello(&staged, side) {
-        export(skb, h, &staged, &sc.key, client_is_hi, p);
+        export(skb, h, &staged, &sc.key, client_is_hi, p, skip);
     }
 }
 
@@ -65,8 +66,9 @@ fn export(
     key: &FlowKey,
     client_is_hi: bool,
     p: &Packet,
+    skip: u32,
 ) {
-    let (payload_off, payload_len) = (p.payload_off, p.payload_len);
+    let (payload_off, payload_len) = (p.payload_off + skip, p.payload_len - skip);
     let Some(ev) = HELLO_SCRATCH.get_ptr_mut(0) else {
         return;
     };

@@ -47,22 +47,22 @@ pub fn tc_egress(ctx: TcContext) -> i32 {
 
 /// Tail-called by `cgroup_ingress` for payload of unclassified flows.
 #[cgroup_skb(ingress)]
-pub fn cgroup_classify_ingress(ctx: SkBuffContext) -> i32 {
-    observe::classify(&ctx, Hook::Cgroup);
+pub fn cgroup_classify_ingress(_ctx: SkBuffContext) -> i32 {
+    observe::classify(Hook::Cgroup);
     CGROUP_PASS
 }
 
 /// Tail-called by `cgroup_egress` for payload of unclassified flows.
 #[cgroup_skb(egress)]
-pub fn cgroup_classify_egress(ctx: SkBuffContext) -> i32 {
-    observe::classify(&ctx, Hook::Cgroup);
+pub fn cgroup_classify_egress(_ctx: SkBuffContext) -> i32 {
+    observe::classify(Hook::Cgroup);
     CGROUP_PASS
 }
 
 /// Tail-called by the TC programs for payload of unclassified flows.
 #[classifier]
-pub fn tc_classify(ctx: TcContext) -> i32 {
-    observe::classify(&ctx, Hook::Tc);
+pub fn tc_classify(_ctx: TcContext) -> i32 {
+    observe::classify(Hook::Tc);
     TC_NEXT
 }
 

@@ -9,14 +9,14 @@ use crate::maps::{
     CLASSIFY_CGROUP_EGRESS, CLASSIFY_CGROUP_INGRESS, CLASSIFY_TC, DECIDED, EVENTS, FLOWS, RECENT,
     RECENT_SLOTS, Recent, SCRATCH, SocketFlow, count, include_loopback, wakeup_flags,
 };
-use crate::parse::{Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, parse};
+use crate::parse::{Packet, parse};
 use agent_common::{
-    FlowClassifier, Side, Verdict,
+    Side, Verdict,
     classify::Prefix,
+    track::{self, Inspect, Segment},
     wire::{
-        FAMILY_V4, FLOW_CLIENT_IS_HI, FLOW_DONE, FLOW_FIN_CLIENT, FLOW_FIN_SERVER, FLOW_MIDSTREAM,
-        FLOW_SEQ_CLIENT, FLOW_SEQ_SERVER, FlowEvent, FlowKey, FlowState, Hook, MARK_SOCKET_AFTER,
-        PREFIX, Stat,
+        EVENT_MIDSTREAM, FAMILY_V4, FLOW_CLIENT_IS_HI, FLOW_MIDSTREAM, FlowEvent, FlowKey,
+        FlowState, Hook, MARK_SOCKET_AFTER, PREFIX, Stat,
     },
 };
 use aya_ebpf::{
@@ -24,7 +24,7 @@ use aya_ebpf::{
     bindings::{
         __sk_buff, BPF_NOEXIST, BPF_SK_STORAGE_GET_F_CREATE, BPF_TCP_ESTABLISHED, bpf_sock,
     },
-    helpers::generated::{bpf_sk_storage_get, bpf_skb_cgroup_id, bpf_skb_load_bytes},
+    helpers::generated::{bpf_sk_storage_get, bpf_skb_load_bytes},
 };
 
 /// Which hook program is running: picks the classifier to tail-call.
@@ -54,16 +54,14 @@ pub fn observe<C: EbpfContext>(ctx: &C, prog: Program) {
     let skb = ctx.as_ptr().cast::<__sk_buff>();
     match parse(skb, hook) {
         Ok(pkt) => {
-            // SYN/FIN/RST open or close a flow: they always go the long
-            // way, to set up or clean up the flow table.
-            let opens_or_closes = pkt.flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0;
-            if pkt.payload_len == 0 && !opens_or_closes {
-                // A pure ACK changes no flow state (it creates no flow, is
-                // not classified and closes nothing; see `track`): no lookup.
+            if !track::changes_state(pkt.flags, pkt.payload_len) {
+                // A pure ACK changes no flow state (see `track`): no lookup.
                 count(Stat::PureAcks);
                 return;
             }
-            if !opens_or_closes {
+            // SYN/FIN/RST always go the long way, to set up or clean up
+            // the flow table.
+            if !track::opens_or_closes(pkt.flags) {
                 if hook == Hook::Cgroup && socket_decided(skb, prog, &pkt) {
                     count(Stat::SocketFastPath);
                     return;
@@ -232,16 +230,6 @@ fn src_is_lo(p: &Packet) -> bool {
 }
 
 #[inline(always)]
-fn side_of(st: &FlowState, src_is_lo: bool) -> Side {
-    let client_is_hi = st.flags & FLOW_CLIENT_IS_HI != 0;
-    if src_is_lo == client_is_hi {
-        Side::Server
-    } else {
-        Side::Client
-    }
-}
-
-#[inline(always)]
 fn track<C: EbpfContext>(ctx: &C, skb: *mut __sk_buff, prog: Program, p: &Packet) {
     let hook = prog.hook();
     if !include_loopback() && is_loopback(p) {
@@ -270,34 +258,30 @@ fn track<C: EbpfContext>(ctx: &C, skb: *mut __sk_buff, prog: Program, p: &Packet
     sc.key._pad0 = 0;
     sc.key._pad1 = 0;
     let key = &sc.key;
-    let syn = p.flags & TCP_SYN != 0;
-    let ack = p.flags & TCP_ACK != 0;
-    let closing = p.flags & (TCP_FIN | TCP_RST) != 0;
+    let seg = Segment {
+        from_lo: lo,
+        sport: p.sport,
+        dport: p.dport,
+        flags: p.flags,
+        seq: p.seq,
+        payload_len: p.payload_len,
+    };
+    let client_syn = seg.is_client_syn();
+    let closing = seg.is_closing();
 
-    // A SYN opens a flow: straight to the insert, which leaves an existing
-    // entry (a retransmitted SYN) alone, saving a lookup per new flow.
-    let existing = if syn && !ack {
+    // A client SYN opens a flow: straight to the insert, which leaves an
+    // existing entry (a retransmitted SYN, or reused ports) alone, saving
+    // a lookup per new flow.
+    let existing = if client_syn {
         None
     } else {
         FLOWS.get_ptr_mut(key)
     };
+    let mut inserted = false;
     let state = match existing {
         Some(s) => s,
         None => {
-            let flags = if syn && !ack {
-                // The SYN sender is the client.
-                if lo { 0 } else { FLOW_CLIENT_IS_HI }
-            } else if p.payload_len > 0 && !closing {
-                // First seen mid-stream: the ephemeral (higher) port is
-                // most likely the client's.
-                // (On equal ports the sender is taken as the client.)
-                let client_is_hi = if lo {
-                    p.dport > p.sport
-                } else {
-                    p.sport >= p.dport
-                };
-                FLOW_MIDSTREAM | if client_is_hi { FLOW_CLIENT_IS_HI } else { 0 }
-            } else {
+            let Some(flags) = track::new_flow(&seg) else {
                 return;
             };
             let fresh = fresh_state(flags);
@@ -305,8 +289,8 @@ fn track<C: EbpfContext>(ctx: &C, skb: *mut __sk_buff, prog: Program, p: &Packet
                 clippy::needless_borrows_for_generic_args,
                 reason = "pass a pointer, not a 20-byte copy, to the helper"
             )]
-            let inserted = FLOWS.insert(key, &fresh, u64::from(BPF_NOEXIST)).is_ok();
-            if inserted {
+            if FLOWS.insert(key, &fresh, u64::from(BPF_NOEXIST)).is_ok() {
+                inserted = true;
                 count(Stat::FlowsCreated);
             }
             match FLOWS.get_ptr_mut(key) {
@@ -321,99 +305,90 @@ fn track<C: EbpfContext>(ctx: &C, skb: *mut __sk_buff, prog: Program, p: &Packet
     // SAFETY: a live map value; concurrent updates of one flow from two CPUs
     // can at worst misclassify that flow, never touch other memory.
     let st = unsafe { &mut *state };
-    let side = side_of(st, lo);
+    if client_syn && !inserted && track::restarts(st, &seg) {
+        // Reused ports: the old connection ends here, the entry starts over.
+        if let Some(v) = track::close(st) {
+            emit(hook, key, st, v);
+        }
+        if let Some(flags) = track::new_flow(&seg) {
+            write_fresh(&raw mut *st, flags);
+        }
+    }
+    let side = track::side(st, lo);
 
-    if st.flags & FLOW_DONE != 0 {
+    if track::is_decided(st) {
         if hook == Hook::Cgroup && !closing {
             if st.after_verdict < MARK_SOCKET_AFTER {
                 st.after_verdict += 1;
             } else {
                 mark_decided(skb, prog, p);
             }
-        } else if hook == Hook::Tc && !closing && !syn {
+        } else if hook == Hook::Tc && !track::opens_or_closes(seg.flags) {
             remember_decided(p);
         }
-        close_if_done(st, key, side, p.flags);
+        if closing && track::finished(st, side, p.flags) {
+            forget(key);
+        }
         return;
     }
-    let (seq_flag, idx) = match side {
-        Side::Client => (FLOW_SEQ_CLIENT, 0),
-        Side::Server => (FLOW_SEQ_SERVER, 1),
-    };
-    if syn {
-        // The SYN's sequence number + 1 is where this side's data starts.
-        st.next_seq[idx] = p.seq.wrapping_add(1);
-        st.flags |= seq_flag;
-    } else if p.payload_len > 0 && st.classifier.wants(side) {
-        // A segment that does not start where we expect is a retransmit, an
-        // out-of-order arrival, or the same packet seen at the other end of
-        // a node-local connection: it has been (or will be) classified once.
-        if st.flags & seq_flag == 0 || st.next_seq[idx] == p.seq {
-            st.next_seq[idx] = p.seq.wrapping_add(p.payload_len);
-            st.flags |= seq_flag;
-            if stage_payload(skb, side, p) {
-                hello::export_if_hello(skb, side, p, st.flags & FLOW_CLIENT_IS_HI != 0);
-                // SAFETY: ctx is this program's context; the classifier
-                // program has the same type. Returns only on failure.
-                unsafe {
-                    match prog {
-                        Program::CgroupIngress => CLASSIFY_CGROUP_INGRESS.tail_call(ctx, 0),
-                        Program::CgroupEgress => CLASSIFY_CGROUP_EGRESS.tail_call(ctx, 0),
-                        Program::Tc => CLASSIFY_TC.tail_call(ctx, 0),
-                    }
-                };
-                count(Stat::TailCallFailed);
+    let Inspect { classify, skip } = track::inspect(st, side, &seg);
+    if classify && stage_payload(skb, side, p, skip) {
+        hello::export_if_hello(skb, side, p, skip, st.flags & FLOW_CLIENT_IS_HI != 0);
+        // SAFETY: ctx is this program's context; the classifier
+        // program has the same type. Returns only on failure.
+        unsafe {
+            match prog {
+                Program::CgroupIngress => CLASSIFY_CGROUP_INGRESS.tail_call(ctx, 0),
+                Program::CgroupEgress => CLASSIFY_CGROUP_EGRESS.tail_call(ctx, 0),
+                Program::Tc => CLASSIFY_TC.tail_call(ctx, 0),
             }
-        }
+        };
+        count(Stat::TailCallFailed);
     }
     if closing {
-        on_close(skb, hook, &sc.key, st, side, p.flags);
+        on_close(hook, &sc.key, st, side, p.flags);
     }
 }
 
-/// A new flow's state, written word by word: the struct literal compiles to
-/// a memset call, and any subprogram call in this program would cut the
-/// stack a tail call allows to 256 bytes. The classifier's words come from
-/// its own constructors (`new_midstream` for flows first seen without SYN).
+/// A new flow's state (`track::fresh_words`), written word by word: the
+/// struct literal compiles to a memset call, and any subprogram call in
+/// this program would cut the stack a tail call allows to 256 bytes.
 #[inline(always)]
 fn fresh_state(flags: u8) -> FlowState {
-    const FRESH: [u32; 2] = FlowClassifier::new().to_words();
-    const MIDSTREAM: [u32; 2] = FlowClassifier::new_midstream().to_words();
     let mut st = core::mem::MaybeUninit::<FlowState>::uninit();
-    let w = st.as_mut_ptr().cast::<u32>();
-    const _: () = assert!(size_of::<FlowState>() == 20 && size_of::<FlowClassifier>() == 8);
-    let cl = if flags & FLOW_MIDSTREAM != 0 {
-        MIDSTREAM
-    } else {
-        FRESH
-    };
-    // SAFETY: five u32 stores cover the 20-byte, 4-aligned struct:
-    // next_seq[0], next_seq[1], the classifier's two words, then flags,
-    // after_verdict and padding.
+    write_fresh(st.as_mut_ptr(), flags);
+    // SAFETY: `write_fresh` initialised every byte.
+    unsafe { st.assume_init() }
+}
+
+/// Writes a new flow's state over `dst` (a stack slot or a map value).
+#[inline(always)]
+fn write_fresh(dst: *mut FlowState, flags: u8) {
+    const _: () = assert!(size_of::<FlowState>() == 20 && align_of::<FlowState>() == 4);
+    let words = track::fresh_words(flags);
+    let w = dst.cast::<u32>();
+    // SAFETY: five u32 stores cover the 20-byte, 4-aligned struct.
     unsafe {
-        core::ptr::write_volatile(w, 0);
-        core::ptr::write_volatile(w.add(1), 0);
-        core::ptr::write_volatile(w.add(2), cl[0]);
-        core::ptr::write_volatile(w.add(3), cl[1]);
-        core::ptr::write_volatile(w.add(4), u32::from_ne_bytes([flags, 0, 0, 0]));
-        st.assume_init()
+        core::ptr::write_volatile(w, words[0]);
+        core::ptr::write_volatile(w.add(1), words[1]);
+        core::ptr::write_volatile(w.add(2), words[2]);
+        core::ptr::write_volatile(w.add(3), words[3]);
+        core::ptr::write_volatile(w.add(4), words[4]);
     }
 }
 
-/// Copies the payload prefix and what the classifier needs into the per-CPU
-/// scratch (the key is there already). False if the payload could not be read.
+/// Copies the payload prefix, from `skip` bytes in (see `track::Inspect`),
+/// and what the classifier needs into the per-CPU scratch (the key is
+/// there already). False if the payload could not be read.
 #[inline(always)]
-fn stage_payload(skb: *mut __sk_buff, side: Side, p: &Packet) -> bool {
+fn stage_payload(skb: *mut __sk_buff, side: Side, p: &Packet, skip: u32) -> bool {
     let Some(sc) = SCRATCH.get_ptr_mut(0) else {
         return false;
     };
     // SAFETY: this CPU's slot; nothing else runs on this CPU meanwhile.
     let sc = unsafe { &mut *sc };
-    let n = if p.payload_len as usize > PREFIX {
-        PREFIX
-    } else {
-        p.payload_len as usize
-    };
+    let len = (p.payload_len - skip) as usize;
+    let n = if len > PREFIX { PREFIX } else { len };
     // Re-check on the very register passed to the helper: the verifier
     // rejects a length it cannot see as >= 1, and the optimiser likes to
     // test a copy instead.
@@ -436,7 +411,7 @@ fn stage_payload(skb: *mut __sk_buff, side: Side, p: &Packet) -> bool {
     let rc = unsafe {
         bpf_skb_load_bytes(
             skb as *const _,
-            p.payload_off,
+            p.payload_off + skip,
             sc.buf.as_mut_ptr().cast(),
             n as u32,
         )
@@ -457,8 +432,7 @@ fn stage_payload(skb: *mut __sk_buff, side: Side, p: &Packet) -> bool {
 /// Entry of the classifier programs: runs the state machine on the staged
 /// prefix, emits the verdict, then finishes the segment's close handling.
 #[inline(always)]
-pub fn classify<C: EbpfContext>(ctx: &C, hook: Hook) {
-    let skb = ctx.as_ptr().cast::<__sk_buff>();
+pub fn classify(hook: Hook) {
     let Some(sc) = SCRATCH.get_ptr(0) else {
         return;
     };
@@ -470,7 +444,7 @@ pub fn classify<C: EbpfContext>(ctx: &C, hook: Hook) {
     };
     // SAFETY: see `track`.
     let st = unsafe { &mut *state };
-    if st.flags & FLOW_DONE != 0 {
+    if track::is_decided(st) {
         return;
     }
     let side = if sc.side == Side::Server as u8 {
@@ -478,33 +452,21 @@ pub fn classify<C: EbpfContext>(ctx: &C, hook: Hook) {
     } else {
         Side::Client
     };
-    if let Some(v) = st
-        .classifier
-        .on_segment(side, &Prefix::new(&sc.buf, sc.len as usize))
-    {
-        emit(skb, hook, key, st, v);
+    if let Some(v) = track::classify(st, side, &Prefix::new(&sc.buf, sc.len as usize)) {
+        emit(hook, key, st, v);
     }
-    if sc.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
-        on_close(skb, hook, key, st, side, sc.tcp_flags);
+    if track::closes(sc.tcp_flags) {
+        on_close(hook, key, st, side, sc.tcp_flags);
     }
 }
 
-/// FIN/RST on a flow still being classified: the entry goes once both sides
-/// have finished (or on RST), with the best verdict so far.
+/// FIN/RST on a flow still being classified: the entry goes once the flow
+/// is over (`track::finished`), with the best verdict so far.
 #[inline(always)]
-fn on_close(
-    skb: *mut __sk_buff,
-    hook: Hook,
-    key: &FlowKey,
-    st: &mut FlowState,
-    side: Side,
-    tcp_flags: u8,
-) {
-    if finished(st, side, tcp_flags) {
-        if st.flags & FLOW_DONE == 0
-            && let Some(v) = st.classifier.on_close()
-        {
-            emit(skb, hook, key, st, v);
+fn on_close(hook: Hook, key: &FlowKey, st: &mut FlowState, side: Side, tcp_flags: u8) {
+    if track::finished(st, side, tcp_flags) {
+        if let Some(v) = track::close(st) {
+            emit(hook, key, st, v);
         }
         forget(key);
     }
@@ -520,48 +482,19 @@ fn forget(key: &FlowKey) {
     }
 }
 
+/// Sends a flow's verdict to userspace (`track` has marked it decided).
 #[inline(always)]
-fn close_if_done(st: &mut FlowState, key: &FlowKey, side: Side, tcp_flags: u8) {
-    if finished(st, side, tcp_flags) {
-        forget(key);
-    }
-}
-
-/// Records a FIN from `side`; true once the flow is over: an RST, or both
-/// sides' FINs. Kept per side so that a retransmitted FIN (common on veth
-/// under load) is not taken for the other side's, and late data from the
-/// other side is not mistaken for a new mid-stream flow.
-#[inline(always)]
-fn finished(st: &mut FlowState, side: Side, tcp_flags: u8) -> bool {
-    if tcp_flags & TCP_FIN != 0 {
-        st.flags |= match side {
-            Side::Client => FLOW_FIN_CLIENT,
-            Side::Server => FLOW_FIN_SERVER,
-        };
-    }
-    let fins = FLOW_FIN_CLIENT | FLOW_FIN_SERVER;
-    tcp_flags & TCP_RST != 0 || st.flags & fins == fins
-}
-
-#[inline(always)]
-fn emit(skb: *mut __sk_buff, hook: Hook, key: &FlowKey, st: &mut FlowState, v: Verdict) {
-    st.flags |= FLOW_DONE;
+fn emit(hook: Hook, key: &FlowKey, st: &FlowState, v: Verdict) {
     // The classifier decides the `midstream` reason (a flow picked up at
     // an opening message has none); the flag still says how it was seen.
     let midstream = st.flags & FLOW_MIDSTREAM != 0;
     let (ca, cp, sa, sp) = key.endpoints(st.flags & FLOW_CLIENT_IS_HI != 0);
-    let cgroup_id = match hook {
-        // SAFETY: valid skb for this run; the helper is allowed on cgroup_skb.
-        Hook::Cgroup => unsafe { bpf_skb_cgroup_id(skb) },
-        Hook::Tc => 0,
-    };
     count(Stat::VerdictsEmitted);
     let Some(mut entry) = EVENTS.reserve::<FlowEvent>(0) else {
         count(Stat::EventsLost);
         return;
     };
     entry.write(FlowEvent {
-        cgroup_id,
         client_addr: ca,
         server_addr: sa,
         client_port: cp,
@@ -572,9 +505,8 @@ fn emit(skb: *mut __sk_buff, hook: Hook, key: &FlowKey, st: &mut FlowState, v: V
         encryption: v.encryption as u8,
         reason: v.reason as u8,
         tls_version: v.tls_version as u8,
-        flags: u8::from(midstream),
+        flags: if midstream { EVENT_MIDSTREAM } else { 0 },
         _pad0: 0,
-        _pad1: 0,
     });
     entry.submit(wakeup_flags(&EVENTS));
 }

@@ -1,24 +1,20 @@
-//! IPv4/IPv6 + TCP header parsing. The fixed headers are read by direct
-//! packet access (free, see DESIGN "Costs"); the rare variable parts (IPv6
-//! extension headers) go through the load helper.
+//! IPv4/IPv6 + TCP header parsing over the header layouts and rules in
+//! `agent_common::headers` (replay reads captures by the same ones). The
+//! fixed headers are read by direct packet access (free, see
+//! docs/architecture.md "Costs"); the rare variable parts (IPv6 extension
+//! headers) go through the load helper.
 
+use agent_common::headers::{
+    IPPROTO_TCP, Ipv4Header, Ipv6Header, Ipv6Next, MAX_IPV6_EXT, TcpHeader,
+};
 use agent_common::wire::{FAMILY_V4, FAMILY_V6, Hook, Stat};
 use aya_ebpf::{bindings::__sk_buff, programs::sk_buff::SkBuff};
 use core::mem::size_of;
-
-pub const TCP_FIN: u8 = 0x01;
-pub const TCP_SYN: u8 = 0x02;
-pub const TCP_RST: u8 = 0x04;
-pub const TCP_ACK: u8 = 0x10;
 
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
-const IPPROTO_TCP: u8 = 6;
-/// IPv6 extension headers walked before giving up (RFC 8200 order has at
-/// most six before the upper layer in practice).
-const MAX_IPV6_EXT: usize = 6;
 
 /// The parts of a TCP segment the flow tracker needs.
 pub struct Packet {
@@ -33,44 +29,6 @@ pub struct Packet {
     /// Offset of the TCP payload from the start of the skb data.
     pub payload_off: u32,
     pub payload_len: u32,
-}
-
-#[repr(C)]
-struct Ipv4Hdr {
-    ver_ihl: u8,
-    tos: u8,
-    tot_len: [u8; 2],
-    id: [u8; 2],
-    frag: [u8; 2],
-    ttl: u8,
-    proto: u8,
-    csum: [u8; 2],
-    src: u32,
-    dst: u32,
-}
-
-#[repr(C)]
-struct Ipv6Hdr {
-    vtc_flow: [u8; 4],
-    payload_len: [u8; 2],
-    next: u8,
-    hop: u8,
-    src: [u32; 4],
-    dst: [u32; 4],
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct TcpHdr {
-    sport: [u8; 2],
-    dport: [u8; 2],
-    seq: [u8; 4],
-    ack: [u8; 4],
-    doff: u8,
-    flags: u8,
-    win: [u8; 2],
-    csum: [u8; 2],
-    urg: [u8; 2],
 }
 
 /// Bounds-checked pointer into the linear packet data; the comparison is
@@ -118,28 +76,27 @@ pub fn parse(skb: *mut __sk_buff, hook: Hook) -> Result<Packet, Stat> {
 
 #[inline(always)]
 fn parse_v4(data: usize, end: usize, skb_len: u32, l3: usize) -> Result<Packet, Stat> {
-    let ip = ptr_at::<Ipv4Hdr>(data, end, l3)?;
+    let ip = ptr_at::<Ipv4Header>(data, end, l3)?;
     // SAFETY: bounds checked by ptr_at.
     let ip = unsafe { &*ip };
-    if ip.ver_ihl >> 4 != 4 {
+    if ip.version() != 4 {
         return Err(Stat::ParseTruncated);
     }
     if ip.proto != IPPROTO_TCP {
         return Err(Stat::NotTcp);
     }
-    // Non-first fragments carry no TCP header.
-    if u16::from_be_bytes(ip.frag) & 0x1fff != 0 {
+    if ip.is_later_fragment() {
         return Err(Stat::ParseFragment);
     }
-    let ihl = ((ip.ver_ihl & 0x0f) as usize) * 4;
-    if ihl < size_of::<Ipv4Hdr>() {
+    let ihl = ip.header_len();
+    if ihl < Ipv4Header::LEN {
         return Err(Stat::ParseTruncated);
     }
     let src = [ip.src, 0, 0, 0];
     let dst = [ip.dst, 0, 0, 0];
-    let tot = u16::from_be_bytes(ip.tot_len) as u32;
+    let tot = u32::from(ip.total_len());
     let l4 = l3 + ihl;
-    let tcp = ptr_at::<TcpHdr>(data, end, l4)?;
+    let tcp = ptr_at::<TcpHeader>(data, end, l4)?;
     // SAFETY: bounds checked by ptr_at.
     let tcp = unsafe { *tcp };
     // GSO packets may carry tot_len 0 (BIG TCP); the skb length is then the
@@ -156,7 +113,7 @@ fn parse_v6(
     skb_len: u32,
     l3: usize,
 ) -> Result<Packet, Stat> {
-    let ip = ptr_at::<Ipv6Hdr>(data, end, l3)?;
+    let ip = ptr_at::<Ipv6Header>(data, end, l3)?;
     // SAFETY: bounds checked by ptr_at.
     let ip = unsafe { &*ip };
     let src = ip.src;
@@ -165,12 +122,12 @@ fn parse_v6(
     let ip_end = if plen == 0 {
         skb_len
     } else {
-        (l3 + 40) as u32 + plen
+        (l3 + Ipv6Header::LEN) as u32 + plen
     };
     let mut next = ip.next;
-    let mut l4 = l3 + size_of::<Ipv6Hdr>();
+    let mut l4 = l3 + Ipv6Header::LEN;
     if next == IPPROTO_TCP {
-        let tcp = ptr_at::<TcpHdr>(data, end, l4)?;
+        let tcp = ptr_at::<TcpHeader>(data, end, l4)?;
         // SAFETY: bounds checked by ptr_at.
         let tcp = unsafe { *tcp };
         return finish(tcp, src, dst, FAMILY_V6, l4 as u32, ip_end, skb_len);
@@ -179,33 +136,18 @@ fn parse_v6(
     let sk = SkBuff::new(skb);
     let mut i = 0;
     while i < MAX_IPV6_EXT {
-        match next {
-            IPPROTO_TCP => {
-                let tcp: TcpHdr = sk.load(l4).map_err(|_| Stat::ParseTruncated)?;
-                return finish(tcp, src, dst, FAMILY_V6, l4 as u32, ip_end, skb_len);
+        if next == IPPROTO_TCP {
+            let tcp: TcpHeader = sk.load(l4).map_err(|_| Stat::ParseTruncated)?;
+            return finish(tcp, src, dst, FAMILY_V6, l4 as u32, ip_end, skb_len);
+        }
+        let ext: [u8; 4] = sk.load(l4).map_err(|_| Stat::ParseTruncated)?;
+        match Ipv6Next::of(next, ext) {
+            Ipv6Next::Extension { next: n, len } => {
+                next = n;
+                l4 += len;
             }
-            // hop-by-hop, routing, destination options: (len + 1) * 8 bytes
-            0 | 43 | 60 => {
-                let h: [u8; 2] = sk.load(l4).map_err(|_| Stat::ParseTruncated)?;
-                next = h[0];
-                l4 += (h[1] as usize + 1) * 8;
-            }
-            // fragment: 8 bytes; only the first fragment has the TCP header
-            44 => {
-                let h: [u8; 4] = sk.load(l4).map_err(|_| Stat::ParseTruncated)?;
-                if u16::from_be_bytes([h[2], h[3]]) & 0xfff8 != 0 {
-                    return Err(Stat::ParseFragment);
-                }
-                next = h[0];
-                l4 += 8;
-            }
-            // authentication header: (len + 2) * 4 bytes
-            51 => {
-                let h: [u8; 2] = sk.load(l4).map_err(|_| Stat::ParseTruncated)?;
-                next = h[0];
-                l4 += (h[1] as usize + 2) * 4;
-            }
-            _ => return Err(Stat::NotTcp),
+            Ipv6Next::LaterFragment => return Err(Stat::ParseFragment),
+            Ipv6Next::Tcp | Ipv6Next::Other => return Err(Stat::NotTcp),
         }
         i += 1;
     }
@@ -214,7 +156,7 @@ fn parse_v6(
 
 #[inline(always)]
 fn finish(
-    tcp: TcpHdr,
+    tcp: TcpHeader,
     src: [u32; 4],
     dst: [u32; 4],
     family: u8,
@@ -222,8 +164,8 @@ fn finish(
     ip_end: u32,
     skb_len: u32,
 ) -> Result<Packet, Stat> {
-    let doff = ((tcp.doff >> 4) as u32) * 4;
-    if doff < 20 {
+    let doff = tcp.header_len();
+    if doff < TcpHeader::LEN as u32 {
         return Err(Stat::ParseBadTcpOffset);
     }
     let payload_off = l4 + doff;
@@ -232,11 +174,11 @@ fn finish(
     Ok(Packet {
         src,
         dst,
-        sport: u16::from_be_bytes(tcp.sport),
-        dport: u16::from_be_bytes(tcp.dport),
+        sport: tcp.sport(),
+        dport: tcp.dport(),
         family,
         flags: tcp.flags,
-        seq: u32::from_be_bytes(tcp.seq),
+        seq: tcp.seq(),
         payload_off,
         payload_len,
     })

@@ -2,11 +2,9 @@
 //! extension headers, fragments) + TCP, with exact control over every field
 //! so malformed and edge cases can be built on purpose.
 
-pub const SYN: u8 = 0x02;
-pub const ACK: u8 = 0x10;
-pub const PSH: u8 = 0x08;
-pub const FIN: u8 = 0x01;
-pub const RST: u8 = 0x04;
+pub use agent_common::headers::{
+    TCP_ACK as ACK, TCP_FIN as FIN, TCP_PSH as PSH, TCP_RST as RST, TCP_SYN as SYN,
+};
 
 /// One TCP segment between two endpoints.
 #[derive(Clone, Debug)]

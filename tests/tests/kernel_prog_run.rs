@@ -517,6 +517,61 @@ fn reordered_first_segments_use_the_one_at_the_stream_start() {
 }
 
 #[test]
+fn fast_open_data_on_the_syn_is_classified() {
+    for hook in Hook::ALL {
+        let mut k = Kernel::load(hook);
+        k.send(&Segment::new(C, 40000, S, 80, 1000, SYN, GET));
+        assert_http(&k.one_verdict());
+        // The same SYN again (a retransmit, or the other end of a
+        // node-local connection) is the same connection.
+        k.send(&Segment::new(C, 40000, S, 80, 1000, SYN, GET));
+        assert!(k.events().is_empty(), "{hook:?}: no second verdict");
+        assert_eq!(k.stat(Stat::PayloadSegments), 1, "{hook:?}");
+    }
+}
+
+#[test]
+fn a_new_syn_on_reused_ports_ends_the_old_flow_and_starts_a_new_one() {
+    for hook in Hook::ALL {
+        let mut k = Kernel::load(hook);
+        handshake(&mut k, C, S);
+        k.send(&Segment::new(C, 40000, S, 80, 1001, ACK | PSH, b"hello"));
+        assert!(k.events().is_empty(), "{hook:?}: undecided");
+        // The old connection's close was never seen; a SYN at a fresh ISN
+        // on the same ports is a new connection.
+        k.send(&Segment::new(C, 40000, S, 80, 777_000, SYN, b""));
+        let old = k.one_verdict();
+        assert_eq!(old.verdict.protocol, Protocol::Unknown, "{hook:?}: {old:?}");
+        assert_eq!(old.verdict.encryption, Encryption::Plaintext, "{hook:?}");
+        k.send(&Segment::new(S, 80, C, 40000, 888_000, SYN | ACK, b""));
+        k.send(&Segment::new(C, 40000, S, 80, 777_001, ACK | PSH, GET));
+        assert_http(&k.one_verdict());
+    }
+}
+
+#[test]
+fn a_repacketised_retransmit_is_inspected_from_its_new_bytes() {
+    for hook in Hook::ALL {
+        let mut k = Kernel::load(hook);
+        handshake(&mut k, C, S);
+        k.send(&Segment::new(C, 40000, S, 80, 1001, ACK | PSH, b"\x00\x01"));
+        // A retransmit that carries the first two bytes again and two new
+        // ones: inspected, and the stream continues after it.
+        k.send(&Segment::new(
+            C,
+            40000,
+            S,
+            80,
+            1001,
+            ACK | PSH,
+            b"\x00\x01\x02\x03",
+        ));
+        k.send(&Segment::new(C, 40000, S, 80, 1005, ACK | PSH, b"\x04"));
+        assert_eq!(k.stat(Stat::PayloadSegments), 3, "{hook:?}");
+    }
+}
+
+#[test]
 fn gso_sized_packet_without_ip_total_length_is_classified() {
     for hook in Hook::ALL {
         let mut k = Kernel::load(hook);

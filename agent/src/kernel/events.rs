@@ -10,7 +10,9 @@ use crate::{
         tls_hello::{self, TlsMeta},
     },
 };
-use agent_common::wire::{FAMILY_V4, FlowEvent, HELLO_MAX, HelloHeader, Hook, addr_bytes};
+use agent_common::wire::{
+    EVENT_MIDSTREAM, FAMILY_V4, FlowEvent, HELLO_MAX, HelloHeader, Hook, addr_bytes,
+};
 use aya::maps::{MapData, RingBuf};
 use std::{
     collections::HashMap,
@@ -41,7 +43,7 @@ pub fn decode(bytes: &[u8]) -> Option<Flow> {
         server_port: ev.server_port,
         hook: Hook::from_u8(ev.hook),
         verdict: ev.verdict(),
-        midstream: ev.flags & 1 != 0,
+        midstream: ev.flags & EVENT_MIDSTREAM != 0,
         tls: TlsMeta::default(),
     })
 }

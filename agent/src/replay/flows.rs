@@ -1,23 +1,27 @@
-//! The flow table: the kernel's tracking (agent-ebpf/src/observe.rs) redone
-//! over captured segments, so replay gives the verdicts the agent would.
+//! The flow table: the kernel's tracking rules (`agent_common::track`, the
+//! very functions agent-ebpf/src/observe.rs calls) over captured segments,
+//! so replay gives the verdicts the agent would. Only the storage (a
+//! `HashMap` for the kernel's LRU map) and two ends are replay's own:
 //!
-//! - One entry per canonical 5-tuple. The SYN sender (SYN without ACK) is the
-//!   client. A flow first seen without a SYN starts only with a payload
-//!   segment (a lone ACK, FIN or RST creates nothing) and is midstream; its
-//!   client is the side with the higher, ephemeral, port.
-//! - Per direction, payload is fed to the classifier in sequence order
-//!   (`stream`), until it has a verdict; across directions, in capture order.
-//! - FIN from both sides, or RST, ends the flow; a flow still without a
-//!   verdict then gets `on_close()`'s best guess, as it does at the end of
-//!   the capture. Flows that never carried payload give nothing.
+//! - Per direction, only the next new bytes are classified, in capture
+//!   order; a segment past a gap is not held for later (the kernel cannot
+//!   hold it either).
+//! - A flow still without a verdict at the end of the capture gets
+//!   `on_close()`'s best guess, as it would at its close. Flows that never
+//!   carried payload give nothing.
 
-use super::{FlowRecord, stream::Stream};
-use super::{packet::Segment, packet::TCP_ACK, packet::TCP_FIN, packet::TCP_RST, packet::TCP_SYN};
+use super::FlowRecord;
+use super::packet::Segment;
 use crate::pipeline::tls_hello::{self, TlsMeta};
-use agent_common::{FlowClassifier, Side, Verdict, classify::PrefixBuf};
+use agent_common::{
+    Verdict,
+    classify::PrefixBuf,
+    track::{self, Inspect},
+    wire::{FLOW_CLIENT_IS_HI, FLOW_MIDSTREAM, FlowState},
+};
 use std::{collections::HashMap, net::SocketAddr};
 
-/// Both directions of a connection map to one key.
+/// Both directions of a connection map to one key: (lo, hi).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Key(SocketAddr, SocketAddr);
 
@@ -28,18 +32,9 @@ impl Key {
 }
 
 struct Flow {
-    client: SocketAddr,
-    server: SocketAddr,
-    /// First seen without a SYN.
-    midstream: bool,
-    /// The client's initial sequence number, when its SYN was seen: a SYN
-    /// with another one is a new connection on the same ports.
-    client_isn: Option<u32>,
-    classifier: FlowClassifier,
-    /// The verdict has been given; later packets only close the flow.
-    done: bool,
-    streams: [Stream; 2],
-    fin: [bool; 2],
+    key: Key,
+    /// The kernel's per-flow state, moved by `track` alone.
+    state: FlowState,
     /// Creation order, so flows still open at the end come out in order.
     created: u64,
     last_ts_ns: i64,
@@ -47,85 +42,48 @@ struct Flow {
 }
 
 impl Flow {
-    fn new(client: SocketAddr, server: SocketAddr, midstream: bool, created: u64) -> Self {
-        Self {
-            client,
-            server,
-            midstream,
-            client_isn: None,
-            classifier: new_classifier(midstream),
-            done: false,
-            streams: Default::default(),
-            fin: [false; 2],
-            created,
-            last_ts_ns: 0,
-            tls: TlsMeta::default(),
-        }
-    }
-
-    fn side_of(&self, src: SocketAddr) -> Side {
-        if src == self.client {
-            Side::Client
-        } else {
-            Side::Server
-        }
-    }
-
     /// The flow's row; its hellos may name the version the classifier's
     /// prefix did not reach, as in the live agent (`PendingHellos::attach`).
     fn record(&self, mut verdict: Verdict) -> FlowRecord {
         self.tls.refine(&mut verdict);
+        let (client, server) = if self.state.flags & FLOW_CLIENT_IS_HI != 0 {
+            (self.key.1, self.key.0)
+        } else {
+            (self.key.0, self.key.1)
+        };
         FlowRecord {
-            client: self.client,
-            server: self.server,
+            client,
+            server,
             verdict,
-            midstream: self.midstream,
+            midstream: self.state.flags & FLOW_MIDSTREAM != 0,
             ts_ns: self.last_ts_ns,
             tls: self.tls.clone(),
         }
     }
 
-    /// Feeds one segment's in-order payloads; the verdict, once there is one.
-    fn feed(&mut self, side: Side, seq: u32, seg: &Segment<'_>) -> Option<Verdict> {
-        if self.done || seg.payload_len == 0 || !self.classifier.wants(side) {
+    /// Classifies the bytes of one segment that `track::inspect` lets
+    /// through; the verdict, once there is one.
+    fn feed(&mut self, t: &track::Segment, payload: &[u8]) -> Option<Verdict> {
+        let side = track::side(&self.state, t.from_lo);
+        let Inspect { classify, skip } = track::inspect(&mut self.state, side, t);
+        if !classify {
             return None;
         }
-        let ready = self.streams[side as usize].push(seq, seg.payload_len, seg.payload);
-        for bytes in ready {
-            // As the kernel: the hello is exported before the segment is
-            // classified.
-            if let Some(hello) = tls_hello::exported(&bytes, side).and_then(tls_hello::parse) {
-                self.tls.add(hello);
-            }
-            let buf = PrefixBuf::new(&bytes);
-            if let Some(v) = self.classifier.on_segment(side, &buf.prefix()) {
-                self.done = true;
-                return Some(v);
-            }
+        let bytes = usize::try_from(skip)
+            .ok()
+            .and_then(|s| payload.get(s..))
+            .unwrap_or_default();
+        // As the kernel: the hello is exported before the segment is
+        // classified.
+        if let Some(hello) = tls_hello::exported(bytes, side).and_then(tls_hello::parse) {
+            self.tls.add(hello);
         }
-        None
+        track::classify(&mut self.state, side, &PrefixBuf::new(bytes).prefix())
     }
 
     /// The flow ends: its verdict if it has none yet and carried payload.
     fn close(&mut self) -> Option<FlowRecord> {
-        if self.done {
-            return None;
-        }
-        self.done = true;
-        self.classifier.on_close().map(|v| self.record(v))
-    }
-}
-
-/// The classifier decides the `midstream` reason (a flow picked up at an
-/// opening message has none), as in the kernel's `fresh_state`. Were it ever
-/// left to the tracker again (observe.rs `emit()` once added
-/// `Reason::Midstream` to every no-SYN flow), this and `Flow::record` are the
-/// two places to change.
-fn new_classifier(midstream: bool) -> FlowClassifier {
-    if midstream {
-        FlowClassifier::new_midstream()
-    } else {
-        FlowClassifier::new()
+        track::close(&mut self.state).map(|v| self.record(v))
     }
 }
 
@@ -139,60 +97,52 @@ impl FlowTable {
     /// Tracks one segment; every flow it finishes goes to `out`.
     pub fn segment(&mut self, seg: &Segment<'_>, ts_ns: i64, out: &mut impl FnMut(FlowRecord)) {
         let key = Key::of(seg.src, seg.dst);
-        let syn = seg.flags & TCP_SYN != 0;
-        let ack = seg.flags & TCP_ACK != 0;
-        let closing = seg.flags & (TCP_FIN | TCP_RST) != 0;
-
-        // A client SYN on ports still in use by another connection (reused
-        // ports; the old one's FIN was not captured) ends the old one.
-        if syn
-            && !ack
-            && let Some(old) = self.flows.get(&key)
-            && (old.client != seg.src || old.client_isn != Some(seg.seq))
+        let t = track::Segment {
+            from_lo: seg.src == key.0,
+            sport: seg.src.port(),
+            dport: seg.dst.port(),
+            flags: seg.flags,
+            seq: seg.seq,
+            payload_len: seg.payload_len,
+        };
+        // Reused ports whose old connection's close was not seen: the old
+        // flow ends, the SYN starts a new one.
+        if t.is_client_syn()
+            && self
+                .flows
+                .get(&key)
+                .is_some_and(|old| track::restarts(&old.state, &t))
             && let Some(mut old) = self.flows.remove(&key)
             && let Some(r) = old.close()
         {
             out(r);
         }
-
-        let created = self.created;
         let flow = match self.flows.entry(key) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
-                let flow = if syn && !ack {
-                    let mut f = Flow::new(seg.src, seg.dst, false, created);
-                    f.client_isn = Some(seg.seq);
-                    f
-                } else if seg.payload_len > 0 && !closing {
-                    let (client, server) = ephemeral_client(seg.src, seg.dst);
-                    Flow::new(client, server, true, created)
-                } else {
+                let Some(flags) = track::new_flow(&t) else {
                     return;
                 };
                 self.created += 1;
-                e.insert(flow)
+                e.insert(Flow {
+                    key,
+                    state: track::fresh(flags),
+                    created: self.created,
+                    last_ts_ns: 0,
+                    tls: TlsMeta::default(),
+                })
             }
         };
         flow.last_ts_ns = ts_ns;
-        let side = flow.side_of(seg.src);
-        let mut seq = seg.seq;
-        if syn {
-            // The SYN takes one sequence number; data starts after it (and
-            // TCP Fast Open data rides on the SYN itself).
-            seq = seq.wrapping_add(1);
-            flow.streams[side as usize].start_at(seq);
-        }
-        if let Some(v) = flow.feed(side, seq, seg) {
+        if let Some(v) = flow.feed(&t, seg.payload) {
             out(flow.record(v));
         }
-        if closing {
-            flow.fin[side as usize] |= seg.flags & TCP_FIN != 0;
-            if seg.flags & TCP_RST != 0 || flow.fin == [true, true] {
-                if let Some(r) = flow.close() {
-                    out(r);
-                }
-                self.flows.remove(&key);
+        let side = track::side(&flow.state, t.from_lo);
+        if t.is_closing() && track::finished(&mut flow.state, side, t.flags) {
+            if let Some(r) = flow.close() {
+                out(r);
             }
+            self.flows.remove(&key);
         }
     }
 
@@ -208,19 +158,10 @@ impl FlowTable {
     }
 }
 
-/// A flow first seen mid-stream: the higher (ephemeral) port is most likely
-/// the client's. On equal ports, the sender of the first segment.
-fn ephemeral_client(src: SocketAddr, dst: SocketAddr) -> (SocketAddr, SocketAddr) {
-    if src.port() >= dst.port() {
-        (src, dst)
-    } else {
-        (dst, src)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use agent_common::headers::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
     use agent_common::{Encryption, Protocol, Reason};
 
     const C: &str = "10.0.0.1:40000";
@@ -298,10 +239,11 @@ mod tests {
     }
 
     #[test]
-    fn out_of_order_segments_are_fed_in_sequence_order() {
+    fn a_segment_past_a_gap_is_skipped_and_the_next_bytes_classified() {
         let mut segs = handshake();
-        // "GET / HT" arrives after "TP/1.1 ...": the classifier still sees
-        // the request line first.
+        // "TP/1.1 ..." arrives before "GET / HT": as in the kernel, it is
+        // past a gap and skipped (not held for later); the request line,
+        // when it comes, is what the classifier sees.
         segs.push((C, S, ACK, 109, &GET[8..]));
         segs.push((C, S, ACK, 101, &GET[..8]));
         let got = run(&segs);

@@ -2,7 +2,7 @@
 //! a pcap/pcapng capture, for checking verdicts without a kernel.
 //!
 //! capture (file format) -> link (frame to IP) -> packet (IP + TCP) ->
-//! flows (the kernel's tracking) + stream (sequence order) -> classifier
+//! flows (the kernel's tracking rules, `agent_common::track`) -> classifier
 //! -> output (edge table or JSON lines). Every flow in the capture counts,
 //! loopback too (the live agent skips loopback by default).
 
@@ -12,7 +12,6 @@ mod flows;
 mod link;
 mod output;
 mod packet;
-mod stream;
 
 pub use error::{CaptureError, ReplayError};
 

@@ -1,18 +1,12 @@
-//! IPv4/IPv6 + TCP headers, as the kernel's parse.rs reads them: IPv4
-//! options skipped, IPv6 extension headers walked, non-first fragments
-//! dropped (they carry no TCP header).
+//! IPv4/IPv6 + TCP headers, by the layouts and rules the kernel's parse.rs
+//! reads them with (`agent_common::headers`): IPv4 options skipped, IPv6
+//! extension headers walked as far as the kernel walks them, non-first
+//! fragments dropped (they carry no TCP header).
 
+use agent_common::headers::{
+    IPPROTO_TCP, Ipv4Header, Ipv6Header, Ipv6Next, MAX_IPV6_EXT, TcpHeader,
+};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-
-pub const TCP_FIN: u8 = 0x01;
-pub const TCP_SYN: u8 = 0x02;
-pub const TCP_RST: u8 = 0x04;
-pub const TCP_ACK: u8 = 0x10;
-
-const IPPROTO_TCP: u8 = 6;
-/// Extension headers walked before giving up (the kernel walks 6; a capture
-/// costs nothing extra to walk a little further).
-const MAX_IPV6_EXT: usize = 8;
 
 /// One TCP segment.
 #[derive(Debug)]
@@ -40,35 +34,35 @@ pub enum Skip {
 }
 
 pub fn ipv4(p: &[u8]) -> Result<Segment<'_>, Skip> {
-    let h = p.get(..20).ok_or(Skip::Malformed)?;
-    if h[0] >> 4 != 4 {
+    let h = Ipv4Header::from_bytes(head(p)?);
+    if h.version() != 4 {
         return Err(Skip::Malformed);
     }
-    let ihl = usize::from(h[0] & 0x0f) * 4;
-    if ihl < 20 {
-        return Err(Skip::Malformed);
-    }
-    if h[9] != IPPROTO_TCP {
+    if h.proto != IPPROTO_TCP {
         return Err(Skip::NotTcp);
     }
-    if u16::from_be_bytes([h[6], h[7]]) & 0x1fff != 0 {
+    if h.is_later_fragment() {
         return Err(Skip::Fragment);
+    }
+    let ihl = h.header_len();
+    if ihl < Ipv4Header::LEN {
+        return Err(Skip::Malformed);
     }
     // A total length of 0 is a TSO/GSO packet captured before segmentation:
     // the captured length is then the truth (as in the kernel).
-    let total = match usize::from(u16::from_be_bytes([h[2], h[3]])) {
+    let total = match usize::from(h.total_len()) {
         0 => p.len(),
         t if t < ihl => return Err(Skip::Malformed),
         t => t,
     };
-    let src = IpAddr::V4(Ipv4Addr::new(h[12], h[13], h[14], h[15]));
-    let dst = IpAddr::V4(Ipv4Addr::new(h[16], h[17], h[18], h[19]));
+    let src = IpAddr::V4(Ipv4Addr::from(h.src.to_ne_bytes()));
+    let dst = IpAddr::V4(Ipv4Addr::from(h.dst.to_ne_bytes()));
     let captured = p.get(ihl..total.min(p.len())).ok_or(Skip::Malformed)?;
     tcp(src, dst, captured, total - ihl)
 }
 
 pub fn ipv6(p: &[u8]) -> Result<Segment<'_>, Skip> {
-    let h = p.get(..40).ok_or(Skip::Malformed)?;
+    let h: &[u8; Ipv6Header::LEN] = head(p)?;
     if h[0] >> 4 != 6 {
         return Err(Skip::Malformed);
     }
@@ -80,50 +74,49 @@ pub fn ipv6(p: &[u8]) -> Result<Segment<'_>, Skip> {
     // Payload length 0: a jumbogram or a GSO packet; trust the capture.
     let end = match usize::from(u16::from_be_bytes([h[4], h[5]])) {
         0 => p.len(),
-        n => 40 + n,
+        n => Ipv6Header::LEN + n,
     };
     let mut next = h[6];
-    let mut off = 40;
+    let mut off = Ipv6Header::LEN;
     for _ in 0..MAX_IPV6_EXT {
-        let ext = p.get(off..off + 4).ok_or(Skip::Malformed)?;
-        let len = match next {
-            IPPROTO_TCP => {
+        let ext: &[u8; 4] = head(p.get(off..).ok_or(Skip::Malformed)?)?;
+        match Ipv6Next::of(next, *ext) {
+            Ipv6Next::Tcp => {
                 let captured = p.get(off..end.min(p.len())).ok_or(Skip::Malformed)?;
                 return tcp(src, dst, captured, end.saturating_sub(off));
             }
-            // hop-by-hop, routing, destination options: (len + 1) * 8
-            0 | 43 | 60 => (usize::from(ext[1]) + 1) * 8,
-            // fragment: 8 bytes; only the first fragment has the TCP header
-            44 => {
-                if u16::from_be_bytes([ext[2], ext[3]]) & 0xfff8 != 0 {
-                    return Err(Skip::Fragment);
-                }
-                8
+            Ipv6Next::Extension { next: n, len } => {
+                next = n;
+                off += len;
             }
-            // authentication header: (len + 2) * 4
-            51 => (usize::from(ext[1]) + 2) * 4,
-            _ => return Err(Skip::NotTcp),
-        };
-        next = ext[0];
-        off += len;
+            Ipv6Next::LaterFragment => return Err(Skip::Fragment),
+            Ipv6Next::Other => return Err(Skip::NotTcp),
+        }
     }
     Err(Skip::Malformed)
+}
+
+/// The first `N` bytes of `p`, or malformed.
+fn head<const N: usize>(p: &[u8]) -> Result<&[u8; N], Skip> {
+    p.get(..N)
+        .and_then(|h| h.try_into().ok())
+        .ok_or(Skip::Malformed)
 }
 
 /// `l4` are the captured bytes from the TCP header on; `l4_len` the length
 /// the IP header gives them.
 fn tcp(src: IpAddr, dst: IpAddr, l4: &[u8], l4_len: usize) -> Result<Segment<'_>, Skip> {
-    let h = l4.get(..20).ok_or(Skip::Malformed)?;
-    let doff = usize::from(h[12] >> 4) * 4;
-    if doff < 20 || doff > l4_len {
+    let h = TcpHeader::from_bytes(head(l4)?);
+    let doff = h.header_len() as usize;
+    if doff < TcpHeader::LEN || doff > l4_len {
         return Err(Skip::Malformed);
     }
     let payload_len = u32::try_from(l4_len - doff).map_err(|_| Skip::Malformed)?;
     Ok(Segment {
-        src: SocketAddr::new(src, u16::from_be_bytes([h[0], h[1]])),
-        dst: SocketAddr::new(dst, u16::from_be_bytes([h[2], h[3]])),
-        flags: h[13],
-        seq: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
+        src: SocketAddr::new(src, h.sport()),
+        dst: SocketAddr::new(dst, h.dport()),
+        flags: h.flags,
+        seq: h.seq(),
         payload_len,
         // Options cut off by the snaplen leave no payload bytes, not an error.
         payload: l4.get(doff..).unwrap_or_default(),

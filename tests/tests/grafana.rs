@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 /// The scrape job the dashboard's `$job` constant and the alert rules expect.
 const JOB: &str = "plainsight";
 
-/// Every metric the agent exports or will export (the DESIGN contract and
+/// Every metric the agent exports or will export (the contract in docs/architecture.md "Metrics" and
 /// the standard process metrics): a dashboard query naming anything else
 /// has a typo.
 const KNOWN_METRICS: &[&str] = &[

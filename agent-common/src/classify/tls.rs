@@ -72,7 +72,7 @@ pub enum HelloKind {
 
 /// A payload segment that starts a TLS ClientHello record sent by the
 /// client, or a ServerHello record sent by the server: public handshake
-/// metadata (version, SNI, ALPN, cipher), the only bytes DESIGN lets leave
+/// metadata (version, SNI, ALPN, cipher), the only bytes docs/architecture.md "Verdicts" lets leave
 /// the kernel. Only `hello` makes one (the field is private), and the
 /// kernel's export takes one, so no other bytes can reach that code.
 /// No data besides the kind, so `Option<Hello>` is one byte (see `Record`).

@@ -2,15 +2,23 @@
 //! client and a server network namespace joined by a veth pair, a child
 //! cgroup for the cgroup hook, real servers and clients spawned inside them,
 //! and the real `plainsight` binary watching. Everything is owned by guards
-//! that remove it in `Drop`, also when a test fails.
+//! that remove it in `Drop`, also when a test fails. Also what the checks
+//! of the deployment artefacts share: the repository's files, the external
+//! tools, the rendered manifests, `systemd-analyze` and the granted
+//! capabilities.
 
 pub mod agent;
+pub mod capabilities;
 pub mod clients;
 pub mod expect;
+pub mod files;
 pub mod http;
+pub mod manifests;
 pub mod packets;
 pub mod prometheus;
 pub mod servers;
+pub mod systemd;
+pub mod tools;
 pub mod topology;
 
 pub use agent::Agent;

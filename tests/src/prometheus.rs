@@ -7,7 +7,7 @@ use crate::agent::{Sample, free_port};
 use crate::topology::{Proc, WorkDir, path_str};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -167,17 +167,25 @@ impl Drop for Prometheus {
     }
 }
 
+/// Prometheus's `promtool`, required.
+pub fn promtool() -> PathBuf {
+    crate::tools::require_tool(
+        "promtool",
+        "install Debian's `prometheus` package (`cargo xtask setup` does)",
+    )
+}
+
 /// `promtool check metrics` on a Prometheus text (0.0.4) body: it must
 /// parse and pass the lints, with nothing to say.
 pub fn promtool_check_metrics(body: &str) {
     use std::io::Write as _;
-    let mut child = Command::new("promtool")
+    let mut child = Command::new(promtool())
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("promtool (cargo xtask setup installs Debian's `prometheus`)");
+        .expect("starting promtool");
     child
         .stdin
         .take()

@@ -6,7 +6,8 @@
 
 use plainsight_tests::{
     Agent, Proc, Topology,
-    agent::{Sample, cgroup_programs},
+    agent::{Sample, cgroup_programs, free_port},
+    capabilities::effective_caps,
     http,
     servers::{HTTP_PORT, HTTPS_PORT, HttpAndTls},
 };
@@ -111,15 +112,6 @@ fn wait_edges(agent: &Agent, n: usize) -> serde_json::Value {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-fn effective_caps(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    let hex = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .expect("CapEff");
-    u64::from_str_radix(hex.trim(), 16).expect("hex")
 }
 
 #[test]
@@ -464,11 +456,4 @@ fn a_dead_log_sink_does_not_stop_the_agent() {
         agent.child.try_wait().expect("try_wait").is_none(),
         "still running"
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }

@@ -77,7 +77,7 @@ fn main() -> anyhow::Result<()> {
         Task::Test => {
             setup::run()?;
             build()?;
-            // tests/tests/deploy.rs inspects the package.
+            // tests/tests/deploy_package.rs inspects the package.
             package::build(&root)?;
             test()
         }

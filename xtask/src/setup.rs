@@ -15,8 +15,8 @@ const BPF_LINKER_LLVM_FEATURE: &str = "llvm-22";
 /// Debian packages the tests and the demo use.
 /// `prometheus` brings promtool and the server the end-to-end matrix scrapes
 /// the agent with, `systemd` systemd-analyze and `util-linux` setpriv
-/// (tests/tests/deploy.rs); `dpkg-dev` (dpkg-shlibdeps) and `binutils`
-/// (strip) build the .deb (xtask/src/package.rs), `lintian` checks it; the
+/// (tests/tests/deploy_*.rs and privileges.rs); `dpkg-dev` (dpkg-shlibdeps)
+/// and `binutils` (strip) build the .deb (xtask/src/package.rs), `lintian` checks it; the
 /// servers and clients from `postgresql` on are the end-to-end matrix's
 /// (tests/tests/matrix.rs) and the dashboard test's (redis), each started by
 /// the test itself in a network namespace, never as a system service

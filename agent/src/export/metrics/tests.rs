@@ -83,12 +83,10 @@ fn prometheus_text_is_the_contract() {
     assert!(!text.contains("# EOF"), "OpenMetrics only");
 }
 
-/// promtool (Debian's `prometheus`, installed by `cargo xtask setup`)
-/// parses and lints the text a scraper without OpenMetrics gets.
-#[test]
-fn promtool_accepts_the_prometheus_text() {
+/// `promtool check metrics` on `text` (Debian's `prometheus`, installed
+/// by `cargo xtask setup`).
+fn promtool_check(text: &str) -> std::process::Output {
     use std::io::Write as _;
-    let text = prometheus_text(&openmetrics_text(&populated()).expect("encode"));
     let mut child = std::process::Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
@@ -102,7 +100,14 @@ fn promtool_accepts_the_prometheus_text() {
         .expect("stdin")
         .write_all(text.as_bytes())
         .expect("writing to promtool");
-    let out = child.wait_with_output().expect("promtool");
+    child.wait_with_output().expect("promtool")
+}
+
+/// promtool parses and lints the text a scraper without OpenMetrics gets.
+#[test]
+fn promtool_accepts_the_prometheus_text() {
+    let text = prometheus_text(&openmetrics_text(&populated()).expect("encode"));
+    let out = promtool_check(&text);
     assert!(
         out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
         "promtool check metrics: {}{}\n{text}",
@@ -114,22 +119,8 @@ fn promtool_accepts_the_prometheus_text() {
 /// And the check is real: it rejects the OpenMetrics text as 0.0.4.
 #[test]
 fn promtool_rejects_openmetrics_served_as_prometheus_text() {
-    use std::io::Write as _;
     let text = openmetrics_text(&populated()).expect("encode");
-    let mut child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("running promtool");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write");
-    assert!(!child.wait_with_output().expect("promtool").status.success());
+    assert!(!promtool_check(&text).status.success());
 }
 
 /// The kernel's readings become counter deltas: the eviction count is a

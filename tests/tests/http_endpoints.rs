@@ -28,8 +28,8 @@ use std::{
 };
 
 const SLOW: usize = 2000;
-const CAP: usize = 1000;
-const HEADER_TIMEOUT_S: u64 = 2;
+const CAP: usize = 200;
+const HEADER_TIMEOUT_S: u64 = 3;
 const FLOWS: usize = 300;
 
 fn metrics_at(addr: SocketAddr) -> Vec<plainsight_tests::agent::Sample> {
@@ -221,15 +221,18 @@ fn slow_connections_are_closed_while_metrics_answer_and_no_verdict_is_lost() {
         conns("rejected"),
         conns("timed_out")
     );
+    // Each slow connection was either over the cap or timed out (the
+    // edges flood's may be too); the cap was full at some point, since far
+    // more than CAP were opened within the timeout.
+    let (rejected, timed_out) = (conns("rejected"), conns("timed_out"));
     assert!(
-        conns("rejected") >= (SLOW - CAP) as f64,
-        "{}",
-        conns("rejected")
+        rejected + timed_out >= SLOW as f64,
+        "{rejected} + {timed_out}"
     );
+    // (The flood's four threads may hold a few of the CAP slots.)
     assert!(
-        conns("timed_out") >= (CAP - 10) as f64,
-        "{}",
-        conns("timed_out")
+        rejected > 0.0 && timed_out >= (CAP - 4) as f64,
+        "{rejected}, {timed_out}"
     );
     // The agent is still ready and serving.
     assert_eq!(
@@ -376,6 +379,8 @@ fn readyz_waits_for_kubernetes_identities_then_says_they_timed_out() {
     let mut saw_unready = false;
     let body = loop {
         match agent.get("/readyz") {
+            // (The first drain comes a moment after the API starts.)
+            Ok((503, body)) if body.trim() == "verdict ring not drained yet" => {}
             Ok((503, body)) => {
                 assert_eq!(body.trim(), "kubernetes identities not synced yet");
                 saw_unready = true;

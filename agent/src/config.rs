@@ -6,6 +6,7 @@
 
 use crate::{
     clock,
+    export::http_server::Limits,
     kubernetes::{Enabled, KubeSettings},
     logging::LogFormat,
     pipeline::{
@@ -24,6 +25,10 @@ use std::{
 };
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9477";
+pub const DEFAULT_HEADER_READ_TIMEOUT: &str = "5s";
+pub const DEFAULT_REQUEST_TIMEOUT: &str = "30s";
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+pub const DEFAULT_KUBERNETES_SYNC_TIMEOUT: &str = "30s";
 pub const DEFAULT_RING_BYTES: u32 = 256 * 1024;
 pub const DEFAULT_EDGES_MAX: usize = 10_000;
 pub const DEFAULT_IDLE_TIMEOUT: &str = "1h";
@@ -34,6 +39,7 @@ pub const DEFAULT_ALERTS_PER_MINUTE: u32 = 20;
 #[serde(deny_unknown_fields, default)]
 struct File {
     api: ApiFile,
+    metrics: MetricsFile,
     hooks: HooksFile,
     datapath: DatapathFile,
     /// CIDR or single address -> identity name.
@@ -48,16 +54,39 @@ struct File {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct ApiFile {
-    /// `/metrics`, `/api/v1/edges`, `/healthz`, `/readyz`.
+    /// `/api/v1/edges`, `/healthz`, `/readyz`, and `/metrics` unless
+    /// `metrics.listen` is another address.
     listen: SocketAddr,
+    /// A file holding the bearer token `/api/v1/edges` then requires;
+    /// re-read when it changes.
+    token_file: Option<PathBuf>,
+    /// A connection must send its request headers within this.
+    header_read_timeout: String,
+    /// A connection is closed this long after it was accepted.
+    request_timeout: String,
+    /// Open connections at once, per listener; more are closed at once.
+    max_connections: usize,
 }
 
 impl Default for ApiFile {
     fn default() -> Self {
         Self {
             listen: DEFAULT_LISTEN.parse().expect("valid default"),
+            token_file: None,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT.into(),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT.into(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct MetricsFile {
+    /// `/metrics`, `/healthz`, `/readyz` on their own address (e.g. the
+    /// pod IP for Prometheus, with the edges API on loopback); default:
+    /// `api.listen`.
+    listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -90,7 +119,7 @@ impl Default for DatapathFile {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct KubernetesFile {
     /// "auto" (in a pod, or with a kubeconfig), "on" or "off".
@@ -99,6 +128,20 @@ struct KubernetesFile {
     kubeconfig: Option<PathBuf>,
     /// The kubeconfig context; default: its current-context.
     context: Option<String>,
+    /// `/readyz` waits this long for the first lists, then says ready
+    /// (and that they are missing).
+    sync_timeout: String,
+}
+
+impl Default for KubernetesFile {
+    fn default() -> Self {
+        Self {
+            enabled: Enabled::default(),
+            kubeconfig: None,
+            context: None,
+            sync_timeout: DEFAULT_KUBERNETES_SYNC_TIMEOUT.into(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -171,6 +214,11 @@ struct LogFile {
 /// A checked configuration.
 pub struct Config {
     pub listen: SocketAddr,
+    /// `None`: `listen` serves `/metrics` too.
+    pub metrics_listen: Option<SocketAddr>,
+    pub token_file: Option<PathBuf>,
+    pub http: Limits,
+    pub kubernetes_sync_timeout: Duration,
     pub cgroup: Option<PathBuf>,
     pub interfaces: Vec<String>,
     pub include_loopback: bool,
@@ -312,6 +360,10 @@ fn check(f: File) -> Result<Config, Vec<Problem>> {
     check_kubernetes(&f.kubernetes, |key, m| {
         problem(format!("kubernetes.{key}"), m)
     });
+    let kubernetes_sync_timeout = clock::parse_duration(&f.kubernetes.sync_timeout)
+        .map_err(|m| problem("kubernetes.sync_timeout".into(), m))
+        .unwrap_or_default();
+    let http = check_api(&f.api, |key, m| problem(format!("api.{key}"), m));
 
     let mut rules = Vec::new();
     for (i, r) in f.policy.allow.iter().enumerate() {
@@ -341,6 +393,10 @@ fn check(f: File) -> Result<Config, Vec<Problem>> {
     }
     Ok(Config {
         listen: f.api.listen,
+        metrics_listen: f.metrics.listen,
+        token_file: f.api.token_file,
+        http,
+        kubernetes_sync_timeout,
         cgroup: f.hooks.cgroup,
         interfaces: f.hooks.interfaces,
         include_loopback: f.hooks.include_loopback,
@@ -358,6 +414,32 @@ fn check(f: File) -> Result<Config, Vec<Problem>> {
         alerts_per_minute: f.alerts.max_per_minute,
         log_format: f.log.format,
     })
+}
+
+/// The HTTP server's limits. Whether `token_file` reads is checked when the
+/// agent starts (it may be written after the config is checked).
+fn check_api(a: &ApiFile, mut problem: impl FnMut(&str, String)) -> Limits {
+    let mut duration = |key: &str, text: &str| {
+        clock::parse_duration(text)
+            .map_err(|m| problem(key, m))
+            .unwrap_or_default()
+    };
+    let header_read_timeout = duration("header_read_timeout", &a.header_read_timeout);
+    let request_timeout = duration("request_timeout", &a.request_timeout);
+    if a.max_connections == 0 {
+        problem("max_connections", "must be at least 1".into());
+    }
+    if a.token_file
+        .as_ref()
+        .is_some_and(|p| p.as_os_str().is_empty())
+    {
+        problem("token_file", "is empty; leave it out for no token".into());
+    }
+    Limits {
+        header_read_timeout,
+        request_timeout,
+        max_connections: a.max_connections,
+    }
 }
 
 /// The file alone: whether the kubeconfig reads is checked when the agent

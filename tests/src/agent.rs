@@ -61,6 +61,13 @@ impl Agent {
     }
 
     pub fn start(netns: Option<&str>, port: u16, extra: &[&str]) -> Self {
+        let mut agent = Self::spawn(netns, port, extra);
+        agent.wait_ready();
+        agent
+    }
+
+    /// As `start`, without waiting for `/readyz` (readiness tests).
+    pub fn spawn(netns: Option<&str>, port: u16, extra: &[&str]) -> Self {
         let bin = crate::plainsight_bin();
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let log = std::env::temp_dir().join(format!(
@@ -88,14 +95,12 @@ impl Agent {
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-        let mut agent = Self {
+        Self {
             proc: Proc::from_child(child, "plainsight run"),
             addr,
             netns: netns.map(str::to_owned),
             log,
-        };
-        agent.wait_ready();
-        agent
+        }
     }
 
     fn wait_ready(&mut self) {

@@ -3,7 +3,7 @@
 //! schemas (`plainsight_tests::manifests`): the set of objects, that the
 //! validation rejects broken copies, the DaemonSet's least-privilege
 //! settings and wiring, the embedded agent configuration, the image, the
-//! read-only RBAC and the ServiceMonitor.
+//! read-only RBAC, the ServiceMonitor and the NetworkPolicy.
 //!
 //! Every tool is required: a missing one fails the test with how to install
 //! it, never skips it.
@@ -42,6 +42,7 @@ fn kubernetes_manifests_render_and_validate_against_the_schemas() {
             "ConfigMap",
             "DaemonSet",
             "Namespace",
+            "NetworkPolicy",
             "PrometheusRule",
             "Service",
             "ServiceAccount",
@@ -80,6 +81,7 @@ fn kubernetes_schema_validation_rejects_a_broken_manifest() {
             "containerPort: metrics",
         ),
         ("rbac.yaml", "roleRef:", "roleReference:"),
+        ("networkpolicy.yaml", "policyTypes:", "policyType:"),
         ("servicemonitor.yaml", "interval: 30s", "intervall: 30s"),
         (
             "servicemonitor.yaml",
@@ -219,10 +221,19 @@ fn daemonset_grants_only_what_the_agent_needs() {
         format!("{config_mount}/{CONFIG_KEY}"),
         "--config is not the file the ConfigMap mounts"
     );
-    let listen: SocketAddr = flag("--listen").parse().expect("--listen is an address");
+    // /metrics on the pod IP for Prometheus; the edges API (peer map, SNI
+    // names, rule owners) on the pod's loopback only.
+    let listen: SocketAddr = flag("--metrics-listen")
+        .parse()
+        .expect("--metrics-listen is an address");
     assert!(
         listen.ip().is_unspecified(),
-        "--listen {listen} is unreachable from Prometheus"
+        "--metrics-listen {listen} is unreachable from Prometheus"
+    );
+    let api: SocketAddr = flag("--listen").parse().expect("--listen is an address");
+    assert!(
+        api.ip().is_loopback(),
+        "the edges API listens on {api}, beyond the pod"
     );
     let ports = c["ports"].as_array().expect("ports");
     assert!(
@@ -255,6 +266,53 @@ fn daemonset_grants_only_what_the_agent_needs() {
         &ds["spec"]["selector"]["matchLabels"],
         &ds["spec"]["template"]["metadata"]["labels"]
     ));
+}
+
+/// Only the monitoring namespace reaches the agents, and only their
+/// `metrics` port (the one the ServiceMonitor scrapes).
+#[test]
+fn network_policy_admits_the_monitoring_namespace_to_the_metrics_port() {
+    let np = object("NetworkPolicy");
+    let ds = object("DaemonSet");
+    assert!(
+        selects(
+            &np["spec"]["podSelector"]["matchLabels"],
+            &ds["spec"]["template"]["metadata"]["labels"]
+        ),
+        "the NetworkPolicy selects no agent pod"
+    );
+    assert_eq!(strings(&np["spec"]["policyTypes"]), ["Ingress"]);
+    let ingress = np["spec"]["ingress"].as_array().expect("ingress rules");
+    assert_eq!(ingress.len(), 1, "{ingress:?}");
+    let from = ingress[0]["from"].as_array().expect("from");
+    assert_eq!(from.len(), 1, "{from:?}");
+    assert_eq!(
+        from[0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "monitoring"
+    );
+    assert!(from[0].get("podSelector").is_none() && from[0].get("ipBlock").is_none());
+    let ports = ingress[0]["ports"].as_array().expect("ports");
+    let container_ports = ds["spec"]["template"]["spec"]["containers"][0]["ports"]
+        .as_array()
+        .expect("container ports")
+        .clone();
+    let metrics_port = container_ports
+        .iter()
+        .find(|p| p["name"] == "metrics")
+        .expect("a `metrics` containerPort");
+    assert_eq!(ports.len(), 1, "{ports:?}");
+    assert!(
+        ports[0]["port"] == metrics_port["name"]
+            || ports[0]["port"] == metrics_port["containerPort"],
+        "the NetworkPolicy admits {} but the metrics port is {metrics_port}",
+        ports[0]["port"]
+    );
+    assert_eq!(ports[0]["protocol"], "TCP");
+    assert_eq!(
+        object("ServiceMonitor")["spec"]["endpoints"][0]["port"],
+        "metrics",
+        "Prometheus scrapes the admitted port"
+    );
 }
 
 /// The embedded configuration as the agent reads it: valid for

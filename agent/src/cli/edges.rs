@@ -10,6 +10,7 @@ use anyhow::{Context as _, bail};
 use std::{
     io::{Read as _, Write as _},
     net::{TcpStream, ToSocketAddrs},
+    path::PathBuf,
     time::Duration,
 };
 
@@ -26,6 +27,10 @@ pub struct EdgesArgs {
     /// Only edges that violate policy.
     #[arg(long)]
     pub violations: bool,
+
+    /// Present the bearer token in FILE (the agent's api.token_file).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -36,7 +41,11 @@ pub fn run(args: &EdgesArgs) -> anyhow::Result<()> {
     } else {
         "/api/v1/edges"
     };
-    let body = get(&args.addr, path)?;
+    let token = match &args.token_file {
+        Some(f) => Some(read_token(f)?),
+        None => None,
+    };
+    let body = get(&args.addr, path, token.as_deref())?;
     let list: EdgeList = serde_json::from_str(&body).with_context(|| {
         format!(
             "{} did not answer with an edge list; is it a plainsight agent?",
@@ -123,8 +132,20 @@ fn split_url(url: &str) -> anyhow::Result<(String, String)> {
     Ok((authority, prefix.trim_end_matches('/').to_owned()))
 }
 
-/// GETs `path` and returns the body of a 200 answer.
-fn get(url: &str, path: &str) -> anyhow::Result<String> {
+/// The token of `--token-file`: its one line, trimmed.
+fn read_token(f: &std::path::Path) -> anyhow::Result<String> {
+    let text =
+        std::fs::read_to_string(f).with_context(|| format!("--token-file {}", f.display()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        bail!("--token-file {} is empty", f.display());
+    }
+    Ok(token.to_owned())
+}
+
+/// GETs `path` (with `token` as a bearer token) and returns the body of a
+/// 200 answer.
+fn get(url: &str, path: &str, token: Option<&str>) -> anyhow::Result<String> {
     let (authority, prefix) = split_url(url)?;
     let unreachable = |e: std::io::Error| {
         anyhow::anyhow!(
@@ -146,10 +167,11 @@ fn get(url: &str, path: &str) -> anyhow::Result<String> {
     }
     let mut s = stream.ok_or(last).map_err(unreachable)?;
     s.set_read_timeout(Some(TIMEOUT)).map_err(unreachable)?;
+    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         s,
         "GET {prefix}{path} HTTP/1.1\r\nHost: {authority}\r\nAccept: application/json\r\n\
-         Connection: close\r\n\r\n"
+         {auth}Connection: close\r\n\r\n"
     )
     .map_err(unreachable)?;
     let mut raw = Vec::new();
@@ -279,7 +301,7 @@ mod tests {
             .expect("free port")
             .port();
         let url = format!("http://127.0.0.1:{port}");
-        let e = get(&url, "/api/v1/edges").unwrap_err().to_string();
+        let e = get(&url, "/api/v1/edges", None).unwrap_err().to_string();
         assert!(
             e.starts_with(&format!("cannot reach the plainsight agent at {url}")),
             "{e}"

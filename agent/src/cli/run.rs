@@ -6,7 +6,11 @@ use crate::{
     config::{self, Config},
     export::{
         api,
+        bearer::BearerToken,
+        http_server,
         metrics::{HookLabels, Metrics},
+        readiness::{KubeSync, Readiness},
+        snapshot,
     },
     kernel::{caps, cgroup, datapath, events, interfaces::TcAttacher},
     kubernetes::{self, KubeIdentities},
@@ -27,8 +31,8 @@ use aya::{
 use std::{
     net::SocketAddr,
     path::PathBuf,
-    sync::{Arc, Mutex, atomic::AtomicBool},
-    time::Duration,
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant},
 };
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -52,10 +56,17 @@ pub struct RunArgs {
     #[arg(long = "interface", value_name = "PATTERN")]
     pub interfaces: Vec<String>,
 
-    /// Address for /metrics, /api/v1/edges, /healthz and /readyz.
-    /// [config: api.listen; default 127.0.0.1:9477]
+    /// Address for /api/v1/edges, /healthz and /readyz, and /metrics
+    /// unless --metrics-listen is another. [config: api.listen; default
+    /// 127.0.0.1:9477]
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+
+    /// Address for /metrics, /healthz and /readyz alone (e.g. 0.0.0.0:9477
+    /// for Prometheus, with the edges API left on loopback).
+    /// [config: metrics.listen; default: the --listen address]
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
 
     /// Also classify loopback (127.0.0.0/8, ::1) traffic.
     /// [config: hooks.include_loopback]
@@ -102,6 +113,7 @@ impl RunArgs {
             c.interfaces.clone_from(&self.interfaces);
         }
         c.listen = self.listen.unwrap_or(c.listen);
+        c.metrics_listen = self.metrics_listen.or(c.metrics_listen);
         c.include_loopback |= self.include_loopback;
         c.max_flows = self.max_flows.unwrap_or(c.max_flows);
         c.ring_bytes = self.ring_bytes.unwrap_or(c.ring_bytes);
@@ -139,7 +151,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
 
 /// Everything set up before the runtime starts.
 struct Attached {
-    listener: std::net::TcpListener,
+    listeners: Listeners,
+    token: Option<Arc<BearerToken>>,
     registry: prometheus_client::registry::Registry,
     metrics: Arc<Metrics>,
     ebpf: aya::Ebpf,
@@ -173,10 +186,16 @@ fn attach(cfg: &Config) -> anyhow::Result<Attached> {
     if let Some(p) = &cgroup {
         cgroup::check_v2(p)?;
     }
-    // Bind before attaching, so a taken port fails fast with nothing attached.
-    let listener = std::net::TcpListener::bind(cfg.listen)
-        .and_then(|l| l.set_nonblocking(true).map(|()| l))
-        .with_context(|| format!("listening on {}", cfg.listen))?;
+    // Bind and read the token before attaching, so a taken port or a bad
+    // file fails fast with nothing attached.
+    let listeners = Listeners::bind(cfg)?;
+    let token = cfg
+        .token_file
+        .as_deref()
+        .map(BearerToken::load)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("api.token_file: {e}"))?
+        .map(Arc::new);
 
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = Arc::new(Metrics::register(&mut registry));
@@ -225,7 +244,8 @@ fn attach(cfg: &Config) -> anyhow::Result<Attached> {
         tc = Some(t);
     }
     Ok(Attached {
-        listener,
+        listeners,
+        token,
         registry,
         metrics,
         ebpf,
@@ -257,7 +277,8 @@ fn prepare_kubernetes(cfg: &Config) -> anyhow::Result<Option<kubernetes::Prepare
 
 async fn serve(cfg: Config, a: Attached) -> anyhow::Result<()> {
     let Attached {
-        listener,
+        listeners,
+        token,
         registry,
         metrics,
         mut ebpf,
@@ -268,13 +289,23 @@ async fn serve(cfg: Config, a: Attached) -> anyhow::Result<()> {
         mut tc,
         kube,
     } = a;
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let now = clock::now_ns();
     let edges = Arc::new(Mutex::new(Edges::new(cfg.edges_max, cfg.idle_timeout)));
     // Kubernetes first, then named CIDRs, then the IP (Resolver).
     let mut sources: Vec<Box<dyn IdentitySource>> = Vec::new();
+    let mut kube_sync = None;
     if let Some(k) = kube {
-        sources.push(Box::new(k.start()));
+        let k = k.start();
+        kube_sync = Some(KubeSync {
+            synced: Box::new({
+                let k = k.clone();
+                move || k.is_synced()
+            }),
+            timeout: cfg.kubernetes_sync_timeout,
+        });
+        warn_if_unsynced(k.clone(), cfg.kubernetes_sync_timeout);
+        sources.push(Box::new(k));
     }
     sources.push(Box::new(CidrNames::new(cfg.identities)));
     let pipeline = Pipeline::live(
@@ -285,31 +316,31 @@ async fn serve(cfg: Config, a: Attached) -> anyhow::Result<()> {
         Alerter::new(cfg.alerts_per_minute, now),
         now,
     );
-    let ready = Arc::new(AtomicBool::new(true));
+    let readiness = Arc::new(Readiness::new(started, kube_sync));
+    // Attached before the runtime started (`attach`).
+    readiness.attached();
+    let (publisher, snapshots) = snapshot::channel();
     let state = api::ApiState {
         registry: Arc::new(registry),
-        edges,
-        ready,
+        edges: snapshots,
+        readiness: Arc::clone(&readiness),
+        token,
         status: api::AgentStatus {
             started,
             include_loopback: cfg.include_loopback,
             metrics: metrics.clone(),
         },
     };
-    // The API failing must not stop classification: log and carry on.
-    match tokio::net::TcpListener::from_std(listener) {
-        Ok(listener) => {
-            tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, api::router(state)).await {
-                    log::error!("the HTTP API stopped: {e}; classification continues");
-                }
-            });
-        }
-        Err(e) => log::error!("the HTTP API cannot start: {e}; classification continues"),
-    }
-    log::info!("plainsight ready; metrics on http://{}/metrics", cfg.listen);
+    listeners.serve(&state, cfg.http, &metrics);
 
-    let mut consumer = tokio::spawn(consume(ring, hellos, pipeline, metrics.clone()));
+    let consumer = Consumer {
+        pipeline,
+        edges,
+        publisher,
+        readiness,
+        metrics: metrics.clone(),
+    };
+    let mut consumer = tokio::spawn(consumer.run(ring, hellos));
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -348,25 +379,125 @@ async fn serve(cfg: Config, a: Attached) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Drains both ring buffers on every wakeup of either and every
-/// `events::POLL`, when the pipeline also does its housekeeping.
-async fn consume(
-    events: RingBuf<MapData>,
-    hellos: RingBuf<MapData>,
-    mut pipeline: Pipeline,
+/// The ring consumer and what it feeds: the pipeline, the edge snapshots
+/// the API serves, and readiness.
+struct Consumer {
+    pipeline: Pipeline,
+    edges: Arc<Mutex<Edges>>,
+    publisher: snapshot::Publisher,
+    readiness: Arc<Readiness>,
     metrics: Arc<Metrics>,
-) -> Result<(), events::EventsError> {
-    let mut rings = events::Rings::new(events, hellos)?;
-    let mut tick = tokio::time::interval(events::POLL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            ready = rings.readable() => ready?,
-            _ = tick.tick() => pipeline.tick(clock::now_ns()),
+}
+
+impl Consumer {
+    /// Drains both ring buffers on every wakeup of either and every
+    /// `events::POLL`, when the pipeline also does its housekeeping. Only
+    /// this task locks the edge table: the API reads the snapshots it
+    /// publishes between drains (export/snapshot.rs).
+    async fn run(
+        mut self,
+        events: RingBuf<MapData>,
+        hellos: RingBuf<MapData>,
+    ) -> Result<(), events::EventsError> {
+        let mut rings = events::Rings::new(events, hellos)?;
+        let mut tick = tokio::time::interval(events::POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                ready = rings.readable() => ready?,
+                _ = tick.tick() => self.pipeline.tick(clock::now_ns()),
+            }
+            let pipeline = &mut self.pipeline;
+            let read = rings.drain(|flow, now| pipeline.observe(flow, now));
+            self.metrics
+                .publish_ring_reading(read.received, read.malformed);
+            self.readiness.drained();
+            let edges = &self.edges;
+            self.publisher.publish_if_wanted(Instant::now(), || {
+                edges
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .snapshot(None)
+            });
         }
-        let read = rings.drain(|flow, now| pipeline.observe(flow, now));
-        metrics.publish_ring_reading(read.received, read.malformed);
     }
+}
+
+/// The API's and the metrics' listeners: one, or two when
+/// `metrics.listen` is another address.
+struct Listeners {
+    api: (SocketAddr, std::net::TcpListener),
+    metrics: Option<(SocketAddr, std::net::TcpListener)>,
+}
+
+impl Listeners {
+    fn bind(cfg: &Config) -> anyhow::Result<Self> {
+        let bind = |addr: SocketAddr, key: &str| {
+            std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| (addr, l)))
+                .with_context(|| format!("{key}: listening on {addr}"))
+        };
+        Ok(Self {
+            api: bind(cfg.listen, "api.listen")?,
+            metrics: match cfg.metrics_listen {
+                Some(m) if m != cfg.listen => Some(bind(m, "metrics.listen")?),
+                _ => None,
+            },
+        })
+    }
+
+    /// Spawns the servers. One failing must not stop classification: it
+    /// is logged and the agent carries on.
+    fn serve(self, state: &api::ApiState, limits: http_server::Limits, metrics: &Arc<Metrics>) {
+        let (api_addr, api) = self.api;
+        let mut servers = vec![];
+        match self.metrics {
+            None => {
+                servers.push(("api", api, api::Serves::Everything));
+                log::info!("metrics on http://{api_addr}/metrics; edges API on http://{api_addr}");
+            }
+            Some((metrics_addr, m)) => {
+                servers.push(("api", api, api::Serves::Api));
+                servers.push(("metrics", m, api::Serves::Metrics { api: api_addr }));
+                log::info!(
+                    "metrics on http://{metrics_addr}/metrics; edges API on http://{api_addr}"
+                );
+            }
+        }
+        for (name, listener, serves) in servers {
+            let app = api::router(state.clone(), serves);
+            let metrics = Arc::clone(metrics);
+            match tokio::net::TcpListener::from_std(listener) {
+                Ok(l) => {
+                    tokio::spawn(async move {
+                        if let Err(e) = http_server::serve(l, app, limits, name, metrics).await {
+                            log::error!(
+                                "the HTTP {name} listener stopped: {e}; classification continues"
+                            );
+                        }
+                    });
+                }
+                Err(e) => log::error!(
+                    "the HTTP {name} listener cannot start: {e}; classification continues"
+                ),
+            }
+        }
+    }
+}
+
+/// Logs once if the Kubernetes lists have not all completed in `timeout`
+/// (`/readyz` then says ready, and says this).
+fn warn_if_unsynced(k: KubeIdentities, timeout: Duration) {
+    tokio::spawn(async move {
+        tokio::time::sleep(timeout).await;
+        if !k.is_synced() {
+            log::warn!(
+                "kubernetes identities not synced after {} s (kubernetes.sync_timeout): \
+                 ready anyway, peers named by CIDR or IP until the lists complete",
+                timeout.as_secs()
+            );
+        }
+    });
 }
 
 /// Two programs (ingress, egress) per attached interface; set at attach

@@ -22,6 +22,16 @@ fn an_empty_file_is_the_documented_defaults() {
     assert_eq!(c.idle_timeout, Duration::from_secs(3600));
     assert_eq!(c.alerts_per_minute, 20);
     assert_eq!(c.log_format, LogFormat::Text);
+    assert_eq!((c.metrics_listen, c.token_file), (None, None));
+    assert_eq!(
+        c.http,
+        crate::export::http_server::Limits {
+            header_read_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 256,
+        }
+    );
+    assert_eq!(c.kubernetes_sync_timeout, Duration::from_secs(30));
 }
 
 #[test]
@@ -39,7 +49,13 @@ fn a_full_config_is_read() {
     let c = parse(
         r#"
 [api]
-listen = "0.0.0.0:9000"
+listen = "127.0.0.1:9000"
+token_file = "/etc/plainsight/api-token"
+header_read_timeout = "2s"
+request_timeout = "1m"
+max_connections = 64
+[metrics]
+listen = "0.0.0.0:9477"
 [hooks]
 cgroup = "/sys/fs/cgroup/kubepods.slice"
 interfaces = ["eth*", "ens?"]
@@ -78,7 +94,20 @@ format = "json"
 "#,
     )
     .unwrap_or_else(|p| panic!("{p:?}"));
-    assert_eq!(c.listen.to_string(), "0.0.0.0:9000");
+    assert_eq!(c.listen.to_string(), "127.0.0.1:9000");
+    assert_eq!(c.metrics_listen, Some("0.0.0.0:9477".parse().unwrap()));
+    assert_eq!(
+        c.token_file.as_deref(),
+        Some(std::path::Path::new("/etc/plainsight/api-token"))
+    );
+    assert_eq!(
+        c.http,
+        crate::export::http_server::Limits {
+            header_read_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(60),
+            max_connections: 64,
+        }
+    );
     assert_eq!(c.interfaces, ["eth*", "ens?"]);
     assert_eq!(c.identities.len(), 3);
     assert_eq!(c.policy.unknown(), UnknownTreatment::Allowed);
@@ -129,6 +158,13 @@ fn unknown_keys_are_errors_not_silent_defaults() {
 fn every_bad_value_is_named_with_its_location() {
     let p = problems(
         r#"
+[api]
+token_file = ""
+header_read_timeout = "0s"
+request_timeout = "soon"
+max_connections = 0
+[kubernetes]
+sync_timeout = "30"
 [hooks]
 cgroup = "sys/fs/cgroup"
 interfaces = ["eth 0"]
@@ -164,6 +200,11 @@ idle_timeout = "1 hour"
 "#,
     );
     let expect = [
+        "api.token_file: is empty; leave it out for no token",
+        r#"api.header_read_timeout: "0s": the duration must be more than zero"#,
+        r#"api.request_timeout: "soon" is not a duration like "90s", "30m", "1h" or "7d""#,
+        "api.max_connections: must be at least 1",
+        r#"kubernetes.sync_timeout: "30" is not a duration: the unit must be s, m, h or d"#,
         r#"hooks.cgroup: "sys/fs/cgroup" must be an absolute path"#,
         r#"hooks.interfaces[0]: "eth 0" is not an interface name pattern"#,
         "datapath.max_flows: must be at least 1",

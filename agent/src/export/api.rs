@@ -1,8 +1,11 @@
 //! The HTTP endpoints: `/metrics`, `/api/v1/edges`, `/healthz`, `/readyz`.
 
 use super::{
+    bearer::BearerToken,
     edge_list::{AgentJson, EdgeList},
     metrics::{self, Metrics},
+    readiness::Readiness,
+    snapshot::Snapshots,
 };
 use axum::{
     Json, Router,
@@ -12,26 +15,19 @@ use axum::{
     routing::get,
 };
 use prometheus_client::registry::Registry;
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, Ordering},
-};
-use std::time::Instant;
+use std::{net::SocketAddr, sync::Arc, time::Instant};
 
-/// What `/api/v1/edges` serves: the pipeline's live edge table implements
-/// it (pipeline/edges.rs).
-pub trait EdgeView: Send + Sync {
-    /// The edges, violations first; `policy` (`ok`, `allowed` or
-    /// `violation`) keeps one outcome. `None` when `policy` names none.
-    fn snapshot(&self, policy: Option<&str>) -> Option<EdgeList>;
-}
+/// The policies `?policy=` may keep (pipeline::policy::Policy's names).
+const POLICIES: [&str; 3] = ["ok", "allowed", "violation"];
 
 #[derive(Clone)]
 pub struct ApiState {
     pub registry: Arc<Registry>,
-    pub edges: Arc<dyn EdgeView>,
-    /// Set once every requested program is attached.
-    pub ready: Arc<AtomicBool>,
+    /// Published by the ring consumer (export/snapshot.rs).
+    pub edges: Snapshots,
+    pub readiness: Arc<Readiness>,
+    /// `api.token_file`: `/api/v1/edges` requires it when set.
+    pub token: Option<Arc<BearerToken>>,
     pub status: AgentStatus,
 }
 
@@ -53,13 +49,38 @@ impl AgentStatus {
     }
 }
 
-pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/api/v1/edges", get(edges))
+/// What one listener serves; both answer `/healthz` and `/readyz`.
+#[derive(Clone, Copy, Debug)]
+pub enum Serves {
+    /// `api.listen` and `metrics.listen` are one address.
+    Everything,
+    /// `api.listen`: the edges API.
+    Api,
+    /// `metrics.listen`: `/metrics`; the edges API is at this address.
+    Metrics { api: SocketAddr },
+}
+
+pub fn router(state: ApiState, serves: Serves) -> Router {
+    let r = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .with_state(state)
+        .route("/readyz", get(readyz));
+    let r = match serves {
+        Serves::Everything => r
+            .route("/metrics", get(metrics))
+            .route("/api/v1/edges", get(edges)),
+        Serves::Api => r.route("/api/v1/edges", get(edges)),
+        // Said plainly, for `plainsight edges` pointed at the scrape port.
+        Serves::Metrics { api } => r.route("/metrics", get(metrics)).route(
+            "/api/v1/edges",
+            get(move || async move {
+                (
+                    StatusCode::NOT_FOUND,
+                    format!("the edges API listens on api.listen ({api}), not here\n"),
+                )
+            }),
+        ),
+    };
+    r.with_state(state)
 }
 
 /// Prometheus text 0.0.4 unless the scraper asks for OpenMetrics
@@ -95,36 +116,52 @@ struct EdgesQuery {
     policy: Option<String>,
 }
 
-async fn edges(State(s): State<ApiState>, Query(q): Query<EdgesQuery>) -> Response {
+async fn edges(
+    State(s): State<ApiState>,
+    Query(q): Query<EdgesQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(token) = &s.token
+        && !token.admits(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()))
+    {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "a bearer token is required (api.token_file; plainsight edges --token-file)\n",
+        )
+            .into_response();
+    }
     let only = if q.violations {
         Some("violation")
     } else {
         q.policy.as_deref()
     };
-    match s.edges.snapshot(only) {
-        Some(list) => Json(EdgeList {
-            agent: Some(s.status.json()),
-            ..list
-        })
-        .into_response(),
-        None => (
+    if let Some(p) = only
+        && !POLICIES.contains(&p)
+    {
+        return (
             StatusCode::BAD_REQUEST,
-            format!(
-                "policy={:?}: expected ok, allowed or violation\n",
-                only.unwrap_or_default()
-            ),
+            format!("policy={p:?}: expected ok, allowed or violation\n"),
         )
-            .into_response(),
+            .into_response();
     }
+    let all = s.edges.fresh().await;
+    Json(EdgeList {
+        edges: all
+            .edges
+            .iter()
+            .filter(|e| only.is_none_or(|p| e.policy == p))
+            .cloned()
+            .collect(),
+        dropped_flows: all.dropped_flows,
+        agent: Some(s.status.json()),
+    })
+    .into_response()
 }
 
-async fn readyz(State(s): State<ApiState>) -> impl IntoResponse {
-    if s.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "programs not attached yet\n",
-        )
+async fn readyz(State(s): State<ApiState>) -> Response {
+    match s.readiness.check() {
+        Ok(body) => (StatusCode::OK, body + "\n").into_response(),
+        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason + "\n").into_response(),
     }
 }

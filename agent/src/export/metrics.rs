@@ -63,6 +63,16 @@ pub struct AlertLabels {
     pub outcome: &'static str,
 }
 
+/// `plainsight_http_connections_total`: which listener (`api` or
+/// `metrics`; `api` when one serves both) and what became of the
+/// connection: `accepted`, `rejected` (over `api.max_connections`) or
+/// `timed_out` (closed by the header-read or request timeout).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub listener: &'static str,
+    pub outcome: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
@@ -84,6 +94,7 @@ pub struct Metrics {
     pub edges_dropped: Counter,
     pub policy_rules: Family<PolicyRuleLabels, Gauge>,
     pub alerts: Family<AlertLabels, Counter>,
+    pub http_connections: Family<HttpLabels, Counter>,
 }
 
 impl Metrics {
@@ -104,6 +115,7 @@ impl Metrics {
             edges_dropped: Counter::default(),
             policy_rules: Family::default(),
             alerts: Family::default(),
+            http_connections: Family::default(),
         };
         // Both outcomes from the start, so a rate() over them has data
         // before the first alert.
@@ -184,6 +196,11 @@ impl Metrics {
             "plainsight_alerts",
             "Policy-violation alerts (first violation of an edge), logged or suppressed by the rate limit (alerts.max_per_minute)",
             m.alerts.clone(),
+        );
+        reg.register(
+            "plainsight_http_connections",
+            "Connections to the HTTP endpoints, by listener and outcome (accepted; rejected over api.max_connections; timed_out by api.header_read_timeout or api.request_timeout)",
+            m.http_connections.clone(),
         );
         reg.register(
             "plainsight_build",

@@ -15,7 +15,6 @@ use super::{
 use crate::{
     clock,
     export::{
-        api::EdgeView,
         edge_list::{EdgeJson, EdgeList, RuleJson},
         metrics::{EdgeLabels, EdgeSeries},
     },
@@ -26,7 +25,7 @@ use std::{
     collections::BTreeMap,
     hash::{Hash, Hasher, RandomState},
     net::IpAddr,
-    sync::{Arc, Mutex, PoisonError},
+    sync::Arc,
     time::Duration,
 };
 
@@ -429,22 +428,6 @@ fn rule_json(r: &Rule) -> RuleJson {
         owner: r.owner.clone(),
         reason: r.reason.clone(),
         expires: r.expires(),
-    }
-}
-
-/// The API serves the live edge table through this view, so that the
-/// exporter needs no pipeline types.
-impl EdgeView for Mutex<Edges> {
-    fn snapshot(&self, policy: Option<&str>) -> Option<EdgeList> {
-        let only = match policy {
-            None => None,
-            Some(name) => Some(Policy::from_name(name)?),
-        };
-        Some(
-            self.lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .snapshot(only),
-        )
     }
 }
 

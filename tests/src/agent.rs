@@ -61,6 +61,16 @@ impl Agent {
     }
 
     pub fn start(netns: Option<&str>, port: u16, extra: &[&str]) -> Self {
+        Self::start_with_env(netns, port, extra, &[])
+    }
+
+    /// As `start`, with more environment variables for the agent.
+    pub fn start_with_env(
+        netns: Option<&str>,
+        port: u16,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let bin = crate::plainsight_bin();
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let log = std::env::temp_dir().join(format!(
@@ -82,6 +92,7 @@ impl Agent {
                 "RUST_LOG",
                 std::env::var(RUST_LOG_VAR).unwrap_or_else(|_| "info,plainsight=debug".into()),
             )
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(logf.try_clone().expect("dup log"))
             .stderr(logf);

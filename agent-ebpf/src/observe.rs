@@ -365,6 +365,10 @@ fn entry(key: &FlowKey, seg: &Segment) -> Option<(*mut FlowState, Table, bool)> 
 
 /// Inserts a new flow's entry in `table` unless one exists (a retransmitted
 /// SYN, reused ports, another CPU), and returns the entry.
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "pass a pointer, not a 20-byte copy, to the helper"
+)]
 #[inline(always)]
 fn create(key: &FlowKey, seg: &Segment, table: Table) -> Option<(*mut FlowState, Table, bool)> {
     let flags = track::new_flow(seg)?;
@@ -396,6 +400,10 @@ fn create(key: &FlowKey, seg: &Segment, table: Table) -> Option<(*mut FlowState,
 /// first payload. Each count follows its own map operation's success (a
 /// racing CPU may have moved it first), so both tables' conservation laws
 /// stay exact.
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "pass a pointer, not a 20-byte copy, to the helper"
+)]
 #[inline(always)]
 fn promote(key: &FlowKey, embryo: *mut FlowState) -> Option<*mut FlowState> {
     let st = copy_state(embryo);

@@ -8,7 +8,8 @@
 //!
 //! A segment's way through them:
 //! 1. `changes_state`: a pure ACK changes nothing and stops here.
-//! 2. No entry: `new_flow` says whether it starts one, and how.
+//! 2. No entry: `new_flow` says whether it starts one, and how
+//!    (`carries_payload`: in which table).
 //!    An entry and a client SYN: `restarts` says whether it is a new
 //!    connection on the same ports (then the old flow `close`s).
 //! 3. `inspect`: whether to classify its payload, from which byte.
@@ -75,6 +76,19 @@ pub const fn closes(flags: u8) -> bool {
 #[inline(always)]
 pub const fn opens_or_closes(flags: u8) -> bool {
     flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0
+}
+
+/// Where a flow is stored: one that has carried no payload yet (a
+/// handshake, or a SYN nobody answers) is embryonic, and a runtime with a
+/// bounded table keeps it apart, so that a flood of SYNs evicts only other
+/// handshakes, never a flow being classified. The first segment that
+/// carries payload moves the flow to the main table, state unchanged: the
+/// rules below do not depend on where the state lives, and replay (one
+/// `HashMap`, no eviction) needs no split.
+#[must_use]
+#[inline(always)]
+pub const fn carries_payload(seg: &Segment) -> bool {
+    seg.payload_len != 0
 }
 
 /// For a segment with no flow entry: the `FlowState` flags of the flow it

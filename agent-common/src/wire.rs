@@ -21,6 +21,16 @@ pub const MAX_SEGMENTS: u8 = 6;
 /// Default capacity of the kernel flow table (`--max-flows`).
 pub const DEFAULT_MAX_FLOWS: u32 = 65_536;
 
+/// Capacity of the embryonic table (flows that have carried no payload yet:
+/// handshakes) for a flow table of `max_flows`. A quarter, at least 256:
+/// a handshake lives one round trip, so few are open at once, and a SYN
+/// flood only ever evicts other handshakes (see `track::carries_payload`).
+#[must_use]
+pub const fn embryonic_capacity(max_flows: u32) -> u32 {
+    let quarter = max_flows / 4;
+    if quarter < 256 { 256 } else { quarter }
+}
+
 /// Address family of a flow, as carried in keys and events.
 pub const FAMILY_V4: u8 = 4;
 pub const FAMILY_V6: u8 = 6;
@@ -252,10 +262,19 @@ pub enum Stat {
     /// TC hook: segments of decided flows that continued exactly where the
     /// CPU's recent-flow slot left off, and skipped the flow table.
     RecentFastPath = 20,
+    /// Flows opened by a bare SYN, in the embryonic table until their first
+    /// payload. `FlowsCreated`/`FlowsClosed` count the main table only, so
+    /// its evictions are flows that carried payload.
+    EmbryosCreated = 21,
+    /// Embryonic flows moved to the main table at their first payload.
+    EmbryosPromoted = 22,
+    /// Embryonic flows closed (FIN/RST) before any payload. Embryonic
+    /// evictions = created - promoted - closed - entries.
+    EmbryosClosed = 23,
 }
 
 impl Stat {
-    pub const COUNT: u32 = 21;
+    pub const COUNT: u32 = 24;
 
     /// Packet totals from the kernel's raw per-slot sums: every packet is
     /// counted in exactly one of the tracked, shortcut and parse-failure
@@ -303,6 +322,9 @@ impl Stat {
         Self::HellosLost,
         Self::PureAcks,
         Self::RecentFastPath,
+        Self::EmbryosCreated,
+        Self::EmbryosPromoted,
+        Self::EmbryosClosed,
     ];
 }
 

@@ -1,16 +1,24 @@
 //! Maps and load-time settings shared by every program.
 
-use agent_common::wire::{DEFAULT_MAX_FLOWS, FlowKey, FlowState, PREFIX, Stat};
+use agent_common::wire::{DEFAULT_MAX_FLOWS, FlowKey, FlowState, PREFIX, Stat, embryonic_capacity};
 use aya_ebpf::{
     btf_maps::SkStorage,
     macros::{btf_map, map},
     maps::{LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 
-/// Per-flow state; userspace resizes it with `--max-flows`.
+/// Per-flow state of flows that have carried payload; userspace resizes it
+/// with `--max-flows`.
 #[map]
 pub static FLOWS: LruHashMap<FlowKey, FlowState> =
     LruHashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
+
+/// Flows opened by a bare SYN that have carried no payload yet (see
+/// `track::carries_payload`): their own LRU, so a SYN flood evicts only
+/// other handshakes. Userspace sizes it with `embryonic_capacity`.
+#[map]
+pub static EMBRYOS: LruHashMap<FlowKey, FlowState> =
+    LruHashMap::with_max_entries(embryonic_capacity(DEFAULT_MAX_FLOWS), 0);
 
 /// The cgroup hook's shortcut for decided flows: a socket whose flow has its
 /// final verdict carries this mark, and its later packets skip the flow

@@ -6,8 +6,9 @@
 
 use crate::hello;
 use crate::maps::{
-    CLASSIFY_CGROUP_EGRESS, CLASSIFY_CGROUP_INGRESS, CLASSIFY_TC, DECIDED, EVENTS, FLOWS, RECENT,
-    RECENT_SLOTS, Recent, SCRATCH, SocketFlow, count, include_loopback, wakeup_flags,
+    CLASSIFY_CGROUP_EGRESS, CLASSIFY_CGROUP_INGRESS, CLASSIFY_TC, DECIDED, EMBRYOS, EVENTS, FLOWS,
+    RECENT, RECENT_SLOTS, Recent, SCRATCH, Scratch, SocketFlow, count, include_loopback,
+    wakeup_flags,
 };
 use crate::parse::{Packet, parse};
 use agent_common::{
@@ -268,39 +269,8 @@ fn track<C: EbpfContext>(ctx: &C, skb: *mut __sk_buff, prog: Program, p: &Packet
     };
     let client_syn = seg.is_client_syn();
     let closing = seg.is_closing();
-
-    // A client SYN opens a flow: straight to the insert, which leaves an
-    // existing entry (a retransmitted SYN, or reused ports) alone, saving
-    // a lookup per new flow.
-    let existing = if client_syn {
-        None
-    } else {
-        FLOWS.get_ptr_mut(key)
-    };
-    let mut inserted = false;
-    let state = match existing {
-        Some(s) => s,
-        None => {
-            let Some(flags) = track::new_flow(&seg) else {
-                return;
-            };
-            let fresh = fresh_state(flags);
-            #[expect(
-                clippy::needless_borrows_for_generic_args,
-                reason = "pass a pointer, not a 20-byte copy, to the helper"
-            )]
-            if FLOWS.insert(key, &fresh, u64::from(BPF_NOEXIST)).is_ok() {
-                inserted = true;
-                count(Stat::FlowsCreated);
-            }
-            match FLOWS.get_ptr_mut(key) {
-                Some(s) => s,
-                None => {
-                    count(Stat::FlowTableFull);
-                    return;
-                }
-            }
-        }
+    let Some((state, table, inserted)) = entry(key, &seg) else {
+        return;
     };
     // SAFETY: a live map value; concurrent updates of one flow from two CPUs
     // can at worst misclassify that flow, never touch other memory.
@@ -327,7 +297,7 @@ fn track<C: EbpfContext>(ctx: &C, skb: *mut __sk_buff, prog: Program, p: &Packet
             remember_decided(p);
         }
         if closing && track::finished(st, side, p.flags) {
-            forget(key);
+            forget(key, table);
         }
         return;
     }
@@ -344,10 +314,125 @@ fn track<C: EbpfContext>(ctx: &C, skb: *mut __sk_buff, prog: Program, p: &Packet
             }
         };
         count(Stat::TailCallFailed);
+        wipe(sc);
     }
     if closing {
-        on_close(hook, &sc.key, st, side, p.flags);
+        on_close(hook, &sc.key, st, side, p.flags, table);
     }
+}
+
+/// Which table holds a flow's entry (see `track::carries_payload`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Table {
+    /// `FLOWS`: flows that have carried payload.
+    Flows,
+    /// `EMBRYOS`: flows opened by a bare SYN, no payload yet.
+    Embryos,
+}
+
+/// The segment's flow entry, its table, and whether this segment created
+/// it; `None` if it starts no flow. A segment with payload always gets a
+/// main-table entry: an embryonic flow moves there at its first payload,
+/// so a SYN flood, which fills only `EMBRYOS`, evicts no flow that is
+/// being classified. A bare client SYN looks in `FLOWS` first only for
+/// reused ports (the old connection's entry, see `track::restarts`).
+#[inline(always)]
+fn entry(key: &FlowKey, seg: &Segment) -> Option<(*mut FlowState, Table, bool)> {
+    let payload = track::carries_payload(seg);
+    if seg.is_client_syn() {
+        if payload {
+            // TCP Fast Open: straight to the insert, which leaves an
+            // existing entry (a retransmitted SYN, reused ports) alone.
+            return create(key, seg, Table::Flows);
+        }
+        if let Some(s) = FLOWS.get_ptr_mut(key) {
+            return Some((s, Table::Flows, false));
+        }
+        return create(key, seg, Table::Embryos);
+    }
+    if let Some(s) = FLOWS.get_ptr_mut(key) {
+        return Some((s, Table::Flows, false));
+    }
+    if let Some(s) = EMBRYOS.get_ptr_mut(key) {
+        if !payload {
+            return Some((s, Table::Embryos, false));
+        }
+        return promote(key, s).map(|s| (s, Table::Flows, false));
+    }
+    // Payload of an unknown flow (mid-stream), or nothing to track.
+    create(key, seg, Table::Flows)
+}
+
+/// Inserts a new flow's entry in `table` unless one exists (a retransmitted
+/// SYN, reused ports, another CPU), and returns the entry.
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "pass a pointer, not a 20-byte copy, to the helper"
+)]
+#[inline(always)]
+fn create(key: &FlowKey, seg: &Segment, table: Table) -> Option<(*mut FlowState, Table, bool)> {
+    let flags = track::new_flow(seg)?;
+    let fresh = fresh_state(flags);
+    let flag = u64::from(BPF_NOEXIST);
+    // Each table spelled out at its call: one helper call site per map.
+    let inserted = match table {
+        Table::Flows => FLOWS.insert(key, &fresh, flag).is_ok(),
+        Table::Embryos => EMBRYOS.insert(key, &fresh, flag).is_ok(),
+    };
+    if inserted {
+        count(match table {
+            Table::Flows => Stat::FlowsCreated,
+            Table::Embryos => Stat::EmbryosCreated,
+        });
+    }
+    let found = match table {
+        Table::Flows => FLOWS.get_ptr_mut(key),
+        Table::Embryos => EMBRYOS.get_ptr_mut(key),
+    };
+    let Some(s) = found else {
+        count(Stat::FlowTableFull);
+        return None;
+    };
+    Some((s, table, inserted))
+}
+
+/// Moves an embryonic flow, state unchanged, to the main table at its
+/// first payload. Each count follows its own map operation's success (a
+/// racing CPU may have moved it first), so both tables' conservation laws
+/// stay exact.
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "pass a pointer, not a 20-byte copy, to the helper"
+)]
+#[inline(always)]
+fn promote(key: &FlowKey, embryo: *mut FlowState) -> Option<*mut FlowState> {
+    let st = copy_state(embryo);
+    if FLOWS.insert(key, &st, u64::from(BPF_NOEXIST)).is_ok() {
+        count(Stat::FlowsCreated);
+    }
+    if EMBRYOS.remove(key).is_ok() {
+        count(Stat::EmbryosPromoted);
+    }
+    let found = FLOWS.get_ptr_mut(key);
+    if found.is_none() {
+        count(Stat::FlowTableFull);
+    }
+    found
+}
+
+/// A copy of a map value's state, word by word (see `write_fresh`).
+#[inline(always)]
+fn copy_state(src: *const FlowState) -> FlowState {
+    let mut st = core::mem::MaybeUninit::<FlowState>::uninit();
+    let (from, to) = (src.cast::<u32>(), st.as_mut_ptr().cast::<u32>());
+    let mut i = 0;
+    while i < size_of::<FlowState>() / 4 {
+        // SAFETY: five u32 words of a 20-byte, 4-aligned struct each side.
+        unsafe { core::ptr::write_volatile(to.add(i), core::ptr::read_volatile(from.add(i))) };
+        i += 1;
+    }
+    // SAFETY: every byte copied.
+    unsafe { st.assume_init() }
 }
 
 /// A new flow's state (`track::fresh_words`), written word by word: the
@@ -397,16 +482,9 @@ fn stage_payload(skb: *mut __sk_buff, side: Side, p: &Packet, skip: u32) -> bool
         return false;
     }
     count(Stat::PayloadSegments);
-    // The classifier reads all PREFIX bytes and relies on zeros past n.
-    // Volatile word stores: a plain fill becomes a call to memset, and a
-    // subprogram call shrinks the stack a tail call allows.
-    let words = sc.buf.as_mut_ptr().cast::<u64>();
-    let mut i = 0;
-    while i < PREFIX / 8 {
-        // SAFETY: in bounds of the 8-aligned, PREFIX-byte buffer.
-        unsafe { core::ptr::write_volatile(words.add(i), 0) };
-        i += 1;
-    }
+    // The classifier reads all PREFIX bytes and relies on zeros past n:
+    // the buffer is all zeros here, as every use ends with `wipe` (and a
+    // failed load zeroes what it was to fill).
     // SAFETY: buf has room for n <= PREFIX bytes.
     let rc = unsafe {
         bpf_skb_load_bytes(
@@ -433,11 +511,34 @@ fn stage_payload(skb: *mut __sk_buff, side: Side, p: &Packet, skip: u32) -> bool
 /// prefix, emits the verdict, then finishes the segment's close handling.
 #[inline(always)]
 pub fn classify(hook: Hook) {
-    let Some(sc) = SCRATCH.get_ptr(0) else {
+    let Some(sc) = SCRATCH.get_ptr_mut(0) else {
         return;
     };
     // SAFETY: this CPU's slot, filled by the tracker just before the call.
-    let sc = unsafe { &*sc };
+    let sc = unsafe { &mut *sc };
+    classify_staged(hook, sc);
+    wipe(sc);
+}
+
+/// Zeroes the staged payload: it is often a flow's opening message, with
+/// its credentials, and would otherwise stay in the map until the CPU's next
+/// classified segment (readable by anyone who can read maps). Costs 16
+/// stores, and `stage_payload` relies on it to skip zeroing before a load.
+/// Volatile word stores: a plain fill becomes a call to memset, and a
+/// subprogram call shrinks the stack a tail call allows.
+#[inline(always)]
+fn wipe(sc: &mut Scratch) {
+    let words = sc.buf.as_mut_ptr().cast::<u64>();
+    let mut i = 0;
+    while i < PREFIX / 8 {
+        // SAFETY: in bounds of the 8-aligned, PREFIX-byte buffer.
+        unsafe { core::ptr::write_volatile(words.add(i), 0) };
+        i += 1;
+    }
+}
+
+#[inline(always)]
+fn classify_staged(hook: Hook, sc: &Scratch) {
     let key = &sc.key;
     let Some(state) = FLOWS.get_ptr_mut(key) else {
         return;
@@ -456,29 +557,47 @@ pub fn classify(hook: Hook) {
         emit(hook, key, st, v);
     }
     if track::closes(sc.tcp_flags) {
-        on_close(hook, key, st, side, sc.tcp_flags);
+        // Classified segments have payload: the flow is in `FLOWS`.
+        on_close(hook, key, st, side, sc.tcp_flags, Table::Flows);
     }
 }
 
 /// FIN/RST on a flow still being classified: the entry goes once the flow
 /// is over (`track::finished`), with the best verdict so far.
 #[inline(always)]
-fn on_close(hook: Hook, key: &FlowKey, st: &mut FlowState, side: Side, tcp_flags: u8) {
+fn on_close(
+    hook: Hook,
+    key: &FlowKey,
+    st: &mut FlowState,
+    side: Side,
+    tcp_flags: u8,
+    table: Table,
+) {
     if track::finished(st, side, tcp_flags) {
         if let Some(v) = track::close(st) {
             emit(hook, key, st, v);
         }
-        forget(key);
+        forget(key, table);
     }
 }
 
 /// Removes a closed flow's entry. Counted only when this call removed it
 /// (not when the LRU evicted it first or another CPU won the race), so
-/// `flows_created - flows_closed - entries` is exactly the evictions.
+/// `flows_created - flows_closed - entries` is exactly the evictions (and
+/// likewise for the embryonic table, with its promotions).
 #[inline(always)]
-fn forget(key: &FlowKey) {
-    if FLOWS.remove(key).is_ok() {
-        count(Stat::FlowsClosed);
+fn forget(key: &FlowKey, table: Table) {
+    match table {
+        Table::Flows => {
+            if FLOWS.remove(key).is_ok() {
+                count(Stat::FlowsClosed);
+            }
+        }
+        Table::Embryos => {
+            if EMBRYOS.remove(key).is_ok() {
+                count(Stat::EmbryosClosed);
+            }
+        }
     }
 }
 

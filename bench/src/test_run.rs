@@ -146,15 +146,16 @@ fn measure_hook(progs: &[Measured], results: &mut Results) -> anyhow::Result<()>
 
     // A SYN: after the first run the entry exists and the insert fails, but
     // an LRU map takes a node from its free list before it finds the key,
-    // and gives it back: nearly a new flow's insert, on warm caches.
+    // and gives it back: nearly a new flow's insert, on warm caches. A bare
+    // SYN's entry is embryonic (no payload yet): it goes to its own table.
     let before = k.stats();
     let syn = Segment::new(C, 40001, S, 80, 1000, SYN, b"").frame();
     k.repeated(progs, &syn, "syn_insert", &mut record)?;
     k.expect(
         &before,
-        Stat::FlowsCreated,
+        Stat::EmbryosCreated,
         plainsight,
-        "one entry per SYN flow",
+        "one embryonic entry per SYN flow",
     )?;
 
     // New flows, one at a time: SYN, SYN-ACK, request (the classifier's tail

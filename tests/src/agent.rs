@@ -61,13 +61,32 @@ impl Agent {
     }
 
     pub fn start(netns: Option<&str>, port: u16, extra: &[&str]) -> Self {
-        let mut agent = Self::spawn(netns, port, extra);
+        Self::start_with_env(netns, port, extra, &[])
+    }
+
+    /// As `start`, with more environment variables for the agent.
+    pub fn start_with_env(
+        netns: Option<&str>,
+        port: u16,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let mut agent = Self::spawn_with_env(netns, port, extra, env);
         agent.wait_ready();
         agent
     }
 
     /// As `start`, without waiting for `/readyz` (readiness tests).
     pub fn spawn(netns: Option<&str>, port: u16, extra: &[&str]) -> Self {
+        Self::spawn_with_env(netns, port, extra, &[])
+    }
+
+    fn spawn_with_env(
+        netns: Option<&str>,
+        port: u16,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let bin = crate::plainsight_bin();
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let log = std::env::temp_dir().join(format!(
@@ -89,6 +108,7 @@ impl Agent {
                 "RUST_LOG",
                 std::env::var(RUST_LOG_VAR).unwrap_or_else(|_| "info,plainsight=debug".into()),
             )
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(logf.try_clone().expect("dup log"))
             .stderr(logf);

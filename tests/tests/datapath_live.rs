@@ -265,3 +265,79 @@ fn tc_attaches_to_interfaces_that_appear_and_forgets_those_that_vanish() {
         .collect();
     assert!(problems.is_empty(), "churn logged problems:\n{log}");
 }
+
+/// Set by the test to attach TC as clsact filters, as on kernels < 6.6
+/// (agent/src/kernel/interfaces.rs `FORCE_CLSACT_ENV`).
+const FORCE_CLSACT: &str = "PLAINSIGHT_TEST_TC_CLSACT";
+
+/// Program ids of the clsact filters named `name` on one direction
+/// (`ingress`/`egress`) of the topology's server interface, per `tc`.
+fn clsact_filters(t: &Topology, direction: &str, name: &str) -> Vec<u32> {
+    let out = plainsight_tests::topology::sh(&[
+        "tc",
+        "-n",
+        t.ns(Side::Server),
+        "filter",
+        "show",
+        "dev",
+        &t.server_if,
+        direction,
+    ]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.split_whitespace().any(|w| w == name))
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            words.find(|w| *w == "id")?;
+            words.next()?.parse().ok()
+        })
+        .collect()
+}
+
+#[test]
+fn clsact_filters_a_killed_agent_left_are_removed_at_the_next_start() {
+    let t = Topology::new();
+    let start = || {
+        Agent::start_with_env(
+            Some(t.ns(Side::Server)),
+            9477,
+            &["--interface", &t.server_if],
+            &[(FORCE_CLSACT, "1")],
+        )
+    };
+    let filters = || {
+        [
+            clsact_filters(&t, "ingress", "tc_ingress"),
+            clsact_filters(&t, "egress", "tc_egress"),
+        ]
+    };
+    let first = start();
+    let old = filters();
+    assert!(
+        old.iter().all(|ids| ids.len() == 1),
+        "one filter per direction: {old:?}\n{}",
+        first.log_text()
+    );
+    // Unlike a bpf_link, a clsact filter outlives its process.
+    first.kill9();
+    assert_eq!(filters(), old, "the killed agent's filters stay");
+
+    let second = start();
+    let new = filters();
+    for (old, new) in old.iter().zip(&new) {
+        assert_eq!(new.len(), 1, "only the new agent's filter: {new:?}");
+        assert_ne!(new, old, "the stale filter is gone");
+    }
+    assert!(
+        second.log_text().contains("removed a stale"),
+        "{}",
+        second.log_text()
+    );
+    // A clean exit takes its filters with it.
+    assert!(second.terminate().success());
+    assert!(
+        filters().iter().all(Vec::is_empty),
+        "filters left after a clean exit: {:?}",
+        filters()
+    );
+}

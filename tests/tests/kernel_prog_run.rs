@@ -4,7 +4,7 @@
 //! return "pass" and end in the right verdict or a counted parse failure.
 //! Each case loads a fresh copy of the programs, so maps start empty.
 
-use agent_common::wire::{DEFAULT_MAX_FLOWS, HelloHeader, Stat};
+use agent_common::wire::{DEFAULT_MAX_FLOWS, HelloHeader, PREFIX, Stat};
 use agent_common::{Encryption, Protocol, TlsVersion};
 use aya::programs::{Program, TestRun, TestRunOptions};
 use plainsight::kernel::datapath::{self, Datapath, LoadOptions};
@@ -657,17 +657,20 @@ fn verdicts_emitted_equal_events_delivered_plus_lost_when_the_ring_overflows() {
     }
 }
 
-/// The SYN that opens flow `i`: distinct client addresses and ports.
+/// The SYN that opens flow `i`, distinct client addresses and ports, with
+/// a byte of data (TCP Fast Open): a flow that carries payload, so its
+/// entry is in the main flow table (bare SYNs stay in the embryonic one).
 fn syn(i: u32) -> Segment {
     let [a, b, c, d] = i.to_be_bytes();
     let client = format!("10.{}.{}.{}", 100 + a, b, c);
-    Segment::new(&client, 1024 + u16::from(d), S, 80, 1000, SYN, b"")
+    Segment::new(&client, 1024 + u16::from(d), S, 80, 1000, SYN, b"\0")
 }
 
 fn rst(i: u32) -> Segment {
     let mut s = syn(i);
     s.flags = RST;
-    s.seq = 1001;
+    s.seq = 1002;
+    s.payload.clear();
     s
 }
 
@@ -847,4 +850,108 @@ fn verified_instructions_stay_below_the_limit() {
         eprintln!("{name}: {n} verified instructions");
         assert!(n < 900_000, "{name} at {n} of 1M verified instructions");
     }
+}
+
+/// Bytes of the kernel's per-CPU `Scratch` value (agent-ebpf/src/maps.rs):
+/// the payload prefix, the flow key, length, side, flags, padding.
+const SCRATCH_BYTES: usize =
+    (PREFIX + size_of::<agent_common::wire::FlowKey>() + 8).next_multiple_of(8);
+
+/// The staged payload prefix of every CPU's scratch slot.
+fn scratch_prefixes(k: &Kernel) -> Vec<Vec<u8>> {
+    let map = k.dp.ebpf.map("SCRATCH").expect("SCRATCH map");
+    let scratch = aya::maps::PerCpuArray::<_, [u8; SCRATCH_BYTES]>::try_from(map)
+        .expect("SCRATCH is a per-CPU array of Scratch");
+    let values = scratch.get(&0, 0).expect("slot 0");
+    values.iter().map(|v| v[..PREFIX].to_vec()).collect()
+}
+
+#[test]
+fn classified_payload_leaves_no_copy_in_the_scratch_buffer() {
+    for hook in Hook::ALL {
+        let mut k = Kernel::load(hook);
+        handshake(&mut k, C, S);
+        // Undecided after this segment (the classifier waits for more),
+        // then decided by the request: both ends of the classifier program
+        // wipe what they were given.
+        k.send(&Segment::new(
+            C,
+            40000,
+            S,
+            80,
+            1001,
+            ACK | PSH,
+            b"\x00\x01binary",
+        ));
+        assert!(k.events().is_empty(), "{hook:?}: still undecided");
+        assert_eq!(k.stat(Stat::PayloadSegments), 1, "{hook:?}");
+        for (cpu, buf) in scratch_prefixes(&k).iter().enumerate() {
+            assert!(
+                buf.iter().all(|b| *b == 0),
+                "{hook:?}: CPU {cpu} keeps {buf:?}"
+            );
+        }
+        let mut k = Kernel::load(hook);
+        handshake(&mut k, C, S);
+        k.send(&Segment::new(C, 40000, S, 80, 1001, ACK | PSH, GET));
+        assert_http(&k.one_verdict());
+        for (cpu, buf) in scratch_prefixes(&k).iter().enumerate() {
+            assert!(
+                buf.iter().all(|b| *b == 0),
+                "{hook:?}: CPU {cpu} keeps {:?}",
+                String::from_utf8_lossy(buf)
+            );
+        }
+    }
+}
+
+#[test]
+fn bare_syns_do_not_evict_flows_that_carry_payload() {
+    for hook in Hook::ALL {
+        // A 1024-flow table; bare SYNs go to the 256-entry embryonic one.
+        let mut k = Kernel::load_with(hook, 1 << 16, 1024);
+        handshake(&mut k, C, S);
+        k.send(&Segment::new(
+            C,
+            40000,
+            S,
+            80,
+            1001,
+            ACK | PSH,
+            b"\x00\x01binary",
+        ));
+        assert_eq!(
+            k.stat(Stat::EmbryosPromoted),
+            1,
+            "{hook:?}: moved at its payload"
+        );
+        assert_eq!(k.stat(Stat::FlowsCreated), 1, "{hook:?}");
+        // Four times the main table in unanswered SYNs, each its own flow.
+        let syns = 4096u32;
+        for i in 0..syns {
+            let port = 1024 + u16::try_from(i).expect("fits");
+            k.send(&Segment::new("10.9.0.1", port, S, 9, i, SYN, b""));
+        }
+        assert_eq!(
+            k.stat(Stat::EmbryosCreated),
+            1 + u64::from(syns),
+            "{hook:?}"
+        );
+        // The flow being classified still has its entry: its next segment
+        // continues it (no new mid-stream flow), and its close gives one
+        // verdict that is not `midstream`.
+        k.send(&Segment::new(C, 40000, S, 80, 1009, ACK | PSH, GET));
+        k.send(&Segment::new(C, 40000, S, 80, 1009 + len(GET), RST, b""));
+        assert_eq!(k.stat(Stat::FlowsCreated), 1, "{hook:?}: no new flow");
+        let f = k.one_verdict();
+        assert!(!f.midstream, "{hook:?}: {f:?}");
+        assert_eq!(k.stat(Stat::FlowsClosed), 1, "{hook:?}");
+        // The handshakes' table is full and nothing else moved.
+        assert_eq!(k.stat(Stat::EmbryosPromoted), 1, "{hook:?}");
+        assert_eq!(k.stat(Stat::EmbryosClosed), 0, "{hook:?}");
+    }
+}
+
+fn len(payload: &[u8]) -> u32 {
+    u32::try_from(payload.len()).expect("a short payload")
 }

@@ -424,6 +424,9 @@ pub const fn stat_name(s: Stat) -> &'static str {
         Stat::HellosLost => "tls_hellos_lost",
         Stat::PureAcks => "pure_acks",
         Stat::RecentFastPath => "recent_fast_path",
+        Stat::EmbryosCreated => "embryos_created",
+        Stat::EmbryosPromoted => "embryos_promoted",
+        Stat::EmbryosClosed => "embryos_closed",
     }
 }
 

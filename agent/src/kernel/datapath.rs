@@ -1,9 +1,10 @@
-//! Loading the kernel programs and attaching them. Every attachment is a
-//! bpf_link (cgroup links, TCX links) owned by this process: when it exits,
-//! even by SIGKILL, the kernel detaches them.
+//! Loading the kernel programs and attaching them to cgroups. The cgroup
+//! attachments are bpf_links owned by this process: when it exits, even by
+//! SIGKILL, the kernel detaches them (TC, in interfaces.rs, is the same with
+//! TCX, but before 6.6 attaches clsact filters that outlive the process).
 
 use super::cgroup::{self, CgroupError};
-use agent_common::wire::{FlowKey, FlowState, Stat};
+use agent_common::wire::{FlowKey, FlowState, Stat, embryonic_capacity};
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::{MapData, MapError, PerCpuArray, ProgramArray, RingBuf},
@@ -109,6 +110,7 @@ pub fn load(opts: &LoadOptions) -> Result<Datapath, DatapathError> {
     let mut ebpf = EbpfLoader::new()
         .override_global("INCLUDE_LOOPBACK", &include_loopback, true)
         .map_max_entries("FLOWS", opts.max_flows)
+        .map_max_entries("EMBRYOS", embryonic_capacity(opts.max_flows))
         .map_max_entries("EVENTS", opts.ring_bytes)
         .map_max_entries("HELLOS", hello_ring_bytes(opts.ring_bytes))
         .load(OBJECT)

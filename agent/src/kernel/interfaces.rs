@@ -4,7 +4,10 @@
 use crate::{glob::glob_match, logging::chain};
 use aya::{
     Ebpf,
-    programs::{ProgramError, SchedClassifier, TcAttachType, tc::SchedClassifierLinkId},
+    programs::{
+        ProgramError, SchedClassifier, TcAttachType,
+        tc::{NlOptions, SchedClassifierLinkId, TcAttachOptions},
+    },
     util::KernelVersion,
 };
 use std::collections::HashMap;
@@ -154,29 +157,74 @@ pub fn load_tc_pair(ebpf: &mut Ebpf, names: [&str; 2]) -> Result<(), InterfacesE
     Ok(())
 }
 
+/// Set (to anything) to attach TC programs as clsact filters (netlink) even
+/// where the kernel has TCX: for tests of the pre-6.6 path on newer kernels.
+pub const FORCE_CLSACT_ENV: &str = "PLAINSIGHT_TEST_TC_CLSACT";
+
+/// True when TC programs are attached as clsact filters: kernels before
+/// 6.6 have no TCX (or `FORCE_CLSACT_ENV` asks for it).
+fn uses_clsact() -> bool {
+    std::env::var_os(FORCE_CLSACT_ENV).is_some()
+        || KernelVersion::current().is_ok_and(|v| v < KernelVersion::new(6, 6, 0))
+}
+
 /// Attaches the loaded (ingress, egress) TC programs `names` to `iface`.
 pub fn attach_tc_pair(
     ebpf: &mut Ebpf,
     iface: &str,
     names: [&str; 2],
 ) -> Result<(SchedClassifierLinkId, SchedClassifierLinkId), InterfacesError> {
-    // TCX (>= 6.6) needs no qdisc; the netlink fallback needs clsact.
-    if KernelVersion::current().is_ok_and(|v| v < KernelVersion::new(6, 6, 0)) {
+    let clsact = uses_clsact();
+    let [ingress, egress] = names;
+    if clsact {
+        // TCX needs no qdisc; clsact filters do.
         let _ = aya::programs::tc::qdisc_add_clsact(iface);
+        remove_stale_filters(
+            iface,
+            [
+                (ingress, TcAttachType::Ingress),
+                (egress, TcAttachType::Egress),
+            ],
+        );
     }
     let mut link = |name: &str, kind| {
-        program(ebpf, name)?
-            .attach(iface, kind)
-            .map_err(|error| InterfacesError::Attach {
-                name: name.into(),
-                iface: iface.into(),
-                error: Box::new(error),
-            })
+        let prog = program(ebpf, name)?;
+        if clsact {
+            prog.attach_with_options(iface, kind, TcAttachOptions::Netlink(NlOptions::default()))
+        } else {
+            prog.attach(iface, kind)
+        }
+        .map_err(|error| InterfacesError::Attach {
+            name: name.into(),
+            iface: iface.into(),
+            error: Box::new(error),
+        })
     };
-    let [ingress, egress] = names;
     let ing = link(ingress, TcAttachType::Ingress)?;
     let eg = link(egress, TcAttachType::Egress)?;
     Ok((ing, eg))
+}
+
+/// Removes the clsact filters a previous plainsight left on `iface`. A
+/// bpf_link (cgroup, TCX) dies with its process, but a clsact filter
+/// outlives it: after a `kill -9` or an OOM kill the old programs would
+/// keep running beside the new ones, each packet observed twice. A filter
+/// is ours by its name, which aya sets to the program's (`tc_ingress`,
+/// `tc_egress`) on the direction it attaches that program to: run before
+/// this process attaches anything to `iface`, the only such filters are a
+/// previous run's (two agents on one interface are not supported).
+fn remove_stale_filters(iface: &str, programs: [(&str, TcAttachType); 2]) {
+    for (name, kind) in programs {
+        match aya::programs::tc::qdisc_detach_program(iface, kind, name) {
+            Ok(()) => log::warn!(
+                "removed a stale {name} clsact filter from {iface}, left by a previous \
+                 plainsight that did not exit cleanly"
+            ),
+            // NotFound: none left; anything else (no clsact qdisc yet,
+            // the interface gone) leaves nothing to remove either.
+            Err(e) => log::debug!("no stale {name} filter on {iface}: {}", chain(&e)),
+        }
+    }
 }
 
 /// The TC program `name` of `ebpf`.

@@ -131,10 +131,11 @@ struct RuleFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct EdgesFile {
-    /// Distinct edges (and metric series per family) kept; more flows go
+    /// Edges (and metric series per family) held at a time; more flows go
     /// to the `other` edge.
     max: usize,
-    /// Edges unseen this long leave the API (not /metrics).
+    /// Edges unseen this long leave the API (not /metrics), and give their
+    /// place under `max` to a new edge when the cap is full.
     idle_timeout: String,
 }
 

@@ -197,7 +197,7 @@ impl Metrics {
         );
         reg.register(
             "plainsight_alerts",
-            "Policy-violation alerts (first violation of an edge), logged or suppressed by the rate limit (alerts.max_per_minute)",
+            "Policy-violation alerts (first violation of an edge, and reports of violations folded by the cap), logged or suppressed by the rate limit (alerts.max_per_minute)",
             m.alerts.clone(),
         );
         reg.register(

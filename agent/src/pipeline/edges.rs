@@ -357,7 +357,7 @@ impl Edges {
                         (k, slot, true)
                     }
                 };
-                (&*k, slot, first, Some(key))
+                (k, slot, first, Some(key))
             }
         };
         let live = &mut self.live;

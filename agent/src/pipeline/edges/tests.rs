@@ -252,7 +252,7 @@ fn idle_edges_leave_the_view_but_stay_admitted_while_there_is_room() {
 fn a_full_cap_recycles_the_edge_idle_longest_for_a_new_one() {
     let mut e = Edges::new(2, Duration::from_secs(60));
     let v = Verdict::plaintext(Protocol::Postgres);
-    let mut at = |e: &mut Edges, client: &str, s: i64| {
+    let at = |e: &mut Edges, client: &str, s: i64| {
         flow(
             e,
             key(client, "db", 5432, Policy::Violation),
@@ -287,7 +287,7 @@ fn a_full_cap_recycles_the_edge_idle_longest_for_a_new_one() {
 fn an_idle_edge_seen_again_is_not_recycled_until_it_idles_again() {
     let mut e = Edges::new(1, Duration::from_secs(60));
     let v = Verdict::plaintext(Protocol::Postgres);
-    let mut at = |e: &mut Edges, client: &str, s: i64| {
+    let at = |e: &mut Edges, client: &str, s: i64| {
         flow(
             e,
             key(client, "db", 5432, Policy::Violation),

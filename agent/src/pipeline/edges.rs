@@ -28,10 +28,10 @@ use crate::{
     },
 };
 use agent_common::{Encryption, Protocol, Reason, TlsVersion};
-use hashbrown::{HashMap, hash_map::Entry, hash_map::RawEntryMut};
+use hashbrown::{HashMap, hash_map::Entry};
 use std::{
     collections::{BTreeMap, VecDeque},
-    hash::{BuildHasher, Hash, Hasher, RandomState},
+    hash::{Hash, Hasher, RandomState},
     net::IpAddr,
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
@@ -157,8 +157,6 @@ pub struct Recorded<'a> {
     /// costs one lookup; `None` until the live pipeline fills it in (replay
     /// has no metrics).
     pub series: &'a mut Option<EdgeSeries>,
-    /// The idle edge that gave up its place under the cap to this one.
-    pub recycled: Option<Recycled>,
 }
 
 /// An idle edge taken out of the cap, with its series for the pipeline to
@@ -289,6 +287,10 @@ pub struct Edges {
     /// first): the ones to recycle. Each at most once (`Slot::queued`); an
     /// entry whose edge was seen again since is skipped when it comes up.
     idle: VecDeque<EdgeKey>,
+    /// The idle edge the last `record` took out of the cap, until taken
+    /// (`take_recycled`): kept here, not returned, so that the common case
+    /// (no recycling) moves nothing.
+    recycled: Option<Recycled>,
     /// `other` edges ever seen (bounded by protocols × encryptions ×
     /// policies).
     others: HashMap<EdgeKey, Slot, RandomState>,
@@ -306,6 +308,7 @@ impl Edges {
         Self {
             admitted: HashMap::default(),
             idle: VecDeque::new(),
+            recycled: None,
             others: HashMap::default(),
             live: 0,
             other: OTHER.into(),
@@ -317,37 +320,25 @@ impl Edges {
 
     /// Counts one flow on its edge, or on an `other` edge past the cap
     /// when no idle edge can make room. A flow on a known edge costs one
-    /// hash lookup (two probes when the cap is full).
+    /// hash lookup (two once the cap is full).
     pub fn record(&mut self, key: EdgeKey, o: &Observation<'_>) -> Recorded<'_> {
-        let hash = self.admitted.hasher().hash_one(&key);
-        let recycled = if self.admitted.len() >= self.max
-            && self
-                .admitted
-                .raw_entry()
-                .from_key_hashed_nocheck(hash, &key)
-                .is_none()
-        {
-            self.recycle()
-        } else {
-            None
-        };
+        if self.admitted.len() >= self.max && !self.admitted.contains_key(&key) {
+            self.recycled = self.recycle();
+        }
         let full = self.admitted.len() >= self.max;
-        let (key, slot, first, folded) = match self
-            .admitted
-            .raw_entry_mut()
-            .from_key_hashed_nocheck(hash, &key)
-        {
-            RawEntryMut::Occupied(e) => {
-                let (k, slot) = e.into_key_value();
-                (&*k, slot, false, None)
+        let (key, slot, first, folded) = match self.admitted.entry(key) {
+            Entry::Occupied(e) => {
+                let (k, slot) = e.into_entry();
+                (k, slot, false, None)
             }
-            RawEntryMut::Vacant(e) if !full => {
-                let (k, slot) = e.insert_hashed_nocheck(hash, key, Slot::default());
-                (&*k, slot, true, None)
+            Entry::Vacant(e) if !full => {
+                let (k, slot) = e.insert_entry(Slot::default()).into_entry();
+                (k, slot, true, None)
             }
-            RawEntryMut::Vacant(_) => {
+            Entry::Vacant(e) => {
                 self.dropped += 1;
-                let (k, slot, first) = match self.others.entry(key.other(&self.other)) {
+                let own = e.into_key();
+                let (k, slot, first) = match self.others.entry(own.other(&self.other)) {
                     Entry::Occupied(e) => {
                         let (k, slot) = e.into_entry();
                         (k, slot, false)
@@ -357,7 +348,7 @@ impl Edges {
                         (k, slot, true)
                     }
                 };
-                (k, slot, first, Some(key))
+                (k, slot, first, Some(own))
             }
         };
         let live = &mut self.live;
@@ -372,8 +363,13 @@ impl Edges {
             first,
             folded,
             series: &mut slot.series,
-            recycled,
         }
+    }
+
+    /// The idle edge that gave up its place under the cap to the edge of
+    /// the last `record`, if one did.
+    pub fn take_recycled(&mut self) -> Option<Recycled> {
+        self.recycled.take()
     }
 
     /// Takes the admitted edge idle longest out of the cap, if one is.

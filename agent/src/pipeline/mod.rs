@@ -142,18 +142,20 @@ impl Pipeline {
                 if rec.folded.is_some() {
                     m.edges_dropped.inc();
                 }
-                // After the new edge took its series: one it shares with
-                // the recycled edge keeps counting.
-                if let Some(gone) = rec.recycled {
-                    if let Some(series) = gone.series {
-                        series.retire(m, &gone.key.labels());
-                    }
-                    m.edges_recycled.inc();
-                }
             }
             let violation = d.policy == Policy::Violation && self.alerts.is_some();
             let alert = (violation && rec.first && rec.folded.is_none()).then(|| rec.key.clone());
             let folded = rec.folded.filter(|_| violation);
+            // After the new edge took its series: one it shares with the
+            // recycled edge keeps counting.
+            if let Some(gone) = edges.take_recycled()
+                && let Some(m) = &self.metrics
+            {
+                if let Some(series) = gone.series {
+                    series.retire(m, &gone.key.labels());
+                }
+                m.edges_recycled.inc();
+            }
             if let Some(m) = &self.metrics {
                 m.edges.set(i64::try_from(edges.len()).unwrap_or(i64::MAX));
             }

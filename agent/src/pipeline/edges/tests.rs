@@ -52,11 +52,12 @@ fn tls_flow(
             ts_ns,
         },
     );
+    let (key, first, folded) = (r.key.clone(), r.first, r.folded.is_some());
     Outcome {
-        key: r.key.clone(),
-        first: r.first,
-        folded: r.folded.is_some(),
-        recycled: r.recycled.map(|r| r.key),
+        key,
+        first,
+        folded,
+        recycled: e.take_recycled().map(|r| r.key),
     }
 }
 

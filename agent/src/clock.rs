@@ -16,7 +16,17 @@ pub fn now_ns() -> i64 {
 
 /// RFC 3339 UTC with second precision, e.g. `2024-05-01T12:00:00Z`.
 pub fn rfc3339(ts_ns: i64) -> String {
-    let secs = ts_ns.div_euclid(NS);
+    rfc3339_secs(ts_ns.div_euclid(NS))
+}
+
+/// `rfc3339` of a time `i64` nanoseconds cannot hold (a policy rule's
+/// expiry can be any date up to year 9999).
+pub fn rfc3339_wide(ts_ns: i128) -> String {
+    let secs = ts_ns.div_euclid(i128::from(NS));
+    rfc3339_secs(i64::try_from(secs).unwrap_or(if secs < 0 { i64::MIN } else { i64::MAX }))
+}
+
+fn rfc3339_secs(secs: i64) -> String {
     let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, m, d) = civil_from_days(days);
     format!(

@@ -174,10 +174,11 @@ struct RuleFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct EdgesFile {
-    /// Distinct edges (and metric series per family) kept; more flows go
+    /// Edges (and metric series per family) held at a time; more flows go
     /// to the `other` edge.
     max: usize,
-    /// Edges unseen this long leave the API (not /metrics).
+    /// Edges unseen this long leave the API (not /metrics), and give their
+    /// place under `max` to a new edge when the cap is full.
     idle_timeout: String,
 }
 
@@ -572,7 +573,7 @@ fn check_peer(name: Option<&str>, namespace: Option<&str>) -> Result<Peer, (&'st
 
 /// `2026-12-31` (expires at the start of that day, UTC),
 /// `2026-12-31T18:00:00Z` or with an offset; bare or as a string.
-fn expiry(v: &toml::Value) -> Result<i64, String> {
+fn expiry(v: &toml::Value) -> Result<i128, String> {
     let dt = match v {
         toml::Value::Datetime(dt) => *dt,
         toml::Value::String(s) => s
@@ -599,7 +600,8 @@ fn expiry(v: &toml::Value) -> Result<i64, String> {
     let secs = dt.time.map_or(0, |t| {
         i64::from(t.hour) * 3600 + i64::from(t.minute) * 60 + i64::from(t.second)
     });
-    Ok((days * 86_400 + secs - offset_min * 60) * 1_000_000_000)
+    // In i128: `9999-12-31` overflows i64 nanoseconds (they end in 2262).
+    Ok(i128::from(days * 86_400 + secs - offset_min * 60) * 1_000_000_000)
 }
 
 pub fn check_ring_bytes(n: u32) -> Result<(), String> {

@@ -3,8 +3,8 @@
 //! machines. The client is configured from a kubeconfig file (http://
 //! server, bearer token) exactly as a developer's would be.
 
-use fake_apiserver::FakeApiServer;
 use fake_apiserver::fixtures::{self, Owner, PodSpec};
+use fake_apiserver::{FakeApiServer, Stall};
 use plainsight::kubernetes::{IdentityKind, KubeConfig, KubeIdentities, Source};
 use serde::Deserialize as _;
 use serde_json::Value;
@@ -476,6 +476,89 @@ async fn health_metrics_render_in_prometheus_text() {
     assert!(text.contains("plainsight_kubernetes_last_sync_timestamp_seconds{resource=\"nodes\"}"));
 }
 
+// --------------------------------------------------------------- stalls
+
+/// Stall-test speed: watches asked to end after 1 s and given up 500 ms
+/// later, requests bounded at 500 ms.
+fn stall_bounds(mut c: KubeConfig) -> KubeConfig {
+    c.watch_timeout = Duration::from_secs(1);
+    c.stall_margin = Duration::from_millis(500);
+    c.request_timeout = Duration::from_millis(500);
+    c
+}
+
+#[tokio::test]
+async fn a_silent_watch_is_given_up_counted_and_resumed() {
+    let server = FakeApiServer::start().await;
+    cluster(&server);
+    let kube = KubeIdentities::spawn(stall_bounds(config(server.addr, "stall-watch"))).unwrap();
+    eventually("the first lists", || kube.is_synced()).await;
+    // The server ends each watch at its timeoutSeconds: no stall.
+    eventually("watches ended by the server and resumed", || {
+        kube.health().restart_count(Source::Pods) >= 2
+    })
+    .await;
+    assert_eq!(kube.health().stall_count(Source::Pods), 0);
+
+    // Headers, then nothing: no event, no bookmark, no end.
+    server.stall(Some(Stall::Watch));
+    eventually("the stalled watch given up and counted", || {
+        kube.health().stall_count(Source::Pods) >= 1
+    })
+    .await;
+    assert!(
+        kube.health().error_count(Source::Pods) >= kube.health().stall_count(Source::Pods),
+        "a stall is an error too"
+    );
+    server.stall(None);
+    server.apply(
+        "pods",
+        "ADDED",
+        deployment_pod(40, "shop", "cart", "10.0.1.90"),
+    );
+    eventually_named(&kube, "10.0.1.90", Some("shop/cart")).await;
+    let lists = kube.health().list_count(Source::Pods);
+    assert_eq!(lists, 1, "resumed from its version, not re-listed");
+
+    let mut registry = prometheus_client::registry::Registry::with_prefix("plainsight");
+    kube.health().register(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    assert!(
+        text.contains("plainsight_kubernetes_stalls_total{resource=\"pods\"}"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn lists_whose_headers_or_body_stall_time_out_and_are_counted() {
+    let server = FakeApiServer::start().await;
+    cluster(&server);
+    server.stall(Some(Stall::Headers));
+    let kube = KubeIdentities::spawn(stall_bounds(config(server.addr, "stall-list"))).unwrap();
+    eventually("lists without response headers given up", || {
+        kube.health().stall_count(Source::Pods) >= 2
+    })
+    .await;
+    assert!(!kube.is_synced());
+
+    // Headers and half a page, then nothing.
+    server.stall(Some(Stall::ListBody));
+    let before = kube.health().stall_count(Source::Pods);
+    eventually("lists with a stalled body given up", || {
+        kube.health().stall_count(Source::Pods) >= before + 2
+    })
+    .await;
+    assert!(!kube.is_synced());
+
+    server.stall(None);
+    eventually("the lists once the server answers", || kube.is_synced()).await;
+    assert_eq!(
+        name(&kube, "10.0.1.57").as_deref(),
+        Some("payments/checkout")
+    );
+}
+
 // ------------------------------------------------------------------ TLS
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, made
@@ -694,4 +777,28 @@ async fn a_server_certificate_from_another_ca_is_refused() {
         server.requests().is_empty(),
         "no request got past the handshake"
     );
+}
+
+#[tokio::test]
+async fn a_tls_handshake_that_stalls_is_counted() {
+    let pki = Pki::new("handshake");
+    // Listening, never accepting: the kernel completes TCP handshakes and
+    // the ClientHello waits for an answer forever.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let sa = pki.dir.join("sa");
+    std::fs::create_dir_all(&sa).unwrap();
+    std::fs::write(sa.join("token"), "t").unwrap();
+    std::fs::copy(pki.dir.join("ca.crt"), sa.join("ca.crt")).unwrap();
+    let config = KubeConfig::in_cluster_at(
+        "127.0.0.1",
+        &listener.local_addr().unwrap().port().to_string(),
+        &sa,
+    )
+    .unwrap();
+    let kube = KubeIdentities::spawn(stall_bounds(fast(config))).unwrap();
+    eventually("stalled handshakes counted", || {
+        kube.health().stall_count(Source::Nodes) >= 2
+    })
+    .await;
+    assert!(!kube.is_synced());
 }

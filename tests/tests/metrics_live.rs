@@ -7,7 +7,8 @@
 //! - the cardinality cap (`edges.max`) and idle expiry
 //!   (`edges.idle_timeout`) with real connections: edges over the cap fold
 //!   into `other`, the series a real Prometheus stores stay bounded, idle
-//!   edges leave the API while their counters stay.
+//!   edges leave the API while their counters stay, and once the cap is
+//!   full new edges take the places of the idle ones.
 
 use plainsight_tests::{
     Agent, Side, Topology, WorkDir,
@@ -283,20 +284,59 @@ fn the_edge_cap_bounds_series_and_idle_edges_leave_the_api_not_the_counters() {
         assert_eq!(now.value, s.value, "counter {s:?} changed");
     }
 
-    // Expired edges still count against the cap: a new edge after the
-    // expiry is still `other`, an admitted one comes back under its name.
+    // The cap is full and every admitted edge idle: a new edge takes the
+    // place of the edge idle longest (the first, `urls[0]`), whose series
+    // leave /metrics; that edge, back, is new again and takes the next
+    // idle place (`urls[1]`'s), its counter starting again from 1.
     t.curl(&format!("http://{v6}:{EXTRA_HTTP_PORT}/"));
     t.curl(&urls[0]);
-    wait_flows(&agent, 7.0);
-    assert_eq!(agent.value("plainsight_edges_dropped_total", &[]), 3.0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while agent.value("plainsight_edges_recycled_total", &[]) < 2.0 {
+        assert!(
+            Instant::now() < deadline,
+            "no edges recycled after 10 s:\n{}",
+            agent.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(agent.value("plainsight_edges_dropped_total", &[]), 2.0);
     let back = listed(&edges(&agent));
+    let server6 = t.server_ip6.to_string();
     assert_eq!(back.len(), 2, "{back:?}");
-    assert!(
-        back.contains(&("other".into(), "other".into(), 0)),
-        "{back:?}"
-    );
     assert!(
         back.contains(&(t.client_ip.to_string(), v4.clone(), u64::from(HTTP_PORT))),
         "{back:?}"
+    );
+    assert!(
+        back.contains(&(
+            t.client_ip6.to_string(),
+            server6.clone(),
+            u64::from(EXTRA_HTTP_PORT)
+        )),
+        "{back:?}"
+    );
+    let m = agent.metrics();
+    let http = HTTP_PORT.to_string();
+    let series_of = |client: &str, server: &str| {
+        find(
+            &m,
+            "plainsight_flows_total",
+            &[
+                ("client", client),
+                ("server", server),
+                ("server_port", &http),
+            ],
+        )
+        .map(|s| s.value)
+    };
+    assert_eq!(series_of(&t.client_ip.to_string(), &v4), Some(1.0));
+    assert_eq!(series_of(&t.client_ip6.to_string(), &server6), None);
+    assert_eq!(
+        flow_series(&m)
+            .iter()
+            .filter(|s| s.labels["client"] != "other")
+            .count(),
+        3,
+        "still at most three named series: {m:#?}"
     );
 }

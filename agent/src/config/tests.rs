@@ -388,3 +388,30 @@ server_namespace = "Billing"
         ]
     );
 }
+
+#[test]
+fn far_future_and_far_past_expiry_dates_keep_their_meaning() {
+    // Year 9999 is past i64 nanoseconds (2262): it used to overflow, a
+    // panic in debug builds and an already-expired rule in release.
+    let c = parse(
+        "[[policy.allow]]\nname = \"forever\"\nowner = \"o\"\nreason = \"r\"\nports = [1]\nexpires = 9999-12-31\n\
+         [[policy.allow]]\nname = \"ancient\"\nowner = \"o\"\nreason = \"r\"\nports = [2]\nexpires = 0001-01-01T00:00:00Z\n",
+    )
+    .expect("valid");
+    let [forever, ancient] = c.policy.rules() else {
+        panic!("two rules")
+    };
+    assert_eq!(forever.expires().as_deref(), Some("9999-12-31T00:00:00Z"));
+    assert!(
+        !forever.expired(i64::MAX),
+        "not expired at the end of i64 time"
+    );
+    assert_eq!(ancient.expires().as_deref(), Some("0001-01-01T00:00:00Z"));
+    assert!(ancient.expired(i64::MIN + 1));
+    assert_eq!(
+        warnings(&c, clock::now_ns()),
+        [
+            r#"allow-rule "ancient" (owner o) expired at 0001-01-01T00:00:00Z; it no longer allows anything"#
+        ]
+    );
+}

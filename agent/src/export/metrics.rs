@@ -6,10 +6,18 @@
 use agent_common::{Encryption, Reason, TlsVersion, Verdict, wire::Stat};
 use prometheus_client::{
     encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family, gauge::Gauge, info::Info},
+    metrics::{
+        counter::{Atomic, Counter},
+        family::Family,
+        gauge::Gauge,
+        info::Info,
+    },
     registry::Registry,
 };
-use std::ops::Deref;
+use std::{
+    ops::Deref,
+    sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed},
+};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FlowLabels {
@@ -79,9 +87,9 @@ struct BuildLabels {
 }
 
 pub struct Metrics {
-    pub flows: Family<FlowLabels, Counter>,
-    pub tls_flows: Family<TlsLabels, Counter>,
-    pub flow_reasons: Family<ReasonLabels, Counter>,
+    pub flows: Family<FlowLabels, EdgeCounter>,
+    pub tls_flows: Family<TlsLabels, EdgeCounter>,
+    pub flow_reasons: Family<ReasonLabels, EdgeCounter>,
     pub events_received: Counter,
     pub events_lost: Counter,
     pub events_malformed: Counter,
@@ -92,6 +100,7 @@ pub struct Metrics {
     pub programs_attached: Family<HookLabels, Gauge>,
     pub edges: Gauge,
     pub edges_dropped: Counter,
+    pub edges_recycled: Counter,
     pub policy_rules: Family<PolicyRuleLabels, Gauge>,
     pub alerts: Family<AlertLabels, Counter>,
     pub http_connections: Family<HttpLabels, Counter>,
@@ -113,6 +122,7 @@ impl Metrics {
             programs_attached: Family::default(),
             edges: Gauge::default(),
             edges_dropped: Counter::default(),
+            edges_recycled: Counter::default(),
             policy_rules: Family::default(),
             alerts: Family::default(),
             http_connections: Family::default(),
@@ -188,13 +198,18 @@ impl Metrics {
             m.edges_dropped.clone(),
         );
         reg.register(
+            "plainsight_edges_recycled",
+            "Idle edges (unseen for edges.idle_timeout) whose place under edges.max went to a new edge; their series left /metrics",
+            m.edges_recycled.clone(),
+        );
+        reg.register(
             "plainsight_policy_rules",
             "Allow-rules in the policy, by state (active or expired)",
             m.policy_rules.clone(),
         );
         reg.register(
             "plainsight_alerts",
-            "Policy-violation alerts (first violation of an edge), logged or suppressed by the rate limit (alerts.max_per_minute)",
+            "Policy-violation alerts (first violation of an edge, and reports of violations folded by the cap), logged or suppressed by the rate limit (alerts.max_per_minute)",
             m.alerts.clone(),
         );
         reg.register(
@@ -265,18 +280,59 @@ impl Metrics {
     }
 }
 
+/// A counter of an edge's series, which knows how many edges hold it: the
+/// reason and TLS series have no `policy` label (the TLS one no protocol
+/// either), so several edges can share one, and a recycled edge's series
+/// leave `/metrics` only when no admitted edge holds them any more.
+pub type EdgeCounter = Counter<u64, Held>;
+
+/// The value of an [`EdgeCounter`] and its holders.
+#[derive(Debug, Default)]
+pub struct Held {
+    value: AtomicU64,
+    holders: AtomicU32,
+}
+
+impl Atomic<u64> for Held {
+    fn inc(&self) -> u64 {
+        self.inc_by(1)
+    }
+
+    fn inc_by(&self, v: u64) -> u64 {
+        self.value.fetch_add(v, Relaxed)
+    }
+
+    fn get(&self) -> u64 {
+        self.value.load(Relaxed)
+    }
+}
+
+/// One more edge holds `c`.
+fn hold<G: Deref<Target = EdgeCounter>>(c: G) -> EdgeCounter {
+    c.inner().holders.fetch_add(1, Relaxed);
+    EdgeCounter::clone(&c)
+}
+
+/// One edge fewer holds `c`; true when it was the last. Only the pipeline
+/// thread holds and releases, so nothing comes between this and the
+/// series' removal.
+fn release(c: &EdgeCounter) -> bool {
+    c.inner().holders.fetch_sub(1, Relaxed) == 1
+}
+
 /// The series one edge's flows count on, held with the edge (pipeline/edges.rs) so
 /// that a flow costs atomic increments instead of hashing label strings.
 /// `Counter`s are shared handles: the family exports these same values, and
 /// an edge whose labels coincide with another's (the reason and TLS series
-/// have no `policy` label) or that comes back after going idle gets the
-/// existing series from `get_or_create`. Reason and TLS-version series are
-/// created when a flow first has the value, as without the cache.
+/// have no `policy` label) gets the existing series from `get_or_create`.
+/// Reason and TLS-version series are created when a flow first has the
+/// value, as without the cache. The series live as long as an admitted edge
+/// holds them ([`EdgeSeries::retire`]).
 pub struct EdgeSeries {
-    flows: Counter,
+    flows: EdgeCounter,
     /// At most one per `Reason` and `TlsVersion`; an edge sees few.
-    reasons: Vec<(Reason, Counter)>,
-    tls_versions: Vec<(TlsVersion, Counter)>,
+    reasons: Vec<(Reason, EdgeCounter)>,
+    tls_versions: Vec<(TlsVersion, EdgeCounter)>,
 }
 
 /// An edge's labels, as the pipeline's edge key gives them
@@ -293,14 +349,7 @@ pub struct EdgeLabels<'a> {
 
 impl EdgeSeries {
     pub fn new(m: &Metrics, k: &EdgeLabels<'_>) -> Self {
-        let flows = Counter::clone(&m.flows.get_or_create(&FlowLabels {
-            client: k.client.to_string(),
-            server: k.server.to_string(),
-            server_port: k.server_port,
-            protocol: k.protocol,
-            encryption: k.encryption,
-            policy: k.policy,
-        }));
+        let flows = hold(m.flows.get_or_create(&flow_labels(k)));
         Self {
             flows,
             reasons: Vec::new(),
@@ -314,41 +363,81 @@ impl EdgeSeries {
         self.flows.inc();
         if v.reason != Reason::None {
             series(&mut self.reasons, v.reason, || {
-                m.flow_reasons.get_or_create(&ReasonLabels {
-                    client: k.client.to_string(),
-                    server: k.server.to_string(),
-                    server_port: k.server_port,
-                    protocol: k.protocol,
-                    encryption: k.encryption,
-                    reason: v.reason.as_str(),
-                })
+                m.flow_reasons.get_or_create(&reason_labels(k, v.reason))
             })
             .inc();
         }
         if v.encryption == Encryption::Tls {
             series(&mut self.tls_versions, v.tls_version, || {
-                m.tls_flows.get_or_create(&TlsLabels {
-                    client: k.client.to_string(),
-                    server: k.server.to_string(),
-                    server_port: k.server_port,
-                    version: v.tls_version.as_str(),
-                })
+                m.tls_flows.get_or_create(&tls_labels(k, v.tls_version))
             })
             .inc();
         }
     }
+
+    /// The edge `k` these series are of left the cap (recycled): each
+    /// series no other admitted edge holds leaves `/metrics`. Should the
+    /// edge come back, its series start again from 0, which Prometheus
+    /// reads as a counter reset (`rate` and `increase` stay right).
+    pub fn retire(self, m: &Metrics, k: &EdgeLabels<'_>) {
+        if release(&self.flows) {
+            m.flows.remove(&flow_labels(k));
+        }
+        for (reason, c) in &self.reasons {
+            if release(c) {
+                m.flow_reasons.remove(&reason_labels(k, *reason));
+            }
+        }
+        for (version, c) in &self.tls_versions {
+            if release(c) {
+                m.tls_flows.remove(&tls_labels(k, *version));
+            }
+        }
+    }
 }
 
-/// The counter cached for `value`, from the family on first use.
-fn series<V: PartialEq, G: Deref<Target = Counter>>(
-    cache: &mut Vec<(V, Counter)>,
+fn flow_labels(k: &EdgeLabels<'_>) -> FlowLabels {
+    FlowLabels {
+        client: k.client.to_string(),
+        server: k.server.to_string(),
+        server_port: k.server_port,
+        protocol: k.protocol,
+        encryption: k.encryption,
+        policy: k.policy,
+    }
+}
+
+fn reason_labels(k: &EdgeLabels<'_>, reason: Reason) -> ReasonLabels {
+    ReasonLabels {
+        client: k.client.to_string(),
+        server: k.server.to_string(),
+        server_port: k.server_port,
+        protocol: k.protocol,
+        encryption: k.encryption,
+        reason: reason.as_str(),
+    }
+}
+
+fn tls_labels(k: &EdgeLabels<'_>, version: TlsVersion) -> TlsLabels {
+    TlsLabels {
+        client: k.client.to_string(),
+        server: k.server.to_string(),
+        server_port: k.server_port,
+        version: version.as_str(),
+    }
+}
+
+/// The counter cached for `value`, from the family on first use (and then
+/// held).
+fn series<V: PartialEq, G: Deref<Target = EdgeCounter>>(
+    cache: &mut Vec<(V, EdgeCounter)>,
     value: V,
     create: impl FnOnce() -> G,
-) -> &Counter {
+) -> &EdgeCounter {
     let i = match cache.iter().position(|(v, _)| *v == value) {
         Some(i) => i,
         None => {
-            cache.push((value, Counter::clone(&create())));
+            cache.push((value, hold(create())));
             cache.len() - 1
         }
     };

@@ -42,8 +42,14 @@ pub struct KubeHealth {
     /// connection, error).
     pub watch_restarts: Family<ResourceLabels, Counter>,
     /// Failed lists and watches: unreachable server, HTTP errors, RBAC
-    /// denials, undecodable responses.
+    /// denials, undecodable responses, stalls.
     pub errors: Family<ResourceLabels, Counter>,
+    /// Lists and watches given up because the server accepted and then
+    /// stopped answering: no TLS handshake or response headers within
+    /// `request_timeout`, a list page not whole within it, or a watch
+    /// still open past its `timeoutSeconds` + `stall_margin`. Also in
+    /// `errors`.
+    pub stalls: Family<ResourceLabels, Counter>,
     /// Objects currently holding an IP in the index.
     pub objects: Family<ResourceLabels, Gauge>,
     /// When the index last matched the API server: a list, or a watch event
@@ -65,6 +71,11 @@ impl KubeHealth {
             "errors",
             "Failed lists and watches of a resource",
             self.errors.clone(),
+        );
+        reg.register(
+            "stalls",
+            "Lists and watches of a resource given up because the API server stopped answering",
+            self.stalls.clone(),
         );
         reg.register(
             "objects",
@@ -91,8 +102,11 @@ impl KubeHealth {
         self.synced(source);
     }
 
-    pub(super) fn error(&self, source: Source) {
+    pub(super) fn error(&self, source: Source, stall: bool) {
         self.errors.get_or_create(&source.labels()).inc();
+        if stall {
+            self.stalls.get_or_create(&source.labels()).inc();
+        }
     }
 
     pub(super) fn restarted(&self, source: Source) {
@@ -112,6 +126,10 @@ impl KubeHealth {
 
     pub fn error_count(&self, source: Source) -> u64 {
         self.errors.get_or_create(&source.labels()).get()
+    }
+
+    pub fn stall_count(&self, source: Source) -> u64 {
+        self.stalls.get_or_create(&source.labels()).get()
     }
 
     pub fn restart_count(&self, source: Source) -> u64 {

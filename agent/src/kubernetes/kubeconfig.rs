@@ -82,9 +82,18 @@ pub struct KubeConfig {
     /// First retry delay after an error; doubles up to `backoff_max`.
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
-    /// Asked of the server per watch (`timeoutSeconds`); the client gives up
-    /// on a silent connection a little after it.
+    /// Asked of the server per watch (`timeoutSeconds`, jittered up to
+    /// twice this); the server ends the watch then.
     pub watch_timeout: Duration,
+    /// A watch still open `stall_margin` after its `timeoutSeconds` has
+    /// stalled (a half-open connection, or a server that stopped sending,
+    /// not even bookmarks): it is given up and started again.
+    pub stall_margin: Duration,
+    /// Bounds every request from its TLS handshake to its response
+    /// headers, and a list page or error answer to its last byte. The
+    /// API server gives up on its own non-watch requests after 60 s
+    /// (`--request-timeout`), so one taking longer than that is stuck.
+    pub request_timeout: Duration,
     /// Objects per list page: bounds the transient memory of a list.
     pub page_size: u32,
 }
@@ -100,8 +109,23 @@ impl KubeConfig {
             backoff_initial: Duration::from_millis(500),
             backoff_max: Duration::from_secs(60),
             watch_timeout: Duration::from_secs(300),
+            stall_margin: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(60),
             page_size: 500,
         }
+    }
+
+    /// What to warn about at start: `insecure-skip-tls-verify` is honoured
+    /// (clusters use it), but nobody should run with it unknowingly.
+    pub fn insecure_warning(&self) -> Option<String> {
+        (self.insecure_skip_tls_verify && self.server.scheme_str() == Some("https")).then(|| {
+            format!(
+                "kubernetes: insecure-skip-tls-verify is set: the certificate of {} is not \
+                 verified, so anyone on the path can pose as the API server and name peers \
+                 (and so decide policy); set certificate-authority instead",
+                self.server
+            )
+        })
     }
 
     /// In a pod: in-cluster config; else `$KUBECONFIG` (its first file) or
@@ -475,6 +499,7 @@ users:
             }
         );
         assert!(!c.insecure_skip_tls_verify);
+        assert_eq!(c.insecure_warning(), None);
     }
 
     #[test]
@@ -486,6 +511,12 @@ users:
         assert_eq!(c.server.path(), "/k8s");
         assert_eq!(c.ca.as_deref(), Some(&b"PEM"[..]));
         assert!(c.insecure_skip_tls_verify);
+        let warning = c.insecure_warning().expect("a warning");
+        assert!(
+            warning.contains("insecure-skip-tls-verify")
+                && warning.contains("https://10.0.0.1:6443/k8s"),
+            "{warning}"
+        );
         assert_eq!(c.auth, Auth::TokenFile(d.join("token.txt")));
         let secret = Auth::Token("s3cr3t".into());
         assert!(!format!("{secret:?}").contains("s3cr3t"));

@@ -178,6 +178,9 @@ impl KubeIdentities {
     /// Checks the TLS setup (CA, client key) without connecting; an
     /// unreachable API server is retried in the background once started.
     pub fn prepare(config: KubeConfig) -> Result<Prepared, TransportError> {
+        if let Some(warning) = config.insecure_warning() {
+            log::warn!("{warning}");
+        }
         Ok(Prepared {
             transport: Arc::new(transport::Transport::new(&config)?),
             config,

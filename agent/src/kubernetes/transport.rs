@@ -1,6 +1,13 @@
 //! HTTP/1.1 GETs to the API server over TCP (+ rustls), one connection per
 //! request: a list is one request, a watch is one long-lived response, and
 //! there are three of each per agent, so pooling would buy nothing.
+//!
+//! Every step is bounded, so a server that accepts and then stops
+//! answering costs a timeout, never a hung task: TCP connect
+//! (`CONNECT_TIMEOUT`), then the TLS handshake and the response headers
+//! together (`request_timeout`, with an error's body), and a whole body read by [`Transport::get_body`]
+//! in the same `request_timeout`. A watch body streams for minutes; its
+//! bound is the watch's own (`watch.rs`).
 
 use super::kubeconfig::{Auth, KubeConfig};
 use http_body_util::BodyExt as _;
@@ -34,6 +41,13 @@ pub enum TransportError {
     },
     #[error("connecting to {0}: timed out")]
     ConnectTimeout(String),
+    /// Connected, then the server stopped answering.
+    #[error("{addr}: no {what} within {after:?}: the API server stalled")]
+    Stalled {
+        addr: String,
+        what: &'static str,
+        after: Duration,
+    },
     #[error("HTTP: {0}")]
     Http(#[from] hyper::Error),
     #[error("GET {path}: {status}: {body}")]
@@ -52,6 +66,14 @@ pub struct Transport {
     authority: String,
     tls: Option<(TlsConnector, ServerName<'static>)>,
     auth: Auth,
+    request_timeout: Duration,
+}
+
+impl TransportError {
+    /// The server accepted the request and then stalled.
+    pub const fn is_stall(&self) -> bool {
+        matches!(self, Self::Stalled { .. })
+    }
 }
 
 impl Transport {
@@ -82,7 +104,32 @@ impl Transport {
                 .map_or_else(|| host.to_owned(), ToString::to_string),
             tls,
             auth: config.auth.clone(),
+            request_timeout: config.request_timeout,
         })
+    }
+
+    fn addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    fn stalled(&self, what: &'static str) -> TransportError {
+        TransportError::Stalled {
+            addr: self.addr(),
+            what,
+            after: self.request_timeout,
+        }
+    }
+
+    /// GET a body read whole (at most `max` bytes) within `request_timeout`
+    /// from the request's start: a list page.
+    pub async fn get_body(&self, path_and_query: &str, max: usize) -> Result<Bytes, GetBodyError> {
+        let whole = async {
+            let resp = self.get(path_and_query).await?;
+            Ok(collect(resp.into_body(), max).await?)
+        };
+        tokio::time::timeout(self.request_timeout, whole)
+            .await
+            .unwrap_or_else(|_| Err(self.stalled("complete response").into()))
     }
 
     /// GET `path_and_query`; any status but 200 is an error carrying the
@@ -101,7 +148,7 @@ impl Transport {
         let req = req
             .body(http_body_util::Empty::<hyper::body::Bytes>::new())
             .map_err(|e| TransportError::Tls(format!("building request: {e}")))?;
-        let addr = format!("{}:{}", self.host, self.port);
+        let addr = self.addr();
         let tcp = tokio::time::timeout(
             CONNECT_TIMEOUT,
             TcpStream::connect((self.host.as_str(), self.port)),
@@ -113,30 +160,35 @@ impl Transport {
             source,
         })?;
         let _ = tcp.set_nodelay(true);
-        let resp = match &self.tls {
-            Some((connector, name)) => {
-                let tls =
-                    tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name.clone(), tcp))
+        // From here the server has accepted: silence is a stall.
+        let answer = async {
+            let resp = match &self.tls {
+                Some((connector, name)) => {
+                    let tls = connector
+                        .connect(name.clone(), tcp)
                         .await
-                        .map_err(|_| TransportError::ConnectTimeout(addr.clone()))?
                         .map_err(|source| TransportError::Connect { addr, source })?;
-                send(TokioIo::new(tls), req).await?
+                    send(TokioIo::new(tls), req).await?
+                }
+                None => send(TokioIo::new(tcp), req).await?,
+            };
+            if resp.status() == StatusCode::OK {
+                return Ok(resp);
             }
-            None => send(TokioIo::new(tcp), req).await?,
+            let status = resp.status();
+            let body = collect(resp.into_body(), 4096)
+                .await
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            Err(TransportError::Status {
+                path: path_and_query.to_owned(),
+                status,
+                body,
+            })
         };
-        if resp.status() == StatusCode::OK {
-            return Ok(resp);
-        }
-        let status = resp.status();
-        let body = collect(resp.into_body(), 4096)
+        tokio::time::timeout(self.request_timeout, answer)
             .await
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
-        Err(TransportError::Status {
-            path: path_and_query.to_owned(),
-            status,
-            body,
-        })
+            .unwrap_or_else(|_| Err(self.stalled("response")))
     }
 
     fn token(&self) -> Result<Option<String>, TransportError> {
@@ -267,8 +319,17 @@ pub enum BodyError {
     TooLarge,
 }
 
+/// Why a body GET failed: the request, or the body.
+#[derive(Debug, thiserror::Error)]
+pub enum GetBodyError {
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error(transparent)]
+    Body(#[from] BodyError),
+}
+
 /// Reads a whole body, refusing more than `max` bytes.
-pub async fn collect(mut body: Incoming, max: usize) -> Result<Bytes, BodyError> {
+async fn collect(mut body: Incoming, max: usize) -> Result<Bytes, BodyError> {
     let mut out = Vec::new();
     while let Some(frame) = body.frame().await {
         if let Ok(data) = frame?.into_data() {

@@ -8,6 +8,10 @@
 //!    every event and bookmark.
 //! 3. When the watch ends (server timeout, broken connection, error), watch
 //!    again from the last version: nothing is missed and nothing re-listed.
+//!    The server ends a watch at its `timeoutSeconds`; one still open
+//!    `stall_margin` later has stalled (a half-open connection, or a server
+//!    that sends nothing, not even bookmarks) and is given up the same way.
+//!    Stalls (this, and requests the transport gave up on) are counted.
 //!    When the server answers 410 Gone (the version was compacted away),
 //!    list again. Errors wait an exponential, capped, jittered delay first.
 //!
@@ -27,7 +31,7 @@ use super::index::{IpIndex, Source};
 use super::kubeconfig::KubeConfig;
 use super::objects::{List, Node, ObjectMeta, Pod, Service, WatchEvent};
 use super::owner::{self, Claim};
-use super::transport::{BodyError, Transport, TransportError, collect};
+use super::transport::{BodyError, GetBodyError, Transport, TransportError};
 use http_body_util::BodyExt as _;
 use hyper::StatusCode;
 use serde::de::DeserializeOwned;
@@ -37,9 +41,6 @@ use std::time::Duration;
 /// Guards against a runaway response: a list page is `page_size` objects
 /// (500 pods are a few MiB), a watch line is one object.
 const MAX_BODY_BYTES: usize = 256 << 20;
-/// How long after the watch's own timeout a silent connection is given up
-/// (a half-open TCP connection never ends by itself).
-const IDLE_GRACE: Duration = Duration::from_secs(30);
 
 /// A watched kind: its API path, and how its objects claim IPs.
 pub trait Watched: DeserializeOwned + Send + 'static {
@@ -105,8 +106,10 @@ pub enum WatchError {
         reason: String,
         message: String,
     },
-    #[error("no data for {0:?}: connection presumed dead")]
-    Idle(Duration),
+    #[error(
+        "watch still open {0:?} after it started, past its timeoutSeconds: the API server stalled"
+    )]
+    Stalled(Duration),
     #[error("resourceVersion expired (410 Gone)")]
     Gone,
 }
@@ -121,7 +124,25 @@ impl From<BodyError> for WatchError {
     }
 }
 
+impl From<GetBodyError> for WatchError {
+    fn from(e: GetBodyError) -> Self {
+        match e {
+            GetBodyError::Transport(e) => Self::from_transport(e),
+            GetBodyError::Body(e) => e.into(),
+        }
+    }
+}
+
 impl WatchError {
+    /// The server accepted and then stopped answering.
+    const fn is_stall(&self) -> bool {
+        match self {
+            Self::Transport(e) => e.is_stall(),
+            Self::Stalled(_) => true,
+            _ => false,
+        }
+    }
+
     fn from_transport(e: TransportError) -> Self {
         match e {
             TransportError::Status {
@@ -157,7 +178,7 @@ pub async fn run<T: Watched>(
                     v
                 }
                 Err(e) => {
-                    health.error(source);
+                    health.error(source, e.is_stall());
                     let delay = backoff.next_delay();
                     log::warn!(
                         "kubernetes: listing {}: {e}; retrying in {delay:?}",
@@ -173,7 +194,15 @@ pub async fn run<T: Watched>(
             events: 0,
         };
         let timeout = config.watch_timeout.mul_f64(1.0 + random_unit());
-        let result = watch::<T>(&transport, &index, &health, &mut cursor, timeout).await;
+        let result = watch::<T>(
+            &transport,
+            &index,
+            &health,
+            &mut cursor,
+            timeout,
+            config.stall_margin,
+        )
+        .await;
         // A watch that made progress proves the server healthy: whatever
         // ended it, retry at once-ish rather than after earlier failures.
         if cursor.events > 0 {
@@ -194,7 +223,7 @@ pub async fn run<T: Watched>(
                 continue;
             }
             Err(e) => {
-                health.error(source);
+                health.error(source, e.is_stall());
                 let delay = backoff.next_delay();
                 log::warn!(
                     "kubernetes: watching {} from resourceVersion {}: {e}; resuming in {delay:?}",
@@ -243,12 +272,8 @@ async fn list<T: Watched>(
             path.push_str("&continue=");
             path.push_str(&encode(token));
         }
-        let resp = transport
-            .get(&path)
-            .await
-            .map_err(WatchError::from_transport)?;
         let page: List<T> =
-            serde_json::from_slice(&collect(resp.into_body(), MAX_BODY_BYTES).await?)?;
+            serde_json::from_slice(&transport.get_body(&path, MAX_BODY_BYTES).await?)?;
         claims.extend(page.items.iter().map(|o| (o.meta().uid.clone(), o.claim())));
         match page.metadata.continue_token.filter(|t| !t.is_empty()) {
             Some(token) => next = Some(token),
@@ -261,31 +286,35 @@ async fn list<T: Watched>(
 }
 
 /// Streams one watch, applying its events, until the server ends it
-/// (`Ok`) or something fails.
+/// (`Ok`) or something fails: by `timeoutSeconds` + `margin` at the latest.
 async fn watch<T: Watched>(
     transport: &Transport,
     index: &RwLock<IpIndex>,
     health: &KubeHealth,
     cursor: &mut Cursor,
     timeout: Duration,
+    margin: Duration,
 ) -> Result<(), WatchError> {
+    let seconds = timeout.as_secs().max(1);
     let path = format!(
-        "{}?watch=1&allowWatchBookmarks=true&resourceVersion={}&timeoutSeconds={}{}",
+        "{}?watch=1&allowWatchBookmarks=true&resourceVersion={}&timeoutSeconds={seconds}{}",
         T::PATH,
         encode(&cursor.version),
-        timeout.as_secs(),
         T::QUERY
     );
+    // One deadline for the whole stream, not an idle timer per read: a
+    // server trickling a byte now and then must not hold a watch open.
+    let allowed = Duration::from_secs(seconds) + margin;
+    let deadline = tokio::time::Instant::now() + allowed;
     let mut body = transport
         .get(&path)
         .await
         .map_err(WatchError::from_transport)?
         .into_body();
-    let idle = timeout + IDLE_GRACE;
     let mut buf: Vec<u8> = Vec::new();
     loop {
-        let frame = match tokio::time::timeout(idle, body.frame()).await {
-            Err(_) => return Err(WatchError::Idle(idle)),
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => return Err(WatchError::Stalled(allowed)),
             Ok(None) => return Ok(()),
             Ok(Some(frame)) => frame?,
         };

@@ -2,10 +2,22 @@
 //! A token bucket bounds them (a scan or a misconfigured fleet can create
 //! thousands of new edges a second); what it holds back is counted and
 //! reported when lines flow again.
+//!
+//! Violations of edges the cap (`edges.max`) folded into `other` are not
+//! alerted one by one (the cap is full because there are too many edges),
+//! nor only once: a report line names how many violating flows were folded
+//! and a few of their edges, at once for the first, then at most once per
+//! `FOLDED_REPORT_EVERY_NS` while they go on.
 
 use super::{edges::EdgeKey, policy::Rule};
 use agent_common::Reason;
 use std::net::IpAddr;
+
+/// At most one folded-violations report a minute: a burst beyond the cap
+/// is seen at once, and a sustained one costs a line a minute.
+pub const FOLDED_REPORT_EVERY_NS: i64 = 60_000_000_000;
+/// Edges a folded-violations report names: enough to find the source.
+pub const FOLDED_SAMPLES: usize = 5;
 
 /// At most `per_minute` tokens, refilled continuously; a full bucket lets
 /// a burst of `per_minute` through at once.
@@ -67,13 +79,16 @@ pub enum Outcome {
     Logged,
     /// Over the rate: counted, reported later in one line.
     Suppressed,
+    /// A violation the cap folded: counted into the next folded report.
+    Held,
 }
 
 impl Outcome {
-    /// The `outcome` label of `plainsight_alerts_total`; `None` for `Off`.
+    /// The `outcome` label of `plainsight_alerts_total`; `None` for `Off`
+    /// and `Held`.
     pub const fn label(self) -> Option<&'static str> {
         match self {
-            Self::Off => None,
+            Self::Off | Self::Held => None,
             Self::Logged => Some("logged"),
             Self::Suppressed => Some("suppressed"),
         }
@@ -84,6 +99,17 @@ pub struct Alerter {
     bucket: TokenBucket,
     enabled: bool,
     suppressed: u64,
+    folded: FoldedReport,
+    folded_reported_ns: Option<i64>,
+}
+
+/// Violating flows the cap folded into `other` since the last report.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FoldedReport {
+    pub flows: u64,
+    /// Up to `FOLDED_SAMPLES` distinct edges (`client -> server:port
+    /// protocol encryption`, with the addresses of its first flow).
+    pub samples: Vec<String>,
 }
 
 impl Alerter {
@@ -93,7 +119,61 @@ impl Alerter {
             bucket: TokenBucket::new(per_minute, now_ns),
             enabled: per_minute > 0,
             suppressed: 0,
+            folded: FoldedReport::default(),
+            folded_reported_ns: None,
         }
+    }
+
+    /// A violating flow of an edge the cap folded into `other` (`own` is
+    /// the edge it would have been): counted and named in the next report.
+    /// Returns the report if it is logged now.
+    pub fn folded(&mut self, a: &Alert<'_>, now_ns: i64) -> Option<FoldedReport> {
+        if !self.enabled {
+            return None;
+        }
+        self.folded.flows += 1;
+        if self.folded.samples.len() < FOLDED_SAMPLES {
+            let k = a.key;
+            let sample = format!(
+                "{} -> {}:{} {} {} ({} -> {})",
+                k.client,
+                k.server,
+                k.server_port,
+                k.protocol.as_str(),
+                k.encryption.as_str(),
+                a.client_addr,
+                a.server_addr
+            );
+            if !self.folded.samples.contains(&sample) {
+                self.folded.samples.push(sample);
+            }
+        }
+        self.report_folded(now_ns)
+    }
+
+    /// Logs the folded-violations report when one is due.
+    fn report_folded(&mut self, now_ns: i64) -> Option<FoldedReport> {
+        let due = self.folded.flows > 0
+            && self
+                .folded_reported_ns
+                .is_none_or(|t| now_ns.saturating_sub(t) >= FOLDED_REPORT_EVERY_NS);
+        if !due {
+            return None;
+        }
+        self.folded_reported_ns = Some(now_ns);
+        let r = std::mem::take(&mut self.folded);
+        log::warn!(
+            target: "plainsight::alert",
+            event = "policy_violations_folded",
+            flows = r.flows,
+            samples = r.samples.join("; ");
+            "policy violations over the edge cap (edges.max): {} violating flows of edges \
+             not admitted were counted as `other`, among them {}; \
+             /api/v1/edges?violations=true shows the `other` edges",
+            r.flows,
+            r.samples.join("; ")
+        );
+        Some(r)
     }
 
     /// Logs the alert, or counts it when over the rate.
@@ -111,11 +191,13 @@ impl Alerter {
     }
 
     /// Reports held-back alerts once the rate allows a line again, even if
-    /// no new violation comes.
-    pub fn tick(&mut self, now_ns: i64) {
+    /// no new violation comes; likewise folded violations. Returns the
+    /// folded-violations report if it logged one.
+    pub fn tick(&mut self, now_ns: i64) -> Option<FoldedReport> {
         if self.suppressed > 0 && self.bucket.take(now_ns) {
             self.report_suppressed();
         }
+        self.report_folded(now_ns)
     }
 
     fn report_suppressed(&mut self) {
@@ -151,9 +233,6 @@ fn log_alert(a: &Alert<'_>) {
         ),
     };
     let why = match &a.cause {
-        Cause::NoRule if k.is_other() => {
-            "no allow-rule matches (edge over the cardinality cap: counted as `other`)".to_owned()
-        }
         Cause::NoRule => "no allow-rule matches".to_owned(),
         Cause::Expired(r) => format!("allow-rule {:?} expired at {rule_expired}", r.name),
     };
@@ -230,5 +309,48 @@ mod tests {
         let mut off = Alerter::new(0, 0);
         assert_eq!(off.violation(&a, 0), Outcome::Off);
         assert_eq!(off.suppressed(), 0, "off is not suppressed");
+    }
+
+    #[test]
+    fn folded_violations_are_reported_at_once_then_once_a_minute_with_samples() {
+        use crate::pipeline::policy::Policy;
+        use agent_common::{Encryption, Protocol};
+        let mut al = Alerter::new(20, 0);
+        let report = |al: &mut Alerter, i: u16, now_ns: i64| {
+            let key = EdgeKey {
+                policy: Policy::Violation,
+                client: format!("fd00::{i:x}").into(),
+                server: "orders-db".into(),
+                server_port: 5432,
+                protocol: Protocol::Postgres,
+                encryption: Encryption::Plaintext,
+            };
+            let a = Alert {
+                key: &key,
+                client_addr: format!("fd00::{i:x}").parse().expect("ip"),
+                server_addr: [10, 0, 0, 2].into(),
+                reason: Reason::None,
+                cause: Cause::NoRule,
+            };
+            al.folded(&a, now_ns)
+        };
+        let first = report(&mut al, 1, 0).expect("the first is reported at once");
+        assert_eq!(first.flows, 1);
+        assert_eq!(
+            first.samples,
+            ["fd00::1 -> orders-db:5432 postgres plaintext (fd00::1 -> 10.0.0.2)"]
+        );
+        // A burst of 10,000 new peers: no line until a minute has passed.
+        for i in 2..=10_001 {
+            assert_eq!(report(&mut al, i, 1 + i64::from(i)), None);
+        }
+        assert_eq!(al.tick(MIN - 1), None, "not before a minute");
+        let burst = al.tick(MIN).expect("reported a minute after the first");
+        assert_eq!(burst.flows, 10_000);
+        assert_eq!(burst.samples.len(), FOLDED_SAMPLES);
+        assert!(burst.samples[0].starts_with("fd00::2 -> orders-db:5432"));
+        assert_eq!(al.tick(10 * MIN), None, "nothing more to report");
+        let mut off = Alerter::new(0, 0);
+        assert_eq!(report(&mut off, 1, 0), None, "alerts off");
     }
 }

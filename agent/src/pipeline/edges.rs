@@ -1,9 +1,16 @@
 //! Flows aggregated into edges: who talks to whom, on which port, how, and
-//! whether policy allows it. Bounded: at most `max` distinct edges are ever
-//! admitted (the same bound holds for the metric series, which are keyed
-//! alike and never removed, so counters stay monotonic); flows of further
-//! edges fold into an `other` edge per (protocol, encryption, policy), and
-//! are counted. Idle edges leave the live view (the API) but stay admitted.
+//! whether policy allows it. Bounded: at most `max` edges are admitted at
+//! a time (the same bound holds for the metric series, which are keyed
+//! alike); flows of further edges fold into an `other` edge per (protocol,
+//! encryption, policy), and are counted. Idle edges (unseen for the idle
+//! timeout) leave the live view (the API) but stay admitted, their series
+//! still counting, until the cap is full and a new edge needs the place:
+//! then the edge idle longest is recycled. Its series leave `/metrics`
+//! (those no other admitted edge shares), so a peer that sprays addresses
+//! cannot fill the cap for good, nor grow the series without bound; if it
+//! comes back it is a new edge, whose counters start again from 0 (a
+//! counter reset to Prometheus, which `rate` and `increase` handle), and
+//! whose first violating flow alerts again.
 //! An edge keeps its metric series' counters, so that a flow on a known edge
 //! costs one hash lookup and a few atomic increments.
 
@@ -22,7 +29,7 @@ use crate::{
 use agent_common::{Encryption, Protocol, Reason, TlsVersion};
 use hashbrown::{HashMap, hash_map::Entry};
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, VecDeque},
     hash::{Hash, Hasher, RandomState},
     net::IpAddr,
     sync::Arc,
@@ -106,12 +113,12 @@ impl Hash for EdgeKey {
 
 impl EdgeKey {
     /// The `other` edge this one folds into; `name` is `OTHER`, shared.
-    fn other(self, name: &Arc<str>) -> Self {
+    fn other(&self, name: &Arc<str>) -> Self {
         Self {
             client: name.clone(),
             server: name.clone(),
             server_port: 0,
-            ..self
+            ..*self
         }
     }
 
@@ -125,10 +132,6 @@ impl EdgeKey {
             encryption: self.encryption.as_str(),
             policy: self.policy.as_str(),
         }
-    }
-
-    pub fn is_other(&self) -> bool {
-        &*self.client == OTHER && &*self.server == OTHER && self.server_port == 0
     }
 }
 
@@ -145,24 +148,33 @@ pub struct Observation<'a> {
 pub struct Recorded<'a> {
     /// The edge it counted on: its own, or an `other` edge.
     pub key: &'a EdgeKey,
-    /// First flow ever on this edge (since start).
+    /// First flow on this edge since it was admitted.
     pub first: bool,
-    /// Folded into `other` by the cap.
-    pub folded: bool,
+    /// Folded into `other` by the cap: the edge's own key.
+    pub folded: Option<EdgeKey>,
     /// The edge's metric series, kept with it so that a flow on a known edge
     /// costs one lookup; `None` until the live pipeline fills it in (replay
     /// has no metrics).
     pub series: &'a mut Option<EdgeSeries>,
 }
 
+/// An idle edge taken out of the cap, with its series for the pipeline to
+/// retire.
+pub struct Recycled {
+    pub key: EdgeKey,
+    pub series: Option<EdgeSeries>,
+}
+
 /// An admitted (or `other`) edge: kept from its first flow on, like its
-/// metric series.
+/// metric series, until recycled.
 #[derive(Default)]
 struct Slot {
     /// The aggregate the API shows; `None` while idle. Boxed so that an idle
     /// edge costs no more than its key and series.
     live: Option<Box<Edge>>,
     series: Option<EdgeSeries>,
+    /// In `Edges::idle`.
+    queued: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -267,9 +279,17 @@ fn count_bounded(map: &mut BTreeMap<String, u64>, key: &str) {
 }
 
 pub struct Edges {
-    /// Every non-`other` edge ever seen, at most `max`. `RandomState`:
-    /// names can be addresses peers choose.
+    /// Non-`other` edges, at most `max`. `RandomState`: names can be
+    /// addresses peers choose.
     admitted: HashMap<EdgeKey, Slot, RandomState>,
+    /// Admitted edges that went idle, in the order they did (oldest
+    /// first): the ones to recycle. Each at most once (`Slot::queued`); an
+    /// entry whose edge was seen again since is skipped when it comes up.
+    idle: VecDeque<EdgeKey>,
+    /// The idle edge the last `record` took out of the cap, until taken
+    /// (`take_recycled`): kept here, not returned, so that the common case
+    /// (no recycling) moves nothing.
+    recycled: Option<Recycled>,
     /// `other` edges ever seen (bounded by protocols × encryptions ×
     /// policies).
     others: HashMap<EdgeKey, Slot, RandomState>,
@@ -286,6 +306,8 @@ impl Edges {
     pub fn new(max: usize, idle: Duration) -> Self {
         Self {
             admitted: HashMap::default(),
+            idle: VecDeque::new(),
+            recycled: None,
             others: HashMap::default(),
             live: 0,
             other: OTHER.into(),
@@ -295,23 +317,39 @@ impl Edges {
         }
     }
 
-    /// Counts one flow on its edge, or on an `other` edge past the cap. A
-    /// flow on a known edge costs one hash lookup.
+    /// Counts one flow on its edge, or on an `other` edge past the cap
+    /// when no idle edge can make room. A flow on a known edge costs one
+    /// hash lookup (two once the cap is full).
     pub fn record(&mut self, key: EdgeKey, o: &Observation<'_>) -> Recorded<'_> {
+        if self.admitted.len() >= self.max && !self.admitted.contains_key(&key) {
+            self.recycled = self.recycle();
+        }
         let full = self.admitted.len() >= self.max;
-        let (entry, first, folded) = match self.admitted.entry(key) {
-            Entry::Occupied(e) => (e, false, false),
-            Entry::Vacant(e) if !full => (e.insert_entry(Slot::default()), true, false),
+        let (key, slot, first, folded) = match self.admitted.entry(key) {
+            Entry::Occupied(e) => {
+                let (k, slot) = e.into_entry();
+                (k, slot, false, None)
+            }
+            Entry::Vacant(e) if !full => {
+                let (k, slot) = e.insert_entry(Slot::default()).into_entry();
+                (k, slot, true, None)
+            }
             Entry::Vacant(e) => {
                 self.dropped += 1;
-                let other = e.into_key().other(&self.other);
-                match self.others.entry(other) {
-                    Entry::Occupied(e) => (e, false, true),
-                    Entry::Vacant(e) => (e.insert_entry(Slot::default()), true, true),
-                }
+                let own = e.into_key();
+                let (k, slot, first) = match self.others.entry(own.other(&self.other)) {
+                    Entry::Occupied(e) => {
+                        let (k, slot) = e.into_entry();
+                        (k, slot, false)
+                    }
+                    Entry::Vacant(e) => {
+                        let (k, slot) = e.insert_entry(Slot::default()).into_entry();
+                        (k, slot, true)
+                    }
+                };
+                (k, slot, first, Some(own))
             }
         };
-        let (key, slot) = entry.into_entry();
         let live = &mut self.live;
         slot.live
             .get_or_insert_with(|| {
@@ -327,16 +365,51 @@ impl Edges {
         }
     }
 
-    /// Drops edges unseen for the idle timeout; returns how many.
+    /// The idle edge that gave up its place under the cap to the edge of
+    /// the last `record`, if one did.
+    pub fn take_recycled(&mut self) -> Option<Recycled> {
+        self.recycled.take()
+    }
+
+    /// Takes the admitted edge idle longest out of the cap, if one is.
+    fn recycle(&mut self) -> Option<Recycled> {
+        while let Some(k) = self.idle.pop_front() {
+            match self.admitted.entry(k) {
+                Entry::Occupied(e) if e.get().live.is_none() => {
+                    let (key, slot) = e.remove_entry();
+                    return Some(Recycled {
+                        key,
+                        series: slot.series,
+                    });
+                }
+                // Seen again since: queued again when it next goes idle.
+                Entry::Occupied(mut e) => e.get_mut().queued = false,
+                Entry::Vacant(_) => {}
+            }
+        }
+        None
+    }
+
+    /// Drops edges unseen for the idle timeout from the live view, and
+    /// queues the admitted ones for recycling; returns how many.
     pub fn expire(&mut self, now_ns: i64) -> usize {
         let idle = self.idle_ns;
+        let is_idle = |e: &mut Box<Edge>| now_ns.saturating_sub(e.last_seen_ns) >= idle;
         let mut expired = 0;
-        for slot in self.admitted.values_mut().chain(self.others.values_mut()) {
-            if slot
-                .live
-                .take_if(|e| now_ns.saturating_sub(e.last_seen_ns) >= idle)
-                .is_some()
-            {
+        let mut newly_idle = Vec::new();
+        for (k, slot) in &mut self.admitted {
+            if let Some(e) = slot.live.take_if(is_idle) {
+                expired += 1;
+                if !slot.queued {
+                    slot.queued = true;
+                    newly_idle.push((e.last_seen_ns, k.clone()));
+                }
+            }
+        }
+        newly_idle.sort_unstable_by_key(|(t, _)| *t);
+        self.idle.extend(newly_idle.into_iter().map(|(_, k)| k));
+        for slot in self.others.values_mut() {
+            if slot.live.take_if(is_idle).is_some() {
                 expired += 1;
             }
         }

@@ -11,7 +11,7 @@ pub mod tls_hello;
 
 use crate::export::metrics::{AlertLabels, EdgeSeries, Metrics, PolicyRuleLabels};
 use agent_common::wire::Hook;
-use alerts::{Alert, Alerter, Cause};
+use alerts::{Alert, Alerter, Cause, Outcome};
 use edges::{EdgeKey, Edges, Observation};
 use flow::Flow;
 use identity::{Identity, Resolver};
@@ -122,8 +122,9 @@ impl Pipeline {
             protocol: v.protocol,
             encryption: v.encryption,
         };
-        // The new violating edge to alert on, if any, for after the lock.
-        let alert = {
+        // The new violating edge to alert on, if any, for after the lock;
+        // or the edge the cap folded.
+        let (alert, folded) = {
             let mut edges = self.edges.lock().unwrap_or_else(PoisonError::into_inner);
             let rec = edges.record(
                 key,
@@ -138,30 +139,45 @@ impl Pipeline {
                 rec.series
                     .get_or_insert_with(|| EdgeSeries::new(m, &labels))
                     .count(m, &labels, v);
-                if rec.folded {
+                if rec.folded.is_some() {
                     m.edges_dropped.inc();
                 }
             }
-            let alert = (rec.first && d.policy == Policy::Violation && self.alerts.is_some())
-                .then(|| rec.key.clone());
+            let violation = d.policy == Policy::Violation && self.alerts.is_some();
+            let alert = (violation && rec.first && rec.folded.is_none()).then(|| rec.key.clone());
+            let folded = rec.folded.filter(|_| violation);
+            // After the new edge took its series: one it shares with the
+            // recycled edge keeps counting.
+            if let Some(gone) = edges.take_recycled()
+                && let Some(m) = &self.metrics
+            {
+                if let Some(series) = gone.series {
+                    series.retire(m, &gone.key.labels());
+                }
+                m.edges_recycled.inc();
+            }
             if let Some(m) = &self.metrics {
                 m.edges.set(i64::try_from(edges.len()).unwrap_or(i64::MAX));
             }
-            alert
+            (alert, folded)
         };
-        if let Some(key) = alert
-            && let Some(alerts) = &mut self.alerts
+        if let Some(alerts) = &mut self.alerts
+            && let Some(key) = alert.as_ref().or(folded.as_ref())
         {
-            let outcome = alerts.violation(
-                &Alert {
-                    key: &key,
-                    client_addr: f.client,
-                    server_addr: f.server,
-                    reason: v.reason,
-                    cause: d.expired.as_deref().map_or(Cause::NoRule, Cause::Expired),
-                },
-                ts_ns,
-            );
+            let a = Alert {
+                key,
+                client_addr: f.client,
+                server_addr: f.server,
+                reason: v.reason,
+                cause: d.expired.as_deref().map_or(Cause::NoRule, Cause::Expired),
+            };
+            let outcome = if alert.is_some() {
+                alerts.violation(&a, ts_ns)
+            } else {
+                alerts
+                    .folded(&a, ts_ns)
+                    .map_or(Outcome::Held, |_| Outcome::Logged)
+            };
             if let (Some(m), Some(outcome)) = (&self.metrics, outcome.label()) {
                 m.alerts.get_or_create(&AlertLabels { outcome }).inc();
             }
@@ -210,8 +226,13 @@ impl Pipeline {
                 m.edges.set(i64::try_from(edges.len()).unwrap_or(i64::MAX));
             }
         }
-        if let Some(a) = &mut self.alerts {
-            a.tick(now_ns);
+        if let Some(a) = &mut self.alerts
+            && a.tick(now_ns).is_some()
+            && let Some(m) = &self.metrics
+        {
+            m.alerts
+                .get_or_create(&AlertLabels { outcome: "logged" })
+                .inc();
         }
     }
 
@@ -269,7 +290,7 @@ mod tests {
             name: "db".into(),
             owner: "o".into(),
             reason: "r".into(),
-            expires_ns: Some(100 * S),
+            expires_ns: Some((100 * S).into()),
             client: Peer::Any,
             server: Peer::Name("rds".into()),
             ports: vec![5432],
@@ -383,6 +404,9 @@ mod tests {
         p.tick(70 * S);
         assert_eq!(value(&reg, "plainsight_edges "), Some(0.0));
         p.observe(&tls_flow("10.0.1.1", TlsVersion::Tls13), 71 * S);
+        // (The allowed edge is seen too, with no reason: no edge is idle
+        // when the cap fills below, so none is recycled.)
+        p.observe(&flow("10.0.1.1", "10.0.5.7", 5432), 71 * S);
         let tls13 = r#"plainsight_tls_flows_total{client="10.0.1.1",server="10.0.6.1",server_port="443",version="1.3"}"#;
         let tls12 = r#"plainsight_tls_flows_total{client="10.0.1.1",server="10.0.6.1",server_port="443",version="1.2"}"#;
         assert_eq!(value(&reg, tls13), Some(2.0));
@@ -405,6 +429,82 @@ mod tests {
         assert_eq!(value(&reg, other_tls), Some(3.0));
         assert_eq!(value(&reg, "plainsight_edges_dropped_total "), Some(6.0));
         assert_eq!(value(&reg, tls13), Some(2.0), "admitted edges unchanged");
+    }
+
+    #[test]
+    fn a_recycled_edge_takes_its_own_series_off_metrics_and_shared_ones_keep_counting() {
+        let (mut p, reg) = live(2);
+        let creds = |client: &str| {
+            let mut f = flow(client, "10.0.5.7", 5432);
+            f.verdict = f.verdict.with_reason(Reason::CleartextCredentials);
+            f
+        };
+        // One path, allowed until the rule expires (100 s), then a
+        // violation: two edges sharing the reason series (no policy label).
+        p.observe(&creds("10.0.1.1"), S);
+        p.tick(101 * S);
+        p.observe(&creds("10.0.1.1"), 101 * S);
+        let reason = r#"plainsight_flow_reasons_total{client="10.0.1.1",server="rds",server_port="5432",protocol="postgres",encryption="plaintext",reason="cleartext_credentials"}"#;
+        let allowed = r#"plainsight_flows_total{client="10.0.1.1",server="rds",server_port="5432",protocol="postgres",encryption="plaintext",policy="allowed"}"#;
+        let newcomer = r#"plainsight_flows_total{client="10.0.1.9",server="10.0.6.1",server_port="80",protocol="postgres",encryption="plaintext",policy="violation"}"#;
+        assert_eq!(value(&reg, reason), Some(2.0));
+        // The allowed edge goes idle; the violation is still seen.
+        p.observe(&flow("10.0.1.1", "10.0.5.7", 5432), 150 * S);
+        p.tick(162 * S);
+        // The cap is full: a new edge takes the idle one's place.
+        p.observe(&flow("10.0.1.9", "10.0.6.1", 80), 163 * S);
+        assert_eq!(value(&reg, newcomer), Some(1.0), "admitted, not `other`");
+        assert_eq!(
+            value(&reg, allowed),
+            None,
+            "the recycled edge's series left"
+        );
+        assert_eq!(value(&reg, "plainsight_edges_recycled_total "), Some(1.0));
+        assert_eq!(value(&reg, "plainsight_edges_dropped_total "), Some(0.0));
+        p.observe(&creds("10.0.1.1"), 164 * S);
+        assert_eq!(
+            value(&reg, reason),
+            Some(3.0),
+            "the violation edge still holds the shared series"
+        );
+    }
+
+    #[test]
+    fn a_burst_of_violating_peers_over_the_cap_is_reported_at_once_then_once_a_minute() {
+        let (mut p, reg) = live_alerting(2, 10);
+        let logged = r#"plainsight_alerts_total{outcome="logged"}"#;
+        for i in 1..=2u8 {
+            p.observe(
+                &flow(&IpAddr::from([10, 0, 1, i]).to_string(), "10.0.6.1", 80),
+                S,
+            );
+        }
+        assert_eq!(value(&reg, logged), Some(2.0));
+        // 10,000 new violating peers (IPv6 makes it trivial) past the cap.
+        let burst = |p: &mut Pipeline, from: u16, at_ns: i64| {
+            for i in from..from + 5_000 {
+                p.observe(&flow(&format!("fd00::{i:x}"), "10.0.6.1", 80), at_ns);
+            }
+        };
+        burst(&mut p, 0, 2 * S);
+        assert_eq!(value(&reg, logged), Some(3.0), "one report at once");
+        p.tick(30 * S);
+        burst(&mut p, 5_000, 40 * S);
+        p.tick(61 * S);
+        assert_eq!(value(&reg, logged), Some(3.0), "at most one a minute");
+        p.tick(62 * S);
+        assert_eq!(value(&reg, logged), Some(4.0), "the rest, a minute later");
+        p.tick(600 * S);
+        assert_eq!(value(&reg, logged), Some(4.0), "nothing more folded");
+        assert_eq!(
+            value(&reg, r#"plainsight_alerts_total{outcome="suppressed"}"#),
+            Some(0.0),
+            "folded violations never spend the per-edge alert budget"
+        );
+        assert_eq!(
+            value(&reg, "plainsight_edges_dropped_total "),
+            Some(10_000.0)
+        );
     }
 
     #[test]

@@ -70,8 +70,10 @@ pub struct Rule {
     pub name: String,
     pub owner: String,
     pub reason: String,
-    /// When the rule stops matching, Unix nanoseconds.
-    pub expires_ns: Option<i64>,
+    /// When the rule stops matching, Unix nanoseconds. `i128`: a date
+    /// after 2262 (`9999-12-31` for "never") does not fit `i64`
+    /// nanoseconds, and any TOML date does fit this.
+    pub expires_ns: Option<i128>,
     pub client: Peer,
     pub server: Peer,
     /// Empty: any port.
@@ -82,11 +84,11 @@ pub struct Rule {
 
 impl Rule {
     pub fn expired(&self, now_ns: i64) -> bool {
-        self.expires_ns.is_some_and(|t| t <= now_ns)
+        self.expires_ns.is_some_and(|t| t <= i128::from(now_ns))
     }
 
     pub fn expires(&self) -> Option<String> {
-        self.expires_ns.map(clock::rfc3339)
+        self.expires_ns.map(clock::rfc3339_wide)
     }
 
     fn covers(&self, f: &FlowFacts<'_>) -> bool {
@@ -208,10 +210,10 @@ impl PolicySet {
 
     /// Rules whose expiry falls in (after_ns, until_ns].
     pub fn expiring(&self, after_ns: i64, until_ns: i64) -> impl Iterator<Item = &Rule> {
-        self.rules
-            .iter()
-            .map(AsRef::as_ref)
-            .filter(move |r| r.expires_ns.is_some_and(|t| after_ns < t && t <= until_ns))
+        self.rules.iter().map(AsRef::as_ref).filter(move |r| {
+            r.expires_ns
+                .is_some_and(|t| i128::from(after_ns) < t && t <= i128::from(until_ns))
+        })
     }
 }
 
@@ -226,7 +228,7 @@ mod tests {
             name: name.into(),
             owner: "team-billing".into(),
             reason: "legacy driver".into(),
-            expires_ns,
+            expires_ns: expires_ns.map(i128::from),
             client: Peer::Any,
             server,
             ports: ports.to_vec(),

@@ -8,11 +8,13 @@
 //!   a chunked stream of `{"type":...,"object":...}` lines, starting with
 //!   every event after X; a version older than the last compaction gets the
 //!   API server's `ERROR` event with a 410 `Expired` Status.
+//!   It ends at the request's `timeoutSeconds`, as the API server does.
 //! - A bearer token is required when set, with a 401 Status otherwise.
 //!
 //! Tests drive it: `apply` an event, `bookmark`, `break_watches` (connections
 //! dropped mid-stream, no terminating chunk), `compact` (history gone, like
-//! etcd compaction), and read the request log. `write_kubeconfig` points a
+//! etcd compaction), `stall` (accept and stop answering, in one of the ways
+//! in [`Stall`]), and read the request log. `write_kubeconfig` points a
 //! client (the agent's library, or the `plainsight` binary) at it.
 //!
 //! Shared by the agent's identity-source tests (async, on their own tokio
@@ -31,6 +33,19 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub const RESOURCES: [&str; 3] = ["pods", "services", "nodes"];
+
+/// How a stalled server stops answering. A stalled connection stays open,
+/// silent, until `break_watches` or the server's end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stall {
+    /// Every request is read and never answered: no status line.
+    Headers,
+    /// Lists send their headers and half their body, then nothing.
+    ListBody,
+    /// Watches send their headers, then nothing: no event, no bookmark,
+    /// no end at `timeoutSeconds`.
+    Watch,
+}
 
 #[derive(Default)]
 struct Store {
@@ -52,6 +67,7 @@ struct State {
     delivered: HashMap<&'static str, u64>,
     /// Bumped by `break_watches`: open watches drop their connection.
     generation: u64,
+    stall: Option<Stall>,
 }
 
 pub struct FakeApiServer {
@@ -194,6 +210,12 @@ impl FakeApiServer {
         };
         self.notify();
         version
+    }
+
+    /// From now on, new requests stall as `stall` says (`None`: answer
+    /// again). Connections already stalled stay so.
+    pub fn stall(&self, stall: Option<Stall>) {
+        self.state.lock().unwrap().stall = stall;
     }
 
     /// Drops every open watch connection mid-stream.
@@ -366,14 +388,30 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let target = request_line.split(' ').nth(1).unwrap_or("").to_owned();
     let path = target.split('?').next().unwrap_or("");
     let q = query(&target);
-    let (resource, generation, expected) = {
+    let (resource, generation, expected, stall) = {
         let mut s = state.lock().unwrap();
         s.requests.push(target.clone());
         let resource = RESOURCES
             .into_iter()
             .find(|r| path == format!("/api/v1/{r}"));
-        (resource, s.generation, s.token.clone())
+        (resource, s.generation, s.token.clone(), s.stall)
     };
+    let watching = q.get("watch").map(String::as_str) == Some("1");
+    match stall {
+        Some(Stall::Headers) => return hold(&state, generation, ticks).await,
+        Some(Stall::ListBody) if !watching => {
+            let body = list(&state, resource.unwrap_or("pods"), &q).to_string();
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            stream.write_all(head.as_bytes()).await?;
+            stream.write_all(&body.as_bytes()[..body.len() / 2]).await?;
+            stream.flush().await?;
+            return hold(&state, generation, ticks).await;
+        }
+        _ => {}
+    }
     if let Some(token) = expected
         && authorization != Some(format!("Bearer {token}"))
     {
@@ -396,7 +434,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         )
         .await;
     };
-    if q.get("watch").map(String::as_str) != Some("1") {
+    if !watching {
         let body = list(&state, resource, &q);
         return respond(&mut stream, 200, &body).await;
     }
@@ -407,6 +445,14 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     stream
         .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
         .await?;
+    if stall == Some(Stall::Watch) {
+        stream.flush().await?;
+        return hold(&state, generation, ticks).await;
+    }
+    let ends = q
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse().ok())
+        .map(|t| tokio::time::Instant::now() + std::time::Duration::from_secs(t));
     loop {
         let (pending, gone, broken) = {
             let s = state.lock().unwrap();
@@ -450,10 +496,34 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             let d = s.delivered.entry(resource).or_default();
             *d = (*d).max(sent);
         }
-        if ticks.changed().await.is_err() {
-            return Ok(());
+        let timed_out = async {
+            match ends {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            changed = ticks.changed() => if changed.is_err() {
+                return Ok(());
+            },
+            () = timed_out => return stream.write_all(b"0\r\n\r\n").await,
         }
     }
+}
+
+/// A stalled connection: open and silent until `break_watches` or the
+/// server's end.
+async fn hold(
+    state: &Mutex<State>,
+    generation: u64,
+    mut ticks: watch::Receiver<u64>,
+) -> std::io::Result<()> {
+    while state.lock().unwrap().generation == generation {
+        if ticks.changed().await.is_err() {
+            break;
+        }
+    }
+    Ok(())
 }
 
 fn list(state: &Mutex<State>, resource: &str, q: &HashMap<String, String>) -> Value {

@@ -65,6 +65,8 @@ fn prometheus_text_is_the_contract() {
         "plainsight_edges 3",
         "# TYPE plainsight_edges_dropped_total counter",
         "plainsight_edges_dropped_total 1",
+        "# TYPE plainsight_edges_recycled_total counter",
+        "plainsight_edges_recycled_total 0",
         r#"plainsight_policy_rules{state="active"} 1"#,
         "# TYPE plainsight_alerts_total counter",
         r#"plainsight_alerts_total{outcome="logged"} 0"#,

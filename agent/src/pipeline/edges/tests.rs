@@ -19,6 +19,8 @@ struct Outcome {
     key: EdgeKey,
     first: bool,
     folded: bool,
+    /// The idle edge recycled for this one.
+    recycled: Option<EdgeKey>,
 }
 
 fn flow(e: &mut Edges, k: EdgeKey, client_ip: [u8; 4], v: &Verdict, ts_ns: i64) -> Outcome {
@@ -50,10 +52,12 @@ fn tls_flow(
             ts_ns,
         },
     );
+    let (key, first, folded) = (r.key.clone(), r.first, r.folded.is_some());
     Outcome {
-        key: r.key.clone(),
-        first: r.first,
-        folded: r.folded,
+        key,
+        first,
+        folded,
+        recycled: e.take_recycled().map(|r| r.key),
     }
 }
 
@@ -190,8 +194,8 @@ fn the_cap_folds_new_edges_into_other_and_counts_them() {
 }
 
 #[test]
-fn idle_edges_leave_the_view_but_stay_admitted() {
-    let mut e = Edges::new(1, Duration::from_secs(60));
+fn idle_edges_leave_the_view_but_stay_admitted_while_there_is_room() {
+    let mut e = Edges::new(2, Duration::from_secs(60));
     let v = Verdict::plaintext(Protocol::Postgres);
     flow(
         &mut e,
@@ -203,19 +207,17 @@ fn idle_edges_leave_the_view_but_stay_admitted() {
     assert_eq!(e.expire(59 * S), 0);
     assert_eq!(e.expire(60 * S), 1);
     assert!(e.is_empty());
-    // The metric series of `a -> b:1` still exists, so the cap still counts
-    // it: a new edge folds, the old one comes back as itself (not `first`:
-    // it alerted already).
-    assert!(
-        flow(
-            &mut e,
-            key("x", "y", 2, Policy::Violation),
-            [10, 0, 0, 1],
-            &v,
-            61 * S
-        )
-        .folded
+    // The metric series of `a -> b:1` still exists: below the cap a new
+    // edge takes a free place, and the old one comes back as itself (not
+    // `first`: it alerted already).
+    let new = flow(
+        &mut e,
+        key("x", "y", 2, Policy::Violation),
+        [10, 0, 0, 1],
+        &v,
+        61 * S,
     );
+    assert!(!new.folded && new.first && new.recycled.is_none());
     let back = flow(
         &mut e,
         key("a", "b", 1, Policy::Violation),
@@ -234,6 +236,106 @@ fn idle_edges_leave_the_view_but_stay_admitted() {
         edge.flows, 1,
         "the live view restarts; /metrics counters do not"
     );
+    // Full, and no edge idle: a new edge folds.
+    assert!(
+        flow(
+            &mut e,
+            key("p", "q", 3, Policy::Violation),
+            [10, 0, 0, 1],
+            &v,
+            63 * S
+        )
+        .folded
+    );
+}
+
+#[test]
+fn a_full_cap_recycles_the_edge_idle_longest_for_a_new_one() {
+    let mut e = Edges::new(2, Duration::from_secs(60));
+    let v = Verdict::plaintext(Protocol::Postgres);
+    let at = |e: &mut Edges, client: &str, s: i64| {
+        flow(
+            e,
+            key(client, "db", 5432, Policy::Violation),
+            [10, 0, 0, 1],
+            &v,
+            s * S,
+        )
+    };
+    at(&mut e, "b", 10);
+    at(&mut e, "a", 0);
+    assert_eq!(e.expire(70 * S), 2, "both idle");
+    // Oldest first, whatever the map's order.
+    let c = at(&mut e, "c", 71);
+    assert_eq!(c.recycled, Some(key("a", "db", 5432, Policy::Violation)));
+    assert!(c.first && !c.folded);
+    let d = at(&mut e, "d", 72);
+    assert_eq!(d.recycled, Some(key("b", "db", 5432, Policy::Violation)));
+    // Nothing idle any more: folded, and a recycled edge is a stranger.
+    let a = at(&mut e, "a", 73);
+    assert!(a.folded && a.recycled.is_none());
+    assert_eq!(e.dropped(), 1);
+    let names: Vec<String> = e
+        .snapshot(None)
+        .edges
+        .into_iter()
+        .map(|j| j.client)
+        .collect();
+    assert_eq!(names, ["c", "d", OTHER]);
+}
+
+#[test]
+fn an_idle_edge_seen_again_is_not_recycled_until_it_idles_again() {
+    let mut e = Edges::new(1, Duration::from_secs(60));
+    let v = Verdict::plaintext(Protocol::Postgres);
+    let at = |e: &mut Edges, client: &str, s: i64| {
+        flow(
+            e,
+            key(client, "db", 5432, Policy::Violation),
+            [10, 0, 0, 1],
+            &v,
+            s * S,
+        )
+    };
+    at(&mut e, "a", 0);
+    assert_eq!(e.expire(60 * S), 1);
+    let back = at(&mut e, "a", 61);
+    assert!(!back.first && !back.folded);
+    // `a` is queued from its first idle spell, but live again: kept.
+    assert!(at(&mut e, "b", 62).folded);
+    assert_eq!(e.expire(122 * S), 2, "a and the other edge");
+    let c = at(&mut e, "c", 123);
+    assert_eq!(c.recycled, Some(key("a", "db", 5432, Policy::Violation)));
+}
+
+#[test]
+fn ten_thousand_passing_addresses_do_not_hold_the_cap() {
+    // One peer sprays addresses (trivial over IPv6), then goes quiet: an
+    // hour later real edges are admitted again, not folded.
+    let mut e = Edges::new(10_000, Duration::from_secs(3600));
+    let v = Verdict::plaintext(Protocol::Postgres);
+    for i in 0..10_000u32 {
+        let client = format!("fd00::{i:x}");
+        flow(
+            &mut e,
+            key(&client, "web", 80, Policy::Violation),
+            [10, 0, 0, 1],
+            &v,
+            S,
+        );
+    }
+    e.expire(3601 * S);
+    for i in 0..100u16 {
+        let r = flow(
+            &mut e,
+            key("checkout", "orders", i, Policy::Violation),
+            [10, 0, 0, 1],
+            &v,
+            3602 * S,
+        );
+        assert!(!r.folded && r.recycled.is_some(), "edge {i}");
+    }
+    assert_eq!(e.dropped(), 0);
 }
 
 #[test]

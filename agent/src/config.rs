@@ -517,7 +517,16 @@ fn expiry(v: &toml::Value) -> Result<i64, String> {
     let secs = dt.time.map_or(0, |t| {
         i64::from(t.hour) * 3600 + i64::from(t.minute) * 60 + i64::from(t.second)
     });
-    Ok((days * 86_400 + secs - offset_min * 60) * 1_000_000_000)
+    // Nanoseconds in an i64 reach only 1677-09-21 to 2262-04-11: a date
+    // beyond (`9999-12-31` for "never") must not wrap into the past.
+    days.checked_mul(86_400)
+        .and_then(|s| s.checked_add(secs - offset_min * 60))
+        .and_then(|s| s.checked_mul(1_000_000_000))
+        .ok_or_else(|| {
+            format!(
+                "{dt} is out of range (1677-09-21T00:12:44Z to 2262-04-11T23:47:16Z); leave `expires` out for a rule that does not expire"
+            )
+        })
 }
 
 pub fn check_ring_bytes(n: u32) -> Result<(), String> {

@@ -241,6 +241,36 @@ fn expired_rules_are_warnings() {
     );
 }
 
+/// Found by the `config` fuzz target: the nanosecond arithmetic wrapped
+/// (a far-future rule came out expired in release, a panic in debug).
+#[test]
+fn expiry_dates_beyond_nanoseconds_are_refused_not_wrapped() {
+    let rule = |expires: &str| {
+        format!(
+            "[[policy.allow]]\nname = \"r\"\nowner = \"o\"\nreason = \"r\"\nports = [1]\nexpires = {expires}\n"
+        )
+    };
+    for far in [
+        "9999-12-31",
+        "2262-04-12",
+        "0001-01-01",
+        "2262-04-11T23:47:17Z",
+    ] {
+        assert_eq!(
+            problems(&rule(far)),
+            [format!(
+                "policy.allow[0].expires: {far} is out of range (1677-09-21T00:12:44Z to 2262-04-11T23:47:16Z); leave `expires` out for a rule that does not expire"
+            )]
+        );
+    }
+    let last = parse(&rule("2262-04-11T23:47:16Z")).expect("the last second that fits");
+    assert_eq!(
+        last.policy.rules()[0].expires().as_deref(),
+        Some("2262-04-11T23:47:16Z")
+    );
+    assert!(warnings(&last, clock::now_ns()).is_empty(), "not expired");
+}
+
 #[test]
 fn errors_name_the_file() {
     let dir = std::env::temp_dir().join(format!("plainsight-config-{}", std::process::id()));

@@ -274,7 +274,7 @@ fn sorted_files(dir: &Path, suffix: &str) -> anyhow::Result<Vec<PathBuf>> {
 /// Each fixture session: its chunks in recorded order, each with whether
 /// the server sent it (fixtures/README.md: `<session>.order` lists
 /// `c2s.<n>`/`s2c.<n>`, each the file `<session>.<that>.bin`).
-fn sessions(fixtures: &Path) -> anyhow::Result<Vec<(String, Vec<(bool, Vec<u8>)>)>> {
+fn sessions(fixtures: &Path) -> anyhow::Result<Vec<(String, Vec<Chunk>)>> {
     sorted_files(fixtures, ".order")?
         .into_iter()
         .map(|order| {
@@ -294,6 +294,9 @@ fn sessions(fixtures: &Path) -> anyhow::Result<Vec<(String, Vec<(bool, Vec<u8>)>
         .collect()
 }
 
+/// One fixture chunk: whether the server sent it, and its bytes.
+type Chunk = (bool, Vec<u8>);
+
 /// Control bits of fuzz/src/lib.rs's segment records.
 const FROM_SERVER: u8 = 1;
 const SYN: u8 = 1 << 1;
@@ -303,7 +306,7 @@ const FIN: u8 = 1 << 3;
 /// A session in the segment-record format of fuzz/src/lib.rs: handshake,
 /// chunks (each cut to a record's 255 bytes; the classifier reads 128),
 /// both FINs; sequence numbers follow on (mode 0).
-fn session_seed(chunks: &[(bool, Vec<u8>)]) -> Vec<u8> {
+fn session_seed(chunks: &[Chunk]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut record = |ctrl: u8, payload: &[u8]| {
         let payload = payload.get(..255).unwrap_or(payload);

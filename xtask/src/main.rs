@@ -182,6 +182,21 @@ fn lint() -> anyhow::Result<()> {
         &["clippy", "--all-targets", "--", "-D", "warnings"],
         &[("AYA_BUILD_SKIP", std::ffi::OsStr::new("1"))],
     )?;
+    // The fuzz targets' own workspace, in the same target directory (most
+    // of its dependencies are the agent's, already checked above).
+    shell::cargo_env(
+        &[
+            "clippy",
+            "--manifest-path",
+            "fuzz/Cargo.toml",
+            "--target-dir",
+            "target",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[("AYA_BUILD_SKIP", std::ffi::OsStr::new("1"))],
+    )?;
     // The kernel crates are linted for their own target, with the toolchain
     // they build with.
     shell::status(std::process::Command::new("cargo").args([

@@ -2,7 +2,8 @@
 //! facts, the flow-tracking rules and the classifier.
 //!
 //! `no_std`, no allocation, no panics: the same code runs in the eBPF
-//! programs, in unit tests, in the fuzzer and in `plainsight replay`.
+//! programs, in unit tests, in the fuzz targets (fuzz/: `classifier`,
+//! `tracker`) and in `plainsight replay`.
 #![no_std]
 
 pub mod classify;

@@ -1,6 +1,7 @@
 //! Developer and CI tasks: `cargo xtask <task>`.
 
 mod demo;
+mod fuzz;
 mod image;
 mod package;
 mod setup;
@@ -44,6 +45,14 @@ enum Task {
     Image,
     /// Formatting and clippy, as CI checks them.
     Lint,
+    /// Install nightly and cargo-fuzz if missing, build the fuzz targets of
+    /// fuzz/ and run each for `--secs` seconds (CI: 20), seeded from the
+    /// fixtures; fails on a crash, a failed assertion or a hang.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 20)]
+        secs: u32,
+    },
     /// Show plainsight at work on its own network namespaces: an HTTP and a
     /// TLS server, real clients, and the agent's verdicts.
     Demo,
@@ -102,6 +111,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Task::Lint => lint(),
+        Task::Fuzz { secs } => fuzz::run(&root, secs),
         Task::Demo => {
             setup::run()?;
             build()?;
@@ -164,10 +174,27 @@ fn test() -> anyhow::Result<()> {
 
 fn lint() -> anyhow::Result<()> {
     shell::cargo(&["fmt", "--all", "--check"])?;
+    // The fuzz targets are their own workspace (fuzz/Cargo.toml).
+    shell::cargo(&["fmt", "--manifest-path", "fuzz/Cargo.toml", "--check"])?;
     // Host crates (the default members) skip the eBPF build (AYA_BUILD_SKIP):
     // linting them must not need bpf-linker.
     shell::cargo_env(
         &["clippy", "--all-targets", "--", "-D", "warnings"],
+        &[("AYA_BUILD_SKIP", std::ffi::OsStr::new("1"))],
+    )?;
+    // The fuzz targets' own workspace, in the same target directory (most
+    // of its dependencies are the agent's, already checked above).
+    shell::cargo_env(
+        &[
+            "clippy",
+            "--manifest-path",
+            "fuzz/Cargo.toml",
+            "--target-dir",
+            "target",
+            "--",
+            "-D",
+            "warnings",
+        ],
         &[("AYA_BUILD_SKIP", std::ffi::OsStr::new("1"))],
     )?;
     // The kernel crates are linted for their own target, with the toolchain

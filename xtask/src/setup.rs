@@ -79,7 +79,9 @@ pub fn add_cargo_bin_to_path() {
     }
 }
 
-fn nightly_with_rust_src() -> anyhow::Result<()> {
+/// The nightly toolchain (the kernel programs and the fuzz targets build
+/// with it), installed with rust-src if it is missing.
+pub fn nightly() -> anyhow::Result<()> {
     let toolchains = shell::output("rustup", &["toolchain", "list"]).context("rustup not found")?;
     if !toolchains.lines().any(|l| l.starts_with(NIGHTLY)) {
         eprintln!("setup: installing the {NIGHTLY} toolchain");
@@ -93,6 +95,11 @@ fn nightly_with_rust_src() -> anyhow::Result<()> {
             "rust-src",
         ]))?;
     }
+    Ok(())
+}
+
+fn nightly_with_rust_src() -> anyhow::Result<()> {
+    nightly()?;
     let installed = shell::output(
         "rustup",
         &["component", "list", "--toolchain", NIGHTLY, "--installed"],

@@ -60,6 +60,11 @@ impl Agent {
         find(&self.metrics(), name, labels).map_or(0.0, |s| s.value)
     }
 
+    /// One kernel counter (`plainsight_kernel_total{counter}`), 0 if absent.
+    pub fn kernel_counter(&self, counter: &str) -> f64 {
+        self.value("plainsight_kernel_total", &[("counter", counter)])
+    }
+
     pub fn start(netns: Option<&str>, port: u16, extra: &[&str]) -> Self {
         Self::start_with_env(netns, port, extra, &[])
     }

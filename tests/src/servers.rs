@@ -19,6 +19,16 @@ use crate::topology::{Proc, Side, TestCert, Topology, path_str};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// A server on port 9100 that never accepts: the kernel completes
+/// every handshake into its backlog, so connections stay open for as long
+/// as the client lives (`python3 -c BACKLOG_SERVER`).
+pub const BACKLOG_SERVER: &str = "import socket, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('0.0.0.0', 9100))
+s.listen(1024)
+time.sleep(600)";
+
 pub const HTTPS_PORT: u16 = 8443;
 pub const HTTP_PORT: u16 = 8080;
 

@@ -4,19 +4,6 @@
 
 use plainsight_tests::{Agent, Side, Topology, agent::live_links, servers, within};
 
-fn kernel(agent: &Agent, counter: &str) -> f64 {
-    agent.value("plainsight_kernel_total", &[("counter", counter)])
-}
-
-/// A server that never accepts: the kernel completes every handshake into
-/// its backlog, so connections stay open for as long as the client lives.
-const BACKLOG_SERVER: &str = "import socket, time
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(('0.0.0.0', 9100))
-s.listen(1024)
-time.sleep(600)";
-
 /// Opens N connections one after the other, sends an HTTP request line on
 /// each (a plaintext verdict per flow), and holds them all open.
 const HOLDING_CLIENT: &str = "import socket, sys, time
@@ -30,7 +17,11 @@ time.sleep(600)";
 #[test]
 fn full_flow_table_counts_evictions_and_events_are_conserved() {
     let t = Topology::new();
-    let _server = t.spawn(Side::Server, false, &["python3", "-c", BACKLOG_SERVER]);
+    let _server = t.spawn(
+        Side::Server,
+        false,
+        &["python3", "-c", servers::BACKLOG_SERVER],
+    );
     t.wait_listening(9100);
     let capacity = 64;
     let flows = 200;
@@ -45,7 +36,7 @@ fn full_flow_table_counts_evictions_and_events_are_conserved() {
     // Every flow classified, every verdict accounted for: delivered to
     // userspace or counted lost, never silently dropped.
     let settled = within(20, || {
-        let emitted = kernel(&agent, "verdicts_emitted");
+        let emitted = agent.kernel_counter("verdicts_emitted");
         let received = agent.value("plainsight_events_received_total", &[]);
         let lost = agent.value("plainsight_events_lost_total", &[]);
         emitted >= f64::from(flows) && emitted == received + lost
@@ -53,7 +44,7 @@ fn full_flow_table_counts_evictions_and_events_are_conserved() {
     assert!(
         settled,
         "verdicts emitted {} != received {} + lost {}\n{}",
-        kernel(&agent, "verdicts_emitted"),
+        agent.kernel_counter("verdicts_emitted"),
         agent.value("plainsight_events_received_total", &[]),
         agent.value("plainsight_events_lost_total", &[]),
         agent.log_text()
@@ -72,8 +63,8 @@ fn full_flow_table_counts_evictions_and_events_are_conserved() {
     let consistent = within(5, || {
         let entries = agent.value("plainsight_flow_table_entries", &[]);
         entries == agent.map_entries("FLOWS") as f64
-            && kernel(&agent, "flows_created")
-                == kernel(&agent, "flows_closed")
+            && agent.kernel_counter("flows_created")
+                == agent.kernel_counter("flows_closed")
                     + entries
                     + agent.value("plainsight_flow_table_evictions_total", &[])
     });
@@ -83,12 +74,12 @@ fn full_flow_table_counts_evictions_and_events_are_conserved() {
         consistent,
         "entries {entries} (bpftool: {}), evicted {evicted}, created {}, closed {}",
         agent.map_entries("FLOWS"),
-        kernel(&agent, "flows_created"),
-        kernel(&agent, "flows_closed"),
+        agent.kernel_counter("flows_created"),
+        agent.kernel_counter("flows_closed"),
     );
     assert!(entries <= f64::from(capacity), "entries {entries}");
     assert_eq!(
-        kernel(&agent, "flows_closed"),
+        agent.kernel_counter("flows_closed"),
         0.0,
         "connections still open"
     );
@@ -96,7 +87,7 @@ fn full_flow_table_counts_evictions_and_events_are_conserved() {
         evicted >= f64::from(flows - capacity),
         "{flows} open flows in {capacity} slots, only {evicted} evicted"
     );
-    assert_eq!(kernel(&agent, "flows_evicted"), evicted);
+    assert_eq!(agent.kernel_counter("flows_evicted"), evicted);
     assert_eq!(
         agent.value("plainsight_flow_table_capacity", &[]),
         f64::from(capacity)
@@ -168,20 +159,20 @@ fn decided_flows_take_each_hooks_shortcut_and_still_clean_up() {
         );
         // After the verdict, the flow's packets skip the flow table...
         assert!(
-            within(5, || kernel(&agent, shortcut) > 0.0),
+            within(5, || agent.kernel_counter(shortcut) > 0.0),
             "{hook}: no packet took the {shortcut} shortcut"
         );
         // ...but its FINs still reach it, so the entry goes with the
         // connection.
         assert!(
-            within(5, || kernel(&agent, "flows_closed") == 1.0
+            within(5, || agent.kernel_counter("flows_closed") == 1.0
                 && agent.value("plainsight_flow_table_entries", &[]) == 0.0),
             "{hook}: closed {}, entries {}",
-            kernel(&agent, "flows_closed"),
+            agent.kernel_counter("flows_closed"),
             agent.value("plainsight_flow_table_entries", &[])
         );
-        assert_eq!(kernel(&agent, "flows_created"), 1.0, "{hook}");
-        assert_eq!(kernel(&agent, "verdicts_emitted"), 1.0, "{hook}");
+        assert_eq!(agent.kernel_counter("flows_created"), 1.0, "{hook}");
+        assert_eq!(agent.kernel_counter("verdicts_emitted"), 1.0, "{hook}");
     }
 }
 

@@ -3,20 +3,7 @@
 //! Bare SYNs open embryonic flows in their own small table
 //! (`track::carries_payload`), so a flood only evicts other handshakes.
 
-use plainsight_tests::{Agent, Side, Topology, within};
-
-fn kernel(agent: &Agent, counter: &str) -> f64 {
-    agent.value("plainsight_kernel_total", &[("counter", counter)])
-}
-
-/// A server that never accepts: the kernel completes every handshake into
-/// its backlog, so connections stay open for as long as the client lives.
-const BACKLOG_SERVER: &str = "import socket, time
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(('0.0.0.0', 9100))
-s.listen(1024)
-time.sleep(600)";
+use plainsight_tests::{Agent, Side, Topology, servers, within};
 
 /// Opens N connections sending an HTTP request line (decided: plaintext
 /// HTTP) and N sending bytes no dissector recognises (undecided: the
@@ -69,7 +56,11 @@ print(count, time.monotonic() - start)";
 #[test]
 fn a_syn_flood_evicts_no_flow_that_carries_payload() {
     let t = Topology::new();
-    let _server = t.spawn(Side::Server, false, &["python3", "-c", BACKLOG_SERVER]);
+    let _server = t.spawn(
+        Side::Server,
+        false,
+        &["python3", "-c", servers::BACKLOG_SERVER],
+    );
     t.wait_listening(9100);
     let (capacity, pairs, syns, rate) = (64u32, 10u32, 40_000u32, 20_000u32);
     let agent = Agent::start(
@@ -90,11 +81,12 @@ fn a_syn_flood_evicts_no_flow_that_carries_payload() {
     );
     let held = 2 * pairs;
     assert!(
-        within(10, || kernel(&agent, "flows_created") == f64::from(held)
-            && kernel(&agent, "verdicts_emitted") == f64::from(pairs)),
+        within(10, || agent.kernel_counter("flows_created")
+            == f64::from(held)
+            && agent.kernel_counter("verdicts_emitted") == f64::from(pairs)),
         "{held} flows with payload, {pairs} decided: created {}, verdicts {}",
-        kernel(&agent, "flows_created"),
-        kernel(&agent, "verdicts_emitted"),
+        agent.kernel_counter("flows_created"),
+        agent.kernel_counter("verdicts_emitted"),
     );
 
     let out = t.run(
@@ -128,14 +120,15 @@ fn a_syn_flood_evicts_no_flow_that_carries_payload() {
     // Every SYN reached the agent, and overflowed the embryonic table
     // many times over.
     assert!(
-        within(10, || kernel(&agent, "embryos_created") >= f64::from(syns)),
+        within(10, || agent.kernel_counter("embryos_created")
+            >= f64::from(syns)),
         "embryos created {}",
-        kernel(&agent, "embryos_created")
+        agent.kernel_counter("embryos_created")
     );
     let embryos = agent.map_entries("EMBRYOS") as f64;
-    let embryos_evicted = kernel(&agent, "embryos_created")
-        - kernel(&agent, "embryos_promoted")
-        - kernel(&agent, "embryos_closed")
+    let embryos_evicted = agent.kernel_counter("embryos_created")
+        - agent.kernel_counter("embryos_promoted")
+        - agent.kernel_counter("embryos_closed")
         - embryos;
     eprintln!("embryonic entries {embryos}, evicted {embryos_evicted}");
     assert!(
@@ -148,23 +141,23 @@ fn a_syn_flood_evicts_no_flow_that_carries_payload() {
     // table; closing them gives the undecided ones their verdict.
     client.send("");
     let settled = within(10, || {
-        kernel(&agent, "verdicts_emitted") == f64::from(held)
-            && kernel(&agent, "flows_closed") == f64::from(held)
+        agent.kernel_counter("verdicts_emitted") == f64::from(held)
+            && agent.kernel_counter("flows_closed") == f64::from(held)
     });
     let evicted = agent.value("plainsight_flow_table_evictions_total", &[]);
     eprintln!("payload flows evicted: {evicted}");
     assert!(
         settled,
         "verdicts {}, closed {}, created {}, evicted {evicted}\n{}",
-        kernel(&agent, "verdicts_emitted"),
-        kernel(&agent, "flows_closed"),
-        kernel(&agent, "flows_created"),
+        agent.kernel_counter("verdicts_emitted"),
+        agent.kernel_counter("flows_closed"),
+        agent.kernel_counter("flows_created"),
         agent.log_text()
     );
     assert_eq!(evicted, 0.0, "payload flows evicted");
-    assert_eq!(kernel(&agent, "flows_evicted"), 0.0);
+    assert_eq!(agent.kernel_counter("flows_evicted"), 0.0);
     assert_eq!(
-        kernel(&agent, "flows_created"),
+        agent.kernel_counter("flows_created"),
         f64::from(held),
         "no mid-stream flow"
     );
@@ -176,7 +169,7 @@ fn a_syn_flood_evicts_no_flow_that_carries_payload() {
         .sum();
     assert_eq!(flows, f64::from(held), "one verdict per connection");
     assert_eq!(
-        kernel(&agent, "verdicts_emitted"),
+        agent.kernel_counter("verdicts_emitted"),
         agent.value("plainsight_events_received_total", &[])
             + agent.value("plainsight_events_lost_total", &[])
     );

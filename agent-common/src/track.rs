@@ -20,8 +20,8 @@ use crate::Verdict;
 use crate::classify::{FlowClassifier, Prefix, Side};
 use crate::headers::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 use crate::wire::{
-    FLOW_CLIENT_IS_HI, FLOW_DONE, FLOW_FIN_CLIENT, FLOW_FIN_SERVER, FLOW_MIDSTREAM,
-    FLOW_SEQ_CLIENT, FLOW_SEQ_SERVER, FlowState,
+    FLIGHT_MAX, FLOW_AWAIT_FLIGHT, FLOW_CLIENT_IS_HI, FLOW_DONE, FLOW_FIN_CLIENT, FLOW_FIN_SERVER,
+    FLOW_MIDSTREAM, FLOW_SEQ_CLIENT, FLOW_SEQ_SERVER, FlowState,
 };
 
 /// What tracking needs of one TCP segment.
@@ -256,6 +256,35 @@ pub fn classify(st: &mut FlowState, side: Side, prefix: &Prefix<'_>) -> Option<V
     let v = st.classifier.on_segment(side, prefix)?;
     st.flags |= FLOW_DONE;
     Some(v)
+}
+
+/// A ServerHello of this flow was exported: the client's next flight is
+/// worth a look (`client_flight`).
+#[inline(always)]
+pub fn await_client_flight(st: &mut FlowState) {
+    st.flags |= FLOW_AWAIT_FLIGHT;
+}
+
+/// Lone ChangeCipherSpec record: `14 03 03 00 01 01`.
+const LONE_CCS: u32 = 6;
+
+/// For any segment (the flow is usually decided by now): how many bytes
+/// of its payload to export as the client's flight (`FLIGHT_MAX` at
+/// most), 0 for none. Only once per flow, for the client's first segment
+/// after the ServerHello that carries more than a lone ChangeCipherSpec
+/// (a client that flushes it apart from its flight). Costs one flag test
+/// on every other segment of the slow path.
+#[must_use]
+#[inline(always)]
+pub fn client_flight(st: &mut FlowState, side: Side, payload_len: u32) -> u32 {
+    if st.flags & FLOW_AWAIT_FLIGHT == 0 || !matches!(side, Side::Client) || payload_len <= LONE_CCS
+    {
+        return 0;
+    }
+    st.flags &= !FLOW_AWAIT_FLIGHT;
+    #[expect(clippy::cast_possible_truncation, reason = "FLIGHT_MAX is 16")]
+    let max = FLIGHT_MAX as u32;
+    if payload_len > max { max } else { payload_len }
 }
 
 /// Records a FIN from `side`; true once the flow is over: an RST, or both

@@ -118,6 +118,10 @@ pub const FLOW_SEQ_CLIENT: u8 = 8;
 pub const FLOW_SEQ_SERVER: u8 = 16;
 pub const FLOW_FIN_CLIENT: u8 = 32;
 pub const FLOW_FIN_SERVER: u8 = 64;
+/// A ServerHello was exported and the client's next flight has not been
+/// seen yet: its head shows whether the client sent a certificate
+/// (`track::client_flight`, README "Mutual TLS").
+pub const FLOW_AWAIT_FLIGHT: u8 = 128;
 
 /// Per-flow kernel state, the value of the flow table.
 #[repr(C)]
@@ -204,7 +208,8 @@ pub struct HelloHeader {
     pub client_port: u16,
     pub server_port: u16,
     pub family: u8,
-    /// `classify::tls::HelloKind`: 1 ClientHello, 2 ServerHello.
+    /// `classify::tls::HelloKind`: 1 ClientHello, 2 ServerHello; or
+    /// `HELLO_KIND_CLIENT_FLIGHT`.
     pub kind: u8,
     pub _pad0: u16,
     /// Hello bytes that follow the header (1..=HELLO_MAX).
@@ -212,6 +217,19 @@ pub struct HelloHeader {
     pub _pad1: u32,
 }
 const _: () = assert!(core::mem::size_of::<HelloHeader>() == 48);
+
+/// `HelloHeader.kind` of a client-flight record: the first `FLIGHT_MAX`
+/// bytes of the client's first segment after the ServerHello that is more
+/// than a lone ChangeCipherSpec. Record headers and, up to TLS 1.2, the
+/// cleartext handshake header of the client's Certificate: enough to tell
+/// whether the client authenticated (agent pipeline/client_auth.rs), and
+/// nothing of the application's bytes.
+pub const HELLO_KIND_CLIENT_FLIGHT: u8 = 3;
+
+/// Bytes of the client's flight exported: a ChangeCipherSpec record (6),
+/// then a record header (5) and, up to TLS 1.2, a handshake header (4) and
+/// the length of the certificate list (3) need 12; TLS 1.3 needs 11.
+pub const FLIGHT_MAX: usize = 16;
 
 /// A hello record as the kernel assembles it; only the header and `len`
 /// bytes of `bytes` go on the ring.

@@ -10,6 +10,12 @@
 //! the room a verdict needs, and verdict accounting stays exact.
 //! Cost: only hello segments pay (two copies of at most `HELLO_MAX` bytes
 //! and one ring-buffer write); other segments pay one byte compare.
+//!
+//! The client's flight after the ServerHello goes on the same ring
+//! (`export_flight`): its first `FLIGHT_MAX` bytes, once per TLS flow,
+//! which say whether the client sent a certificate (README "Mutual TLS").
+//! Cost: one 16-byte copy and ring write per TLS flow; one flag test on
+//! the slow path of every other segment.
 
 use crate::maps::{SCRATCH, count, wakeup_flags};
 use crate::parse::Packet;
@@ -17,9 +23,11 @@ use agent_common::{
     Side,
     classify::{
         Prefix,
-        tls::{self, Hello, hello_record_len},
+        tls::{self, Hello, HelloKind, hello_record_len},
     },
-    wire::{FlowKey, HELLO_MAX, HelloEvent, HelloHeader, Stat},
+    wire::{
+        FLIGHT_MAX, FlowKey, HELLO_KIND_CLIENT_FLIGHT, HELLO_MAX, HelloEvent, HelloHeader, Stat,
+    },
 };
 use aya_ebpf::{
     bindings::__sk_buff,
@@ -41,18 +49,63 @@ static HELLO_SCRATCH: PerCpuArray<HelloEvent> = PerCpuArray::with_max_entries(1,
 /// Called with every payload segment just staged for the classifier (the
 /// prefix and flow key in `SCRATCH`): exports it if, and only if, it starts
 /// a hello from the side that sends that hello. `skip`: payload bytes
-/// before the staged ones (see `track::Inspect`).
+/// before the staged ones (see `track::Inspect`). True if the segment
+/// starts a ServerHello: the flow then awaits the client's flight.
 #[inline(always)]
-pub fn export_if_hello(skb: *mut __sk_buff, side: Side, p: &Packet, skip: u32, client_is_hi: bool) {
+pub fn export_if_hello(
+    skb: *mut __sk_buff,
+    side: Side,
+    p: &Packet,
+    skip: u32,
+    client_is_hi: bool,
+) -> bool {
     let Some(sc) = SCRATCH.get_ptr(0) else {
-        return;
+        return false;
     };
     // SAFETY: this CPU's slot, just filled by `stage_payload`.
     let sc = unsafe { &*sc };
     let staged = Prefix::new(&sc.buf, sc.len as usize);
-    if let Some(h) = tls::hello(&staged, side) {
-        export(skb, h, &staged, &sc.key, client_is_hi, p, skip);
+    let Some(h) = tls::hello(&staged, side) else {
+        return false;
+    };
+    export(skb, h, &staged, &sc.key, client_is_hi, p, skip);
+    h.kind() == HelloKind::Server
+}
+
+/// Exports the first `n` (`track::client_flight`, at most `FLIGHT_MAX`)
+/// payload bytes of the client's flight after the ServerHello.
+#[inline(always)]
+pub fn export_flight(skb: *mut __sk_buff, key: &FlowKey, client_is_hi: bool, p: &Packet, n: u32) {
+    let Some(ev) = HELLO_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's slot; nothing else runs on this CPU meanwhile.
+    let ev = unsafe { &mut *ev };
+    let n = core::hint::black_box(n as usize);
+    if n == 0 || n > FLIGHT_MAX {
+        return;
     }
+    // SAFETY: `bytes` has room for n <= FLIGHT_MAX bytes.
+    let rc = unsafe {
+        bpf_skb_load_bytes(
+            skb as *const _,
+            p.payload_off,
+            ev.bytes.as_mut_ptr().cast(),
+            n as u32,
+        )
+    };
+    if rc != 0 {
+        count(Stat::PayloadLoadFailed);
+        return;
+    }
+    // Only bytes that start a TLS record leave (ChangeCipherSpec, alert,
+    // handshake, application data): a flow that only looked like TLS
+    // keeps its bytes.
+    let ct = ev.bytes[0];
+    if !(0x14..=0x17).contains(&ct) {
+        return;
+    }
+    output(ev, key, client_is_hi, HELLO_KIND_CLIENT_FLIGHT, n);
 }
 
 /// Copies the hello `staged` (the classifier's prefix of this segment)
@@ -101,6 +154,12 @@ fn export(
         count(Stat::PayloadLoadFailed);
         return;
     }
+    output(ev, key, client_is_hi, hello.kind() as u8, n);
+}
+
+/// Puts the header and the first `n` bytes of `ev` on `HELLOS`.
+#[inline(always)]
+fn output(ev: &mut HelloEvent, key: &FlowKey, client_is_hi: bool, kind: u8, n: usize) {
     // Field by field: a struct literal becomes a memcpy call, and the hook
     // programs must not make subprogram calls.
     let (ca, cp, sa, sp) = key.endpoints(client_is_hi);
@@ -110,7 +169,7 @@ fn export(
     h.client_port = cp;
     h.server_port = sp;
     h.family = key.family;
-    h.kind = hello.kind() as u8;
+    h.kind = kind;
     h._pad0 = 0;
     #[expect(clippy::cast_possible_truncation, reason = "n <= HELLO_MAX")]
     {

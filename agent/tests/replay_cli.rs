@@ -77,6 +77,7 @@ fn edge_table() {
             "PORT",
             "PROTOCOL",
             "ENCRYPTION",
+            "AUTH",
             "POLICY",
             "FLOWS",
             "LAST-SEEN"
@@ -86,18 +87,36 @@ fn edge_table() {
     assert_eq!(rows.len(), 3, "{}", r.stdout);
     // Violations first, as `plainsight edges` prints them.
     assert_eq!(
-        rows[1][..7],
-        ["::1", "::1", "18081", "http", "plaintext", "violation", "1"]
+        rows[1][..8],
+        [
+            "::1",
+            "::1",
+            "18081",
+            "http",
+            "plaintext",
+            "-",
+            "violation",
+            "1"
+        ]
     );
     assert_eq!(
-        rows[2][..7],
-        ["127.0.0.1", "127.0.0.1", "18443", "tls", "tls", "ok", "2"]
+        rows[2][..8],
+        [
+            "127.0.0.1",
+            "127.0.0.1",
+            "18443",
+            "tls",
+            "tls",
+            "server_only",
+            "ok",
+            "2"
+        ]
     );
     // RFC 3339 UTC.
     assert!(
-        rows[0][7].len() == 20 && rows[0][7].ends_with('Z') && rows[0][7].contains('T'),
+        rows[0][8].len() == 20 && rows[0][8].ends_with('Z') && rows[0][8].contains('T'),
         "{}",
-        rows[0][7]
+        rows[0][8]
     );
     // Columns line up: every row has the header's LAST-SEEN offset.
     let at = lines[0].find("LAST-SEEN").unwrap_or_default();
@@ -120,7 +139,7 @@ fn json_lines() {
     assert!(r.ok, "{}", r.stderr);
     assert_eq!(r.stdout.lines().count(), 4);
     assert!(r.stdout.lines().any(|l| l
-        == r#"{"client":"[::1]:34916","server":"[::1]:18081","protocol":"http","encryption":"plaintext","tls_version":null,"reason":null,"midstream":false,"client_identity":"::1","server_identity":"::1","policy":"violation","rule":null,"sni":null,"alpn":null,"cipher":null,"inner_protocol":null}"#));
+        == r#"{"client":"[::1]:34916","server":"[::1]:18081","protocol":"http","encryption":"plaintext","tls_version":null,"reason":null,"midstream":false,"client_identity":"::1","server_identity":"::1","policy":"violation","rule":null,"sni":null,"alpn":null,"cipher":null,"inner_protocol":null,"client_auth":null,"cert_issues":null,"cert_not_after":null}"#));
     assert!(r.stderr.is_empty(), "{}", r.stderr);
 }
 
@@ -211,8 +230,8 @@ fn a_config_names_and_judges_the_flows() {
     let r = replay(&["--json", "--config", cfg, cap]);
     assert!(r.ok, "{}", r.stderr);
     let lines: Vec<&str> = r.stdout.lines().collect();
-    assert!(lines.contains(&r#"{"client":"127.0.0.1:43138","server":"127.0.0.1:18080","protocol":"http","encryption":"plaintext","tls_version":null,"reason":null,"midstream":false,"client_identity":"local","server_identity":"local","policy":"allowed","rule":"status-page","sni":null,"alpn":null,"cipher":null,"inner_protocol":null}"#), "{}", r.stdout);
-    assert!(lines.contains(&r#"{"client":"[::1]:34916","server":"[::1]:18081","protocol":"http","encryption":"plaintext","tls_version":null,"reason":null,"midstream":false,"client_identity":"local6","server_identity":"local6","policy":"violation","rule":null,"sni":null,"alpn":null,"cipher":null,"inner_protocol":null}"#), "{}", r.stdout);
+    assert!(lines.contains(&r#"{"client":"127.0.0.1:43138","server":"127.0.0.1:18080","protocol":"http","encryption":"plaintext","tls_version":null,"reason":null,"midstream":false,"client_identity":"local","server_identity":"local","policy":"allowed","rule":"status-page","sni":null,"alpn":null,"cipher":null,"inner_protocol":null,"client_auth":null,"cert_issues":null,"cert_not_after":null}"#), "{}", r.stdout);
+    assert!(lines.contains(&r#"{"client":"[::1]:34916","server":"[::1]:18081","protocol":"http","encryption":"plaintext","tls_version":null,"reason":null,"midstream":false,"client_identity":"local6","server_identity":"local6","policy":"violation","rule":null,"sni":null,"alpn":null,"cipher":null,"inner_protocol":null,"client_auth":null,"cert_issues":null,"cert_not_after":null}"#), "{}", r.stdout);
     assert_eq!(
         r.stderr,
         "warning: allow-rule \"old-v6\" (owner team-net) expired at 2020-01-01T00:00:00Z; it no longer allows anything\n"

@@ -16,10 +16,11 @@ use std::fmt::Write as _;
 use std::process::Command;
 
 /// The alerts the rule file must define (issue 7).
-const ALERTS: [&str; 9] = [
+const ALERTS: [&str; 10] = [
     "PlaintextFlowViolation",
     "PlaintextFlowSustained",
     "WeakTLS",
+    "MutualTLSMissing",
     "StartTLSRefused",
     "CleartextCredentials",
     "PlainsightDown",

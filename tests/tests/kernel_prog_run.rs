@@ -4,7 +4,7 @@
 //! return "pass" and end in the right verdict or a counted parse failure.
 //! Each case loads a fresh copy of the programs, so maps start empty.
 
-use agent_common::wire::{DEFAULT_MAX_FLOWS, HelloHeader, PREFIX, Stat};
+use agent_common::wire::{DEFAULT_MAX_FLOWS, FLIGHT_MAX, HelloHeader, PREFIX, Stat};
 use agent_common::{Encryption, Protocol, TlsVersion};
 use aya::programs::{Program, TestRun, TestRunOptions};
 use plainsight::kernel::datapath::{self, Datapath, LoadOptions};
@@ -768,6 +768,52 @@ fn tls_hellos_are_exported_with_exactly_their_record_bytes() {
         assert_eq!(k.stat(Stat::HellosExported), 2, "{hook:?}");
         assert_eq!(k.stat(Stat::HellosLost), 0, "{hook:?}");
         assert_eq!(k.one_verdict().verdict.tls_version, TlsVersion::Tls13);
+    }
+}
+
+/// The client's flight after the ServerHello: its first `FLIGHT_MAX`
+/// bytes go to the hello ring once (kind 3), nothing after them, and
+/// nothing that does not start a TLS record.
+#[test]
+fn the_client_flight_head_is_exported_once_after_the_server_hello() {
+    for hook in Hook::ALL {
+        let mut k = Kernel::load(hook);
+        handshake(&mut k, C, S);
+        let ch = fixture("curl-7.88-tls13-s_server.c2s.0.bin");
+        let sh = fixture("curl-7.88-tls13-s_server.s2c.0.bin");
+        let flight = fixture("curl-7.88-tls13-s_server.c2s.1.bin");
+        let data = fixture("curl-7.88-tls13-s_server.c2s.2.bin");
+        let len = |b: &[u8]| u32::try_from(b.len()).expect("small");
+        k.send(&Segment::new(C, 40000, S, 80, 1001, ACK | PSH, &ch));
+        k.send(&Segment::new(S, 80, C, 40000, 5001, ACK | PSH, &sh));
+        let at = 1001 + len(&ch);
+        k.send(&Segment::new(C, 40000, S, 80, at, ACK | PSH, &flight));
+        let at = at + len(&flight);
+        k.send(&Segment::new(C, 40000, S, 80, at, ACK | PSH, &data));
+        let hellos = k.hellos();
+        assert_eq!(hellos.len(), 3, "{hook:?}");
+        let (h, bytes) = &hellos[2];
+        assert_eq!((h.kind, h.client_port, h.server_port), (3, 40000, 80));
+        assert_eq!(bytes.as_slice(), &flight[..FLIGHT_MAX], "{hook:?}");
+        assert_eq!(k.stat(Stat::HellosExported), 3, "{hook:?}");
+
+        // A flow that only looked like TLS: its client's bytes stay.
+        k.send(&Segment::new(C, 40001, S, 81, 1000, SYN, b""));
+        k.send(&Segment::new(S, 81, C, 40001, 5000, SYN | ACK, b""));
+        k.send(&Segment::new(C, 40001, S, 81, 1001, ACK | PSH, &ch));
+        k.send(&Segment::new(S, 81, C, 40001, 5001, ACK | PSH, &sh));
+        k.send(&Segment::new(
+            C,
+            40001,
+            S,
+            81,
+            1001 + len(&ch),
+            ACK | PSH,
+            GET,
+        ));
+        let hellos = k.hellos();
+        assert_eq!(hellos.len(), 2, "{hook:?}: only the two hellos");
+        assert!(hellos.iter().all(|(h, _)| h.kind != 3), "{hook:?}");
     }
 }
 

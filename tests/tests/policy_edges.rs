@@ -234,6 +234,7 @@ fn policy_names_allows_and_flags_flows_on_every_surface() {
         (Some("ok"), Some("tls"))
     );
     assert_eq!(ok["tls_versions"], serde_json::json!({"1.3": 1}));
+    assert_eq!(ok["client_auth"], serde_json::json!({"server_only": 1}));
     assert_eq!(edges["dropped_flows"], 0);
     for key in ["reasons", "midstream_flows", "first_seen", "last_seen"] {
         assert!(!v[key].is_null(), "{key} in {v}");
@@ -263,6 +264,7 @@ fn policy_names_allows_and_flags_flows_on_every_surface() {
             "PORT",
             "PROTOCOL",
             "ENCRYPTION",
+            "AUTH",
             "POLICY",
             "FLOWS",
             "LAST-SEEN"
@@ -270,25 +272,36 @@ fn policy_names_allows_and_flags_flows_on_every_surface() {
     );
     assert_eq!(rows.len(), 4, "{table}");
     assert_eq!(
-        rows[1][..7],
+        rows[1][..8],
         [
             &*client6,
             &*server6,
             &*http,
             "http",
             "plaintext",
+            "-",
             "violation",
             "1"
         ]
     );
     assert_eq!(
-        rows[2][..7],
-        ["shop", "web", &*http, "http", "plaintext", "allowed", "1"]
+        rows[2][..8],
+        [
+            "shop",
+            "web",
+            &*http,
+            "http",
+            "plaintext",
+            "-",
+            "allowed",
+            "1"
+        ]
     );
-    assert_eq!(rows[3][5], "ok");
+    // curl without a client certificate, to a server that asks for none.
+    assert_eq!(rows[3][5..7], ["server_only", "ok"], "{table}");
     for r in &rows[1..] {
-        assert_eq!(r[8], "ago", "relative LAST-SEEN: {table}");
-        assert!(r[7].ends_with('s'), "seconds ago: {table}");
+        assert_eq!(r[9], "ago", "relative LAST-SEEN: {table}");
+        assert!(r[8].ends_with('s'), "seconds ago: {table}");
     }
     let json = plainsight(&["edges", "--addr", &url, "--json"]);
     let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).expect("--json");

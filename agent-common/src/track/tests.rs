@@ -290,3 +290,28 @@ fn fresh_words_are_the_fresh_state() {
         );
     }
 }
+
+#[test]
+fn the_client_flight_is_taken_once_after_the_server_hello() {
+    let mut st = opened();
+    assert_eq!(
+        client_flight(&mut st, Side::Client, 80),
+        0,
+        "no ServerHello yet"
+    );
+    await_client_flight(&mut st);
+    assert_eq!(
+        client_flight(&mut st, Side::Server, 900),
+        0,
+        "the server's bytes"
+    );
+    assert_eq!(
+        client_flight(&mut st, Side::Client, 6),
+        0,
+        "a lone ChangeCipherSpec"
+    );
+    assert_eq!(client_flight(&mut st, Side::Client, 12), 12);
+    assert_eq!(client_flight(&mut st, Side::Client, 736), 0, "only once");
+    await_client_flight(&mut st);
+    assert_eq!(client_flight(&mut st, Side::Client, 736), FLIGHT_MAX as u32);
+}

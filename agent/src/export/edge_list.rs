@@ -36,6 +36,10 @@ pub struct EdgeJson {
     pub flows: u64,
     pub reasons: BTreeMap<String, u64>,
     pub tls_versions: BTreeMap<String, u64>,
+    /// TLS flows by how the client authenticated (`mutual`,
+    /// `server_only`, `unknown`; README "Mutual TLS").
+    #[serde(default)]
+    pub client_auth: BTreeMap<String, u64>,
     pub midstream_flows: u64,
     pub first_seen: String,
     pub last_seen: String,

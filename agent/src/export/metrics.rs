@@ -49,6 +49,16 @@ pub struct TlsLabels {
     pub version: &'static str,
 }
 
+/// `plainsight_tls_client_auth_total`: three values per edge at most.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClientAuthLabels {
+    pub client: String,
+    pub server: String,
+    pub server_port: u16,
+    /// `mutual`, `server_only` or `unknown`.
+    pub client_auth: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KernelLabels {
     pub counter: &'static str,
@@ -89,6 +99,7 @@ struct BuildLabels {
 pub struct Metrics {
     pub flows: Family<FlowLabels, EdgeCounter>,
     pub tls_flows: Family<TlsLabels, EdgeCounter>,
+    pub tls_client_auth: Family<ClientAuthLabels, EdgeCounter>,
     pub flow_reasons: Family<ReasonLabels, EdgeCounter>,
     pub events_received: Counter,
     pub events_lost: Counter,
@@ -111,6 +122,7 @@ impl Metrics {
         let m = Self {
             flows: Family::default(),
             tls_flows: Family::default(),
+            tls_client_auth: Family::default(),
             flow_reasons: Family::default(),
             events_received: Counter::default(),
             events_lost: Counter::default(),
@@ -141,6 +153,11 @@ impl Metrics {
             "plainsight_tls_flows",
             "TLS flows by negotiated version",
             m.tls_flows.clone(),
+        );
+        reg.register(
+            "plainsight_tls_client_auth",
+            "TLS flows by how the client authenticated: mutual, server_only or unknown",
+            m.tls_client_auth.clone(),
         );
         reg.register(
             "plainsight_flow_reasons",
@@ -333,6 +350,8 @@ pub struct EdgeSeries {
     /// At most one per `Reason` and `TlsVersion`; an edge sees few.
     reasons: Vec<(Reason, EdgeCounter)>,
     tls_versions: Vec<(TlsVersion, EdgeCounter)>,
+    /// At most one per client-authentication value (three).
+    client_auth: Vec<(&'static str, EdgeCounter)>,
 }
 
 /// An edge's labels, as the pipeline's edge key gives them
@@ -354,12 +373,19 @@ impl EdgeSeries {
             flows,
             reasons: Vec::new(),
             tls_versions: Vec::new(),
+            client_auth: Vec::new(),
         }
     }
 
     /// One flow with verdict `v` on the edge `k` (the edge these series are
-    /// of).
-    pub fn count(&mut self, m: &Metrics, k: &EdgeLabels<'_>, v: &Verdict) {
+    /// of); `client_auth` for a TLS flow (pipeline/client_auth.rs).
+    pub fn count(
+        &mut self,
+        m: &Metrics,
+        k: &EdgeLabels<'_>,
+        v: &Verdict,
+        client_auth: Option<&'static str>,
+    ) {
         self.flows.inc();
         if v.reason != Reason::None {
             series(&mut self.reasons, v.reason, || {
@@ -370,6 +396,13 @@ impl EdgeSeries {
         if v.encryption == Encryption::Tls {
             series(&mut self.tls_versions, v.tls_version, || {
                 m.tls_flows.get_or_create(&tls_labels(k, v.tls_version))
+            })
+            .inc();
+        }
+        if let Some(auth) = client_auth {
+            series(&mut self.client_auth, auth, || {
+                m.tls_client_auth
+                    .get_or_create(&client_auth_labels(k, auth))
             })
             .inc();
         }
@@ -391,6 +424,11 @@ impl EdgeSeries {
         for (version, c) in &self.tls_versions {
             if release(c) {
                 m.tls_flows.remove(&tls_labels(k, *version));
+            }
+        }
+        for (auth, c) in &self.client_auth {
+            if release(c) {
+                m.tls_client_auth.remove(&client_auth_labels(k, auth));
             }
         }
     }
@@ -415,6 +453,15 @@ fn reason_labels(k: &EdgeLabels<'_>, reason: Reason) -> ReasonLabels {
         protocol: k.protocol,
         encryption: k.encryption,
         reason: reason.as_str(),
+    }
+}
+
+fn client_auth_labels(k: &EdgeLabels<'_>, client_auth: &'static str) -> ClientAuthLabels {
+    ClientAuthLabels {
+        client: k.client.to_string(),
+        server: k.server.to_string(),
+        server_port: k.server_port,
+        client_auth,
     }
 }
 

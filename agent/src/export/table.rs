@@ -3,18 +3,31 @@
 use super::edge_list::EdgeJson;
 use std::io::{self, Write};
 
-const HEAD: [&str; 8] = [
+const HEAD: [&str; 9] = [
     "CLIENT",
     "SERVER",
     "PORT",
     "PROTOCOL",
     "ENCRYPTION",
+    "AUTH",
     "POLICY",
     "FLOWS",
     "LAST-SEEN",
 ];
 /// FLOWS is a number: right-aligned.
-const FLOWS: usize = 6;
+const FLOWS: usize = 7;
+
+/// The AUTH cell: how the clients of the edge's TLS flows authenticated
+/// (`mutual`, `server_only`, `unknown`), `mixed` when they differ, `-`
+/// for an edge without TLS.
+fn auth(e: &EdgeJson) -> String {
+    let mut seen = e.client_auth.iter().filter(|(_, n)| **n > 0);
+    match (seen.next(), seen.next()) {
+        (None, _) => "-".into(),
+        (Some((only, _)), None) => only.clone(),
+        _ => "mixed".into(),
+    }
+}
 
 /// Aligned columns, one edge a line, in the order given; `last_seen`
 /// renders the last column.
@@ -23,7 +36,7 @@ pub fn write(
     edges: &[EdgeJson],
     last_seen: impl Fn(&EdgeJson) -> String,
 ) -> io::Result<()> {
-    let rows: Vec<[String; 8]> = edges
+    let rows: Vec<[String; 9]> = edges
         .iter()
         .map(|e| {
             [
@@ -32,6 +45,7 @@ pub fn write(
                 e.server_port.to_string(),
                 e.protocol.clone(),
                 e.encryption.clone(),
+                auth(e),
                 e.policy.clone(),
                 e.flows.to_string(),
                 last_seen(e),

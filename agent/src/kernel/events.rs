@@ -7,11 +7,12 @@ use crate::{
     clock,
     pipeline::{
         flow::{Flow, FlowId},
-        tls_hello::{self, TlsMeta},
+        tls_hello::{self, Hello, TlsMeta},
     },
 };
-use agent_common::wire::{
-    EVENT_MIDSTREAM, FAMILY_V4, FlowEvent, HELLO_MAX, HelloHeader, Hook, addr_bytes,
+use agent_common::{
+    Encryption,
+    wire::{EVENT_MIDSTREAM, FAMILY_V4, FlowEvent, HELLO_MAX, HelloHeader, Hook, addr_bytes},
 };
 use aya::maps::{MapData, RingBuf};
 use std::{
@@ -81,18 +82,25 @@ pub struct PendingHellos {
 const PENDING_MAX: usize = 8192;
 const PENDING_TTL_NS: i64 = 60_000_000_000;
 
+/// The flow a hello record belongs to.
+fn hello_flow(h: &HelloHeader) -> FlowId {
+    FlowId {
+        client: addr(h.family, h.client_addr),
+        client_port: h.client_port,
+        server: addr(h.family, h.server_addr),
+        server_port: h.server_port,
+    }
+}
+
 impl PendingHellos {
     /// Adds one decoded hello record.
     pub fn add(&mut self, h: &HelloHeader, bytes: &[u8], now_ns: i64) {
-        let Some(hello) = tls_hello::parse(bytes) else {
-            return;
-        };
-        let id = FlowId {
-            client: addr(h.family, h.client_addr),
-            client_port: h.client_port,
-            server: addr(h.family, h.server_addr),
-            server_port: h.server_port,
-        };
+        if let Some(hello) = tls_hello::parse_export(h.kind, bytes) {
+            self.add_hello(hello_flow(h), hello, now_ns);
+        }
+    }
+
+    fn add_hello(&mut self, id: FlowId, hello: Hello, now_ns: i64) {
         if self.flows.len() >= PENDING_MAX && !self.flows.contains_key(&id) {
             self.expire(now_ns);
             if self.flows.len() >= PENDING_MAX {
@@ -123,6 +131,72 @@ impl PendingHellos {
     pub fn expire(&mut self, now_ns: i64) {
         self.flows
             .retain(|_, (_, since)| now_ns.saturating_sub(*since) < PENDING_TTL_NS);
+    }
+
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+}
+
+/// TLS flows whose verdict (made at the ServerHello) waits for the
+/// client's flight after it, which shows whether the client sent a
+/// certificate (pipeline/client_auth.rs): one round trip, so usually the
+/// next drain. Bounded like `PendingHellos`: at most `PENDING_MAX` flows,
+/// each for at most `HOLD_TTL_NS` (a handshake that fails before the
+/// client's flight), after which it goes on with `client_auth` unknown;
+/// when full, a flow goes on at once.
+#[derive(Default)]
+pub struct HeldFlows {
+    flows: HashMap<FlowId, (Flow, i64)>,
+}
+
+const HOLD_TTL_NS: i64 = 2_000_000_000;
+
+impl HeldFlows {
+    /// Holds `flow` if it awaits its client's flight; else gives it back.
+    pub fn hold(&mut self, flow: Flow, now_ns: i64) -> Option<Flow> {
+        if flow.verdict.encryption != Encryption::Tls
+            || !flow.tls.awaits_client_flight()
+            || self.flows.len() >= PENDING_MAX
+        {
+            return Some(flow);
+        }
+        self.flows.insert(flow.id(), (flow, now_ns));
+        None
+    }
+
+    /// Gives a held flow a hello record of its own; false if none is held.
+    pub fn add(&mut self, id: &FlowId, hello: &Hello) -> bool {
+        match self.flows.get_mut(id) {
+            Some((flow, _)) => {
+                flow.tls.add(hello.clone());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The flows whose flight came, or whose time is up.
+    pub fn release(&mut self, now_ns: i64) -> Vec<Flow> {
+        if self.flows.is_empty() {
+            return Vec::new();
+        }
+        let ready: Vec<FlowId> = self
+            .flows
+            .iter()
+            .filter(|(_, (f, since))| {
+                !f.tls.awaits_client_flight() || now_ns.saturating_sub(*since) >= HOLD_TTL_NS
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        ready
+            .iter()
+            .filter_map(|id| self.flows.remove(id).map(|(f, _)| f))
+            .collect()
     }
 
     pub fn len(&self) -> usize {
@@ -170,6 +244,7 @@ pub struct Rings {
     events: AsyncFd<RingBuf<MapData>>,
     hellos: AsyncFd<RingBuf<MapData>>,
     pending: PendingHellos,
+    held: HeldFlows,
     batch: Vec<Flow>,
 }
 
@@ -187,6 +262,7 @@ impl Rings {
             events: register("EVENTS", events)?,
             hellos: register("HELLOS", hellos)?,
             pending: PendingHellos::default(),
+            held: HeldFlows::default(),
             batch: Vec::new(),
         })
     }
@@ -204,7 +280,8 @@ impl Rings {
 
     /// Verdicts first, then hellos (see `PendingHellos` for why), then the
     /// verdicts go to `observe` with their hellos' metadata and the time
-    /// of the drain.
+    /// of the drain; a TLS flow waits in `HeldFlows` for its client's
+    /// flight.
     pub fn drain(&mut self, mut observe: impl FnMut(&Flow, i64)) -> RingReading {
         let now = clock::now_ns();
         let mut read = RingReading::default();
@@ -221,12 +298,24 @@ impl Rings {
         let ring = self.hellos.get_mut();
         while let Some(item) = ring.next() {
             match decode_hello(&item) {
-                Some((h, bytes)) => self.pending.add(&h, bytes, now),
+                Some((h, bytes)) => {
+                    if let Some(hello) = tls_hello::parse_export(h.kind, bytes) {
+                        let id = hello_flow(&h);
+                        if !self.held.add(&id, &hello) {
+                            self.pending.add_hello(id, hello, now);
+                        }
+                    }
+                }
                 None => read.malformed += 1,
             }
         }
         for mut flow in self.batch.drain(..) {
             self.pending.attach(&mut flow);
+            if let Some(flow) = self.held.hold(flow, now) {
+                observe(&flow, now);
+            }
+        }
+        for flow in self.held.release(now) {
             observe(&flow, now);
         }
         self.pending.expire(now);

@@ -15,6 +15,7 @@
 //! costs one hash lookup and a few atomic increments.
 
 use super::{
+    client_auth::{self, ClientAuth},
     flow::Flow,
     policy::{Policy, Rule},
     tls_hello::TlsMeta,
@@ -184,6 +185,7 @@ struct Edge {
     last_seen_ns: i64,
     reasons: BTreeMap<Reason, u64>,
     tls_versions: BTreeMap<TlsVersion, u64>,
+    client_auth: BTreeMap<ClientAuth, u64>,
     midstream_flows: u64,
     client_addrs: Vec<IpAddr>,
     server_addrs: Vec<IpAddr>,
@@ -199,6 +201,7 @@ impl Edge {
             last_seen_ns: ts_ns,
             reasons: BTreeMap::new(),
             tls_versions: BTreeMap::new(),
+            client_auth: BTreeMap::new(),
             midstream_flows: 0,
             client_addrs: Vec::new(),
             server_addrs: Vec::new(),
@@ -218,6 +221,9 @@ impl Edge {
         }
         if v.encryption == Encryption::Tls {
             *self.tls_versions.entry(v.tls_version).or_default() += 1;
+        }
+        if let Some(auth) = client_auth::of(v, &f.tls) {
+            *self.client_auth.entry(auth).or_default() += 1;
         }
         self.midstream_flows += u64::from(f.midstream);
         self.tls.add(&f.tls);
@@ -480,6 +486,11 @@ fn edge_json(k: &EdgeKey, e: &Edge) -> EdgeJson {
             .tls_versions
             .iter()
             .map(|(v, n)| (v.as_str().into(), *n))
+            .collect(),
+        client_auth: e
+            .client_auth
+            .iter()
+            .map(|(a, n)| (a.as_str().into(), *n))
             .collect(),
         midstream_flows: e.midstream_flows,
         first_seen: clock::rfc3339(e.first_seen_ns),

@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub(crate) mod cidr;
+pub mod client_auth;
 pub mod edges;
 pub mod flow;
 pub mod identity;
@@ -12,6 +13,7 @@ pub mod tls_hello;
 use crate::export::metrics::{AlertLabels, EdgeSeries, Metrics, PolicyRuleLabels};
 use agent_common::wire::Hook;
 use alerts::{Alert, Alerter, Cause, Outcome};
+use client_auth::ClientAuth;
 use edges::{EdgeKey, Edges, Observation};
 use flow::Flow;
 use identity::{Identity, Resolver};
@@ -138,7 +140,12 @@ impl Pipeline {
                 let labels = rec.key.labels();
                 rec.series
                     .get_or_insert_with(|| EdgeSeries::new(m, &labels))
-                    .count(m, &labels, v);
+                    .count(
+                        m,
+                        &labels,
+                        v,
+                        client_auth::of(v, &f.tls).map(ClientAuth::as_str),
+                    );
                 if rec.folded.is_some() {
                     m.edges_dropped.inc();
                 }

@@ -9,7 +9,7 @@
 use agent_common::{
     Protocol, Reason, Side, TlsVersion, Verdict,
     classify::{PrefixBuf, tls},
-    wire::HELLO_MAX,
+    wire::{HELLO_KIND_CLIENT_FLIGHT, HELLO_MAX},
 };
 use std::borrow::Cow;
 
@@ -19,6 +19,7 @@ const SERVER_HELLO: u8 = 2;
 const EXT_SERVER_NAME: u16 = 0;
 const EXT_ALPN: u16 = 16;
 const EXT_SUPPORTED_VERSIONS: u16 = 43;
+const EXT_PRE_SHARED_KEY: u16 = 41;
 /// RFC 6066: the only server name type.
 const HOST_NAME: u8 = 0;
 
@@ -26,6 +27,9 @@ const HOST_NAME: u8 = 0;
 pub enum Hello {
     Client(ClientHello),
     Server(ServerHello),
+    /// The head of the client's flight after the ServerHello
+    /// (`wire::HELLO_KIND_CLIENT_FLIGHT`), read by `client_auth`.
+    ClientFlight(Vec<u8>),
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -37,6 +41,9 @@ pub struct ClientHello {
     pub sni: Option<String>,
     /// ALPN protocols offered, in the client's order.
     pub alpn: Vec<String>,
+    /// The legacy session id (up to TLS 1.2, a server echoing a non-empty
+    /// one resumes that session).
+    pub session_id: Vec<u8>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -48,6 +55,10 @@ pub struct ServerHello {
     /// The ALPN protocol chosen. TLS 1.3 sends it encrypted
     /// (EncryptedExtensions), so only up to TLS 1.2 is it here.
     pub alpn: Option<String>,
+    pub session_id: Vec<u8>,
+    /// TLS 1.3: the server accepted a pre-shared key (resumption, or an
+    /// external PSK): no certificates are exchanged.
+    pub psk: bool,
 }
 
 impl ServerHello {
@@ -74,6 +85,16 @@ pub fn exported(payload: &[u8], side: Side) -> Option<&[u8]> {
     payload.get(..n)
 }
 
+/// Reads one record of the kernel's hello ring: a hello, or (`kind`
+/// `HELLO_KIND_CLIENT_FLIGHT`) the head of the client's flight, kept as
+/// it is (at most `FLIGHT_MAX` bytes).
+pub fn parse_export(kind: u8, bytes: &[u8]) -> Option<Hello> {
+    if kind == HELLO_KIND_CLIENT_FLIGHT {
+        return Some(Hello::ClientFlight(bytes.to_vec()));
+    }
+    parse(bytes)
+}
+
 /// Reads one hello record (header included); `None` if the bytes do not
 /// start one or end before its fixed fields.
 pub fn parse(record: &[u8]) -> Option<Hello> {
@@ -98,7 +119,7 @@ fn client_hello(r: &mut Reader<'_>) -> Option<ClientHello> {
         ..ClientHello::default()
     };
     r.take(32)?; // random
-    r.vec8()?; // session id
+    h.session_id = r.vec8()?.0.to_vec();
     r.vec16()?; // cipher suites
     r.vec8()?; // compression methods
     for (ty, mut data) in extensions(r) {
@@ -123,9 +144,10 @@ fn client_hello(r: &mut Reader<'_>) -> Option<ClientHello> {
 fn server_hello(r: &mut Reader<'_>) -> Option<ServerHello> {
     let legacy_version = r.u16()?;
     r.take(32)?; // random
-    r.vec8()?; // session id
+    let session_id = r.vec8()?.0.to_vec();
     let mut h = ServerHello {
         legacy_version,
+        session_id,
         cipher: r.u16()?,
         ..ServerHello::default()
     };
@@ -134,6 +156,7 @@ fn server_hello(r: &mut Reader<'_>) -> Option<ServerHello> {
         match ty {
             EXT_SUPPORTED_VERSIONS => h.selected_version = data.u16(),
             EXT_ALPN => h.alpn = alpn_list(&mut data).into_iter().next(),
+            EXT_PRE_SHARED_KEY => h.psk = true,
             _ => {}
         }
     }
@@ -332,6 +355,14 @@ pub struct TlsMeta {
     pub cipher: Option<u16>,
     /// The version the ServerHello negotiated.
     pub version: TlsVersion,
+    /// The ClientHello's legacy session id (see `resumed`).
+    pub client_session_id: Vec<u8>,
+    /// The ServerHello resumed a session (TLS 1.3: a pre-shared key; up to
+    /// 1.2: it echoed the client's session id): no certificates flow.
+    pub resumed: bool,
+    /// The head of the client's flight after the ServerHello
+    /// (pipeline/client_auth.rs reads it).
+    pub client_flight: Option<Vec<u8>>,
 }
 
 impl Default for TlsMeta {
@@ -342,6 +373,9 @@ impl Default for TlsMeta {
             alpn_selected: None,
             cipher: None,
             version: TlsVersion::Unknown,
+            client_session_id: Vec::new(),
+            resumed: false,
+            client_flight: None,
         }
     }
 }
@@ -352,17 +386,32 @@ impl TlsMeta {
             Hello::Client(c) => {
                 self.sni = c.sni;
                 self.alpn_offered = c.alpn;
+                self.client_session_id = c.session_id;
             }
             Hello::Server(s) => {
                 self.version = s.version();
                 self.cipher = Some(s.cipher);
+                // TLS 1.3 echoes the session id always (middlebox
+                // compatibility): only its PSK extension says resumed.
+                self.resumed = if self.version == TlsVersion::Tls13 {
+                    s.psk
+                } else {
+                    !s.session_id.is_empty() && s.session_id == self.client_session_id
+                };
                 self.alpn_selected = s.alpn;
             }
+            Hello::ClientFlight(b) => self.client_flight = Some(b),
         }
     }
 
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
+    }
+
+    /// A ServerHello was seen and the client's flight after it not yet:
+    /// the live agent holds such a flow's verdict a moment for it.
+    pub fn awaits_client_flight(&self) -> bool {
+        self.cipher.is_some() && self.client_flight.is_none()
     }
 
     /// The ALPN protocol the flow speaks: the server's choice, else the

@@ -9,12 +9,15 @@
 //! - A flow still without a verdict at the end of the capture gets
 //!   `on_close()`'s best guess, as it would at its close. Flows that never
 //!   carried payload give nothing.
+//! - A TLS flow's row waits for the client's flight after the ServerHello
+//!   (`track::client_flight`, as the kernel exports it), or the flow's end,
+//!   as the live agent holds it (kernel/events.rs `HeldFlows`).
 
 use super::FlowRecord;
 use super::packet::Segment;
 use crate::pipeline::tls_hello::{self, TlsMeta};
 use agent_common::{
-    Verdict,
+    Encryption, Verdict,
     classify::PrefixBuf,
     track::{self, Inspect},
     wire::{FLOW_CLIENT_IS_HI, FLOW_MIDSTREAM, FlowState},
@@ -39,6 +42,8 @@ struct Flow {
     created: u64,
     last_ts_ns: i64,
     tls: TlsMeta,
+    /// The row of a decided TLS flow waiting for its client's flight.
+    held: Option<FlowRecord>,
 }
 
 impl Flow {
@@ -76,14 +81,42 @@ impl Flow {
         // As the kernel: the hello is exported before the segment is
         // classified.
         if let Some(hello) = tls_hello::exported(bytes, side).and_then(tls_hello::parse) {
+            if matches!(hello, tls_hello::Hello::Server(_)) {
+                track::await_client_flight(&mut self.state);
+            }
             self.tls.add(hello);
         }
         track::classify(&mut self.state, side, &PrefixBuf::new(bytes).prefix())
     }
 
-    /// The flow ends: its verdict if it has none yet and carried payload.
+    /// The flow ends: its held row, or its verdict if it has none yet and
+    /// carried payload.
     fn close(&mut self) -> Option<FlowRecord> {
-        track::close(&mut self.state).map(|v| self.record(v))
+        self.held
+            .take()
+            .or_else(|| track::close(&mut self.state).map(|v| self.record(v)))
+    }
+
+    /// The kernel's client-flight export (agent-ebpf hello.rs): the held
+    /// row, with the flight's head, once the client's flight shows.
+    fn flight(&mut self, t: &track::Segment, payload: &[u8]) -> Option<FlowRecord> {
+        // As the kernel: only decided flows (a TLS flow is decided at its
+        // ServerHello).
+        if !track::is_decided(&self.state) {
+            return None;
+        }
+        let side = track::side(&self.state, t.from_lo);
+        let n = track::client_flight(&mut self.state, side, t.payload_len);
+        let head = payload.get(..usize::try_from(n).ok()?)?;
+        // As the kernel, only bytes that start a TLS record.
+        if n == 0 || !(0x14..=0x17).contains(head.first()?) {
+            return None;
+        }
+        let hello = tls_hello::Hello::ClientFlight(head.to_vec());
+        self.tls.add(hello.clone());
+        let mut row = self.held.take()?;
+        row.tls.add(hello);
+        Some(row)
     }
 }
 
@@ -130,12 +163,21 @@ impl FlowTable {
                     created: self.created,
                     last_ts_ns: 0,
                     tls: TlsMeta::default(),
+                    held: None,
                 })
             }
         };
         flow.last_ts_ns = ts_ns;
+        if let Some(r) = flow.flight(&t, seg.payload) {
+            out(r);
+        }
         if let Some(v) = flow.feed(&t, seg.payload) {
-            out(flow.record(v));
+            let r = flow.record(v);
+            if r.verdict.encryption == Encryption::Tls && r.tls.awaits_client_flight() {
+                flow.held = Some(r);
+            } else {
+                out(r);
+            }
         }
         let side = track::side(&flow.state, t.from_lo);
         if t.is_closing() && track::finished(&mut flow.state, side, t.flags) {

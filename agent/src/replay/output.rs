@@ -4,7 +4,14 @@
 use super::FlowRecord;
 use crate::{
     export::{edge_list::EdgeList, table},
-    pipeline::{Judgement, Pipeline, flow::Flow, identity::Resolver, policy::PolicySet, tls_hello},
+    pipeline::{
+        Judgement, Pipeline,
+        client_auth::{self, ClientAuth},
+        flow::Flow,
+        identity::Resolver,
+        policy::PolicySet,
+        tls_hello,
+    },
 };
 use agent_common::{Protocol, Reason, TlsVersion};
 use std::{
@@ -36,6 +43,14 @@ struct JsonFlow<'a> {
     alpn: Option<&'a str>,
     cipher: Option<Cow<'static, str>>,
     inner_protocol: Option<&'a str>,
+    /// How the client authenticated (pipeline/client_auth.rs); null when
+    /// the flow is not TLS.
+    client_auth: Option<&'static str>,
+    /// The server certificate's problems: null until the certificate can
+    /// be seen (README "Mutual TLS and certificates").
+    cert_issues: Option<Vec<&'static str>>,
+    /// The server certificate's notAfter (RFC 3339), null when not seen.
+    cert_not_after: Option<String>,
 }
 
 fn json_line(r: &FlowRecord, j: &Judgement) -> String {
@@ -57,6 +72,9 @@ fn json_line(r: &FlowRecord, j: &Judgement) -> String {
         alpn: r.tls.alpn(),
         cipher: r.tls.cipher.map(tls_hello::cipher_name),
         inner_protocol: r.tls.inner_protocol().map(Protocol::as_str),
+        client_auth: client_auth::of(v, &r.tls).map(ClientAuth::as_str),
+        cert_issues: None,
+        cert_not_after: None,
     };
     // Serialising strings and booleans cannot fail.
     serde_json::to_string(&line).unwrap_or_default()
@@ -152,7 +170,7 @@ mod tests {
         let mut e = Report::default();
         assert_eq!(
             e.json(&r),
-            r#"{"client":"10.0.0.1:51234","server":"10.0.0.2:5432","protocol":"postgres","encryption":"plaintext","tls_version":null,"reason":null,"midstream":false,"client_identity":"10.0.0.1","server_identity":"10.0.0.2","policy":"violation","rule":null,"sni":null,"alpn":null,"cipher":null,"inner_protocol":null}"#
+            r#"{"client":"10.0.0.1:51234","server":"10.0.0.2:5432","protocol":"postgres","encryption":"plaintext","tls_version":null,"reason":null,"midstream":false,"client_identity":"10.0.0.1","server_identity":"10.0.0.2","policy":"violation","rule":null,"sni":null,"alpn":null,"cipher":null,"inner_protocol":null,"client_auth":null,"cert_issues":null,"cert_not_after":null}"#
         );
         let mut v = Verdict::new(Protocol::Tls, Encryption::Tls);
         v.tls_version = TlsVersion::Tls13;
@@ -165,7 +183,7 @@ mod tests {
         );
         assert_eq!(
             e.json(&r),
-            r#"{"client":"[fd00::1]:40000","server":"[fd00::2]:443","protocol":"tls","encryption":"tls","tls_version":"1.3","reason":"midstream","midstream":true,"client_identity":"fd00::1","server_identity":"fd00::2","policy":"ok","rule":null,"sni":null,"alpn":null,"cipher":null,"inner_protocol":null}"#
+            r#"{"client":"[fd00::1]:40000","server":"[fd00::2]:443","protocol":"tls","encryption":"tls","tls_version":"1.3","reason":"midstream","midstream":true,"client_identity":"fd00::1","server_identity":"fd00::2","policy":"ok","rule":null,"sni":null,"alpn":null,"cipher":null,"inner_protocol":null,"client_auth":"unknown","cert_issues":null,"cert_not_after":null}"#
         );
     }
 
@@ -199,9 +217,9 @@ mod tests {
         let text = String::from_utf8(out).expect("utf8");
         assert_eq!(
             text,
-            "CLIENT    SERVER    PORT  PROTOCOL  ENCRYPTION  POLICY     FLOWS  LAST-SEEN\n\
-             10.0.0.1  10.0.0.2  80    http      plaintext   violation      2  1970-01-01T00:00:07Z\n\
-             10.0.0.1  10.0.0.2  8080  http      plaintext   violation      1  1970-01-01T00:00:01Z\n"
+            "CLIENT    SERVER    PORT  PROTOCOL  ENCRYPTION  AUTH  POLICY     FLOWS  LAST-SEEN\n\
+             10.0.0.1  10.0.0.2  80    http      plaintext   -     violation      2  1970-01-01T00:00:07Z\n\
+             10.0.0.1  10.0.0.2  8080  http      plaintext   -     violation      1  1970-01-01T00:00:01Z\n"
         );
     }
 }

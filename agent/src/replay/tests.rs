@@ -11,10 +11,10 @@ use super::{CaptureError, FlowRecord, output::Report, replay_reader};
 /// over TLS 1.3 and 1.2 to openssl s_server (to an IP: no SNI; curl offers
 /// h2 and http/1.1, s_server picks neither).
 const LOOPBACK: [&str; 4] = [
-    r#"{"client":"127.0.0.1:43138","server":"127.0.0.1:18080","protocol":"http","encryption":"plaintext","tls_version":null,"reason":null,"midstream":false,"client_identity":"127.0.0.1","server_identity":"127.0.0.1","policy":"violation","rule":null,"sni":null,"alpn":null,"cipher":null,"inner_protocol":null}"#,
-    r#"{"client":"[::1]:34916","server":"[::1]:18081","protocol":"http","encryption":"plaintext","tls_version":null,"reason":null,"midstream":false,"client_identity":"::1","server_identity":"::1","policy":"violation","rule":null,"sni":null,"alpn":null,"cipher":null,"inner_protocol":null}"#,
-    r#"{"client":"127.0.0.1:43764","server":"127.0.0.1:18443","protocol":"tls","encryption":"tls","tls_version":"1.3","reason":null,"midstream":false,"client_identity":"127.0.0.1","server_identity":"127.0.0.1","policy":"ok","rule":null,"sni":null,"alpn":null,"cipher":"TLS_AES_256_GCM_SHA384","inner_protocol":null}"#,
-    r#"{"client":"127.0.0.1:43770","server":"127.0.0.1:18443","protocol":"tls","encryption":"tls","tls_version":"1.2","reason":null,"midstream":false,"client_identity":"127.0.0.1","server_identity":"127.0.0.1","policy":"ok","rule":null,"sni":null,"alpn":null,"cipher":"TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384","inner_protocol":null}"#,
+    r#"{"client":"127.0.0.1:43138","server":"127.0.0.1:18080","protocol":"http","encryption":"plaintext","tls_version":null,"reason":null,"midstream":false,"client_identity":"127.0.0.1","server_identity":"127.0.0.1","policy":"violation","rule":null,"sni":null,"alpn":null,"cipher":null,"inner_protocol":null,"client_auth":null,"cert_issues":null,"cert_not_after":null}"#,
+    r#"{"client":"[::1]:34916","server":"[::1]:18081","protocol":"http","encryption":"plaintext","tls_version":null,"reason":null,"midstream":false,"client_identity":"::1","server_identity":"::1","policy":"violation","rule":null,"sni":null,"alpn":null,"cipher":null,"inner_protocol":null,"client_auth":null,"cert_issues":null,"cert_not_after":null}"#,
+    r#"{"client":"127.0.0.1:43764","server":"127.0.0.1:18443","protocol":"tls","encryption":"tls","tls_version":"1.3","reason":null,"midstream":false,"client_identity":"127.0.0.1","server_identity":"127.0.0.1","policy":"ok","rule":null,"sni":null,"alpn":null,"cipher":"TLS_AES_256_GCM_SHA384","inner_protocol":null,"client_auth":"server_only","cert_issues":null,"cert_not_after":null}"#,
+    r#"{"client":"127.0.0.1:43770","server":"127.0.0.1:18443","protocol":"tls","encryption":"tls","tls_version":"1.2","reason":null,"midstream":false,"client_identity":"127.0.0.1","server_identity":"127.0.0.1","policy":"ok","rule":null,"sni":null,"alpn":null,"cipher":"TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384","inner_protocol":null,"client_auth":"server_only","cert_issues":null,"cert_not_after":null}"#,
 ];
 
 fn lines(flows: &[FlowRecord]) -> Vec<String> {
@@ -179,4 +179,39 @@ fn flows_read_before_a_truncation_are_returned() {
     let err = replay_reader(&file[..file.len() - 10], &mut |r| flows.push(r));
     assert!(matches!(err, Err(CaptureError::Truncated { .. })));
     assert_eq!(lines(&flows), LOOPBACK);
+}
+
+/// Real clients with and without certificates against servers requiring,
+/// requesting and not asking for one (mtls-capture.sh): every flow's
+/// `client_auth` is what its client really did, none unknown.
+#[test]
+fn client_auth_of_real_clients_with_and_without_certificates() {
+    use crate::pipeline::client_auth::{self, ClientAuth};
+    let tsv = String::from_utf8(data_file("mtls.tsv")).expect("utf-8");
+    let expected: std::collections::HashMap<u16, (String, ClientAuth)> = tsv
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            let want = match f[5] {
+                "mutual" => ClientAuth::Mutual,
+                "server_only" => ClientAuth::ServerOnly,
+                other => panic!("mtls.tsv: {other}"),
+            };
+            (f[0].parse().expect("port"), (l.to_owned(), want))
+        })
+        .collect();
+    let flows = replay(&data_file("mtls.pcap"));
+    assert_eq!(flows.len(), expected.len(), "one flow per case");
+    let mut mutual = 0;
+    for r in &flows {
+        let (case, want) = &expected[&r.server.port()];
+        let got = client_auth::of(&r.verdict, &r.tls);
+        assert_eq!(got, Some(*want), "{case}");
+        mutual += usize::from(*want == ClientAuth::Mutual);
+    }
+    assert_eq!(
+        mutual, 28,
+        "TLS 1.2 and 1.3, RSA and ECDSA client and server keys"
+    );
 }

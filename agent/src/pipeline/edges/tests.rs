@@ -62,7 +62,8 @@ fn tls_flow(
 }
 
 /// The hellos of `openssl s_client -servername api.example.internal -alpn
-/// h2` and `s_server` (TLS 1.3), as captured.
+/// h2` and `s_server` (TLS 1.3), as captured, and the head of the client's
+/// flight (no certificate) as the kernel exports it.
 fn s_client_hellos() -> TlsMeta {
     let mut m = TlsMeta::default();
     for chunk in ["c2s.0", "s2c.0"] {
@@ -80,6 +81,14 @@ fn s_client_hellos() -> TlsMeta {
             .and_then(crate::pipeline::tls_hello::parse);
         m.add(hello.expect("a hello"));
     }
+    let path = format!(
+        "{}/../agent-common/tests/fixtures/openssl-3.0-s_client-sni-alpn-h2.c2s.1.bin",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let flight = std::fs::read(&path).expect("fixture");
+    m.add(crate::pipeline::tls_hello::Hello::ClientFlight(
+        flight[..agent_common::wire::FLIGHT_MAX].to_vec(),
+    ));
     m
 }
 
@@ -391,7 +400,8 @@ fn json_is_the_contract_shape() {
         serde_json::json!({"edges": [{
             "client": "10.77.0.1", "server": "10.77.0.2", "server_port": 8443,
             "protocol": "tls", "encryption": "tls", "policy": "ok", "flows": 1,
-            "reasons": {}, "tls_versions": {"1.3": 1}, "midstream_flows": 0,
+            "reasons": {}, "tls_versions": {"1.3": 1},
+            "client_auth": {"server_only": 1}, "midstream_flows": 0,
             "first_seen": "2027-01-15T08:00:00Z", "last_seen": "2027-01-15T08:00:00Z",
             "client_addrs": ["10.77.0.1"], "server_addrs": ["10.0.5.7"],
             "rule": null, "expired_rule": null,

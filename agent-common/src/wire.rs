@@ -212,7 +212,8 @@ pub struct HelloHeader {
     /// `HELLO_KIND_CLIENT_FLIGHT`.
     pub kind: u8,
     pub _pad0: u16,
-    /// Hello bytes that follow the header (1..=HELLO_MAX).
+    /// Bytes that follow the header (1..=EXPORT_MAX: `HELLO_MAX` for a
+    /// hello, and `CERT_MAX` more for the Certificate after a ServerHello).
     pub len: u32,
     pub _pad1: u32,
 }
@@ -231,13 +232,25 @@ pub const HELLO_KIND_CLIENT_FLIGHT: u8 = 3;
 /// the length of the certificate list (3) need 12; TLS 1.3 needs 11.
 pub const FLIGHT_MAX: usize = 16;
 
+/// Most bytes of the server's Certificate record exported with the
+/// ServerHello before it (TLS ≤ 1.2, when it starts in the ServerHello's
+/// segment: `classify::tls::export_len`): the record and handshake headers
+/// and the chain's first certificate, the server's own, which is all that
+/// is read (1–2 KB for RSA-2048 and P-256 certificates, up to 4 KB with
+/// long name lists). Longer ones are counted as truncated.
+pub const CERT_MAX: usize = 4096;
+
 /// A hello record as the kernel assembles it; only the header and `len`
 /// bytes of `bytes` go on the ring.
 #[repr(C)]
 pub struct HelloEvent {
     pub header: HelloHeader,
-    pub bytes: [u8; HELLO_MAX],
+    pub bytes: [u8; EXPORT_MAX],
 }
+
+/// Most bytes of one hello record on the ring: a ServerHello and the
+/// server's Certificate record after it.
+pub const EXPORT_MAX: usize = HELLO_MAX + CERT_MAX;
 
 /// Per-CPU kernel counters; the index into the `STATS` array.
 ///

@@ -5,7 +5,9 @@
 //!
 //! Only `export` writes to `HELLOS`, and it takes a `tls::Hello`, which only
 //! `tls::hello` makes, from a segment that starts a hello record sent by the
-//! side that sends that hello; the copy stops at the end of that record.
+//! side that sends that hello; the copy stops at the end of that record
+//! (or, for a TLS 1.2 ServerHello, of the server's Certificate record right
+//! after it: `tls::export_len`).
 //! Its own ring, not the verdict ring: a burst of hellos can never take
 //! the room a verdict needs, and verdict accounting stays exact.
 //! Cost: only hello segments pay (two copies of at most `HELLO_MAX` bytes
@@ -23,10 +25,10 @@ use agent_common::{
     Side,
     classify::{
         Prefix,
-        tls::{self, Hello, HelloKind, hello_record_len},
+        tls::{self, Hello, HelloKind, export_len},
     },
     wire::{
-        FLIGHT_MAX, FlowKey, HELLO_KIND_CLIENT_FLIGHT, HELLO_MAX, HelloEvent, HelloHeader, Stat,
+        EXPORT_MAX, FLIGHT_MAX, FlowKey, HELLO_KIND_CLIENT_FLIGHT, HelloEvent, HelloHeader, Stat,
     },
 };
 use aya_ebpf::{
@@ -109,8 +111,10 @@ pub fn export_flight(skb: *mut __sk_buff, key: &FlowKey, client_is_hi: bool, p: 
 }
 
 /// Copies the hello `staged` (the classifier's prefix of this segment)
-/// starts, up to the end of its record or `HELLO_MAX` bytes, and puts it on
-/// `HELLOS` with its flow's endpoints. Counted: exported or lost.
+/// starts, up to the end of its record (for a TLS 1.2 ServerHello, of the
+/// server's Certificate record after it) or the bound (`tls::export_len`),
+/// and puts it on `HELLOS` with its flow's endpoints. Counted: exported or
+/// lost.
 #[inline(always)]
 fn export(
     skb: *mut __sk_buff,
@@ -128,20 +132,17 @@ fn export(
     // SAFETY: this CPU's slot; nothing else runs on this CPU meanwhile.
     let ev = unsafe { &mut *ev };
     let mut n = payload_len as usize;
-    let record = hello_record_len(staged);
-    if n > record {
-        n = record;
-    }
-    if n > HELLO_MAX {
-        n = HELLO_MAX;
+    let end = export_len(staged, hello);
+    if n > end {
+        n = end;
     }
     // The check the verifier needs, on the register passed to the helpers
     // (see `stage_payload`).
     let n = core::hint::black_box(n);
-    if n == 0 || n > HELLO_MAX {
+    if n == 0 || n > EXPORT_MAX {
         return;
     }
-    // SAFETY: `bytes` has room for n <= HELLO_MAX bytes.
+    // SAFETY: `bytes` has room for n <= EXPORT_MAX bytes.
     let rc = unsafe {
         bpf_skb_load_bytes(
             skb as *const _,
@@ -171,7 +172,7 @@ fn output(ev: &mut HelloEvent, key: &FlowKey, client_is_hi: bool, kind: u8, n: u
     h.family = key.family;
     h.kind = kind;
     h._pad0 = 0;
-    #[expect(clippy::cast_possible_truncation, reason = "n <= HELLO_MAX")]
+    #[expect(clippy::cast_possible_truncation, reason = "n <= EXPORT_MAX")]
     {
         h.len = n as u32;
     }

@@ -246,32 +246,43 @@ fn a_config_names_and_judges_the_flows() {
         .collect();
     assert_eq!(rows.len(), 4, "{}", r.stdout);
     assert_eq!(
-        rows[1][..7],
+        rows[1][..8],
         [
             "local6",
             "local6",
             "18081",
             "http",
             "plaintext",
+            "-",
             "violation",
             "1"
         ]
     );
     assert_eq!(
-        rows[2][..7],
+        rows[2][..8],
         [
             "local",
             "local",
             "18080",
             "http",
             "plaintext",
+            "-",
             "allowed",
             "1"
         ]
     );
     assert_eq!(
-        rows[3][..7],
-        ["local", "local", "18443", "tls", "tls", "ok", "2"]
+        rows[3][..8],
+        [
+            "local",
+            "local",
+            "18443",
+            "tls",
+            "tls",
+            "server_only",
+            "ok",
+            "2"
+        ]
     );
 }
 

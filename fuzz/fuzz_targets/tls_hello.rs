@@ -4,7 +4,7 @@
 //! the verdict refinement.
 #![no_main]
 
-use agent_common::wire::HELLO_MAX;
+use agent_common::wire::EXPORT_MAX;
 use agent_common::{Encryption, Protocol, Side, Verdict};
 use libfuzzer_sys::fuzz_target;
 use plainsight::pipeline::tls_hello::{self, Hello, TlsMeta};
@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     for side in [Side::Client, Side::Server] {
         if let Some(rec) = tls_hello::exported(data, side) {
             assert!(
-                rec.len() <= HELLO_MAX && data.starts_with(rec),
+                rec.len() <= EXPORT_MAX && data.starts_with(rec),
                 "exported more than the segment's hello"
             );
             if let Some(h) = tls_hello::parse(rec) {

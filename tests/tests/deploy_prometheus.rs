@@ -16,11 +16,12 @@ use std::fmt::Write as _;
 use std::process::Command;
 
 /// The alerts the rule file must define (issue 7).
-const ALERTS: [&str; 10] = [
+const ALERTS: [&str; 11] = [
     "PlaintextFlowViolation",
     "PlaintextFlowSustained",
     "WeakTLS",
     "MutualTLSMissing",
+    "TLSCertificateExpiringSoon",
     "StartTLSRefused",
     "CleartextCredentials",
     "PlainsightDown",

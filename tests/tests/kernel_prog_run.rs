@@ -817,6 +817,30 @@ fn the_client_flight_head_is_exported_once_after_the_server_hello() {
     }
 }
 
+/// TLS 1.2: the server's Certificate record after the ServerHello in the
+/// same segment goes to the hello ring with it (up to the Certificate
+/// record's end, here the segment's); TLS 1.3's encrypted records there
+/// never do (`tls_hellos_are_exported_with_exactly_their_record_bytes`).
+#[test]
+fn the_tls12_server_certificate_is_exported_after_the_server_hello() {
+    for hook in Hook::ALL {
+        let mut k = Kernel::load(hook);
+        handshake(&mut k, C, S);
+        let ch = fixture("curl-7.88-tls12-s_server.c2s.0.bin");
+        let sh = fixture("curl-7.88-tls12-s_server.s2c.0.bin");
+        k.send(&Segment::new(C, 40000, S, 80, 1001, ACK | PSH, &ch));
+        k.send(&Segment::new(S, 80, C, 40000, 5001, ACK | PSH, &sh));
+        let hellos = k.hellos();
+        assert_eq!(hellos.len(), 2, "{hook:?}");
+        let (h, bytes) = &hellos[1];
+        assert_eq!((h.kind, h.client_port, h.server_port), (2, 40000, 80));
+        // The 98-byte ServerHello record, then the Certificate record,
+        // whose 796 bytes go past this 512-byte segment.
+        assert_eq!(&sh[98..104], &[0x16, 3, 3, 3, 0x17, 11]);
+        assert_eq!(bytes.as_slice(), &sh[..], "{hook:?}");
+    }
+}
+
 /// Plaintext never reaches the hello ring: not HTTP, not a PostgreSQL
 /// StartupMessage, not TLS records that are no hello, not a ClientHello
 /// sent by the server.

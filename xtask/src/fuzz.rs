@@ -23,6 +23,7 @@ const TARGETS: &[(&str, Seeds)] = &[
     ("classifier", Seeds::Sessions),
     ("tracker", Seeds::Sessions),
     ("tls_hello", Seeds::TlsRecords),
+    ("certificate", Seeds::TlsRecords),
     ("capture", Seeds::Captures),
     ("config", Seeds::Config),
 ];

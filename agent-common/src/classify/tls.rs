@@ -3,6 +3,7 @@
 
 use super::{Side, bytes::Prefix};
 use crate::TlsVersion;
+use crate::wire::{CERT_MAX, HELLO_MAX};
 
 /// What the first bytes of a TLS (or SSLv2) stream say. A plain `u8` enum,
 /// no data: an `Option` of an enum with a payload leaves LLVM free to read
@@ -26,6 +27,7 @@ const CONTENT_APPLICATION_DATA: u8 = 0x17;
 const HANDSHAKE: u8 = 0x16;
 const CLIENT_HELLO: u8 = 1;
 const SERVER_HELLO: u8 = 2;
+const CERTIFICATE: u8 = 11;
 const EXT_SUPPORTED_VERSIONS: u16 = 43;
 /// Extensions walked in a ServerHello; real servers send fewer than this.
 const MAX_EXTENSIONS: usize = 8;
@@ -104,12 +106,39 @@ pub fn hello(d: &Prefix<'_>, side: Side) -> Option<Hello> {
 }
 
 /// Bytes of the record a hello starts (header included), as its header
-/// says: the export stops there, so bytes after the hello in the same
-/// segment (a Certificate, early data) never leave the kernel.
+/// says: the export stops there (`export_len`), so bytes after the hello
+/// in the same segment (early data, encrypted records) never leave the
+/// kernel; only a TLS 1.2 server's Certificate record may follow it out.
 #[must_use]
 #[inline(always)]
 pub fn hello_record_len(d: &Prefix<'_>) -> usize {
     5 + d.be16(3) as usize
+}
+
+/// How many bytes of the segment a hello export takes (before the
+/// segment's own end): the hello's record, at most `HELLO_MAX`; for a
+/// ServerHello followed, within the prefix, by a handshake record that
+/// carries the server's Certificate message (public up to TLS 1.2; TLS 1.3
+/// sends a ChangeCipherSpec and encrypted records there), through the end
+/// of that record too, at most `HELLO_MAX + CERT_MAX`. One copy for both:
+/// a second one would cost the hook programs' verifier ~40k instructions.
+#[must_use]
+#[inline(always)]
+pub fn export_len(d: &Prefix<'_>, hello: Hello) -> usize {
+    let record = hello_record_len(d);
+    let certificate = hello.kind() == HelloKind::Server
+        && d.at_var(record) == HANDSHAKE
+        && d.at_var(record + 1) == 3
+        && d.at_var(record + 5) == CERTIFICATE;
+    let (end, max) = if certificate {
+        (
+            record + 5 + d.be16_var(record + 3) as usize,
+            HELLO_MAX + CERT_MAX,
+        )
+    } else {
+        (record, HELLO_MAX)
+    };
+    if end > max { max } else { end }
 }
 
 /// SSLv2-format record: a 2-byte length with the high bit set, then message
@@ -216,6 +245,30 @@ mod tests {
         let sh_len = hello_record_len(&PrefixBuf::new(sh).prefix());
         assert_eq!(sh_len, 5 + 0x7a);
         assert_eq!(sh.get(sh_len), Some(&0x14), "ChangeCipherSpec follows");
+    }
+
+    #[test]
+    fn a_tls12_server_hello_export_takes_the_certificate_record_after_it() {
+        use super::export_len;
+        // s_server's TLS 1.2 flight: a 98-byte ServerHello record, then a
+        // Certificate record of 5 + 0x317 bytes.
+        let sh = fixture!("curl-7.88-tls12-s_server.s2c.0");
+        let buf = PrefixBuf::new(sh);
+        let h = hello(&buf.prefix(), Side::Server).expect("a ServerHello");
+        assert_eq!(export_len(&buf.prefix(), h), 98 + 5 + 0x317);
+        // TLS 1.3: ChangeCipherSpec after the ServerHello, nothing more.
+        let sh = fixture!("curl-7.88-tls13-s_server.s2c.0");
+        let buf = PrefixBuf::new(sh);
+        let h = hello(&buf.prefix(), Side::Server).expect("a ServerHello");
+        assert_eq!(export_len(&buf.prefix(), h), 5 + 0x7a);
+        // A ClientHello: its record only.
+        let ch = fixture!("curl-7.88-tls12-s_server.c2s.0");
+        let buf = PrefixBuf::new(ch);
+        let h = hello(&buf.prefix(), Side::Client).expect("a ClientHello");
+        assert_eq!(
+            export_len(&buf.prefix(), h),
+            hello_record_len(&buf.prefix())
+        );
     }
 
     #[test]

@@ -40,6 +40,13 @@ pub struct EdgeJson {
     /// `server_only`, `unknown`; README "Mutual TLS").
     #[serde(default)]
     pub client_auth: BTreeMap<String, u64>,
+    /// Flows per server-certificate issue (`expired`, `self_signed`, ...;
+    /// README "Server certificates"), where TLS ≤ 1.2 showed it.
+    #[serde(default)]
+    pub cert_issues: BTreeMap<String, u64>,
+    /// The earliest notAfter of the server certificates seen (RFC 3339).
+    #[serde(default)]
+    pub cert_not_after: Option<String>,
     pub midstream_flows: u64,
     pub first_seen: String,
     pub last_seen: String,

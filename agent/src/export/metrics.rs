@@ -49,6 +49,14 @@ pub struct TlsLabels {
     pub version: &'static str,
 }
 
+/// `plainsight_tls_certificates_total`: what became of the server
+/// certificates the handshakes showed (TLS ≤ 1.2): `checked`, `truncated`
+/// (longer than the export bound), `unparsable`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CertOutcomeLabels {
+    pub outcome: &'static str,
+}
+
 /// `plainsight_tls_client_auth_total`: three values per edge at most.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ClientAuthLabels {
@@ -100,6 +108,10 @@ pub struct Metrics {
     pub flows: Family<FlowLabels, EdgeCounter>,
     pub tls_flows: Family<TlsLabels, EdgeCounter>,
     pub tls_client_auth: Family<ClientAuthLabels, EdgeCounter>,
+    pub tls_certificates: Family<CertOutcomeLabels, Counter>,
+    /// The server certificate's notAfter per edge (the flows series'
+    /// labels: one per admitted edge at most, retired with it).
+    pub tls_certificate_expiry: Family<FlowLabels, Gauge>,
     pub flow_reasons: Family<ReasonLabels, EdgeCounter>,
     pub events_received: Counter,
     pub events_lost: Counter,
@@ -123,6 +135,8 @@ impl Metrics {
             flows: Family::default(),
             tls_flows: Family::default(),
             tls_client_auth: Family::default(),
+            tls_certificates: Family::default(),
+            tls_certificate_expiry: Family::default(),
             flow_reasons: Family::default(),
             events_received: Counter::default(),
             events_lost: Counter::default(),
@@ -158,6 +172,16 @@ impl Metrics {
             "plainsight_tls_client_auth",
             "TLS flows by how the client authenticated: mutual, server_only or unknown",
             m.tls_client_auth.clone(),
+        );
+        reg.register(
+            "plainsight_tls_certificates",
+            "Server certificates seen in TLS <= 1.2 handshakes, by outcome: checked, truncated, unparsable",
+            m.tls_certificates.clone(),
+        );
+        reg.register(
+            "plainsight_tls_certificate_expiry_timestamp_seconds",
+            "notAfter of the server certificate the edge's latest TLS <= 1.2 flow showed, Unix seconds",
+            m.tls_certificate_expiry.clone(),
         );
         reg.register(
             "plainsight_flow_reasons",
@@ -352,6 +376,8 @@ pub struct EdgeSeries {
     tls_versions: Vec<(TlsVersion, EdgeCounter)>,
     /// At most one per client-authentication value (three).
     client_auth: Vec<(&'static str, EdgeCounter)>,
+    /// The edge's own (same labels as `flows`), once a certificate is seen.
+    cert_expiry: Option<Gauge>,
 }
 
 /// An edge's labels, as the pipeline's edge key gives them
@@ -374,17 +400,20 @@ impl EdgeSeries {
             reasons: Vec::new(),
             tls_versions: Vec::new(),
             client_auth: Vec::new(),
+            cert_expiry: None,
         }
     }
 
     /// One flow with verdict `v` on the edge `k` (the edge these series are
-    /// of); `client_auth` for a TLS flow (pipeline/client_auth.rs).
+    /// of); `client_auth` for a TLS flow (pipeline/client_auth.rs), and
+    /// the notAfter (Unix seconds) of the server certificate it showed.
     pub fn count(
         &mut self,
         m: &Metrics,
         k: &EdgeLabels<'_>,
         v: &Verdict,
         client_auth: Option<&'static str>,
+        cert_not_after: Option<i64>,
     ) {
         self.flows.inc();
         if v.reason != Reason::None {
@@ -405,6 +434,15 @@ impl EdgeSeries {
                     .get_or_create(&client_auth_labels(k, auth))
             })
             .inc();
+        }
+        if let Some(t) = cert_not_after {
+            self.cert_expiry
+                .get_or_insert_with(|| {
+                    m.tls_certificate_expiry
+                        .get_or_create(&flow_labels(k))
+                        .clone()
+                })
+                .set(t);
         }
     }
 
@@ -430,6 +468,9 @@ impl EdgeSeries {
             if release(c) {
                 m.tls_client_auth.remove(&client_auth_labels(k, auth));
             }
+        }
+        if self.cert_expiry.is_some() {
+            m.tls_certificate_expiry.remove(&flow_labels(k));
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::{
 };
 use agent_common::{
     Encryption,
-    wire::{EVENT_MIDSTREAM, FAMILY_V4, FlowEvent, HELLO_MAX, HelloHeader, Hook, addr_bytes},
+    wire::{EVENT_MIDSTREAM, EXPORT_MAX, FAMILY_V4, FlowEvent, HelloHeader, Hook, addr_bytes},
 };
 use aya::maps::{MapData, RingBuf};
 use std::{
@@ -57,7 +57,7 @@ pub fn decode_hello(bytes: &[u8]) -> Option<(HelloHeader, &[u8])> {
     let h: HelloHeader = unsafe { std::ptr::read_unaligned(head.as_ptr().cast()) };
     let len = usize::try_from(h.len)
         .ok()
-        .filter(|n| (1..=HELLO_MAX).contains(n))?;
+        .filter(|n| (1..=EXPORT_MAX).contains(n))?;
     Some((h, rest.get(..len)?))
 }
 

@@ -15,6 +15,7 @@
 //! costs one hash lookup and a few atomic increments.
 
 use super::{
+    certificates::CertIssue,
     client_auth::{self, ClientAuth},
     flow::Flow,
     policy::{Policy, Rule},
@@ -186,6 +187,10 @@ struct Edge {
     reasons: BTreeMap<Reason, u64>,
     tls_versions: BTreeMap<TlsVersion, u64>,
     client_auth: BTreeMap<ClientAuth, u64>,
+    /// Flows per server-certificate issue (pipeline/certificates.rs).
+    cert_issues: BTreeMap<CertIssue, u64>,
+    /// The earliest notAfter (Unix seconds) of the certificates seen.
+    cert_not_after: Option<i64>,
     midstream_flows: u64,
     client_addrs: Vec<IpAddr>,
     server_addrs: Vec<IpAddr>,
@@ -202,6 +207,8 @@ impl Edge {
             reasons: BTreeMap::new(),
             tls_versions: BTreeMap::new(),
             client_auth: BTreeMap::new(),
+            cert_issues: BTreeMap::new(),
+            cert_not_after: None,
             midstream_flows: 0,
             client_addrs: Vec::new(),
             server_addrs: Vec::new(),
@@ -224,6 +231,16 @@ impl Edge {
         }
         if let Some(auth) = client_auth::of(v, &f.tls) {
             *self.client_auth.entry(auth).or_default() += 1;
+        }
+        if let Some(Ok(cert)) = &f.tls.server_cert {
+            let now = o.ts_ns.div_euclid(1_000_000_000);
+            for issue in cert.issues(f.tls.sni.as_deref(), now) {
+                *self.cert_issues.entry(issue).or_default() += 1;
+            }
+            self.cert_not_after = Some(
+                self.cert_not_after
+                    .map_or(cert.not_after, |t| t.min(cert.not_after)),
+            );
         }
         self.midstream_flows += u64::from(f.midstream);
         self.tls.add(&f.tls);
@@ -492,6 +509,14 @@ fn edge_json(k: &EdgeKey, e: &Edge) -> EdgeJson {
             .iter()
             .map(|(a, n)| (a.as_str().into(), *n))
             .collect(),
+        cert_issues: e
+            .cert_issues
+            .iter()
+            .map(|(i, n)| (i.as_str().into(), *n))
+            .collect(),
+        cert_not_after: e
+            .cert_not_after
+            .map(|t| clock::rfc3339_wide(i128::from(t) * 1_000_000_000)),
         midstream_flows: e.midstream_flows,
         first_seen: clock::rfc3339(e.first_seen_ns),
         last_seen: clock::rfc3339(e.last_seen_ns),

@@ -2,6 +2,7 @@
 //! edges -> metrics and alerts. The live agent and `replay` share it.
 
 pub mod alerts;
+pub mod certificates;
 pub(crate) mod cidr;
 pub mod client_auth;
 pub mod edges;
@@ -10,7 +11,9 @@ pub mod identity;
 pub mod policy;
 pub mod tls_hello;
 
-use crate::export::metrics::{AlertLabels, EdgeSeries, Metrics, PolicyRuleLabels};
+use crate::export::metrics::{
+    AlertLabels, CertOutcomeLabels, EdgeSeries, Metrics, PolicyRuleLabels,
+};
 use agent_common::wire::Hook;
 use alerts::{Alert, Alerter, Cause, Outcome};
 use client_auth::ClientAuth;
@@ -145,7 +148,18 @@ impl Pipeline {
                         &labels,
                         v,
                         client_auth::of(v, &f.tls).map(ClientAuth::as_str),
+                        f.tls
+                            .server_cert
+                            .as_ref()
+                            .and_then(|c| c.as_ref().ok())
+                            .map(|c| c.not_after),
                     );
+                if let Some(cert) = &f.tls.server_cert {
+                    let outcome = cert.as_ref().map_or_else(|e| e.as_str(), |_| "checked");
+                    m.tls_certificates
+                        .get_or_create(&CertOutcomeLabels { outcome })
+                        .inc();
+                }
                 if rec.folded.is_some() {
                     m.edges_dropped.inc();
                 }
@@ -318,6 +332,51 @@ mod tests {
         let text = prometheus_text(&openmetrics_text(reg).expect("encode"));
         text.lines()
             .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    }
+
+    /// A TLS 1.2 flow whose client sent a certificate and whose server's
+    /// certificate was seen: counted by client_auth and certificate outcome,
+    /// its notAfter on the edge's gauge, and the series go with the edge.
+    #[test]
+    fn tls_flows_count_client_auth_and_certificates() {
+        use crate::pipeline::certificates::ServerCert;
+        use agent_common::{Encryption, Protocol, TlsVersion};
+        let (mut p, reg) = live(1);
+        let mut f = flow("10.0.1.1", "10.0.6.1", 8443);
+        f.verdict = agent_common::Verdict::new(Protocol::Tls, Encryption::Tls);
+        f.verdict.tls_version = TlsVersion::Tls12;
+        f.tls.version = TlsVersion::Tls12;
+        f.tls.cipher = Some(0xc030);
+        // A Certificate of 0x243 bytes of list (client_auth.rs tests).
+        f.tls.client_flight = Some(vec![0x16, 3, 3, 2, 0x4a, 11, 0, 2, 0x46, 0, 2, 0x43]);
+        f.tls.server_cert = Some(Ok(ServerCert {
+            not_before: 0,
+            not_after: 2_000_000_000,
+            self_signed: false,
+            names: vec![],
+            weak_key: false,
+            weak_signature: false,
+        }));
+        p.observe(&f, S);
+        let edge = r#"client="10.0.1.1",server="10.0.6.1",server_port="8443""#;
+        let auth = format!(r#"plainsight_tls_client_auth_total{{{edge},client_auth="mutual"}}"#);
+        assert_eq!(value(&reg, &auth), Some(1.0));
+        let expiry = format!(
+            r#"plainsight_tls_certificate_expiry_timestamp_seconds{{{edge},protocol="tls",encryption="tls",policy="ok"}}"#
+        );
+        assert_eq!(value(&reg, &expiry), Some(2e9));
+        assert_eq!(
+            value(
+                &reg,
+                r#"plainsight_tls_certificates_total{outcome="checked"}"#
+            ),
+            Some(1.0)
+        );
+        // Idle, then recycled for another edge (cap 1): its series leave.
+        p.tick(200 * S);
+        p.observe(&flow("10.0.1.2", "10.0.6.2", 5432), 200 * S);
+        assert_eq!(value(&reg, &auth), None);
+        assert_eq!(value(&reg, &expiry), None);
     }
 
     #[test]

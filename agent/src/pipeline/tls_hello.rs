@@ -6,10 +6,11 @@
 //! panic, and a hello cut short (the export stops at `HELLO_MAX` bytes or at
 //! the segment's end) yields every field that was complete.
 
+use super::certificates::{self, CertError, CertIssue, ServerCert};
 use agent_common::{
     Protocol, Reason, Side, TlsVersion, Verdict,
     classify::{PrefixBuf, tls},
-    wire::{HELLO_KIND_CLIENT_FLIGHT, HELLO_MAX},
+    wire::HELLO_KIND_CLIENT_FLIGHT,
 };
 use std::borrow::Cow;
 
@@ -59,6 +60,9 @@ pub struct ServerHello {
     /// TLS 1.3: the server accepted a pre-shared key (resumption, or an
     /// external PSK): no certificates are exchanged.
     pub psk: bool,
+    /// The server's certificate, from the Certificate record exported with
+    /// the ServerHello (TLS ≤ 1.2, `tls::export_len`); `None` if none was.
+    pub certificate: Option<Result<ServerCert, CertError>>,
 }
 
 impl ServerHello {
@@ -73,15 +77,13 @@ impl ServerHello {
 
 /// The bytes the kernel exports for a segment (agent-ebpf hello.rs), for
 /// `replay` to read the same: the hello record the segment starts, if it
-/// starts one from the side that sends it, up to `HELLO_MAX` bytes.
+/// starts one from the side that sends it (and for a TLS 1.2 ServerHello
+/// the server's Certificate record after it), as `tls::export_len` bounds.
 pub fn exported(payload: &[u8], side: Side) -> Option<&[u8]> {
     let buf = PrefixBuf::new(payload);
     let prefix = buf.prefix();
-    tls::hello(&prefix, side)?;
-    let n = payload
-        .len()
-        .min(tls::hello_record_len(&prefix))
-        .min(HELLO_MAX);
+    let hello = tls::hello(&prefix, side)?;
+    let n = payload.len().min(tls::export_len(&prefix, hello));
     payload.get(..n)
 }
 
@@ -108,7 +110,13 @@ pub fn parse(record: &[u8]) -> Option<Hello> {
     let mut msg = body.vec24_cut()?;
     match kind {
         CLIENT_HELLO => client_hello(&mut msg).map(Hello::Client),
-        SERVER_HELLO => server_hello(&mut msg).map(Hello::Server),
+        SERVER_HELLO => server_hello(&mut msg).map(|mut s| {
+            // The server's Certificate record, exported after it.
+            if !r.0.is_empty() {
+                s.certificate = Some(certificates::parse(r.0));
+            }
+            Hello::Server(s)
+        }),
         _ => None,
     }
 }
@@ -363,6 +371,8 @@ pub struct TlsMeta {
     /// The head of the client's flight after the ServerHello
     /// (pipeline/client_auth.rs reads it).
     pub client_flight: Option<Vec<u8>>,
+    /// The server's certificate, where the handshake showed it (TLS ≤ 1.2).
+    pub server_cert: Option<Result<ServerCert, CertError>>,
 }
 
 impl Default for TlsMeta {
@@ -376,6 +386,7 @@ impl Default for TlsMeta {
             client_session_id: Vec::new(),
             resumed: false,
             client_flight: None,
+            server_cert: None,
         }
     }
 }
@@ -399,6 +410,7 @@ impl TlsMeta {
                     !s.session_id.is_empty() && s.session_id == self.client_session_id
                 };
                 self.alpn_selected = s.alpn;
+                self.server_cert = s.certificate;
             }
             Hello::ClientFlight(b) => self.client_flight = Some(b),
         }
@@ -406,6 +418,15 @@ impl TlsMeta {
 
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
+    }
+
+    /// The server certificate's issues at `now_ns` (`[]` when clean) and
+    /// its notAfter (RFC 3339), if the handshake showed a readable one.
+    pub fn certificate(&self, now_ns: i64) -> Option<(Vec<CertIssue>, String)> {
+        let cert = self.server_cert.as_ref()?.as_ref().ok()?;
+        let issues = cert.issues(self.sni.as_deref(), now_ns.div_euclid(1_000_000_000));
+        let not_after = crate::clock::rfc3339_wide(i128::from(cert.not_after) * 1_000_000_000);
+        Some((issues, not_after))
     }
 
     /// A ServerHello was seen and the client's flight after it not yet:

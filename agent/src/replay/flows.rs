@@ -17,7 +17,7 @@ use super::FlowRecord;
 use super::packet::Segment;
 use crate::pipeline::tls_hello::{self, TlsMeta};
 use agent_common::{
-    Encryption, Verdict,
+    Encryption, Side, Verdict,
     classify::PrefixBuf,
     track::{self, Inspect},
     wire::{FLOW_CLIENT_IS_HI, FLOW_MIDSTREAM, FlowState},
@@ -80,11 +80,13 @@ impl Flow {
             .unwrap_or_default();
         // As the kernel: the hello is exported before the segment is
         // classified.
-        if let Some(hello) = tls_hello::exported(bytes, side).and_then(tls_hello::parse) {
-            if matches!(hello, tls_hello::Hello::Server(_)) {
+        if let Some(record) = tls_hello::exported(bytes, side) {
+            if let Some(hello) = tls_hello::parse(record) {
+                self.tls.add(hello);
+            }
+            if matches!(side, Side::Server) {
                 track::await_client_flight(&mut self.state);
             }
-            self.tls.add(hello);
         }
         track::classify(&mut self.state, side, &PrefixBuf::new(bytes).prefix())
     }

@@ -46,8 +46,9 @@ struct JsonFlow<'a> {
     /// How the client authenticated (pipeline/client_auth.rs); null when
     /// the flow is not TLS.
     client_auth: Option<&'static str>,
-    /// The server certificate's problems: null until the certificate can
-    /// be seen (README "Mutual TLS and certificates").
+    /// The server certificate's problems at the flow's time (`[]` when
+    /// clean); null when the certificate was not seen (TLS 1.3, resumption;
+    /// README "Server certificates").
     cert_issues: Option<Vec<&'static str>>,
     /// The server certificate's notAfter (RFC 3339), null when not seen.
     cert_not_after: Option<String>,
@@ -55,6 +56,7 @@ struct JsonFlow<'a> {
 
 fn json_line(r: &FlowRecord, j: &Judgement) -> String {
     let v = &r.verdict;
+    let cert = r.tls.certificate(r.ts_ns);
     let line = JsonFlow {
         // SocketAddr prints IPv6 as "[addr]:port".
         client: r.client.to_string(),
@@ -73,8 +75,10 @@ fn json_line(r: &FlowRecord, j: &Judgement) -> String {
         cipher: r.tls.cipher.map(tls_hello::cipher_name),
         inner_protocol: r.tls.inner_protocol().map(Protocol::as_str),
         client_auth: client_auth::of(v, &r.tls).map(ClientAuth::as_str),
-        cert_issues: None,
-        cert_not_after: None,
+        cert_issues: cert
+            .as_ref()
+            .map(|(issues, _)| issues.iter().map(|i| i.as_str()).collect()),
+        cert_not_after: cert.map(|(_, not_after)| not_after),
     };
     // Serialising strings and booleans cannot fail.
     serde_json::to_string(&line).unwrap_or_default()

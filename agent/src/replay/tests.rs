@@ -215,3 +215,45 @@ fn client_auth_of_real_clients_with_and_without_certificates() {
         "TLS 1.2 and 1.3, RSA and ECDSA client and server keys"
     );
 }
+
+/// Server certificates with every problem the check names, served by real
+/// `openssl s_server`s to `s_client` and curl asking for `good.test`
+/// (certs-capture.sh): TLS 1.2 names each problem, TLS 1.3 hides them.
+#[test]
+fn server_certificate_issues_of_real_handshakes() {
+    let tsv = String::from_utf8(data_file("certs.tsv")).expect("utf-8");
+    let expected: std::collections::HashMap<u16, (String, Option<Vec<String>>)> = tsv
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            let want = match f[4] {
+                "null" => None,
+                "-" => Some(Vec::new()),
+                list => Some(list.split(',').map(str::to_owned).collect()),
+            };
+            (f[0].parse().expect("port"), (l.to_owned(), want))
+        })
+        .collect();
+    let flows = replay(&data_file("certs.pcap"));
+    assert_eq!(flows.len(), expected.len(), "one flow per case");
+    for r in &flows {
+        let (case, want) = &expected[&r.server.port()];
+        let got = r.tls.certificate(r.ts_ns).map(|(issues, _)| {
+            issues
+                .iter()
+                .map(|i| i.as_str().to_owned())
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(&got, want, "{case}");
+    }
+    // The expired one's notAfter, as the JSON line gives it.
+    let expired = flows
+        .iter()
+        .find(|r| r.server.port() == 19504)
+        .and_then(|r| r.tls.certificate(r.ts_ns));
+    assert_eq!(
+        expired.map(|(_, t)| t).as_deref(),
+        Some("2021-01-01T00:00:00Z")
+    );
+}

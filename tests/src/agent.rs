@@ -55,6 +55,28 @@ impl Agent {
         Self::start(Some(t.ns(Side::Server)), 9477, &["--interface", pattern])
     }
 
+    /// The edge to `port` on /api/v1/edges once it has `flows` flows;
+    /// panics after 15 s with the list.
+    pub fn edge_to(&self, port: u16, flows: u64) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let (status, body) = self.get("/api/v1/edges").expect("GET /api/v1/edges");
+            assert_eq!(status, 200, "{body}");
+            let v: serde_json::Value = serde_json::from_str(&body).expect("edges JSON");
+            let found = v["edges"]
+                .as_array()
+                .expect("edges array")
+                .iter()
+                .find(|e| e["server_port"] == port && e["flows"] == flows)
+                .cloned();
+            match found {
+                Some(e) => return e,
+                None if Instant::now() > deadline => panic!("no edge to port {port}: {body}"),
+                None => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
     /// The value of an unlabelled (or first matching) sample, 0 if absent.
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         find(&self.metrics(), name, labels).map_or(0.0, |s| s.value)

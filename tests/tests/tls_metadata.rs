@@ -13,27 +13,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// The edge to `port` on /api/v1/edges, once it has `flows` flows.
-fn edge(agent: &Agent, port: u16, flows: u64) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (status, body) = agent.get("/api/v1/edges").expect("GET /api/v1/edges");
-        assert_eq!(status, 200, "{body}");
-        let v: serde_json::Value = serde_json::from_str(&body).expect("edges JSON");
-        let found = v["edges"]
-            .as_array()
-            .expect("edges array")
-            .iter()
-            .find(|e| e["server_port"] == port && e["flows"] == flows)
-            .cloned();
-        match found {
-            Some(e) => return e,
-            None if Instant::now() > deadline => panic!("no edge to port {port}: {body}"),
-            None => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
-}
-
 fn hellos_are_read(t: &Topology, agent: &Agent) {
     let server = IpAddr::from(t.server_ip);
     // curl by name (--resolve), TLS 1.2 so nginx's ALPN choice is in the
@@ -46,7 +25,7 @@ fn hellos_are_read(t: &Topology, agent: &Agent) {
         &format!("https://{name}:{}/", nginx::HTTPS_PORT),
     );
     assert_eq!(body, "tls\n");
-    let e = edge(agent, nginx::HTTPS_PORT, 1);
+    let e = agent.edge_to(nginx::HTTPS_PORT, 1);
     assert_eq!(e["protocol"], "tls", "{e}");
     assert_eq!(e["sni"], serde_json::json!([name]), "{e}");
     assert_eq!(e["alpn"], serde_json::json!({"http/1.1": 1}), "{e}");
@@ -68,7 +47,7 @@ fn hellos_are_read(t: &Topology, agent: &Agent) {
         &[flag, "-servername", "api.plainsight.test", "-alpn", "h2"],
     );
     assert!(summary.contains("TLSv1.3"), "{summary}");
-    let e = edge(agent, port, 1);
+    let e = agent.edge_to(port, 1);
     assert_eq!(e["sni"], serde_json::json!(["api.plainsight.test"]), "{e}");
     assert_eq!(e["alpn"], serde_json::json!({"h2": 1}), "{e}");
     assert_eq!(

@@ -322,3 +322,54 @@ impl Rings {
         read
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agent_common::{Protocol, TlsVersion, Verdict};
+
+    fn tls_flow(port: u16) -> Flow {
+        let mut tls = TlsMeta::default();
+        tls.version = TlsVersion::Tls13;
+        tls.cipher = Some(0x1302);
+        Flow {
+            client: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            client_port: port,
+            server: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+            server_port: 443,
+            hook: None,
+            verdict: Verdict::new(Protocol::Tls, Encryption::Tls),
+            midstream: false,
+            tls,
+        }
+    }
+
+    #[test]
+    fn a_tls_verdict_waits_for_its_client_flight_or_its_time() {
+        let mut held = HeldFlows::default();
+        let s = 1_000_000_000;
+        assert!(held.hold(tls_flow(1), 0).is_none(), "held");
+        assert!(held.hold(tls_flow(2), 0).is_none(), "held");
+        // Not TLS, or the flight already there: on at once.
+        let mut plain = tls_flow(3);
+        plain.verdict = Verdict::plaintext(Protocol::Http);
+        assert!(held.hold(plain, 0).is_some());
+        let mut seen = tls_flow(4);
+        seen.tls.client_flight = Some(vec![0x17, 3, 3, 0, 69]);
+        assert!(held.hold(seen, 0).is_some());
+        assert!(held.release(s / 10).is_empty(), "nothing came yet");
+        // Flow 1's flight comes: it goes on with it.
+        let flight = Hello::ClientFlight(vec![0x14, 3, 3, 0, 1, 1, 0x17, 3, 3, 0, 69]);
+        assert!(held.add(&tls_flow(1).id(), &flight));
+        assert!(!held.add(&tls_flow(9).id(), &flight), "not held");
+        let out = held.release(s / 5);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].client_port, 1);
+        assert!(out[0].tls.client_flight.is_some());
+        // Flow 2's never comes: it goes on after HOLD_TTL_NS without.
+        assert!(held.release(HOLD_TTL_NS - 1).is_empty());
+        let out = held.release(HOLD_TTL_NS);
+        assert_eq!((out.len(), out[0].client_port), (1, 2));
+        assert!(held.is_empty());
+    }
+}

@@ -26,29 +26,42 @@ impl TlsServers {
         let dir = WorkDir::new("s_server");
         let daemons = VERSIONS
             .iter()
-            .map(|&(port, flag, _)| {
-                let port_s = port.to_string();
-                let argv = [
-                    "openssl",
-                    "s_server",
-                    "-quiet",
-                    "-accept",
-                    &port_s,
-                    "-cert",
-                    path_str(&cert.cert),
-                    "-key",
-                    path_str(&cert.key),
-                    flag,
-                    "-cipher",
-                    SECLEVEL_0,
-                ];
-                let log = dir.join(&format!("s_server-{port}.log"));
-                Daemon::start(t, &argv, log, &[port], libc::SIGTERM)
-            })
+            .map(|&(port, flag, _)| s_server(t, cert, &dir, port, flag, &[]))
             .collect();
         Self {
             _daemons: daemons,
             _dir: dir,
         }
     }
+}
+
+/// One `openssl s_server` on `port` with the test certificate, TLS version
+/// `flag` (security level 0) and `extra` flags (e.g. `-Verify 1`), its log
+/// in `dir`.
+pub fn s_server(
+    t: &Topology,
+    cert: &TestCert,
+    dir: &WorkDir,
+    port: u16,
+    flag: &str,
+    extra: &[&str],
+) -> Daemon {
+    let port_s = port.to_string();
+    let mut argv = vec![
+        "openssl",
+        "s_server",
+        "-quiet",
+        "-accept",
+        &port_s,
+        "-cert",
+        path_str(&cert.cert),
+        "-key",
+        path_str(&cert.key),
+        flag,
+        "-cipher",
+        SECLEVEL_0,
+    ];
+    argv.extend(extra);
+    let log = dir.join(&format!("s_server-{port}.log"));
+    Daemon::start(t, &argv, log, &[port], libc::SIGTERM)
 }

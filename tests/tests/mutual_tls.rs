@@ -1,0 +1,121 @@
+//! Mutual TLS and server certificates end to end, on each hook: real
+//! `openssl s_server`s requiring a client certificate (`-Verify 1`) or not
+//! asking for one, TLS 1.2 and 1.3; real `openssl s_client`s with and
+//! without a certificate. The kernel exports the hellos, the server's
+//! Certificate (TLS 1.2) and the head of the client's flight; the API and
+//! the metrics give every edge its true `client_auth` and the server
+//! certificate's problems where TLS 1.2 shows it.
+
+use plainsight_tests::{
+    Agent, TestCert, Topology, WorkDir, clients,
+    servers::{Daemon, tls},
+};
+use std::net::IpAddr;
+
+/// (port, version flag, requires a client certificate).
+const SERVERS: [(u16, &str, bool); 4] = [
+    (4420, "-tls1_2", true),
+    (4421, "-tls1_3", true),
+    (4422, "-tls1_2", false),
+    (4423, "-tls1_3", false),
+];
+
+/// The name the clients ask for (SNI); the test certificate names
+/// `plainsight-test`, so TLS 1.2 shows a name mismatch.
+const SNI: &str = "api.plainsight.test";
+
+fn start_servers(t: &Topology, cert: &TestCert, dir: &WorkDir) -> Vec<Daemon> {
+    let ca = cert.cert.to_str().unwrap_or_default();
+    SERVERS
+        .iter()
+        .map(|&(port, flag, require)| {
+            // The self-signed test certificate is its own CA: the client
+            // presents the same one.
+            let verify: &[&str] = if require {
+                &["-Verify", "1", "-CAfile", ca]
+            } else {
+                &[]
+            };
+            tls::s_server(t, cert, dir, port, flag, verify)
+        })
+        .collect()
+}
+
+fn client_auth_and_certificates_are_read(t: &Topology, cert: &TestCert, agent: &Agent) {
+    let server = IpAddr::from(t.server_ip);
+    let (c, k) = (
+        cert.cert.to_str().unwrap_or_default(),
+        cert.key.to_str().unwrap_or_default(),
+    );
+    for &(port, flag, require) in &SERVERS {
+        // A client with a certificate where it is required, without one
+        // where it is not asked for.
+        let mut args = vec![flag, "-servername", SNI];
+        if require {
+            args.extend(["-cert", c, "-key", k]);
+        }
+        let summary = clients::s_client_with(t, server, port, &args);
+        assert!(
+            summary.contains(if flag == "-tls1_3" {
+                "TLSv1.3"
+            } else {
+                "TLSv1.2"
+            }),
+            "{summary}"
+        );
+        let e = agent.edge_to(port, 1);
+        let auth = if require { "mutual" } else { "server_only" };
+        assert_eq!(e["client_auth"], serde_json::json!({ auth: 1 }), "{e}");
+        if flag == "-tls1_2" {
+            assert_eq!(
+                e["cert_issues"],
+                serde_json::json!({"self_signed": 1, "name_mismatch": 1}),
+                "{e}"
+            );
+            assert!(e["cert_not_after"].is_string(), "{e}");
+        } else {
+            // TLS 1.3 encrypts the certificate.
+            assert_eq!(e["cert_issues"], serde_json::json!({}), "{e}");
+            assert!(e["cert_not_after"].is_null(), "{e}");
+        }
+    }
+    for (auth, flows) in [("mutual", 2.0), ("server_only", 2.0), ("unknown", 0.0)] {
+        let total: f64 = SERVERS
+            .iter()
+            .map(|(port, _, _)| {
+                agent.value(
+                    "plainsight_tls_client_auth_total",
+                    &[("server_port", &port.to_string()), ("client_auth", auth)],
+                )
+            })
+            .sum();
+        assert_eq!(total, flows, "{auth}");
+    }
+    assert_eq!(
+        agent.value(
+            "plainsight_tls_certificates_total",
+            &[("outcome", "checked")]
+        ),
+        2.0
+    );
+}
+
+#[test]
+fn cgroup_hook_reads_client_auth_and_server_certificates() {
+    let t = Topology::new();
+    let cert = TestCert::new();
+    let dir = WorkDir::new("mtls");
+    let _servers = start_servers(&t, &cert, &dir);
+    let agent = Agent::on_cgroup(&t);
+    client_auth_and_certificates_are_read(&t, &cert, &agent);
+}
+
+#[test]
+fn tc_hook_reads_client_auth_and_server_certificates() {
+    let t = Topology::new();
+    let cert = TestCert::new();
+    let dir = WorkDir::new("mtls");
+    let _servers = start_servers(&t, &cert, &dir);
+    let agent = Agent::on_tc(&t);
+    client_auth_and_certificates_are_read(&t, &cert, &agent);
+}

@@ -30,6 +30,10 @@ pub struct Expected {
     /// First seen without its SYN. Only the edges API shows it apart from
     /// the reason (an opening message seen mid-stream carries no reason).
     pub midstream: bool,
+    /// How the client of a TLS flow authenticated (README "Mutual TLS"):
+    /// `tls` makes it `server_only` (no case here sends a client
+    /// certificate), `unknown` without a ServerHello or mid-stream.
+    pub client_auth: Option<&'static str>,
 }
 
 impl Expected {
@@ -49,6 +53,7 @@ impl Expected {
             reason: None,
             tls_version: None,
             midstream: false,
+            client_auth: None,
         }
     }
 
@@ -68,12 +73,24 @@ impl Expected {
     #[must_use]
     pub fn tls(mut self, version: &'static str) -> Self {
         self.tls_version = Some(version);
+        let seen = version != "unknown" && !self.midstream;
+        self.client_auth = Some(if seen { "server_only" } else { "unknown" });
+        self
+    }
+
+    /// A TLS flow's `client_auth` other than `tls` derives.
+    #[must_use]
+    pub fn client_auth(mut self, auth: &'static str) -> Self {
+        self.client_auth = Some(auth);
         self
     }
 
     #[must_use]
     pub fn midstream(mut self) -> Self {
         self.midstream = true;
+        if self.client_auth.is_some() {
+            self.client_auth = Some("unknown");
+        }
         self
     }
 
@@ -112,6 +129,12 @@ impl Expected {
         }
         if let Some(v) = self.tls_version {
             m.insert(key("plainsight_tls_flows_total", &[("version", v)]), 1.0);
+        }
+        if let Some(a) = self.client_auth {
+            m.insert(
+                key("plainsight_tls_client_auth_total", &[("client_auth", a)]),
+                1.0,
+            );
         }
         let edge = [
             ("protocol", p),
@@ -260,7 +283,12 @@ impl Snapshot {
             let ours = l.get("client") == Some(&client)
                 && l.get("server") == Some(&server)
                 && l.get("server_port") == Some(&port);
-            if !ours || !s.name.starts_with("plainsight_") {
+            // The certificate-expiry gauge holds a time, not a count of
+            // flows (tests/tests/mutual_tls.rs checks it).
+            if !ours
+                || !s.name.starts_with("plainsight_")
+                || s.name == "plainsight_tls_certificate_expiry_timestamp_seconds"
+            {
                 continue;
             }
             let rest: Vec<(&str, &str)> = l

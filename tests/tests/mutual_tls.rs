@@ -73,6 +73,18 @@ fn client_auth_and_certificates_are_read(t: &Topology, cert: &TestCert, agent: &
                 "{e}"
             );
             assert!(e["cert_not_after"].is_string(), "{e}");
+            // TestCert is valid for 2 days: its notAfter is ahead, within 3.
+            let not_after = agent.value(
+                "plainsight_tls_certificate_expiry_timestamp_seconds",
+                &[("server_port", &port.to_string())],
+            );
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            assert!(
+                not_after > now && not_after < now + 3.0 * 86400.0,
+                "{not_after} vs {now}"
+            );
         } else {
             // TLS 1.3 encrypts the certificate.
             assert_eq!(e["cert_issues"], serde_json::json!({}), "{e}");

@@ -329,9 +329,11 @@ mod tests {
     use agent_common::{Protocol, TlsVersion, Verdict};
 
     fn tls_flow(port: u16) -> Flow {
-        let mut tls = TlsMeta::default();
-        tls.version = TlsVersion::Tls13;
-        tls.cipher = Some(0x1302);
+        let tls = TlsMeta {
+            version: TlsVersion::Tls13,
+            cipher: Some(0x1302),
+            ..TlsMeta::default()
+        };
         Flow {
             client: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
             client_port: port,

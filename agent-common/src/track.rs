@@ -254,8 +254,16 @@ pub fn classify(st: &mut FlowState, side: Side, prefix: &Prefix<'_>) -> Option<V
         return None;
     }
     let v = st.classifier.on_segment(side, prefix)?;
-    st.flags |= FLOW_DONE;
+    decide(st);
     Some(v)
+}
+
+/// Marks the flow decided: its classifier gave the final verdict (the
+/// kernel runs the classifier in stages, see agent-ebpf/src/observe.rs,
+/// and calls this where a segment's verdict comes).
+#[inline(always)]
+pub fn decide(st: &mut FlowState) {
+    st.flags |= FLOW_DONE;
 }
 
 /// Records a FIN from `side`; true once the flow is over: an RST, or both

@@ -1,8 +1,8 @@
 //! Maps and load-time settings shared by every program.
 
+use agent_common::FlowClassifier;
 use agent_common::classify::STAGES;
 use agent_common::wire::{DEFAULT_MAX_FLOWS, FlowKey, FlowState, PREFIX, Stat, embryonic_capacity};
-use agent_common::FlowClassifier;
 use aya_ebpf::{
     btf_maps::SkStorage,
     macros::{btf_map, map},

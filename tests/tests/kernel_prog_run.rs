@@ -989,8 +989,8 @@ fn staged_kernel_verdicts_equal_the_classifier_on_every_recorded_session() {
             let (mut cseq, mut sseq) = (1001u32, 5001u32);
             let mut flow = FlowClassifier::new();
             let mut verdict = None;
-            let order = std::fs::read_to_string(format!("{FIXTURES}{session}.order"))
-                .expect("order file");
+            let order =
+                std::fs::read_to_string(format!("{FIXTURES}{session}.order")).expect("order file");
             for chunk in order.split_whitespace() {
                 let bytes = fixture(&format!("{session}.{chunk}.bin"));
                 // The classifier reads PREFIX bytes: a packet-sized piece
@@ -1025,8 +1025,15 @@ fn staged_kernel_verdicts_equal_the_classifier_on_every_recorded_session() {
             .collect();
         let protocols: std::collections::HashSet<_> =
             expected.values().map(|(_, v)| v.protocol).collect();
-        assert!(protocols.len() >= 12, "sessions of every family: {protocols:?}");
-        assert_eq!(got.len(), expected.len(), "{hook:?}: one verdict per session");
+        assert!(
+            protocols.len() >= 12,
+            "sessions of every family: {protocols:?}"
+        );
+        assert_eq!(
+            got.len(),
+            expected.len(),
+            "{hook:?}: one verdict per session"
+        );
         for (port, (session, want)) in &expected {
             assert_eq!(got.get(port), Some(want), "{hook:?}: {session}");
         }

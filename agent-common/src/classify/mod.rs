@@ -8,12 +8,26 @@
 //! This file is the core: TLS records (the same in every stage), the
 //! segment budget, the verdict's reasons, the stage byte. Each protocol is
 //! one file holding all of it (signatures, steps, tests): a unit struct
-//! implementing `dissector::Dissector`, registered by one line in the
-//! `dissectors!` list below, which also declares its module.
+//! implementing `dissector::Dissector`, registered by one line in its
+//! family's block of the `dissectors!` list below, which also declares its
+//! module.
 //!
-//! Verifier cost (the classifier programs verify at ~0.5M of the 1M
-//! instructions with every protocol here). What keeps it additive rather
-//! than multiplicative, learnt the hard way:
+//! Stages. The kernel verifies each program on its own, up to 1M
+//! instructions, so the classifier is split into tail-called programs
+//! (docs/architecture.md, "One packet's path"): the core (`begin`: TLS
+//! records, the classifier's own stages; `end`: reasons, the final
+//! verdict, the segment budget) and one program per family of the
+//! registry (`stage`: the family's steps, openings, mid-stream
+//! signatures). A segment's way between them is a `Route`, carried across
+//! the tail calls with the state; `on_segment` runs the same parts in a
+//! row, so unit tests and `replay` give the kernel's verdicts. A new
+//! protocol adds to its family's program only; a family too big for the
+//! verifier is split into two blocks of the list.
+//!
+//! Verifier cost per program: see the counts printed by `cargo test -p
+//! plainsight-tests --test kernel_prog_run verified -- --nocapture` (the
+//! README lists the latest). What keeps it additive rather than
+//! multiplicative, learnt the hard way:
 //! - length checks go through `Prefix::has` (arithmetic on a fresh copy of
 //!   the length) and bytes through volatile loads: a comparison that
 //!   narrows a register shared by later signatures splits every later
@@ -274,7 +288,10 @@ impl FlowClassifier {
             && (stage == Stage::Start as u8 || (in_tls && side == Side::Server))
         {
             // Any other record: TLS, without a version.
-            (Verdict::new(self.tls_protocol(), Encryption::Tls), Route::end(0))
+            (
+                Verdict::new(self.tls_protocol(), Encryption::Tls),
+                Route::end(0),
+            )
         } else if stage == Stage::Start as u8 {
             // The first segment(s) of a flow: every family's openings.
             (PENDING, Route::search(t))
@@ -285,7 +302,13 @@ impl FlowClassifier {
         } else {
             // Straight to the family holding the stage's dissector.
             let to = registry::family_of(stage);
-            (PENDING, Route { stage: to, pass: Route::STEP })
+            (
+                PENDING,
+                Route {
+                    stage: to,
+                    pass: Route::STEP,
+                },
+            )
         }
     }
 
@@ -294,7 +317,13 @@ impl FlowClassifier {
     /// that finds nothing goes on to the next family, then (openings done)
     /// to every family's mid-stream signatures from the first.
     #[inline(always)]
-    pub fn stage(&mut self, family: u8, side: Side, d: &Prefix<'_>, route: Route) -> (Verdict, Route) {
+    pub fn stage(
+        &mut self,
+        family: u8,
+        side: Side,
+        d: &Prefix<'_>,
+        route: Route,
+    ) -> (Verdict, Route) {
         let pass = route.pass;
         let v = if pass & Route::STEP != 0 {
             let stage = self.stage;
@@ -307,9 +336,15 @@ impl FlowClassifier {
         let next = if v != PENDING || pass & Route::STEP != 0 {
             Route::end(pass)
         } else if family < STAGES {
-            Route { stage: family + 1, pass }
+            Route {
+                stage: family + 1,
+                pass,
+            }
         } else if pass & Route::MIDSTREAM == 0 {
-            Route { stage: 1, pass: pass | Route::MIDSTREAM }
+            Route {
+                stage: 1,
+                pass: pass | Route::MIDSTREAM,
+            }
         } else {
             Route::end(pass)
         };
@@ -504,7 +539,10 @@ impl FlowClassifier {
             self.stage = Stage::Start as u8;
             return (PENDING, Route::search(Route::REOPEN | Route::TEXT));
         }
-        (Verdict::new(self.tls_protocol(), Encryption::Tls), Route::end(0))
+        (
+            Verdict::new(self.tls_protocol(), Encryption::Tls),
+            Route::end(0),
+        )
     }
 }
 

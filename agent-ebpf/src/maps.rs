@@ -84,9 +84,9 @@ pub struct Scratch {
     pub side: u8,
     /// TCP flags of the segment, for the close handling after classifying.
     pub tcp_flags: u8,
-    /// `classify::Route::pass` between the classifier's stages.
+    /// `classify::Route` between the classifier's stages.
+    pub stage: u8,
     pub pass: u8,
-    pub _pad: u8,
     /// The flow's classifier state while a segment goes through the family
     /// stages: the core copies it here, the stage it stops at copies it
     /// back (one flow-table lookup per segment in the stages, not one per

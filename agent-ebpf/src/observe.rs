@@ -535,9 +535,9 @@ pub fn classify<C: EbpfContext>(ctx: &C, prog: Program) {
             let (v, route) = st
                 .classifier
                 .begin(side, &Prefix::new(&sc.buf, sc.len as usize));
+            let route = carry(sc, route);
             if route.stage != 0 {
                 copy_classifier(&raw const st.classifier, &raw mut sc.cls);
-                sc.pass = route.pass;
                 tail_call(ctx, prog, u32::from(route.stage));
             } else {
                 let verdict = st.classifier.end(side, v, route);
@@ -565,8 +565,8 @@ pub fn classify_stage<C: EbpfContext, const F: u8>(ctx: &C, prog: Program) {
     };
     let data = Prefix::new(&sc.buf, sc.len as usize);
     let (v, next) = sc.cls.stage(F, side, &data, route);
+    let next = carry(sc, next);
     if next.stage != 0 {
-        sc.pass = next.pass;
         tail_call(ctx, prog, u32::from(next.stage));
     } else {
         let verdict = sc.cls.end(side, v, next);
@@ -582,12 +582,30 @@ pub fn classify_stage<C: EbpfContext, const F: u8>(ctx: &C, prog: Program) {
     wipe(sc);
 }
 
+/// The staged segment's side, without a branch: the verifier would
+/// otherwise walk the rest of the program once per side.
 #[inline(always)]
 fn staged_side(sc: &Scratch) -> Side {
-    if sc.side == Side::Server as u8 {
-        Side::Server
-    } else {
-        Side::Client
+    const _: () = assert!(Side::Client as u8 == 0 && Side::Server as u8 == 1);
+    // SAFETY: a byte of this CPU's slot; masked to 0 or 1, both `Side`s.
+    unsafe { core::mem::transmute::<u8, Side>(core::ptr::read_volatile(&raw const sc.side) & 1) }
+}
+
+/// Stores where the segment goes next in the scratch, for the next stage,
+/// and reads it back: the value the verifier then sees is map memory it
+/// does not track, so the paths that chose different routes meet here
+/// instead of each walking the rest of the program (the core: 277k
+/// verified instructions without, 94k with; see `FlowClassifier::settle`).
+#[inline(always)]
+fn carry(sc: &mut Scratch, route: Route) -> Route {
+    sc.stage = route.stage;
+    sc.pass = route.pass;
+    // SAFETY: bytes of this CPU's slot.
+    unsafe {
+        Route {
+            stage: core::ptr::read_volatile(&raw const sc.stage),
+            pass: core::ptr::read_volatile(&raw const sc.pass),
+        }
     }
 }
 

@@ -198,7 +198,12 @@ fn measure_hook(progs: &[Measured], results: &mut Results) -> anyhow::Result<()>
         flows,
         "one payload per flow",
     )?;
-    k.expect(&before, Stat::VerdictsEmitted, 0, "no verdict")?;
+    k.expect(
+        &before,
+        Stat::VerdictsEmitted,
+        flows,
+        "a verdict per flow, at its RST only",
+    )?;
     k.expect(&before, Stat::TailCallFailed, 0, "every stage reached")?;
 
     // Everything above must have run without statistics, or it measured
@@ -359,8 +364,9 @@ impl Kernel {
         Ok(ns)
     }
 
-    /// SYN, SYN-ACK, then (timed) a first payload nothing recognises;
-    /// then an RST removes the flow. ns of the payload's run.
+    /// SYN, SYN-ACK, then (timed) a first payload nothing recognises
+    /// (undecided); then an RST removes the flow with its best guess. ns of
+    /// the payload's run.
     fn unknown_first_payload(&mut self, prog: &str, port: u16) -> anyhow::Result<f64> {
         const UNKNOWN: &[u8] = b"\x00\x01\x02\x03binary payload of no known protocol\xff\xfe";
         let [syn, syn_ack, ..] = flow(port);

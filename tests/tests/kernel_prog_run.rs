@@ -847,7 +847,14 @@ fn verified_instructions_stay_below_the_limit() {
         let n = info
             .verified_instruction_count()
             .expect("kernel reports verified_insns");
-        eprintln!("{name}: {n} verified instructions");
+        // A classifier family stage is `<core>_<n>`: named after its family.
+        let family = name
+            .rsplit_once('_')
+            .and_then(|(_, n)| n.parse::<usize>().ok())
+            .and_then(|n| agent_common::classify::STAGE_NAMES.get(n - 1))
+            .map(|f| format!(" (family {f})"))
+            .unwrap_or_default();
+        eprintln!("{name}{family}: {n} verified instructions");
         assert!(n < 900_000, "{name} at {n} of 1M verified instructions");
     }
 }

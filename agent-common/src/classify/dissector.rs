@@ -100,6 +100,8 @@ macro_rules! dissectors {
             /// How many family stages there are.
             #[expect(clippy::cast_possible_truncation, reason = "checked below")]
             pub(super) const FAMILIES: u8 = FAMILY_NAMES.len() as u8;
+            // A search's chain: hook -> core -> each family twice (openings,
+            // mid-stream); the kernel allows 33 tail calls per packet.
             const _: () = assert!(FAMILY_NAMES.len() < 16, "too many families for the tail-call chain");
 
             /// Each dissector's step count, in registry order (compile time
@@ -168,13 +170,10 @@ macro_rules! dissectors {
                 $(
                     if family == Family::$family as u8 {
                         $(
-                            if <super::$module::$ty as Dissector>::STEPS != 0
-                                && stage >= <super::$module::$ty as Registered>::BASE
-                                && stage < <super::$module::$ty as Registered>::BASE
-                                    + <super::$module::$ty as Dissector>::STEPS
-                            {
-                                let local = stage - <super::$module::$ty as Registered>::BASE;
-                                return <super::$module::$ty as Dissector>::step(f, local, side, d);
+                            let base = <super::$module::$ty as Registered>::BASE;
+                            let steps = <super::$module::$ty as Dissector>::STEPS;
+                            if steps != 0 && (base..base + steps).contains(&stage) {
+                                return <super::$module::$ty as Dissector>::step(f, stage - base, side, d);
                             }
                         )+
                         return PENDING;

@@ -87,12 +87,17 @@ dissectors! {
         redis::Redis,
         memcached::Memcached,
         mysql::Mysql,
+        cassandra::Cassandra,
+        elasticsearch::Elasticsearch,
     }
     /// Message brokers and RPC.
     messaging {
         kafka::Kafka,
         amqp::Amqp,
         mqtt::Mqtt,
+        openwire::Openwire,
+        zmtp::Zmtp,
+        dubbo::Dubbo,
     }
     /// Directory, mail and chat, proxies. Last: SOCKS after every other
     /// client-first binary signature.

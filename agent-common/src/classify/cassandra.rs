@@ -97,6 +97,15 @@ mod tests {
     }
 
     #[test]
+    fn python_driver_options_v4_and_v5_are_plaintext_cassandra() {
+        // cassandra-driver 3.30 (DataStax) opens with OPTIONS.
+        let v4 = replay!("cassandra-driver-3.30-v4-sink": "c2s.0");
+        let v5 = replay!("cassandra-driver-3.30-v5-sink": "c2s.0");
+        assert_eq!(v4, Some(Verdict::plaintext(Protocol::Cassandra)));
+        assert_eq!(v5, Some(Verdict::plaintext(Protocol::Cassandra)));
+    }
+
+    #[test]
     fn cql_startup_is_plaintext_cassandra() {
         let v = crate::classify::testing::classify(&[(
             Side::Client,

@@ -98,6 +98,8 @@ dissectors! {
         openwire::Openwire,
         zmtp::Zmtp,
         dubbo::Dubbo,
+        pulsar::Pulsar,
+        rocketmq::Rocketmq,
     }
     /// Directory, mail and chat, proxies. Last: SOCKS after every other
     /// client-first binary signature.

@@ -86,6 +86,17 @@ mod tests {
     }
 
     #[test]
+    fn pyzmq_plain_client_is_cleartext_credentials() {
+        // libzmq 4.3 sends its greeting in three pieces: the signature,
+        // the major version, the rest.
+        let v = replay!("pyzmq-27.3-plain": "c2s.0", "s2c.0", "s2c.1", "c2s.1", "c2s.2");
+        assert_eq!(
+            v,
+            Some(Verdict::plaintext(Protocol::Zmtp).with_reason(Reason::CleartextCredentials))
+        );
+    }
+
+    #[test]
     fn zmtp_signature_alone_is_plaintext_zmtp_on_close() {
         let v = replay!("deepflow-zmtp-plain": "s2c.0", "c2s.0");
         assert_eq!(v, Some(Verdict::plaintext(Protocol::Zmtp)));

@@ -89,8 +89,7 @@ pub struct Scratch {
     pub pass: u8,
     /// The flow's classifier state while a segment goes through the family
     /// stages: the core copies it here, the stage it stops at copies it
-    /// back (one flow-table lookup per segment in the stages, not one per
-    /// stage). Map memory, as the flow table is: the verifier then merges
+    /// back (one more flow-table lookup per segment, not one per stage). Map memory, as the flow table is: the verifier then merges
     /// the verdicts' paths the same way (`FlowClassifier::settle`).
     pub cls: FlowClassifier,
 }

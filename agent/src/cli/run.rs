@@ -5,7 +5,7 @@ use crate::{
     clock,
     config::{self, Config},
     export::{
-        api,
+        api, api_tls,
         bearer::BearerToken,
         http_server,
         metrics::{HookLabels, Metrics},
@@ -153,6 +153,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
 struct Attached {
     listeners: Listeners,
     token: Option<Arc<BearerToken>>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     registry: prometheus_client::registry::Registry,
     metrics: Arc<Metrics>,
     ebpf: aya::Ebpf,
@@ -199,6 +200,12 @@ fn attach(cfg: &Config) -> anyhow::Result<Attached> {
 
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = Arc::new(Metrics::register(&mut registry));
+    let tls = cfg
+        .tls
+        .as_ref()
+        .map(|(cert, key)| api_tls::server_config(cert, key, Arc::clone(&metrics)))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let kube = prepare_kubernetes(cfg)?;
     if let Some(k) = &kube {
         // plainsight_kubernetes_*, next to the agent's own plainsight_*.
@@ -246,6 +253,7 @@ fn attach(cfg: &Config) -> anyhow::Result<Attached> {
     Ok(Attached {
         listeners,
         token,
+        tls,
         registry,
         metrics,
         ebpf,
@@ -279,6 +287,7 @@ async fn serve(cfg: Config, a: Attached) -> anyhow::Result<()> {
     let Attached {
         listeners,
         token,
+        tls,
         registry,
         metrics,
         mut ebpf,
@@ -331,7 +340,7 @@ async fn serve(cfg: Config, a: Attached) -> anyhow::Result<()> {
             metrics: metrics.clone(),
         },
     };
-    listeners.serve(&state, cfg.http, &metrics);
+    listeners.serve(&state, cfg.http, &metrics, tls);
 
     let consumer = Consumer {
         pipeline,
@@ -446,31 +455,41 @@ impl Listeners {
         })
     }
 
-    /// Spawns the servers. One failing must not stop classification: it
-    /// is logged and the agent carries on.
-    fn serve(self, state: &api::ApiState, limits: http_server::Limits, metrics: &Arc<Metrics>) {
+    /// Spawns the servers; `tls` is for the API listener (and `/metrics`
+    /// when it shares it). One failing must not stop classification.
+    fn serve(
+        self,
+        state: &api::ApiState,
+        limits: http_server::Limits,
+        metrics: &Arc<Metrics>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) {
         let (api_addr, api) = self.api;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let mut servers = vec![];
         match self.metrics {
             None => {
-                servers.push(("api", api, api::Serves::Everything));
-                log::info!("metrics on http://{api_addr}/metrics; edges API on http://{api_addr}");
+                servers.push(("api", api, api::Serves::Everything, tls));
+                log::info!(
+                    "metrics on {scheme}://{api_addr}/metrics; edges API on {scheme}://{api_addr}"
+                );
             }
             Some((metrics_addr, m)) => {
-                servers.push(("api", api, api::Serves::Api));
-                servers.push(("metrics", m, api::Serves::Metrics { api: api_addr }));
+                servers.push(("api", api, api::Serves::Api, tls));
+                servers.push(("metrics", m, api::Serves::Metrics { api: api_addr }, None));
                 log::info!(
-                    "metrics on http://{metrics_addr}/metrics; edges API on http://{api_addr}"
+                    "metrics on http://{metrics_addr}/metrics; edges API on {scheme}://{api_addr}"
                 );
             }
         }
-        for (name, listener, serves) in servers {
+        for (name, listener, serves, tls) in servers {
             let app = api::router(state.clone(), serves);
             let metrics = Arc::clone(metrics);
             match tokio::net::TcpListener::from_std(listener) {
                 Ok(l) => {
                     tokio::spawn(async move {
-                        if let Err(e) = http_server::serve(l, app, limits, name, metrics).await {
+                        if let Err(e) = http_server::serve(l, app, limits, name, metrics, tls).await
+                        {
                             log::error!(
                                 "the HTTP {name} listener stopped: {e}; classification continues"
                             );

@@ -11,6 +11,8 @@
 //! - the API listener can speak HTTPS (`api.tls_cert_file`/`tls_key_file`),
 //!   refuses plain HTTP then, picks up a rotated certificate without a
 //!   restart; `plainsight edges --ca-file` talks to it;
+//! - `/readyz` says 503 within seconds when a program is detached from
+//!   under the agent (`bpftool link detach`), and the attached gauge drops;
 //! - `/readyz` waits for the Kubernetes lists, and says ready (and why
 //!   not synced) once `kubernetes.sync_timeout` passes.
 
@@ -484,6 +486,45 @@ fn the_api_speaks_https_with_a_rotatable_certificate() {
         ),
         1.0
     );
+}
+
+#[test]
+fn readyz_fails_when_a_program_is_detached_from_under_the_agent() {
+    plainsight_tests::require_root();
+    let t = Topology::new();
+    let agent = Agent::on_cgroup(&t);
+    assert_eq!(
+        agent.value("plainsight_programs_attached", &[("hook", "cgroup")]),
+        2.0
+    );
+    let (_, id) = agent
+        .links()
+        .into_iter()
+        .find(|(kind, _)| kind == "cgroup")
+        .expect("a cgroup link");
+    let out = std::process::Command::new("bpftool")
+        .args(["link", "detach", "id", &id.to_string()])
+        .output()
+        .expect("bpftool");
+    assert!(out.status.success(), "{out:?}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (status, body) = loop {
+        let r = agent.get("/readyz").expect("GET /readyz");
+        if r.0 != 200 || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(status, 503, "{body}\n{}", agent.log_text());
+    assert!(
+        body.contains("attachment lost: cgroup_") && body.contains("detached from"),
+        "{body}"
+    );
+    assert_eq!(
+        agent.value("plainsight_programs_attached", &[("hook", "cgroup")]),
+        1.0
+    );
+    assert!(agent.log_text().contains("nothing is observed there"));
 }
 
 #[test]

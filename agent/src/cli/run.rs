@@ -12,7 +12,7 @@ use crate::{
         readiness::{KubeSync, Readiness},
         snapshot,
     },
-    kernel::{caps, cgroup, datapath, events, interfaces::TcAttacher},
+    kernel::{attachments::CgroupWatch, caps, cgroup, datapath, events, interfaces::TcAttacher},
     kubernetes::{self, KubeIdentities},
     logging::{self, LogFormat},
     pipeline::{
@@ -162,6 +162,7 @@ struct Attached {
     stats: PerCpuArray<MapData, u64>,
     flow_table: datapath::FlowTableReader,
     tc: Option<TcAttacher>,
+    cgroup_watch: Option<CgroupWatch>,
     kube: Option<kubernetes::Prepared>,
 }
 
@@ -227,8 +228,11 @@ fn attach(cfg: &Config) -> anyhow::Result<Attached> {
     } = dp;
     metrics.flow_table_capacity.set(i64::from(cfg.max_flows));
 
+    let mut cgroup_watch = None;
     if let Some(p) = &cgroup {
         datapath::attach_cgroup(&mut ebpf, p)?;
+        cgroup_watch =
+            Some(CgroupWatch::new(&ebpf, p).context("reading the attached programs' ids")?);
         metrics
             .programs_attached
             .get_or_create(&HookLabels { hook: "cgroup" })
@@ -262,6 +266,7 @@ fn attach(cfg: &Config) -> anyhow::Result<Attached> {
         stats,
         flow_table,
         tc,
+        cgroup_watch,
         kube,
     })
 }
@@ -296,6 +301,7 @@ async fn serve(cfg: Config, a: Attached) -> anyhow::Result<()> {
         stats,
         mut flow_table,
         mut tc,
+        cgroup_watch,
         kube,
     } = a;
     let started = Instant::now();
@@ -346,7 +352,7 @@ async fn serve(cfg: Config, a: Attached) -> anyhow::Result<()> {
         pipeline,
         edges,
         publisher,
-        readiness,
+        readiness: Arc::clone(&readiness),
         metrics: metrics.clone(),
     };
     let mut consumer = tokio::spawn(consumer.run(ring, hellos));
@@ -371,6 +377,9 @@ async fn serve(cfg: Config, a: Attached) -> anyhow::Result<()> {
                         Err(e) => log::warn!("watching interfaces: {}", logging::chain(&e)),
                     }
                     publish_tc_count(&metrics, t);
+                }
+                if let Some(w) = &cgroup_watch {
+                    check_cgroup_attachment(w, &metrics, &readiness);
                 }
             }
             r = &mut consumer => {
@@ -517,6 +526,42 @@ fn warn_if_unsynced(k: KubeIdentities, timeout: Duration) {
             );
         }
     });
+}
+
+/// Says in `/readyz` and `plainsight_programs_attached{hook="cgroup"}`
+/// whether the cgroup programs are still on their cgroup; logs changes.
+fn check_cgroup_attachment(w: &CgroupWatch, m: &Metrics, readiness: &Readiness) {
+    let missing = match w.missing() {
+        Ok(m) => m,
+        // The cgroup removed: nothing of ours is there any more.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            vec!["cgroup_ingress", "cgroup_egress"]
+        }
+        Err(e) => {
+            log::debug!("querying {}'s programs: {e}", w.path().display());
+            return;
+        }
+    };
+    #[expect(clippy::cast_possible_wrap, reason = "0..=2")]
+    m.programs_attached
+        .get_or_create(&HookLabels { hook: "cgroup" })
+        .set(2 - missing.len() as i64);
+    let lost = (!missing.is_empty()).then(|| {
+        format!(
+            "{} detached from {}",
+            missing.join(" and "),
+            w.path().display()
+        )
+    });
+    if readiness.lost() != lost {
+        match &lost {
+            Some(what) => {
+                log::error!("{what}: nothing is observed there until plainsight restarts")
+            }
+            None => log::info!("the cgroup programs are attached again"),
+        }
+        readiness.set_lost(lost);
+    }
 }
 
 /// Two programs (ingress, egress) per attached interface; set at attach

@@ -4,6 +4,7 @@
 //! the edge table the CLI and `replay` print.
 
 pub(crate) mod api;
+pub(crate) mod api_tls;
 pub(crate) mod bearer;
 pub mod edge_list;
 pub mod http_server;

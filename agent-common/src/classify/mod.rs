@@ -69,6 +69,9 @@ dissectors! {
     mysql::Mysql,
     rsync::Rsync,
     socks::Socks,
+    mssql::Mssql,
+    oracle::Oracle,
+    db2::Db2,
 }
 
 use crate::wire::MAX_SEGMENTS;
@@ -345,7 +348,7 @@ impl FlowClassifier {
                 )),
                 reason: core::mem::transmute::<u8, Reason>(in_range(
                     r,
-                    Reason::CleartextCredentials as u8,
+                    Reason::ALL[Reason::ALL.len() - 1] as u8,
                 )),
                 tls_version: core::mem::transmute::<u8, TlsVersion>(in_range(
                     t,

@@ -266,19 +266,19 @@ mod tests {
     }
 
     // --- Mid-stream: TDS packets of a session already running --------------------
-
-    /// An RPC header as FreeTDS sends one (sp_executesql): TDS header, then
-    /// ALL_HEADERS with the transaction descriptor (MS-TDS 2.2.5.3).
-    const RPC_HEADER: &[u8] = &[
-        0x03, 0x01, 0x00, 0x4a, 0x00, 0x00, 0x01, 0x00, // header
-        0x16, 0x00, 0x00, 0x00, 0x12, 0x00, 0x00, 0x00, 0x02, 0x00, // ALL_HEADERS
-        0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0, 0, 0, // descriptor, outstanding requests
-        0xff, 0xff, 0x0a, 0x00, // proc id: sp_executesql
-    ];
+    // `tsql` sending `select 1` after a login in the clear; the responder
+    // (--accept-login) answers LOGINACK, then DONE.
 
     #[test]
-    fn midstream_rpc_is_plaintext_mssql_midstream() {
-        let v = classify_midstream(&[(Side::Client, RPC_HEADER)]);
+    fn tsql_session_is_plaintext_mssql_on_both_sides() {
+        let v = replay!("tsql-1.3-encryption-off-server-none-sql-batch": "c2s.0", "s2c.0", "c2s.1");
+        assert_eq!(v, Some(credentials(Protocol::Mssql)));
+    }
+
+    #[test]
+    fn midstream_sql_batch_is_plaintext_mssql_midstream() {
+        let batch = fixture!("tsql-1.3-encryption-off-server-none-sql-batch", "c2s.2");
+        let v = classify_midstream(&[(Side::Client, batch)]);
         assert_eq!(
             v,
             Some(Verdict::plaintext(Protocol::Mssql).with_reason(Reason::Midstream))
@@ -287,11 +287,7 @@ mod tests {
 
     #[test]
     fn midstream_done_result_is_plaintext_mssql_midstream() {
-        // A tabular result with a lone DONE token (SPID 0x0034).
-        let done: &[u8] = &[
-            0x04, 0x01, 0x00, 0x15, 0x00, 0x34, 0x01, 0x00, 0xfd, 0x10, 0x00, 0xc1, 0x00, 0x01, 0,
-            0, 0, 0, 0, 0, 0,
-        ];
+        let done = fixture!("tsql-1.3-encryption-off-server-none-sql-batch", "s2c.2");
         let v = classify_midstream(&[(Side::Server, done)]);
         assert_eq!(
             v,

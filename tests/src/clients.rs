@@ -179,3 +179,33 @@ print(channel.unary_unary(method)(text.encode(), timeout=10).decode())
     }
     run(t, &argv, b"").trim_end().to_owned()
 }
+
+/// FreeTDS `tsql` logging in with freetds.conf's `encryption` set to
+/// `encryption` (`off` sends NOT_SUP, `request` OFF, `require` ON). The
+/// stand-in server never completes the login, so tsql fails after its
+/// LOGIN7: the caller checks what the server saw instead.
+pub fn tsql(t: &Topology, host: IpAddr, port: u16, encryption: &str) {
+    let dir = crate::WorkDir::new("tsql");
+    let conf = dir.join("freetds.conf");
+    std::fs::write(
+        &conf,
+        format!("[srv]\n  host = {host}\n  port = {port}\n  tds version = 7.4\n  encryption = {encryption}\n"),
+    )
+    .expect("writing freetds.conf");
+    let env = format!("FREETDSCONF={}", path_str(&conf));
+    let argv = [
+        "env",
+        &env,
+        "timeout",
+        "10",
+        "tsql",
+        "-S",
+        "srv",
+        "-U",
+        "sa",
+        "-P",
+        "Matrix-pw1",
+    ];
+    let out = t.run_input(Side::Client, true, &argv, b"");
+    assert_ne!(out.status.code(), Some(124), "tsql hung: {argv:?}");
+}

@@ -13,6 +13,7 @@ pub mod nginx;
 pub mod postgres;
 pub mod redis;
 pub mod sshd;
+pub mod tds;
 pub mod tls;
 
 use crate::topology::{Proc, Side, TestCert, Topology, path_str};

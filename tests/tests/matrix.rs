@@ -1,6 +1,7 @@
 //! The end-to-end matrix: the servers users run plainsight beside
 //! (PostgreSQL, MariaDB, Redis, nginx, OpenSSH, openssl s_server, a custom
-//! plaintext service) and their real clients, in a client and a server
+//! plaintext service, a SQL Server stand-in for FreeTDS) and their real
+//! clients, in a client and a server
 //! network namespace, with the real agent on each hook. Every client
 //! connection must come out with its exact verdict; connections opened
 //! before the agent started must come out as mid-stream flows; and a real
@@ -20,6 +21,7 @@ use plainsight_tests::{
         postgres::{self, Postgres},
         redis::{self, Redis},
         sshd::{self, Sshd},
+        tds::{self, Tds},
         tls::{self, TlsServers},
     },
 };
@@ -37,6 +39,7 @@ struct Fleet {
     pg: Postgres,
     pg_no_ssl: Postgres,
     sshd: Sshd,
+    tds: Tds,
     _servers: (Mariadb, Redis, Nginx, TlsServers, Echo, Grpc),
     cert: TestCert,
 }
@@ -48,6 +51,7 @@ impl Fleet {
             pg: Postgres::start(t, PG_PORT, Some(&cert)),
             pg_no_ssl: Postgres::start(t, PG_NO_SSL_PORT, None),
             sshd: Sshd::start(t),
+            tds: Tds::start(t, &cert),
             _servers: (
                 Mariadb::start(t, &cert),
                 Redis::start(t, &cert),
@@ -177,6 +181,44 @@ fn postgres_cases(t: &Topology, check: &mut Checker<'_>, fleet: &Fleet) {
 }
 
 /// Whether the session runs over TLS, from the server's own view.
+/// FreeTDS `tsql` against the PRELOGIN stand-in, one case per client
+/// `encryption` setting; the stand-in's log line proves each negotiation.
+fn mssql_cases(t: &Topology, check: &mut Checker<'_>, fleet: &Fleet) {
+    let server: IpAddr = t.server_ip.into();
+    let cases = [
+        (
+            "require",
+            Expected::new(t, tds::PORT, "mssql", "tls")
+                .reason("starttls_upgraded")
+                .tls("unknown"),
+            "client ENCRYPTION 1, answered 1: TLS TLSv1.2, packet 0x10 inside",
+        ),
+        (
+            "request",
+            Expected::new(t, tds::PORT, "mssql", "plaintext").reason("login_only_encrypted"),
+            "client ENCRYPTION 0, answered 0: TLS TLSv1.2, packet 0x10 inside",
+        ),
+        (
+            "off",
+            Expected::new(t, tds::PORT, "mssql", "plaintext").reason("cleartext_credentials"),
+            "client ENCRYPTION 2, answered 2: packet 0x10 in the clear",
+        ),
+    ];
+    for (encryption, expected, logged) in cases {
+        check.expect_edge(expected, || {
+            let seen = || fleet.tds.log_text().matches(logged).count();
+            let before = seen();
+            clients::tsql(t, server, tds::PORT, encryption);
+            assert_eq!(
+                seen(),
+                before + 1,
+                "encryption = {encryption}: {}",
+                fleet.tds.log_text()
+            );
+        });
+    }
+}
+
 const SSL_IN_USE: &str = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
 
 fn mariadb_cases(t: &Topology, check: &mut Checker<'_>) {
@@ -306,6 +348,7 @@ fn pass(t: &Topology, agent_on: fn(&Topology) -> Agent, then: impl FnOnce(&Agent
     midstream_cases(t, &mut check, &mut sessions);
     postgres_cases(t, &mut check, &fleet);
     mariadb_cases(t, &mut check);
+    mssql_cases(t, &mut check, &fleet);
     redis_cases(t, &mut check);
     nginx_cases(t, &mut check);
     grpc_cases(t, &mut check, &fleet);

@@ -89,6 +89,9 @@ dissectors! {
         mysql::Mysql,
         cassandra::Cassandra,
         elasticsearch::Elasticsearch,
+        mssql::Mssql,
+        oracle::Oracle,
+        db2::Db2,
     }
     /// Message brokers and RPC.
     messaging {
@@ -482,7 +485,7 @@ impl FlowClassifier {
                 )),
                 reason: core::mem::transmute::<u8, Reason>(in_range(
                     r,
-                    Reason::CleartextCredentials as u8,
+                    Reason::ALL[Reason::ALL.len() - 1] as u8,
                 )),
                 tls_version: core::mem::transmute::<u8, TlsVersion>(in_range(
                     t,

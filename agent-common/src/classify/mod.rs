@@ -69,6 +69,7 @@ dissectors! {
     mysql::Mysql,
     rsync::Rsync,
     socks::Socks,
+    smb::Smb,
 }
 
 use crate::wire::MAX_SEGMENTS;

@@ -70,6 +70,8 @@ dissectors! {
     rsync::Rsync,
     socks::Socks,
     smb::Smb,
+    xmpp::Xmpp,
+    telnet::Telnet,
 }
 
 use crate::wire::MAX_SEGMENTS;

@@ -5,9 +5,9 @@
 //!
 //! Credentials: telnetd runs login(1), which turns the terminal's echo
 //! off to read the password, so the server sends `IAC WILL ECHO` just
-//! before the prompts; a `login:` or `Password:` prompt says the same.
-//! The typed name and password follow in clear, often past the segment
-//! budget (one segment per keystroke), so the server's side decides.
+//! before the prompts. The typed name and password follow in clear, often
+//! past the segment budget (one segment per keystroke), so the server's
+//! side decides.
 
 use super::bytes::Prefix;
 use super::dissector::Dissector;
@@ -23,8 +23,10 @@ const CLIENT_FIRST: u8 = 1;
 /// Both sides negotiated: a telnet session; watching for the login.
 const SESSION: u8 = 2;
 
-/// Where `IAC WILL ECHO` or a prompt may sit in a server segment.
-const SCAN: usize = 64;
+/// Where `IAC WILL ECHO` may sit in a server segment: among the first
+/// option commands (telnetd: after one subnegotiation). Kept short: each
+/// offset costs the verifier a few instructions on every path here.
+const SCAN: usize = 16;
 
 /// The segment starts with an option command or a subnegotiation.
 #[inline(always)]
@@ -45,11 +47,6 @@ fn will_echo(d: &Prefix<'_>) -> bool {
         i += 1;
     }
     found != 0
-}
-
-#[inline(always)]
-fn login_prompt(d: &Prefix<'_>) -> bool {
-    d.find_ci(b"login: ", SCAN) || d.find_ci(b"password:", SCAN)
 }
 
 impl Dissector for Telnet {
@@ -89,7 +86,7 @@ impl Dissector for Telnet {
             f.name(Protocol::Telnet);
             f.goto::<Self>(SESSION);
         }
-        if side == Side::Server && (will_echo(d) || login_prompt(d)) {
+        if side == Side::Server && will_echo(d) {
             return Verdict::plaintext(Protocol::Telnet).with_reason(Reason::CleartextCredentials);
         }
         PENDING

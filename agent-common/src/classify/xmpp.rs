@@ -18,19 +18,24 @@ const STREAM: u8 = 0;
 /// `<starttls/>` sent: the server's answer decides.
 const UPGRADE: u8 = 1;
 
-/// An `<?xml ...?>` declaration is about 20-40 bytes.
-const DECLARATION_SPAN: usize = 48;
-
+/// The stream header, bare or after the declaration clients send:
+/// `<?xml version='1.0'?>` (21 bytes) or with `encoding='UTF-8'` (38
+/// bytes), either quote. Fixed offsets, not a scan: a scan costs the
+/// verifier an instruction per offset and pattern byte.
 #[inline(always)]
 fn is_stream_header(d: &Prefix<'_>) -> bool {
     d.eq_at(0, b"<stream:stream ")
-        || (d.eq_at(0, b"<?xml ") && d.find_ci(b"<stream:stream ", DECLARATION_SPAN))
+        || (d.eq_at(0, b"<?xml version=")
+            && (d.eq_at(21, b"<stream:stream ") || d.eq_at(38, b"<stream:stream ")))
 }
 
-/// `<auth ... mechanism="PLAIN">` (either quote).
+/// `<auth xmlns="urn:ietf:params:xml:ns:xmpp-sasl" mechanism="PLAIN">`, or
+/// `mechanism` first (either quote): the mechanism name at a fixed offset.
 #[inline(always)]
 fn is_sasl_plain(d: &Prefix<'_>) -> bool {
-    d.eq_at(0, b"<auth ") && (d.find_ci(b"\"plain\"", 96) || d.find_ci(b"'plain'", 96))
+    d.eq_at(0, b"<auth ")
+        && ((d.eq_at(47, b"mechanism=") && d.eq_at(58, b"PLAIN"))
+            || (d.eq_at(6, b"mechanism=") && d.eq_at(17, b"PLAIN")))
 }
 
 impl Dissector for Xmpp {

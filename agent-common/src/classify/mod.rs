@@ -72,6 +72,7 @@ dissectors! {
     smb::Smb,
     xmpp::Xmpp,
     telnet::Telnet,
+    kerberos::Kerberos,
 }
 
 use crate::wire::MAX_SEGMENTS;

@@ -73,6 +73,7 @@ dissectors! {
     xmpp::Xmpp,
     telnet::Telnet,
     kerberos::Kerberos,
+    irc::Irc,
 }
 
 use crate::wire::MAX_SEGMENTS;

@@ -3,7 +3,9 @@
 //! answers with prefixed lines, `:irc.example.net NOTICE * :...` or the
 //! `001` welcome. `USER ` and `NICK ` alone are weak (FTP and POP3 have a
 //! `USER` command), so the flow is named only when the server's answer is
-//! an IRC line too; the server may also speak first (`NOTICE`).
+//! an IRC line too. A server that speaks first (`NOTICE`) is not an
+//! opening here: the scan for its command word costs the verifier on every
+//! flow's first segment, so only a registration opens the flow.
 
 use super::bytes::Prefix;
 use super::dissector::Dissector;
@@ -16,11 +18,8 @@ pub struct Irc;
 const REGISTERING: u8 = 0;
 /// Registration commands sent with `PASS`.
 const REGISTERING_PASS: u8 = 1;
-/// The server spoke first with an IRC line: the client's commands decide.
-const SERVER_FIRST: u8 = 2;
-
 /// Where the command word of a server line may start (after `:server.name`).
-const PREFIX_SPAN: usize = 48;
+const PREFIX_SPAN: usize = 40;
 
 #[inline(always)]
 fn is_pass(d: &Prefix<'_>) -> bool {
@@ -36,13 +35,10 @@ fn is_registration(d: &Prefix<'_>) -> bool {
         || d.eq_at(0, b"CAP REQ ")
 }
 
-/// A prefixed server line: a notice, the welcome, or a CAP answer.
+/// A prefixed server line: a notice, or the welcome.
 #[inline(always)]
 fn is_server_line(d: &Prefix<'_>) -> bool {
-    d.at(0) == b':'
-        && (d.find_ci(b" notice ", PREFIX_SPAN)
-            || d.find_ci(b" 001 ", PREFIX_SPAN)
-            || d.find_ci(b" cap ", PREFIX_SPAN))
+    d.at(0) == b':' && (d.find_ci(b" notice ", PREFIX_SPAN) || d.find_ci(b" 001 ", PREFIX_SPAN))
 }
 
 #[inline(always)]
@@ -56,7 +52,7 @@ fn irc(pass: bool) -> Verdict {
 }
 
 impl Dissector for Irc {
-    const STEPS: u8 = 3;
+    const STEPS: u8 = 2;
 
     #[inline(always)]
     fn opening(f: &mut FlowClassifier, side: Side, d: &Prefix<'_>) -> Verdict {
@@ -69,20 +65,11 @@ impl Dissector for Irc {
             };
             return f.opened::<Self>(Protocol::Unknown, step);
         }
-        if side == Side::Server && is_server_line(d) {
-            return f.opened::<Self>(Protocol::Unknown, SERVER_FIRST);
-        }
         PENDING
     }
 
     #[inline(always)]
     fn step(f: &mut FlowClassifier, step: u8, side: Side, d: &Prefix<'_>) -> Verdict {
-        if step == SERVER_FIRST {
-            if side == Side::Client && is_registration(d) {
-                return irc(is_pass(d));
-            }
-            return PENDING;
-        }
         if side == Side::Client {
             if is_pass(d) {
                 f.goto::<Self>(REGISTERING_PASS);

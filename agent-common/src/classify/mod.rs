@@ -72,8 +72,11 @@ dissectors! {
     smb::Smb,
     xmpp::Xmpp,
     telnet::Telnet,
-    kerberos::Kerberos,
     irc::Irc,
+    vnc::Vnc,
+    // Last: its length forms branch, and the verifier walks every later
+    // dissector once per branch.
+    kerberos::Kerberos,
 }
 
 use crate::wire::MAX_SEGMENTS;

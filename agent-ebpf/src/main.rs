@@ -102,6 +102,7 @@ classifier_stages! {
     2: cgroup_classify_ingress_2, cgroup_classify_egress_2, tc_classify_2;
     3: cgroup_classify_ingress_3, cgroup_classify_egress_3, tc_classify_3;
     4: cgroup_classify_ingress_4, cgroup_classify_egress_4, tc_classify_4;
+    5: cgroup_classify_ingress_5, cgroup_classify_egress_5, tc_classify_5;
 }
 
 #[cfg(not(test))]

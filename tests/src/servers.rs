@@ -9,9 +9,12 @@
 pub mod echo;
 pub mod grpc;
 pub mod mariadb;
+pub mod nats;
 pub mod nginx;
 pub mod postgres;
+pub mod prosody;
 pub mod redis;
+pub mod samba;
 pub mod sshd;
 pub mod tds;
 pub mod tls;

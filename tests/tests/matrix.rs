@@ -1,7 +1,7 @@
 //! The end-to-end matrix: the servers users run plainsight beside
-//! (PostgreSQL, MariaDB, Redis, nginx, OpenSSH, openssl s_server, a custom
-//! plaintext service, a SQL Server stand-in for FreeTDS) and their real
-//! clients, in a client and a server
+//! (PostgreSQL, MariaDB, Redis, nginx, OpenSSH, openssl s_server, NATS,
+//! samba, prosody, a custom plaintext service, a SQL Server stand-in for
+//! FreeTDS) and their real clients, in a client and a server
 //! network namespace, with the real agent on each hook. Every client
 //! connection must come out with its exact verdict; connections opened
 //! before the agent started must come out as mid-stream flows; and a real
@@ -17,9 +17,12 @@ use plainsight_tests::{
         echo::{self, Echo},
         grpc::{self, Grpc},
         mariadb::{self, Mariadb},
+        nats::{self, Nats},
         nginx::{self, Nginx},
         postgres::{self, Postgres},
+        prosody::{self, Prosody},
         redis::{self, Redis},
+        samba::{self, Samba},
         sshd::{self, Sshd},
         tds::{self, Tds},
         tls::{self, TlsServers},
@@ -41,6 +44,7 @@ struct Fleet {
     sshd: Sshd,
     tds: Tds,
     _servers: (Mariadb, Redis, Nginx, TlsServers, Echo, Grpc),
+    east_west: (Nats, Samba, Prosody),
     cert: TestCert,
 }
 
@@ -59,6 +63,11 @@ impl Fleet {
                 TlsServers::start(t, &cert),
                 Echo::start(t),
                 Grpc::start(t, &cert),
+            ),
+            east_west: (
+                Nats::start(t, &cert),
+                Samba::start(t),
+                Prosody::start(t, &cert),
             ),
             cert,
         }
@@ -314,6 +323,37 @@ fn grpc_cases(t: &Topology, check: &mut Checker<'_>, fleet: &Fleet) {
     );
 }
 
+/// NATS with TLS (INFO in clear, then TLS), SMB with and without SMB3
+/// encryption, XMPP with STARTTLS.
+fn east_west_cases(t: &Topology, check: &mut Checker<'_>, fleet: &Fleet) {
+    let server: IpAddr = t.server_ip.into();
+    check.expect_edge(
+        Expected::new(t, nats::TLS_PORT, "nats", "tls")
+            .reason("starttls_upgraded")
+            .tls("1.3"),
+        || assert_eq!(clients::nats_tls(t, server, nats::TLS_PORT), "TLSv1.3"),
+    );
+    let (_, samba, _) = &fleet.east_west;
+    let user_pw = format!("{}%{}", samba::USER, samba::PASSWORD);
+    for (encrypt, encryption) in [(false, "plaintext"), (true, "encrypted")] {
+        check.expect_edge(Expected::new(t, samba::PORT, "smb", encryption), || {
+            let listing =
+                clients::smbclient(t, &samba.conf(), server, samba::SHARE, &user_pw, encrypt);
+            assert!(listing.contains(samba::FILE), "{listing}");
+        });
+    }
+    check.expect_edge(
+        Expected::new(t, prosody::PORT, "xmpp", "tls")
+            .reason("starttls_upgraded")
+            .tls("1.3"),
+        || {
+            let out =
+                clients::xmpp_starttls(t, server, prosody::PORT, prosody::JID, prosody::PASSWORD);
+            assert!(out.contains("session started"), "{out}");
+        },
+    );
+}
+
 fn ssh_tls_and_echo_cases(t: &Topology, check: &mut Checker<'_>, fleet: &Fleet) {
     let server: IpAddr = t.server_ip.into();
     check.expect_edge(Expected::new(t, sshd::PORT, "ssh", "encrypted"), || {
@@ -353,6 +393,7 @@ fn pass(t: &Topology, agent_on: fn(&Topology) -> Agent, then: impl FnOnce(&Agent
     nginx_cases(t, &mut check);
     grpc_cases(t, &mut check, &fleet);
     ssh_tls_and_echo_cases(t, &mut check, &fleet);
+    east_west_cases(t, &mut check, &fleet);
     sessions.close();
     // Closing the mid-stream connections must not report them again.
     std::thread::sleep(Duration::from_millis(500));

@@ -21,7 +21,8 @@ const BPF_LINKER_LLVM_FEATURE: &str = "llvm-22";
 /// (tests/tests/matrix.rs) and the dashboard test's (redis), each started by
 /// the test itself in a network namespace, never as a system service
 /// (`python3-grpcio` is the matrix's gRPC server and client, `freetds-bin`'s
-/// `tsql` its SQL Server client).
+/// `tsql` its SQL Server client; `nats-server`, `samba` + `smbclient`,
+/// `prosody` + `python3-slixmpp` its NATS, SMB and XMPP servers and clients).
 const DEBIAN_PACKAGES: &[&str] = &[
     "iproute2",
     "bpftool",
@@ -46,6 +47,11 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "socat",
     "python3-grpcio",
     "freetds-bin",
+    "nats-server",
+    "samba",
+    "smbclient",
+    "prosody",
+    "python3-slixmpp",
 ];
 
 /// Debian packages only the bench uses (installed by `cargo xtask bench`,

@@ -111,6 +111,18 @@ dissectors! {
         mail::Mail,
         socks::Socks,
     }
+    /// File sharing, chat, remote terminals and authentication: after
+    /// every family above, as they were written to come after SOCKS.
+    access {
+        smb::Smb,
+        xmpp::Xmpp,
+        telnet::Telnet,
+        irc::Irc,
+        vnc::Vnc,
+        // Last: its length forms branch, and the verifier walks every later
+        // dissector once per branch.
+        kerberos::Kerberos,
+    }
 }
 
 use crate::wire::MAX_SEGMENTS;

@@ -66,6 +66,8 @@ struct ApiFile {
     request_timeout: String,
     /// Open connections at once, per listener; more are closed at once.
     max_connections: usize,
+    /// `GET /`: the edge page (export/page.rs).
+    page: bool,
 }
 
 impl Default for ApiFile {
@@ -76,6 +78,7 @@ impl Default for ApiFile {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT.into(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT.into(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            page: true,
         }
     }
 }
@@ -218,6 +221,8 @@ pub struct Config {
     /// `None`: `listen` serves `/metrics` too.
     pub metrics_listen: Option<SocketAddr>,
     pub token_file: Option<PathBuf>,
+    /// `api.page`: serve the edge page at `/`.
+    pub page: bool,
     pub http: Limits,
     pub kubernetes_sync_timeout: Duration,
     pub cgroup: Option<PathBuf>,
@@ -396,6 +401,7 @@ fn check(f: File) -> Result<Config, Vec<Problem>> {
         listen: f.api.listen,
         metrics_listen: f.metrics.listen,
         token_file: f.api.token_file,
+        page: f.api.page,
         http,
         kubernetes_sync_timeout,
         cgroup: f.hooks.cgroup,

@@ -20,7 +20,9 @@ const BPF_LINKER_LLVM_FEATURE: &str = "llvm-22";
 /// servers and clients from `postgresql` on are the end-to-end matrix's
 /// (tests/tests/matrix.rs) and the dashboard test's (redis), each started by
 /// the test itself in a network namespace, never as a system service
-/// (`python3-grpcio` is the matrix's gRPC server and client).
+/// (`python3-grpcio` is the matrix's gRPC server and client); `chromium`
+/// renders the edge page and the report (tests/tests/page.rs, driven over
+/// its DevTools pipe).
 const DEBIAN_PACKAGES: &[&str] = &[
     "iproute2",
     "bpftool",
@@ -44,6 +46,7 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "openssh-client",
     "socat",
     "python3-grpcio",
+    "chromium",
 ];
 
 /// Debian packages only the bench uses (installed by `cargo xtask bench`,

@@ -12,6 +12,7 @@ pub mod cli;
 mod clock;
 pub mod config;
 pub mod export;
+pub mod fleet;
 mod glob;
 pub mod kernel;
 pub mod kubernetes;

@@ -5,6 +5,7 @@
 use crate::{
     clock,
     export::{edge_list::EdgeList, table},
+    fleet,
 };
 use anyhow::{Context as _, bail};
 use std::{
@@ -31,27 +32,39 @@ pub struct EdgesArgs {
     /// Present the bearer token in FILE (the agent's api.token_file).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+
+    /// The whole fleet instead of one agent: every node's edges from this
+    /// Prometheus (or Thanos, Mimir, ...), nodes folded together.
+    #[arg(long, value_name = "URL")]
+    pub prometheus: Option<String>,
+
+    /// With --prometheus: the window read, e.g. 30m, 1h, 7d.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "1h",
+        requires = "prometheus"
+    )]
+    pub since: String,
+
+    /// Only edges with an end in this Kubernetes namespace.
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
 }
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 pub fn run(args: &EdgesArgs) -> anyhow::Result<()> {
-    let path = if args.violations {
-        "/api/v1/edges?violations=true"
-    } else {
-        "/api/v1/edges"
+    let mut list = match &args.prometheus {
+        Some(url) => fleet_list(url, &args.since)?,
+        None => agent_list(args)?,
     };
-    let token = match &args.token_file {
-        Some(f) => Some(read_token(f)?),
-        None => None,
-    };
-    let body = get(&args.addr, path, token.as_deref())?;
-    let list: EdgeList = serde_json::from_str(&body).with_context(|| {
-        format!(
-            "{} did not answer with an edge list; is it a plainsight agent?",
-            args.addr
-        )
-    })?;
+    if let Some(ns) = &args.namespace {
+        list.edges.retain(|e| fleet::in_namespace(e, ns));
+    }
+    if args.violations {
+        list.edges.retain(|e| e.policy == "violation");
+    }
     let mut out = std::io::stdout().lock();
     let written = if args.json {
         serde_json::to_writer_pretty(&mut out, &list)
@@ -80,6 +93,34 @@ pub fn run(args: &EdgesArgs) -> anyhow::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         r => r.context("writing the output"),
     }
+}
+
+/// The fleet's edges over `since` from the Prometheus at `url`.
+pub(crate) fn fleet_list(url: &str, since: &str) -> anyhow::Result<EdgeList> {
+    let since = clock::parse_duration(since).map_err(|m| anyhow::anyhow!("--since {m}"))?;
+    fleet::edge_list(fleet::Window::ending_now(since), |path| {
+        get(url, path, None).with_context(|| format!("querying Prometheus at {url}"))
+    })
+}
+
+/// The edges of the agent at `--addr`.
+fn agent_list(args: &EdgesArgs) -> anyhow::Result<EdgeList> {
+    let path = if args.violations {
+        "/api/v1/edges?violations=true"
+    } else {
+        "/api/v1/edges"
+    };
+    let token = match &args.token_file {
+        Some(f) => Some(read_token(f)?),
+        None => None,
+    };
+    let body = get(&args.addr, path, token.as_deref())?;
+    serde_json::from_str(&body).with_context(|| {
+        format!(
+            "{} did not answer with an edge list; is it a plainsight agent?",
+            args.addr
+        )
+    })
 }
 
 /// One line instead of a bare header: a newcomer's first `plainsight

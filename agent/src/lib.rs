@@ -19,3 +19,4 @@ pub mod kubernetes;
 pub mod logging;
 pub mod pipeline;
 pub mod replay;
+pub mod report;

@@ -1,7 +1,8 @@
 //! The fleet view: two agents (two "nodes": two topologies, each with its
 //! own namespaces and cgroup) scraped by one real Prometheus; `plainsight
 //! edges --prometheus` folds the nodes into one edge table, the same
-//! identity pair seen on both nodes being one edge.
+//! identity pair seen on both nodes being one edge; `plainsight report
+//! --prometheus` reports on the same window.
 
 use plainsight_tests::{
     Agent, Topology, WorkDir,
@@ -184,6 +185,34 @@ fn edges_from_prometheus_fold_two_nodes_into_one_table() {
         "--violations",
     ]));
     assert_eq!(viol.lines().count(), 2, "{viol}");
+
+    // The fleet's evidence report over the same window.
+    let report = ok(&plainsight(&[
+        "report",
+        "--prometheus",
+        &url,
+        "--since",
+        "1h",
+        "--format",
+        "json",
+    ]));
+    let r: serde_json::Value = serde_json::from_str(&report).expect("JSON report");
+    assert_eq!(
+        (
+            r["summary"]["edges"].as_u64(),
+            r["summary"]["flows"].as_u64()
+        ),
+        (Some(3), Some(6))
+    );
+    assert_eq!(r["summary"]["flows_encrypted"], 1);
+    assert_eq!(r["plaintext_edges"].as_array().map(Vec::len), Some(2));
+    assert_eq!(r["plaintext_edges"][0]["policy"], "violation");
+    assert_eq!(r["tls_inventory"][0]["seen"]["tls_versions"]["1.3"], 1);
+    assert!(
+        r["source"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("Prometheus http://"))
+    );
 
     // Mistakes are named.
     let bad = plainsight(&["edges", "--prometheus", &url, "--since", "1y"]);

@@ -3,7 +3,8 @@
 //! in the test's namespaces; the page asks for the token, then shows every
 //! edge in the table and the graph (violations and credentials first and
 //! unmistakable), a filter narrows both, the console stays clean, and it
-//! stays readable with 200+ edges. Screenshots are kept under
+//! stays readable with 200+ edges; `plainsight report` of the same agent
+//! renders and prints. Screenshots, the report and its PDF are kept under
 //! target/artefacts/.
 
 use plainsight_tests::{
@@ -193,6 +194,12 @@ fn the_page_shows_the_nodes_edges_in_a_real_browser() {
     assert_eq!(count(&mut c, "#graph path.edge"), 1);
     set_filter(&mut c, "f-protocol", "");
 
+    // The evidence report of the same agent: one HTML file rendered by
+    // the same browser, on screen and printed to PDF.
+    report_of(&agent, &token, &cfg, &mut c, &t);
+    c.events.clear();
+    c.navigate(&url);
+
     // 200+ edges: 210 more client addresses, one plaintext request each;
     // the live refresh picks them up, every edge is drawn, no two names
     // share a row.
@@ -232,6 +239,98 @@ fn the_page_shows_the_nodes_edges_in_a_real_browser() {
     );
     let shot = c.screenshot(&artefact("page-214-edges.png"), 1400.0);
     assert!(shot > 10_000, "screenshot of {shot} bytes");
+}
+
+/// `plainsight report` against the live agent: JSON numbers, CSV rows, and
+/// the HTML in Chromium (screenshot, PDF with the edges in it).
+fn report_of(
+    agent: &Agent,
+    token: &std::path::Path,
+    cfg: &std::path::Path,
+    c: &mut Chromium,
+    t: &Topology,
+) {
+    let run = |format: &str, out: &std::path::Path| {
+        let o = std::process::Command::new(plainsight_tests::plainsight_bin())
+            .arg("report")
+            .args(["--addr", &format!("http://{}", agent.addr)])
+            .arg("--token-file")
+            .arg(token)
+            .arg("--config")
+            .arg(cfg)
+            .args(["--format", format, "-o"])
+            .arg(out)
+            .output()
+            .expect("plainsight report");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::read_to_string(out).expect("the report")
+    };
+    let json: serde_json::Value =
+        serde_json::from_str(&run("json", &artefact("report.json"))).expect("JSON report");
+    assert_eq!(json["summary"]["edges"], 4);
+    assert_eq!(json["summary"]["flows_encrypted_percent"], 25.0);
+    let plain = json["plaintext_edges"].as_array().expect("plaintext edges");
+    assert_eq!(plain.len(), 3);
+    assert_eq!(
+        (
+            plain[0]["server_port"].as_u64(),
+            plain[0]["reason"].as_str()
+        ),
+        (Some(u64::from(redis::PORT)), Some("cleartext_credentials"))
+    );
+    assert_eq!(plain[2]["owner"], "team-web");
+    assert_eq!(json["rules"][0]["flows_allowed"], 1);
+    assert_eq!(json["tls_inventory"][0]["seen"]["tls_versions"]["1.3"], 1);
+    let csv = run("csv", &artefact("report.csv"));
+    assert_eq!(
+        csv.lines()
+            .filter(|l| l.starts_with("plaintext_edge,"))
+            .count(),
+        3
+    );
+
+    let html = artefact("report.html");
+    run("html", &html);
+    c.events.clear();
+    c.navigate(&format!("file://{}", html.display()));
+    assert_eq!(
+        c.errors(),
+        Vec::<String>::new(),
+        "console errors in the report"
+    );
+    let text = c.eval("document.body.innerText");
+    let text = text.as_str().expect("text");
+    for want in [
+        "shop/frontend",
+        "web/server",
+        "cleartext_credentials",
+        "web-plain-http",
+        "TLS_",
+    ] {
+        assert!(text.contains(want), "{want} not in the report:\n{text}");
+    }
+    assert!(c.screenshot(&artefact("report.png"), 1600.0) > 10_000);
+    let pdf = artefact("report.pdf");
+    assert!(c.print_pdf(&pdf) > 5_000);
+    let pdf_text = plainsight_tests::tools::run(
+        std::process::Command::new(plainsight_tests::tools::require_tool(
+            "pdftotext",
+            "install Debian's `poppler-utils` (`cargo xtask setup` does)",
+        ))
+        .arg(&pdf)
+        .arg("-"),
+    );
+    let pdf_text = String::from_utf8_lossy(&pdf_text.stdout);
+    for want in [
+        "shop/frontend",
+        &t.client_ip6.to_string(),
+        "cleartext_credentials",
+    ] {
+        assert!(
+            pdf_text.contains(want),
+            "{want} not in the PDF:\n{pdf_text}"
+        );
+    }
 }
 
 /// The server answers the extra client addresses (10.77.1.0/24) through

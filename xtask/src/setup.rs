@@ -22,7 +22,7 @@ const BPF_LINKER_LLVM_FEATURE: &str = "llvm-22";
 /// the test itself in a network namespace, never as a system service
 /// (`python3-grpcio` is the matrix's gRPC server and client); `chromium`
 /// renders the edge page and the report (tests/tests/page.rs, driven over
-/// its DevTools pipe).
+/// its DevTools pipe), `poppler-utils` reads the printed report back.
 const DEBIAN_PACKAGES: &[&str] = &[
     "iproute2",
     "bpftool",
@@ -47,6 +47,7 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "socat",
     "python3-grpcio",
     "chromium",
+    "poppler-utils",
 ];
 
 /// Debian packages only the bench uses (installed by `cargo xtask bench`,

@@ -57,7 +57,7 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 pub fn run(args: &EdgesArgs) -> anyhow::Result<()> {
     let mut list = match &args.prometheus {
         Some(url) => fleet_list(url, &args.since)?,
-        None => agent_list(args)?,
+        None => agent_list(&args.addr, args.token_file.as_deref(), args.violations)?,
     };
     if let Some(ns) = &args.namespace {
         list.edges.retain(|e| fleet::in_namespace(e, ns));
@@ -103,23 +103,24 @@ pub(crate) fn fleet_list(url: &str, since: &str) -> anyhow::Result<EdgeList> {
     })
 }
 
-/// The edges of the agent at `--addr`.
-fn agent_list(args: &EdgesArgs) -> anyhow::Result<EdgeList> {
-    let path = if args.violations {
+/// The edges of the agent at `addr`.
+pub(crate) fn agent_list(
+    addr: &str,
+    token_file: Option<&std::path::Path>,
+    violations: bool,
+) -> anyhow::Result<EdgeList> {
+    let path = if violations {
         "/api/v1/edges?violations=true"
     } else {
         "/api/v1/edges"
     };
-    let token = match &args.token_file {
+    let token = match token_file {
         Some(f) => Some(read_token(f)?),
         None => None,
     };
-    let body = get(&args.addr, path, token.as_deref())?;
+    let body = get(addr, path, token.as_deref())?;
     serde_json::from_str(&body).with_context(|| {
-        format!(
-            "{} did not answer with an edge list; is it a plainsight agent?",
-            args.addr
-        )
+        format!("{addr} did not answer with an edge list; is it a plainsight agent?")
     })
 }
 

@@ -103,28 +103,12 @@ pub fn edge_list(
         let text = |n: &str| l.get(n).cloned().unwrap_or_default();
         edges.insert(
             key(l, &EDGE),
-            EdgeJson {
-                client: text("client"),
-                server: text("server"),
-                server_port: text("server_port").parse().unwrap_or(0),
-                protocol: text("protocol"),
-                encryption: text("encryption"),
-                policy: text("policy"),
-                flows: c.flows,
-                reasons: BTreeMap::new(),
-                tls_versions: BTreeMap::new(),
-                midstream_flows: 0,
-                first_seen: secs_rfc3339(c.first),
-                last_seen: secs_rfc3339(c.last),
-                client_addrs: Vec::new(),
-                server_addrs: Vec::new(),
-                rule: None,
-                expired_rule: None,
-                sni: Vec::new(),
-                alpn: BTreeMap::new(),
-                ciphers: BTreeMap::new(),
-                inner_protocol: None,
-            },
+            EdgeJson::keyed(
+                ["client", "server", "protocol", "encryption", "policy"].map(text),
+                text("server_port").parse().unwrap_or(0),
+                c.flows,
+                [secs_rfc3339(c.first), secs_rfc3339(c.last)],
+            ),
         );
     }
     let same = |e: &EdgeJson, l: &BTreeMap<String, String>, fields: &[&str]| {

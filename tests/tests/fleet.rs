@@ -6,39 +6,17 @@
 
 use plainsight_tests::{
     Agent, Topology, WorkDir,
-    agent::free_port,
+    agent::{free_port, shop_web_config},
     prometheus::Prometheus,
     servers::{HTTP_PORT, HTTPS_PORT, HttpAndTls},
 };
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-/// Both nodes name their ends alike (the same workloads run on both).
-fn config(t: &Topology) -> String {
-    format!(
-        r#"
-[identities]
-"{client}/32" = "shop/frontend"
-"{server}/32" = "web/server"
-
-[[policy.allow]]
-name = "web-plain-http"
-owner = "team-web"
-reason = "internal status page, TLS planned"
-client = "shop/frontend"
-server = "web/server"
-ports = [{http}]
-protocols = ["http"]
-"#,
-        client = t.client_ip,
-        server = t.server_ip,
-        http = HTTP_PORT,
-    )
-}
-
 fn node(t: &Topology, dir: &WorkDir, name: &str) -> Agent {
     let cfg = dir.join(&format!("{name}.toml"));
-    std::fs::write(&cfg, config(t)).expect("config");
+    // Both nodes name their ends alike (the same workloads run on both).
+    std::fs::write(&cfg, shop_web_config(t)).expect("config");
     let cg = t.cgroup.to_str().expect("utf-8").to_owned();
     Agent::start(
         None,

@@ -9,7 +9,7 @@
 
 use plainsight_tests::{
     Agent, Side, TestCert, Topology, WorkDir,
-    agent::free_port,
+    agent::{free_port, shop_web_config},
     chromium::{Chromium, artefact},
     clients,
     servers::{
@@ -23,27 +23,9 @@ const TOKEN: &str = "page-token-5d1e";
 
 fn config(t: &Topology, token: &std::path::Path) -> String {
     format!(
-        r#"
-[api]
-token_file = "{token}"
-
-[identities]
-"{client}/32" = "shop/frontend"
-"{server}/32" = "web/server"
-
-[[policy.allow]]
-name = "web-plain-http"
-owner = "team-web"
-reason = "internal status page, TLS planned"
-client = "shop/frontend"
-server = "web/server"
-ports = [{http}]
-protocols = ["http"]
-"#,
-        token = token.display(),
-        client = t.client_ip,
-        server = t.server_ip,
-        http = HTTP_PORT,
+        "[api]\ntoken_file = \"{}\"\n{}",
+        token.display(),
+        shop_web_config(t)
     )
 }
 

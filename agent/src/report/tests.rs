@@ -9,28 +9,12 @@ fn edge(
     encryption: &str,
     policy: &str,
 ) -> EdgeJson {
-    EdgeJson {
-        client: client.into(),
-        server: server.into(),
-        server_port: port,
-        protocol: protocol.into(),
-        encryption: encryption.into(),
-        policy: policy.into(),
-        flows: 1,
-        reasons: BTreeMap::new(),
-        tls_versions: BTreeMap::new(),
-        midstream_flows: 0,
-        first_seen: "2026-12-01T10:00:00Z".into(),
-        last_seen: "2026-12-01T11:00:00Z".into(),
-        client_addrs: Vec::new(),
-        server_addrs: Vec::new(),
-        rule: None,
-        expired_rule: None,
-        sni: Vec::new(),
-        alpn: BTreeMap::new(),
-        ciphers: BTreeMap::new(),
-        inner_protocol: None,
-    }
+    EdgeJson::keyed(
+        [client, server, protocol, encryption, policy].map(String::from),
+        port,
+        1,
+        ["2026-12-01T10:00:00Z".into(), "2026-12-01T11:00:00Z".into()],
+    )
 }
 
 /// 2026-12-04T00:00:00Z.

@@ -69,6 +69,9 @@ impl Chromium {
         .arg(format!("--user-data-dir={}", path_str(&profile.path)))
         .arg(format!("--window-size={width},{height}"))
         .arg("about:blank")
+        // Its shared-memory files (--disable-dev-shm-usage) go with the
+        // profile, not into /tmp.
+        .env("TMPDIR", &profile.path)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(profile.join("chromium.log")).expect("chromium log"));

@@ -70,6 +70,8 @@ struct ApiFile {
     request_timeout: String,
     /// Open connections at once, per listener; more are closed at once.
     max_connections: usize,
+    /// `GET /`: the edge page (export/page.rs).
+    page: bool,
 }
 
 impl Default for ApiFile {
@@ -82,6 +84,7 @@ impl Default for ApiFile {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT.into(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT.into(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            page: true,
         }
     }
 }
@@ -226,6 +229,8 @@ pub struct Config {
     pub token_file: Option<PathBuf>,
     /// `api.tls_cert_file` and `api.tls_key_file`: both or neither.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// `api.page`: serve the edge page at `/`.
+    pub page: bool,
     pub http: Limits,
     pub kubernetes_sync_timeout: Duration,
     pub cgroup: Option<PathBuf>,
@@ -405,6 +410,7 @@ fn check(f: File) -> Result<Config, Vec<Problem>> {
         metrics_listen: f.metrics.listen,
         token_file: f.api.token_file,
         tls: f.api.tls_cert_file.zip(f.api.tls_key_file),
+        page: f.api.page,
         http,
         kubernetes_sync_timeout,
         cgroup: f.hooks.cgroup,

@@ -208,6 +208,8 @@ pub fn tsql(t: &Topology, host: IpAddr, port: u16, encryption: &str) {
     ];
     let out = t.run_input(Side::Client, true, &argv, b"");
     assert_ne!(out.status.code(), Some(124), "tsql hung: {argv:?}");
+}
+
 /// A NATS client over TLS (Python's `ssl`, i.e. OpenSSL, as nats-py does
 /// it): reads the server's `INFO` in clear, checks it requires TLS, starts
 /// the handshake, then `CONNECT`, `PUB` and `PING` inside it until `PONG`.

@@ -5,6 +5,7 @@
 use crate::{
     clock,
     export::{edge_list::EdgeList, table},
+    fleet,
 };
 use anyhow::{Context as _, bail};
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject as _};
@@ -38,6 +39,23 @@ pub struct EdgesArgs {
     /// instead of the system's bundle.
     #[arg(long, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
+    /// The whole fleet instead of one agent: every node's edges from this
+    /// Prometheus (or Thanos, Mimir, ...), nodes folded together.
+    #[arg(long, value_name = "URL")]
+    pub prometheus: Option<String>,
+
+    /// With --prometheus: the window read, e.g. 30m, 1h, 7d.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "1h",
+        requires = "prometheus"
+    )]
+    pub since: String,
+
+    /// Only edges with an end in this Kubernetes namespace.
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
 }
 
 /// Where Debian, Ubuntu and Amazon Linux (via its symlink) keep the
@@ -47,22 +65,21 @@ const SYSTEM_CAS: &str = "/etc/ssl/certs/ca-certificates.crt";
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 pub fn run(args: &EdgesArgs) -> anyhow::Result<()> {
-    let path = if args.violations {
-        "/api/v1/edges?violations=true"
-    } else {
-        "/api/v1/edges"
+    let mut list = match &args.prometheus {
+        Some(url) => fleet_list(url, &args.since)?,
+        None => agent_list(
+            &args.addr,
+            args.token_file.as_deref(),
+            args.ca_file.as_deref(),
+            args.violations,
+        )?,
     };
-    let token = match &args.token_file {
-        Some(f) => Some(read_token(f)?),
-        None => None,
-    };
-    let body = get(&args.addr, path, token.as_deref(), args.ca_file.as_deref())?;
-    let list: EdgeList = serde_json::from_str(&body).with_context(|| {
-        format!(
-            "{} did not answer with an edge list; is it a plainsight agent?",
-            args.addr
-        )
-    })?;
+    if let Some(ns) = &args.namespace {
+        list.edges.retain(|e| fleet::in_namespace(e, ns));
+    }
+    if args.violations {
+        list.edges.retain(|e| e.policy == "violation");
+    }
     let mut out = std::io::stdout().lock();
     let written = if args.json {
         serde_json::to_writer_pretty(&mut out, &list)
@@ -91,6 +108,36 @@ pub fn run(args: &EdgesArgs) -> anyhow::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         r => r.context("writing the output"),
     }
+}
+
+/// The fleet's edges over `since` from the Prometheus at `url`.
+pub(crate) fn fleet_list(url: &str, since: &str) -> anyhow::Result<EdgeList> {
+    let since = clock::parse_duration(since).map_err(|m| anyhow::anyhow!("--since {m}"))?;
+    fleet::edge_list(fleet::Window::ending_now(since), |path| {
+        get(url, path, None, None).with_context(|| format!("querying Prometheus at {url}"))
+    })
+}
+
+/// The edges of the agent at `addr`.
+pub(crate) fn agent_list(
+    addr: &str,
+    token_file: Option<&std::path::Path>,
+    ca_file: Option<&std::path::Path>,
+    violations: bool,
+) -> anyhow::Result<EdgeList> {
+    let path = if violations {
+        "/api/v1/edges?violations=true"
+    } else {
+        "/api/v1/edges"
+    };
+    let token = match token_file {
+        Some(f) => Some(read_token(f)?),
+        None => None,
+    };
+    let body = get(addr, path, token.as_deref(), ca_file)?;
+    serde_json::from_str(&body).with_context(|| {
+        format!("{addr} did not answer with an edge list; is it a plainsight agent?")
+    })
 }
 
 /// One line instead of a bare header: a newcomer's first `plainsight

@@ -345,6 +345,7 @@ async fn serve(cfg: Config, a: Attached) -> anyhow::Result<()> {
             include_loopback: cfg.include_loopback,
             metrics: metrics.clone(),
         },
+        page: cfg.page,
     };
     listeners.serve(&state, cfg.http, &metrics, tls);
 

@@ -9,6 +9,7 @@ pub(crate) mod bearer;
 pub mod edge_list;
 pub mod http_server;
 pub mod metrics;
+pub(crate) mod page;
 pub(crate) mod process_metrics;
 pub(crate) mod readiness;
 pub(crate) mod snapshot;

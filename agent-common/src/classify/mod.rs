@@ -405,6 +405,14 @@ impl FlowClassifier {
         if v == PENDING && text {
             self.flags |= F_TEXT;
         }
+        // Picked up inside a TLS record: its tail, then the next header.
+        if v == PENDING
+            && !text
+            && self.flags & F_MIDSTREAM != 0
+            && tls::embedded_application_data(d)
+        {
+            return Verdict::new(Protocol::Tls, Encryption::Tls);
+        }
         v
     }
 

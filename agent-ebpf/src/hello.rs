@@ -36,7 +36,7 @@ pub static HELLOS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
 
 /// Where a record is assembled: `HELLO_MAX` bytes do not fit the stack.
 #[map]
-static HELLO_SCRATCH: PerCpuArray<HelloEvent> = PerCpuArray::with_max_entries(1, 0);
+pub(crate) static HELLO_SCRATCH: PerCpuArray<HelloEvent> = PerCpuArray::with_max_entries(1, 0);
 
 /// Called with every payload segment just staged for the classifier (the
 /// prefix and flow key in `SCRATCH`): exports it if, and only if, it starts

@@ -196,6 +196,13 @@ impl FlowClassifier {
         }
     }
 
+    /// The verdict (or the protocol recognised so far) names `p`.
+    #[must_use]
+    #[inline(always)]
+    pub fn names(&self, p: Protocol) -> bool {
+        self.proto == p as u8
+    }
+
     /// Whether `side` may still contribute a segment.
     #[must_use]
     pub fn wants(&self, side: Side) -> bool {

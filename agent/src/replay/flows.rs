@@ -44,9 +44,6 @@ struct Flow {
     created: u64,
     last_ts_ns: i64,
     tls: TlsMeta,
-    /// Its verdict was `ftp`: a control connection, whose announcements
-    /// name data connections.
-    ftp_control: bool,
 }
 
 impl Flow {
@@ -159,12 +156,11 @@ impl FlowTable {
                     created: self.created,
                     last_ts_ns: 0,
                     tls: TlsMeta::default(),
-                    ftp_control: false,
                 })
             }
         };
         flow.last_ts_ns = ts_ns;
-        if flow.ftp_control
+        if track::is_ftp_control(&flow.state)
             && !seg.payload.is_empty()
             && let Some(a) = flow.announcement(&t, seg.payload)
         {
@@ -172,7 +168,6 @@ impl FlowTable {
             self.ftp.announce(r.client, r.server, a, ts_ns);
         }
         if let Some(v) = flow.feed(&t, seg.payload) {
-            flow.ftp_control = v.protocol == Protocol::Ftp;
             out(flow.record(v));
         }
         let side = track::side(&flow.state, t.from_lo);

@@ -8,13 +8,13 @@
 //! Cost: only segments of decided FTP control flows pay (one copy of at
 //! most `PREFIX` bytes, a 5-byte compare, a ring write for announcements).
 
-use crate::hello::{HELLO_SCRATCH, HELLOS};
-use crate::maps::{count, wakeup_flags};
+use crate::hello::HELLO_SCRATCH;
+use crate::maps::count;
 use crate::parse::Packet;
 use agent_common::{
     Side,
     classify::{Prefix, mail::ftp_announces},
-    wire::{FlowKey, HELLO_KIND_FTP, HelloHeader, PREFIX, Stat},
+    wire::{FlowKey, HELLO_KIND_FTP, PREFIX, Stat},
 };
 use aya_ebpf::{bindings::__sk_buff, helpers::generated::bpf_skb_load_bytes};
 
@@ -60,31 +60,5 @@ pub fn export_if_announced(
     if !ftp_announces(side, &Prefix::new(buf, n)) {
         return;
     }
-    // Field by field (see `hello::export`).
-    let (ca, cp, sa, sp) = key.endpoints(client_is_hi);
-    let h: &mut HelloHeader = &mut ev.header;
-    h.client_addr = ca;
-    h.server_addr = sa;
-    h.client_port = cp;
-    h.server_port = sp;
-    h.family = key.family;
-    h.kind = HELLO_KIND_FTP;
-    h._pad0 = 0;
-    #[expect(clippy::cast_possible_truncation, reason = "n <= PREFIX")]
-    {
-        h.len = n as u32;
-    }
-    h._pad1 = 0;
-    // SAFETY: header and the n bytes loaded, inside the scratch value.
-    let record = unsafe {
-        core::slice::from_raw_parts(
-            core::ptr::from_ref(ev).cast::<u8>(),
-            size_of::<HelloHeader>() + n,
-        )
-    };
-    if HELLOS.output::<[u8]>(record, wakeup_flags(&HELLOS)).is_ok() {
-        count(Stat::HellosExported);
-    } else {
-        count(Stat::HellosLost);
-    }
+    crate::hello::send(ev, key, client_is_hi, HELLO_KIND_FTP, n);
 }

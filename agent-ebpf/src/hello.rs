@@ -101,6 +101,14 @@ fn export(
         count(Stat::PayloadLoadFailed);
         return;
     }
+    send(ev, key, client_is_hi, hello.kind() as u8, n);
+}
+
+/// Puts the record assembled in `ev` (its first `n` bytes loaded) on
+/// `HELLOS` with its flow's endpoints and `kind`. Counted: exported or
+/// lost. `n` is at most `HELLO_MAX`, checked by the caller.
+#[inline(always)]
+pub(crate) fn send(ev: &mut HelloEvent, key: &FlowKey, client_is_hi: bool, kind: u8, n: usize) {
     // Field by field: a struct literal becomes a memcpy call, and the hook
     // programs must not make subprogram calls.
     let (ca, cp, sa, sp) = key.endpoints(client_is_hi);
@@ -110,7 +118,7 @@ fn export(
     h.client_port = cp;
     h.server_port = sp;
     h.family = key.family;
-    h.kind = hello.kind() as u8;
+    h.kind = kind;
     h._pad0 = 0;
     #[expect(clippy::cast_possible_truncation, reason = "n <= HELLO_MAX")]
     {

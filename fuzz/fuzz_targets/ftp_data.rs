@@ -30,5 +30,8 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(v.protocol, Protocol::Ftp);
     assert_coherent(&v);
     let mut again = Verdict::new(Protocol::Unknown, Encryption::Unknown);
-    assert!(!t.name([other, there], &mut again, 2), "{a:?} matched twice");
+    assert!(
+        !t.name([other, there], &mut again, 2),
+        "{a:?} matched twice"
+    );
 });

@@ -163,6 +163,15 @@ pub const fn is_decided(st: &FlowState) -> bool {
     st.flags & FLOW_DONE != 0
 }
 
+/// A decided flow whose verdict is `ftp`: a control connection, whose
+/// later segments may announce a data connection
+/// (`classify::mail::ftp_announces`); it keeps taking the long way.
+#[must_use]
+#[inline(always)]
+pub fn is_ftp_control(st: &FlowState) -> bool {
+    is_decided(st) && st.classifier.names(crate::Protocol::Ftp)
+}
+
 /// For a client SYN on an existing entry: true if it opens a new connection
 /// on the same addresses and ports (reused ports whose old connection's
 /// close was not seen), false for a retransmitted SYN or a second sighting

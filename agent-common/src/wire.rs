@@ -204,7 +204,8 @@ pub struct HelloHeader {
     pub client_port: u16,
     pub server_port: u16,
     pub family: u8,
-    /// `classify::tls::HelloKind`: 1 ClientHello, 2 ServerHello.
+    /// `classify::tls::HelloKind`: 1 ClientHello, 2 ServerHello; or
+    /// `HELLO_KIND_FTP`.
     pub kind: u8,
     pub _pad0: u16,
     /// Hello bytes that follow the header (1..=HELLO_MAX).
@@ -212,6 +213,12 @@ pub struct HelloHeader {
     pub _pad1: u32,
 }
 const _: () = assert!(core::mem::size_of::<HelloHeader>() == 48);
+
+/// `HelloHeader::kind` of an FTP control connection's line that announces
+/// a data connection (`classify::mail::ftp_announces`), at most `PREFIX`
+/// bytes: it shares the hello ring (bounded public metadata, an address
+/// and a port) rather than adding a third.
+pub const HELLO_KIND_FTP: u8 = 0x46;
 
 /// A hello record as the kernel assembles it; only the header and `len`
 /// bytes of `bytes` go on the ring.

@@ -36,7 +36,7 @@ pub static HELLOS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
 
 /// Where a record is assembled: `HELLO_MAX` bytes do not fit the stack.
 #[map]
-static HELLO_SCRATCH: PerCpuArray<HelloEvent> = PerCpuArray::with_max_entries(1, 0);
+pub(crate) static HELLO_SCRATCH: PerCpuArray<HelloEvent> = PerCpuArray::with_max_entries(1, 0);
 
 /// Called with every payload segment just staged for the classifier (the
 /// prefix and flow key in `SCRATCH`): exports it if, and only if, it starts
@@ -101,6 +101,14 @@ fn export(
         count(Stat::PayloadLoadFailed);
         return;
     }
+    send(ev, key, client_is_hi, hello.kind() as u8, n);
+}
+
+/// Puts the record assembled in `ev` (its first `n` bytes loaded) on
+/// `HELLOS` with its flow's endpoints and `kind`. Counted: exported or
+/// lost. `n` is at most `HELLO_MAX`, checked by the caller.
+#[inline(always)]
+pub(crate) fn send(ev: &mut HelloEvent, key: &FlowKey, client_is_hi: bool, kind: u8, n: usize) {
     // Field by field: a struct literal becomes a memcpy call, and the hook
     // programs must not make subprogram calls.
     let (ca, cp, sa, sp) = key.endpoints(client_is_hi);
@@ -110,7 +118,7 @@ fn export(
     h.client_port = cp;
     h.server_port = sp;
     h.family = key.family;
-    h.kind = hello.kind() as u8;
+    h.kind = kind;
     h._pad0 = 0;
     #[expect(clippy::cast_possible_truncation, reason = "n <= HELLO_MAX")]
     {

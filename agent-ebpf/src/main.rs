@@ -3,6 +3,7 @@
 #![no_std]
 #![no_main]
 
+mod ftp;
 mod hello;
 mod maps;
 mod observe;

@@ -289,7 +289,12 @@ fn track<C: EbpfContext>(ctx: &C, skb: *mut __sk_buff, prog: Program, p: &Packet
     let side = track::side(st, lo);
 
     if track::is_decided(st) {
-        if hook == Hook::Cgroup && !closing {
+        // An FTP control connection keeps taking this way: its later
+        // lines announce data connections (`ftp`), and it is never busy.
+        let ftp = track::is_ftp_control(st);
+        if ftp && p.payload_len != 0 {
+            crate::ftp::export_if_announced(skb, side, p, key, st.flags & FLOW_CLIENT_IS_HI != 0);
+        } else if hook == Hook::Cgroup && !closing {
             if st.after_verdict < MARK_SOCKET_AFTER {
                 st.after_verdict += 1;
             } else {

@@ -147,6 +147,31 @@ pub fn socat(t: &Topology, host: IpAddr, port: u16, text: &str) -> String {
     run(t, &["socat", "-t", "2", "-", &target], text.as_bytes())
 }
 
+/// A gRPC (h2c) client that makes one call, then one call per line of
+/// input on the same HTTP/2 connection until its input ends: a
+/// connection that outlives an agent restart (a mid-stream flow).
+pub fn grpc_session(t: &Topology, host: IpAddr, port: u16) -> crate::Session {
+    const CLIENT: &str = r#"
+import sys
+import grpc
+
+target, method = sys.argv[1:3]
+say = grpc.insecure_channel(target).unary_unary(method)
+say(b"hello", timeout=10)
+for line in sys.stdin:
+    say(line.strip().encode(), timeout=10)
+"#;
+    let target = format!("{}:{port}", url_host(host));
+    let argv = [
+        crate::servers::grpc::PYTHON,
+        "-c",
+        CLIENT,
+        &target,
+        crate::servers::grpc::METHOD,
+    ];
+    t.session(Side::Client, true, &argv)
+}
+
 /// A gRPC call with `python3-grpcio` (one channel, one connection) to the
 /// echo of `servers::grpc`: in the clear, or over TLS trusting `cert` (whose
 /// name is `plainsight-test`). Returns the echoed text.

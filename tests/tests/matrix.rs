@@ -79,6 +79,7 @@ struct Sessions {
     pg: Session,
     pg_tls: Session,
     redis: Session,
+    grpc: Session,
 }
 
 impl Sessions {
@@ -92,14 +93,21 @@ impl Sessions {
         let (host, port) = (server.to_string(), redis::PORT.to_string());
         let redis = t.session(Side::Client, true, &["redis-cli", "-h", &host, "-p", &port]);
         t.wait_established(PG_PORT, 2);
+        let grpc = clients::grpc_session(t, server, grpc::H2C_PORT);
         t.wait_established(redis::PORT, 1);
-        Self { pg, pg_tls, redis }
+        t.wait_established(grpc::H2C_PORT, 1);
+        Self {
+            pg,
+            pg_tls,
+            redis,
+            grpc,
+        }
     }
 
     /// Ends each client the way a user would (end of input), so each
     /// connection closes with FIN after its verdict.
     fn close(self) {
-        for s in [self.pg, self.pg_tls, self.redis] {
+        for s in [self.pg, self.pg_tls, self.redis, self.grpc] {
             s.end();
         }
     }
@@ -130,6 +138,14 @@ fn midstream_cases(t: &Topology, check: &mut Checker<'_>, sessions: &mut Session
     check.expect_edge(
         Expected::new(t, redis::PORT, "redis", "plaintext").midstream(),
         || sessions.redis.send("PING"),
+    );
+    // HTTP/2 without its preface: the client's HEADERS frame claims the
+    // flow, the server's first frame confirms it.
+    check.expect_edge(
+        Expected::new(t, grpc::H2C_PORT, "http2", "plaintext")
+            .reason("midstream")
+            .midstream(),
+        || sessions.grpc.send("order 1042"),
     );
 }
 

@@ -256,6 +256,13 @@ impl FlowClassifier {
         }
     }
 
+    /// The verdict (or the protocol recognised so far) names `p`.
+    #[must_use]
+    #[inline(always)]
+    pub fn names(&self, p: Protocol) -> bool {
+        self.proto == p as u8
+    }
+
     /// Whether `side` may still contribute a segment.
     #[must_use]
     pub fn wants(&self, side: Side) -> bool {
@@ -315,8 +322,12 @@ impl FlowClassifier {
                 Route::end(0),
             )
         } else if stage == Stage::Start as u8 {
-            // The first segment(s) of a flow: every family's openings.
-            (PENDING, Route::search(t))
+            // The first segment(s) of a flow: every family's openings. Picked
+            // up inside a TLS record: its tail, then the next header.
+            let tail =
+                !text && self.flags & F_MIDSTREAM != 0 && tls::embedded_application_data(data);
+            let tail = if tail { Route::TLS_TAIL } else { 0 };
+            (PENDING, Route::search(t | tail))
         } else if stage == Stage::AwaitServerHello as u8 {
             self.await_server_hello(side, text)
         } else if stage == Stage::AwaitClientHello as u8 {
@@ -391,6 +402,8 @@ impl FlowClassifier {
                 }
             } else if verdict == PENDING && pass & Route::TEXT != 0 {
                 self.flags |= F_TEXT;
+            } else if verdict == PENDING && pass & Route::TLS_TAIL != 0 {
+                verdict = Verdict::new(Protocol::Tls, Encryption::Tls);
             }
         }
         if verdict.encryption != Encryption::Unknown {
@@ -592,6 +605,9 @@ impl Route {
     pub const TEXT: u8 = 16;
     /// Nothing to classify (empty, or the side's budget is spent).
     pub const IDLE: u8 = 32;
+    /// A flow picked up mid-stream whose segment holds a TLS
+    /// application-data record header: `tls` if no dissector names it.
+    pub const TLS_TAIL: u8 = 64;
 
     #[inline(always)]
     const fn end(pass: u8) -> Self {

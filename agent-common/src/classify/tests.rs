@@ -107,6 +107,21 @@ fn midstream_tls_application_data_is_tls_without_version() {
 }
 
 #[test]
+fn midstream_inside_a_tls_record_is_tls_midstream() {
+    // vsftpd's TLS 1.3 records from byte 140: the tail of one record,
+    // then an application-data header at offset 20.
+    let seg = &fixture!("curl-7.88-ftp-auth-tls-vsftpd-3.0", "s2c.3")[140..];
+    let v = classify_midstream(&[(Side::Server, seg)]);
+    assert_eq!(
+        v,
+        Some(tls(TlsVersion::Unknown).with_reason(Reason::Midstream))
+    );
+    // From the SYN on, a flow never starts inside a record: no guess.
+    let v = classify(&[(Side::Server, seg)]);
+    assert_ne!(v.map(|v| v.encryption), Some(Encryption::Tls));
+}
+
+#[test]
 fn midstream_tls12_new_session_ticket_is_tls_without_version() {
     // A handshake record that is not a hello (type 4) still means TLS.
     let v = classify(&[(

@@ -7,16 +7,17 @@ use crate::{
     clock,
     pipeline::{
         flow::{Flow, FlowId},
+        ftp_data::{self, FtpData},
         tls_hello::{self, TlsMeta},
     },
 };
 use agent_common::wire::{
-    EVENT_MIDSTREAM, FAMILY_V4, FlowEvent, HELLO_MAX, HelloHeader, Hook, addr_bytes,
+    EVENT_MIDSTREAM, FAMILY_V4, FlowEvent, HELLO_KIND_FTP, HELLO_MAX, HelloHeader, Hook, addr_bytes,
 };
 use aya::maps::{MapData, RingBuf};
 use std::{
     collections::HashMap,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
 };
 use tokio::io::unix::AsyncFd;
 
@@ -170,6 +171,8 @@ pub struct Rings {
     events: AsyncFd<RingBuf<MapData>>,
     hellos: AsyncFd<RingBuf<MapData>>,
     pending: PendingHellos,
+    /// FTP data connections announced on control connections.
+    ftp: FtpData,
     batch: Vec<Flow>,
 }
 
@@ -187,6 +190,7 @@ impl Rings {
             events: register("EVENTS", events)?,
             hellos: register("HELLOS", hellos)?,
             pending: PendingHellos::default(),
+            ftp: FtpData::default(),
             batch: Vec::new(),
         })
     }
@@ -221,12 +225,24 @@ impl Rings {
         let ring = self.hellos.get_mut();
         while let Some(item) = ring.next() {
             match decode_hello(&item) {
+                Some((h, bytes)) if h.kind == HELLO_KIND_FTP => {
+                    if let Some(a) = ftp_data::parse(bytes) {
+                        let client = SocketAddr::new(addr(h.family, h.client_addr), h.client_port);
+                        let server = SocketAddr::new(addr(h.family, h.server_addr), h.server_port);
+                        self.ftp.announce(client, server, a, now);
+                    }
+                }
                 Some((h, bytes)) => self.pending.add(&h, bytes, now),
                 None => read.malformed += 1,
             }
         }
         for mut flow in self.batch.drain(..) {
             self.pending.attach(&mut flow);
+            let ends = [
+                SocketAddr::new(flow.client, flow.client_port),
+                SocketAddr::new(flow.server, flow.server_port),
+            ];
+            self.ftp.name(ends, &mut flow.verdict, now);
             observe(&flow, now);
         }
         self.pending.expire(now);

@@ -5,6 +5,7 @@ pub mod alerts;
 pub(crate) mod cidr;
 pub mod edges;
 pub mod flow;
+pub mod ftp_data;
 pub mod identity;
 pub mod policy;
 pub mod tls_hello;

@@ -9,13 +9,18 @@
 //! - A flow still without a verdict at the end of the capture gets
 //!   `on_close()`'s best guess, as it would at its close. Flows that never
 //!   carried payload give nothing.
+//! - FTP data connections are named from their control connection's
+//!   announcements (`pipeline::ftp_data`): after an `ftp` verdict, the
+//!   control flow's segments that `ftp_announces` picks are read, bounded
+//!   to the classifier's prefix.
 
 use super::FlowRecord;
 use super::packet::Segment;
+use crate::pipeline::ftp_data::{self, FtpData};
 use crate::pipeline::tls_hello::{self, TlsMeta};
 use agent_common::{
-    Verdict,
-    classify::PrefixBuf,
+    Protocol, Verdict,
+    classify::{PrefixBuf, mail::ftp_announces},
     track::{self, Inspect},
     wire::{FLOW_CLIENT_IS_HI, FLOW_MIDSTREAM, FlowState},
 };
@@ -81,6 +86,17 @@ impl Flow {
         track::classify(&mut self.state, side, &PrefixBuf::new(bytes).prefix())
     }
 
+    /// An FTP control connection's segment: the data connection it
+    /// announces, if any.
+    fn announcement(&self, t: &track::Segment, payload: &[u8]) -> Option<ftp_data::Announcement> {
+        let side = track::side(&self.state, t.from_lo);
+        let buf = PrefixBuf::new(payload);
+        if !ftp_announces(side, &buf.prefix()) {
+            return None;
+        }
+        ftp_data::parse(&payload[..payload.len().min(agent_common::wire::PREFIX)])
+    }
+
     /// The flow ends: its verdict if it has none yet and carried payload.
     fn close(&mut self) -> Option<FlowRecord> {
         track::close(&mut self.state).map(|v| self.record(v))
@@ -91,11 +107,21 @@ impl Flow {
 pub struct FlowTable {
     flows: HashMap<Key, Flow>,
     created: u64,
+    ftp: FtpData,
 }
 
 impl FlowTable {
     /// Tracks one segment; every flow it finishes goes to `out`.
     pub fn segment(&mut self, seg: &Segment<'_>, ts_ns: i64, out: &mut impl FnMut(FlowRecord)) {
+        let mut done = Vec::new();
+        self.track(seg, ts_ns, &mut |r| done.push(r));
+        for mut r in done {
+            self.ftp.name([r.client, r.server], &mut r.verdict, r.ts_ns);
+            out(r);
+        }
+    }
+
+    fn track(&mut self, seg: &Segment<'_>, ts_ns: i64, out: &mut impl FnMut(FlowRecord)) {
         let key = Key::of(seg.src, seg.dst);
         let t = track::Segment {
             from_lo: seg.src == key.0,
@@ -134,6 +160,13 @@ impl FlowTable {
             }
         };
         flow.last_ts_ns = ts_ns;
+        if track::is_ftp_control(&flow.state)
+            && !seg.payload.is_empty()
+            && let Some(a) = flow.announcement(&t, seg.payload)
+        {
+            let r = flow.record(Verdict::plaintext(Protocol::Ftp));
+            self.ftp.announce(r.client, r.server, a, ts_ns);
+        }
         if let Some(v) = flow.feed(&t, seg.payload) {
             out(flow.record(v));
         }
@@ -151,7 +184,8 @@ impl FlowTable {
         let mut open: Vec<Flow> = self.flows.drain().map(|(_, f)| f).collect();
         open.sort_by_key(|f| f.created);
         for mut f in open {
-            if let Some(r) = f.close() {
+            if let Some(mut r) = f.close() {
+                self.ftp.name([r.client, r.server], &mut r.verdict, r.ts_ns);
                 out(r);
             }
         }

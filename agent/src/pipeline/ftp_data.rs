@@ -92,10 +92,10 @@ fn comma_six(s: &[u8]) -> Option<(Ipv4Addr, u16)> {
     if parts.next().is_some() {
         return None;
     }
-    Some((
-        Ipv4Addr::new(n[0], n[1], n[2], n[3]),
-        u16::from_be_bytes([n[4], n[5]]),
-    ))
+    // Port 0 is no endpoint a data connection can reach (found by the
+    // fuzzer: `227 0,0,0,0,0,0`).
+    let port = u16::from_be_bytes([n[4], n[5]]);
+    (port != 0).then_some((Ipv4Addr::new(n[0], n[1], n[2], n[3]), port))
 }
 
 /// `<d>proto<d>addr<d>port<d>` (RFC 2428; EPSV leaves proto and addr
@@ -207,6 +207,8 @@ mod tests {
                 passive: true
             })
         );
+        assert_eq!(parse(b"227 0000,0,000,00,00,000\r\n"), None, "port 0");
+        assert_eq!(parse(b"PORT 10,0,0,1,0,0\r\n"), None, "port 0");
         let port = parse(b"PORT 141,142,220,235,131,46\r\n");
         assert_eq!(port.map(|a| (a.port, a.passive)), Some((33582, false)));
         let eprt = parse(b"EPRT |2|2001:470:1f11:81f:c999:d94:aa7c:2e3e|49189|\r\n");

@@ -511,7 +511,7 @@ fn stage_payload(skb: *mut __sk_buff, side: Side, p: &Packet, skip: u32) -> bool
 fn tail_call<C: EbpfContext>(ctx: &C, prog: Program, index: u32) {
     // SAFETY: ctx is this program's context; the classifier programs have
     // the same type. Returns only on failure.
-    let _ = unsafe {
+    unsafe {
         match prog {
             Program::CgroupIngress => CLASSIFY_CGROUP_INGRESS.tail_call(ctx, index),
             Program::CgroupEgress => CLASSIFY_CGROUP_EGRESS.tail_call(ctx, index),
@@ -532,7 +532,7 @@ pub fn classify<C: EbpfContext>(ctx: &C, prog: Program) {
     };
     // SAFETY: this CPU's slot, filled by the tracker just before the call.
     let sc = unsafe { &mut *sc };
-    if let Some(state) = FLOWS.get_ptr_mut(&sc.key) {
+    if let Some(state) = FLOWS.get_ptr_mut(sc.key) {
         // SAFETY: see `track`.
         let st = unsafe { &mut *state };
         if !track::is_decided(st) {
@@ -575,7 +575,7 @@ pub fn classify_stage<C: EbpfContext, const F: u8>(ctx: &C, prog: Program) {
         tail_call(ctx, prog, u32::from(next.stage));
     } else {
         let verdict = sc.cls.end(side, v, next);
-        if let Some(state) = FLOWS.get_ptr_mut(&sc.key) {
+        if let Some(state) = FLOWS.get_ptr_mut(sc.key) {
             // SAFETY: see `track`.
             let st = unsafe { &mut *state };
             if !track::is_decided(st) {

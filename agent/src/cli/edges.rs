@@ -17,19 +17,12 @@ use std::{
     time::Duration,
 };
 
+/// Where one agent's API is and how to reach it (`edges`, `report`).
 #[derive(clap::Args, Debug)]
-pub struct EdgesArgs {
+pub struct AgentAddr {
     /// The agent's address.
     #[arg(long, default_value = "http://127.0.0.1:9477", value_name = "URL")]
     pub addr: String,
-
-    /// Print the API's JSON instead of the table.
-    #[arg(long)]
-    pub json: bool,
-
-    /// Only edges that violate policy.
-    #[arg(long)]
-    pub violations: bool,
 
     /// Present the bearer token in FILE (the agent's api.token_file).
     #[arg(long, value_name = "FILE")]
@@ -39,6 +32,21 @@ pub struct EdgesArgs {
     /// instead of the system's bundle.
     #[arg(long, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct EdgesArgs {
+    #[command(flatten)]
+    pub agent: AgentAddr,
+
+    /// Print the API's JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Only edges that violate policy.
+    #[arg(long)]
+    pub violations: bool,
+
     /// The whole fleet instead of one agent: every node's edges from this
     /// Prometheus (or Thanos, Mimir, ...), nodes folded together.
     #[arg(long, value_name = "URL")]
@@ -67,12 +75,7 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 pub fn run(args: &EdgesArgs) -> anyhow::Result<()> {
     let mut list = match &args.prometheus {
         Some(url) => fleet_list(url, &args.since)?,
-        None => agent_list(
-            &args.addr,
-            args.token_file.as_deref(),
-            args.ca_file.as_deref(),
-            args.violations,
-        )?,
+        None => agent_list(&args.agent, args.violations)?,
     };
     if let Some(ns) = &args.namespace {
         list.edges.retain(|e| fleet::in_namespace(e, ns));
@@ -119,22 +122,18 @@ pub(crate) fn fleet_list(url: &str, since: &str) -> anyhow::Result<EdgeList> {
 }
 
 /// The edges of the agent at `addr`.
-pub(crate) fn agent_list(
-    addr: &str,
-    token_file: Option<&std::path::Path>,
-    ca_file: Option<&std::path::Path>,
-    violations: bool,
-) -> anyhow::Result<EdgeList> {
+pub(crate) fn agent_list(agent: &AgentAddr, violations: bool) -> anyhow::Result<EdgeList> {
+    let addr = agent.addr.as_str();
     let path = if violations {
         "/api/v1/edges?violations=true"
     } else {
         "/api/v1/edges"
     };
-    let token = match token_file {
+    let token = match &agent.token_file {
         Some(f) => Some(read_token(f)?),
         None => None,
     };
-    let body = get(addr, path, token.as_deref(), ca_file)?;
+    let body = get(addr, path, token.as_deref(), agent.ca_file.as_deref())?;
     serde_json::from_str(&body).with_context(|| {
         format!("{addr} did not answer with an edge list; is it a plainsight agent?")
     })

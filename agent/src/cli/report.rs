@@ -1,25 +1,15 @@
 //! `plainsight report`: the evidence report (report/) of one agent or, with
 //! `--prometheus`, of the fleet over a window; HTML, JSON or CSV.
 
-use super::edges::{agent_list, fleet_list};
+use super::edges::{AgentAddr, agent_list, fleet_list};
 use crate::{clock, config, export::edge_list::EdgeList, report};
 use anyhow::Context as _;
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct ReportArgs {
-    /// The agent's address.
-    #[arg(long, default_value = "http://127.0.0.1:9477", value_name = "URL")]
-    pub addr: String,
-
-    /// Present the bearer token in FILE (the agent's api.token_file).
-    #[arg(long, value_name = "FILE")]
-    pub token_file: Option<PathBuf>,
-
-    /// For an https:// --addr: trust the CA certificates (PEM) in FILE
-    /// instead of the system's bundle.
-    #[arg(long, value_name = "FILE")]
-    pub ca_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub agent: AgentAddr,
 
     /// The whole fleet from this Prometheus instead of one agent.
     #[arg(long, value_name = "URL")]
@@ -77,13 +67,8 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
             format!("Prometheus {url}, the last {}", args.since),
         ),
         None => (
-            agent_list(
-                &args.addr,
-                args.token_file.as_deref(),
-                args.ca_file.as_deref(),
-                false,
-            )?,
-            format!("the agent at {}", args.addr),
+            agent_list(&args.agent, false)?,
+            format!("the agent at {}", args.agent.addr),
         ),
     };
     let r = report::build(&list, &rules, source, clock::now_ns());

@@ -532,17 +532,7 @@ fn warn_if_unsynced(k: KubeIdentities, timeout: Duration) {
 /// Says in `/readyz` and `plainsight_programs_attached{hook="cgroup"}`
 /// whether the cgroup programs are still on their cgroup; logs changes.
 fn check_cgroup_attachment(w: &CgroupWatch, m: &Metrics, readiness: &Readiness) {
-    let missing = match w.missing() {
-        Ok(m) => m,
-        // The cgroup removed: nothing of ours is there any more.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            vec!["cgroup_ingress", "cgroup_egress"]
-        }
-        Err(e) => {
-            log::debug!("querying {}'s programs: {e}", w.path().display());
-            return;
-        }
-    };
+    let missing = w.missing();
     #[expect(clippy::cast_possible_wrap, reason = "0..=2")]
     m.programs_attached
         .get_or_create(&HookLabels { hook: "cgroup" })

@@ -5,6 +5,8 @@
 //! own link descriptors (`/proc/self/fdinfo`): a detached cgroup link
 //! shows `cgroup_id: 0`. That needs no capability, which matters because
 //! the agent has dropped CAP_NET_ADMIN (`BPF_PROG_QUERY` needs it) by then.
+//! The descriptors are found once, after attaching (the agent holds them
+//! until it exits); each check then reads only those two files.
 
 use aya::{Ebpf, programs::CgroupSkb};
 use std::path::{Path, PathBuf};
@@ -12,38 +14,41 @@ use std::path::{Path, PathBuf};
 /// The two cgroup programs and where they should be.
 pub struct CgroupWatch {
     path: PathBuf,
-    /// (program name, program id).
-    programs: Vec<(&'static str, u32)>,
+    /// (program name, its link's descriptor in `/proc/self/fdinfo`).
+    links: Vec<(&'static str, Option<String>)>,
 }
 
 impl CgroupWatch {
     /// After `datapath::attach_cgroup` succeeded.
     pub fn new(ebpf: &Ebpf, path: &Path) -> std::io::Result<Self> {
-        let mut programs = Vec::new();
+        let found = cgroup_link_fds()?;
+        let mut links = Vec::new();
         for name in ["cgroup_ingress", "cgroup_egress"] {
             let prog: &CgroupSkb = ebpf
                 .program(name)
                 .and_then(|p| p.try_into().ok())
                 .ok_or_else(|| std::io::Error::other(format!("no program {name}")))?;
             let id = prog.info().map_err(std::io::Error::other)?.id();
-            programs.push((name, id));
+            let fd = found
+                .iter()
+                .find(|(_, p)| *p == id)
+                .map(|(fd, _)| fd.clone());
+            links.push((name, fd));
         }
         Ok(Self {
             path: path.to_owned(),
-            programs,
+            links,
         })
     }
 
     /// The names of the programs no longer on the cgroup (empty: all
     /// there).
-    pub fn missing(&self) -> std::io::Result<Vec<&'static str>> {
-        let attached = attached_cgroup_links()?;
-        Ok(self
-            .programs
+    pub fn missing(&self) -> Vec<&'static str> {
+        self.links
             .iter()
-            .filter(|(_, id)| !attached.contains(id))
+            .filter(|(_, fd)| !fd.as_deref().is_some_and(attached))
             .map(|(name, _)| *name)
-            .collect())
+            .collect()
     }
 
     pub fn path(&self) -> &Path {
@@ -51,21 +56,35 @@ impl CgroupWatch {
     }
 }
 
-/// Program ids of this process's cgroup links that are still attached.
-fn attached_cgroup_links() -> std::io::Result<Vec<u32>> {
-    let mut ids = Vec::new();
+/// This process's cgroup link descriptors, with their program ids.
+fn cgroup_link_fds() -> std::io::Result<Vec<(String, u32)>> {
+    let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc/self/fdinfo")? {
+        let fd = entry?.file_name().to_string_lossy().into_owned();
         // A descriptor closed since the listing: skip it.
-        let Ok(text) = std::fs::read_to_string(entry?.path()) else {
+        let Some(text) = fdinfo(&fd) else {
             continue;
         };
-        let field = |k: &str| text.lines().find_map(|l| l.strip_prefix(k)).map(str::trim);
-        if field("link_type:") == Some("cgroup")
-            && field("cgroup_id:").is_some_and(|c| c != "0")
-            && let Some(id) = field("prog_id:").and_then(|p| p.parse().ok())
+        if field(&text, "link_type:") == Some("cgroup")
+            && let Some(id) = field(&text, "prog_id:").and_then(|p| p.parse().ok())
         {
-            ids.push(id);
+            out.push((fd, id));
         }
     }
-    Ok(ids)
+    Ok(out)
+}
+
+/// Whether the cgroup link behind descriptor `fd` is still attached.
+fn attached(fd: &str) -> bool {
+    fdinfo(fd).is_some_and(|t| field(&t, "cgroup_id:").is_some_and(|c| c != "0"))
+}
+
+fn fdinfo(fd: &str) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()
+}
+
+fn field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .map(str::trim)
 }

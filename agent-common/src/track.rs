@@ -163,6 +163,15 @@ pub const fn is_decided(st: &FlowState) -> bool {
     st.flags & FLOW_DONE != 0
 }
 
+/// A decided flow whose verdict is `ftp`: a control connection, whose
+/// later segments may announce a data connection
+/// (`classify::mail::ftp_announces`); it keeps taking the long way.
+#[must_use]
+#[inline(always)]
+pub fn is_ftp_control(st: &FlowState) -> bool {
+    is_decided(st) && st.classifier.names(crate::Protocol::Ftp)
+}
+
 /// For a client SYN on an existing entry: true if it opens a new connection
 /// on the same addresses and ports (reused ports whose old connection's
 /// close was not seen), false for a retransmitted SYN or a second sighting
@@ -254,7 +263,7 @@ pub fn classify(st: &mut FlowState, side: Side, prefix: &Prefix<'_>) -> Option<V
         return None;
     }
     let v = st.classifier.on_segment(side, prefix)?;
-    st.flags |= FLOW_DONE;
+    decide(st);
     Some(v)
 }
 
@@ -285,6 +294,14 @@ pub fn client_flight(st: &mut FlowState, side: Side, payload_len: u32) -> u32 {
     #[expect(clippy::cast_possible_truncation, reason = "FLIGHT_MAX is 16")]
     let max = FLIGHT_MAX as u32;
     if payload_len > max { max } else { payload_len }
+}
+
+/// Marks the flow decided: its classifier gave the final verdict (the
+/// kernel runs the classifier in stages, see agent-ebpf/src/observe.rs,
+/// and calls this where a segment's verdict comes).
+#[inline(always)]
+pub fn decide(st: &mut FlowState) {
+    st.flags |= FLOW_DONE;
 }
 
 /// Records a FIN from `side`; true once the flow is over: an RST, or both

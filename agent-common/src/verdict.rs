@@ -99,7 +99,10 @@ wire_enum! {
         StarttlsUpgraded = 2 => "starttls_upgraded",
         WeakTls = 3 => "weak_tls",
         StarttlsRefused = 4 => "starttls_refused",
-        CleartextCredentials = 5 => "cleartext_credentials",
+        /// Only the login went through TLS; the session after it runs in
+        /// the clear (SQL Server's ENCRYPT_OFF).
+        LoginOnlyEncrypted = 5 => "login_only_encrypted",
+        CleartextCredentials = 6 => "cleartext_credentials",
     }
 }
 

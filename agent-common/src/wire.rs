@@ -209,7 +209,7 @@ pub struct HelloHeader {
     pub server_port: u16,
     pub family: u8,
     /// `classify::tls::HelloKind`: 1 ClientHello, 2 ServerHello; or
-    /// `HELLO_KIND_CLIENT_FLIGHT`.
+    /// `HELLO_KIND_CLIENT_FLIGHT` or `HELLO_KIND_FTP`.
     pub kind: u8,
     pub _pad0: u16,
     /// Bytes that follow the header (1..=EXPORT_MAX: `HELLO_MAX` for a
@@ -239,6 +239,12 @@ pub const FLIGHT_MAX: usize = 16;
 /// is read (1–2 KB for RSA-2048 and P-256 certificates, up to 4 KB with
 /// long name lists). Longer ones are counted as truncated.
 pub const CERT_MAX: usize = 4096;
+
+/// `HelloHeader::kind` of an FTP control connection's line that announces
+/// a data connection (`classify::mail::ftp_announces`), at most `PREFIX`
+/// bytes: it shares the hello ring (bounded public metadata, an address
+/// and a port) rather than adding a third.
+pub const HELLO_KIND_FTP: u8 = 0x46;
 
 /// A hello record as the kernel assembles it; only the header and `len`
 /// bytes of `bytes` go on the ring.

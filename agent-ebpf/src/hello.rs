@@ -46,7 +46,7 @@ pub static HELLOS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
 
 /// Where a record is assembled: `HELLO_MAX` bytes do not fit the stack.
 #[map]
-static HELLO_SCRATCH: PerCpuArray<HelloEvent> = PerCpuArray::with_max_entries(1, 0);
+pub(crate) static HELLO_SCRATCH: PerCpuArray<HelloEvent> = PerCpuArray::with_max_entries(1, 0);
 
 /// Called with every payload segment just staged for the classifier (the
 /// prefix and flow key in `SCRATCH`): exports it if, and only if, it starts
@@ -107,7 +107,7 @@ pub fn export_flight(skb: *mut __sk_buff, key: &FlowKey, client_is_hi: bool, p: 
     if !(0x14..=0x17).contains(&ct) {
         return;
     }
-    output(ev, key, client_is_hi, HELLO_KIND_CLIENT_FLIGHT, n);
+    send(ev, key, client_is_hi, HELLO_KIND_CLIENT_FLIGHT, n);
 }
 
 /// Copies the hello `staged` (the classifier's prefix of this segment)
@@ -155,12 +155,14 @@ fn export(
         count(Stat::PayloadLoadFailed);
         return;
     }
-    output(ev, key, client_is_hi, hello.kind() as u8, n);
+    send(ev, key, client_is_hi, hello.kind() as u8, n);
 }
 
-/// Puts the header and the first `n` bytes of `ev` on `HELLOS`.
+/// Puts the record assembled in `ev` (its first `n` bytes loaded) on
+/// `HELLOS` with its flow's endpoints and `kind`. Counted: exported or
+/// lost. `n` is at most `EXPORT_MAX`, checked by the caller.
 #[inline(always)]
-fn output(ev: &mut HelloEvent, key: &FlowKey, client_is_hi: bool, kind: u8, n: usize) {
+pub(crate) fn send(ev: &mut HelloEvent, key: &FlowKey, client_is_hi: bool, kind: u8, n: usize) {
     // Field by field: a struct literal becomes a memcpy call, and the hook
     // programs must not make subprogram calls.
     let (ca, cp, sa, sp) = key.endpoints(client_is_hi);

@@ -3,12 +3,12 @@
 #![no_std]
 #![no_main]
 
+mod ftp;
 mod hello;
 mod maps;
 mod observe;
 mod parse;
 
-use agent_common::wire::Hook;
 use aya_ebpf::{
     macros::{cgroup_skb, classifier},
     programs::{SkBuffContext, TcContext},
@@ -45,25 +45,65 @@ pub fn tc_egress(ctx: TcContext) -> i32 {
     TC_NEXT
 }
 
-/// Tail-called by `cgroup_ingress` for payload of unclassified flows.
+/// The core classifier, tail-called by `cgroup_ingress` for payload of
+/// unclassified flows.
 #[cgroup_skb(ingress)]
-pub fn cgroup_classify_ingress(_ctx: SkBuffContext) -> i32 {
-    observe::classify(Hook::Cgroup);
+pub fn cgroup_classify_ingress(ctx: SkBuffContext) -> i32 {
+    observe::classify(&ctx, Program::CgroupIngress);
     CGROUP_PASS
 }
 
-/// Tail-called by `cgroup_egress` for payload of unclassified flows.
+/// The core classifier, tail-called by `cgroup_egress`.
 #[cgroup_skb(egress)]
-pub fn cgroup_classify_egress(_ctx: SkBuffContext) -> i32 {
-    observe::classify(Hook::Cgroup);
+pub fn cgroup_classify_egress(ctx: SkBuffContext) -> i32 {
+    observe::classify(&ctx, Program::CgroupEgress);
     CGROUP_PASS
 }
 
-/// Tail-called by the TC programs for payload of unclassified flows.
+/// The core classifier, tail-called by the TC programs.
 #[classifier]
-pub fn tc_classify(_ctx: TcContext) -> i32 {
-    observe::classify(Hook::Tc);
+pub fn tc_classify(ctx: TcContext) -> i32 {
+    observe::classify(&ctx, Program::Tc);
     TC_NEXT
+}
+
+/// The family stages of the classifier (classify/mod.rs), one program per
+/// hook each, named `<core>_<stage>`: the loader installs them at their
+/// stage number in the hook's `CLASSIFY_*` array.
+macro_rules! classifier_stages {
+    ($($stage:literal: $ingress:ident, $egress:ident, $tc:ident;)+) => {
+        $(
+            #[cgroup_skb(ingress)]
+            pub fn $ingress(ctx: SkBuffContext) -> i32 {
+                observe::classify_stage::<_, $stage>(&ctx, Program::CgroupIngress);
+                CGROUP_PASS
+            }
+
+            #[cgroup_skb(egress)]
+            pub fn $egress(ctx: SkBuffContext) -> i32 {
+                observe::classify_stage::<_, $stage>(&ctx, Program::CgroupEgress);
+                CGROUP_PASS
+            }
+
+            #[classifier]
+            pub fn $tc(ctx: TcContext) -> i32 {
+                observe::classify_stage::<_, $stage>(&ctx, Program::Tc);
+                TC_NEXT
+            }
+        )+
+        const _: () = assert!(
+            [$($stage,)+].len() == agent_common::classify::STAGES as usize,
+            "one line per classifier family (classify/mod.rs `dissectors!`)"
+        );
+    };
+}
+
+classifier_stages! {
+    1: cgroup_classify_ingress_1, cgroup_classify_egress_1, tc_classify_1;
+    2: cgroup_classify_ingress_2, cgroup_classify_egress_2, tc_classify_2;
+    3: cgroup_classify_ingress_3, cgroup_classify_egress_3, tc_classify_3;
+    4: cgroup_classify_ingress_4, cgroup_classify_egress_4, tc_classify_4;
+    5: cgroup_classify_ingress_5, cgroup_classify_egress_5, tc_classify_5;
 }
 
 #[cfg(not(test))]

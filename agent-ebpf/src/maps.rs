@@ -1,5 +1,7 @@
 //! Maps and load-time settings shared by every program.
 
+use agent_common::FlowClassifier;
+use agent_common::classify::STAGES;
 use agent_common::wire::{DEFAULT_MAX_FLOWS, FlowKey, FlowState, PREFIX, Stat, embryonic_capacity};
 use aya_ebpf::{
     btf_maps::SkStorage,
@@ -69,8 +71,9 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 #[map]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Stat::COUNT, 0);
 
-/// What the flow tracker hands the classifier program across the tail call.
-/// Per-CPU: a tail call runs on the same CPU, and nothing preempts it.
+/// What the flow tracker hands the classifier programs across the tail
+/// calls, and each classifier stage the next. Per-CPU: a tail call runs on
+/// the same CPU, and nothing preempts it.
 #[repr(C, align(8))]
 pub struct Scratch {
     /// Payload prefix, zero past `len`.
@@ -81,21 +84,33 @@ pub struct Scratch {
     pub side: u8,
     /// TCP flags of the segment, for the close handling after classifying.
     pub tcp_flags: u8,
-    pub _pad: [u8; 2],
+    /// `classify::Route` between the classifier's stages.
+    pub stage: u8,
+    pub pass: u8,
+    /// The flow's classifier state while a segment goes through the family
+    /// stages: the core copies it here, the stage it stops at copies it
+    /// back (one more flow-table lookup per segment, not one per stage). Map memory, as the flow table is: the verifier then merges
+    /// the verdicts' paths the same way (`FlowClassifier::settle`).
+    pub cls: FlowClassifier,
 }
 
 #[map]
 pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
-/// The classifier program each hook program tail-calls, at index 0. One
-/// array per (program type, expected attach type): the kernel only allows a
-/// tail call between programs that agree on both.
+/// The classifier programs of each hook: the core at index 0 (which the
+/// hook program tail-calls), each family stage at its number
+/// (`1..=STAGES`, see classify/mod.rs). One array per (program type,
+/// expected attach type): the kernel only allows a tail call between
+/// programs that agree on both.
 #[map]
-pub static CLASSIFY_CGROUP_INGRESS: ProgramArray = ProgramArray::with_max_entries(1, 0);
+pub static CLASSIFY_CGROUP_INGRESS: ProgramArray = ProgramArray::with_max_entries(CLASSIFIERS, 0);
 #[map]
-pub static CLASSIFY_CGROUP_EGRESS: ProgramArray = ProgramArray::with_max_entries(1, 0);
+pub static CLASSIFY_CGROUP_EGRESS: ProgramArray = ProgramArray::with_max_entries(CLASSIFIERS, 0);
 #[map]
-pub static CLASSIFY_TC: ProgramArray = ProgramArray::with_max_entries(1, 0);
+pub static CLASSIFY_TC: ProgramArray = ProgramArray::with_max_entries(CLASSIFIERS, 0);
+
+/// Classifier programs per hook: the core and the family stages.
+const CLASSIFIERS: u32 = 1 + STAGES as u32;
 
 /// Submit flags for a record on `ring` (verdicts, hellos). Waking the reader costs a self-IPI
 /// (irq_work), about 13 µs per event on a virtualised node — more than

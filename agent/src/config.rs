@@ -60,12 +60,18 @@ struct ApiFile {
     /// A file holding the bearer token `/api/v1/edges` then requires;
     /// re-read when it changes.
     token_file: Option<PathBuf>,
+    /// PEM certificate chain and private key: the API listener then speaks
+    /// only HTTPS. Both re-read when they change.
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
     /// A connection must send its request headers within this.
     header_read_timeout: String,
     /// A connection is closed this long after it was accepted.
     request_timeout: String,
     /// Open connections at once, per listener; more are closed at once.
     max_connections: usize,
+    /// `GET /`: the edge page (export/page.rs).
+    page: bool,
 }
 
 impl Default for ApiFile {
@@ -73,9 +79,12 @@ impl Default for ApiFile {
         Self {
             listen: DEFAULT_LISTEN.parse().expect("valid default"),
             token_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT.into(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT.into(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            page: true,
         }
     }
 }
@@ -218,6 +227,10 @@ pub struct Config {
     /// `None`: `listen` serves `/metrics` too.
     pub metrics_listen: Option<SocketAddr>,
     pub token_file: Option<PathBuf>,
+    /// `api.tls_cert_file` and `api.tls_key_file`: both or neither.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// `api.page`: serve the edge page at `/`.
+    pub page: bool,
     pub http: Limits,
     pub kubernetes_sync_timeout: Duration,
     pub cgroup: Option<PathBuf>,
@@ -396,6 +409,8 @@ fn check(f: File) -> Result<Config, Vec<Problem>> {
         listen: f.api.listen,
         metrics_listen: f.metrics.listen,
         token_file: f.api.token_file,
+        tls: f.api.tls_cert_file.zip(f.api.tls_key_file),
+        page: f.api.page,
         http,
         kubernetes_sync_timeout,
         cgroup: f.hooks.cgroup,
@@ -435,6 +450,17 @@ fn check_api(a: &ApiFile, mut problem: impl FnMut(&str, String)) -> Limits {
         .is_some_and(|p| p.as_os_str().is_empty())
     {
         problem("token_file", "is empty; leave it out for no token".into());
+    }
+    match (&a.tls_cert_file, &a.tls_key_file) {
+        (Some(_), None) => problem(
+            "tls_key_file",
+            "is missing: api.tls_cert_file needs its key".into(),
+        ),
+        (None, Some(_)) => problem(
+            "tls_cert_file",
+            "is missing: api.tls_key_file needs its certificate".into(),
+        ),
+        _ => {}
     }
     Limits {
         header_read_timeout,

@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use plainsight::{
-    cli::{check_config, edges, run},
+    cli::{check_config, edges, report, run},
     logging, replay,
 };
 
@@ -20,6 +20,9 @@ enum Command {
     Run(run::RunArgs),
     /// Print the live edge table of a running agent.
     Edges(edges::EdgesArgs),
+    /// The evidence report: encryption share, plaintext edges and their
+    /// owners, allow-rules and expiries, TLS inventory (HTML, JSON, CSV).
+    Report(report::ReportArgs),
     /// Check a configuration file and list every problem in it.
     CheckConfig(check_config::CheckConfigArgs),
     /// Classify every TCP flow of a pcap/pcapng capture, as the agent would.
@@ -42,6 +45,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         // `run` installs the logger in the configured format.
         Command::Run(args) => run::run(&args),
         Command::Edges(args) => edges::run(&args),
+        Command::Report(args) => report::run(&args),
         Command::CheckConfig(args) => check_config::run(&args),
         Command::Replay(args) => {
             logging::init(logging::LogFormat::Text);

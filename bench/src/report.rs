@@ -217,6 +217,11 @@ const ROWS: &[(&str, &str, usize)] = &[
         0,
     ),
     (
+        "test_run.first_payload_unknown.ns_per_run",
+        "test run ns/run: first payload, unrecognised (every stage)",
+        0,
+    ),
+    (
         "test_run.pure_ack_stats_on.ns_per_run",
         "test run ns/run: pure ACK, run-time statistics on",
         0,
@@ -291,6 +296,10 @@ const ABOVE_FLOOR: &[(&str, &str)] = &[
     (
         "test_run.first_payload.ns_per_run",
         "test run ns/run above the floor: first payload",
+    ),
+    (
+        "test_run.first_payload_unknown.ns_per_run",
+        "test run ns/run above the floor: first payload, unrecognised",
     ),
 ];
 

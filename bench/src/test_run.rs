@@ -19,7 +19,7 @@ use agent_common::wire::{DEFAULT_MAX_FLOWS, Stat};
 use anyhow::{Context as _, anyhow, bail};
 use aya::programs::{Program, TestRun as _, TestRunOptions};
 use plainsight::kernel::datapath::{self, Datapath, LoadOptions};
-use plainsight_tests::packets::{ACK, FIN, PSH, SYN, Segment};
+use plainsight_tests::packets::{ACK, FIN, PSH, RST, SYN, Segment};
 
 /// Runs per repeated batch, and batches per path (median and min–max).
 const REPEAT: u32 = 100_000;
@@ -177,6 +177,35 @@ fn measure_hook(progs: &[Measured], results: &mut Results) -> anyhow::Result<()>
     k.expect(&before, Stat::FlowsClosed, flows, "every new flow closed")?;
     k.expect(&before, Stat::EventsLost, 0, "no verdict lost")?;
 
+    // A first payload no protocol claims (a flow's first segment of an
+    // application we do not name): the classifier's longest path, through
+    // the core and every family stage twice (openings, then mid-stream),
+    // with no verdict yet. Beside `first_payload` (HTTP: the core and the
+    // first family, a verdict event), it shows what a stage costs.
+    let before = k.stats();
+    k.singles(
+        progs,
+        ["first_payload_unknown.ns_per_run"],
+        &mut record,
+        |k, prog, n| {
+            let port = 30_000 + u16::try_from(n)?;
+            Ok([k.unknown_first_payload(prog, port)?])
+        },
+    )?;
+    k.expect(
+        &before,
+        Stat::PayloadSegments,
+        flows,
+        "one payload per flow",
+    )?;
+    k.expect(
+        &before,
+        Stat::VerdictsEmitted,
+        flows,
+        "a verdict per flow, at its RST only",
+    )?;
+    k.expect(&before, Stat::TailCallFailed, 0, "every stage reached")?;
+
     // Everything above must have run without statistics, or it measured
     // them too (kernel.bpf_stats_enabled, or someone's BPF_ENABLE_STATS).
     for m in progs {
@@ -331,6 +360,22 @@ impl Kernel {
         }
         // Read the verdict at once: a ring a quarter full makes the next
         // verdict wake the reader (a self-IPI inside the timed run).
+        self.drain();
+        Ok(ns)
+    }
+
+    /// SYN, SYN-ACK, then (timed) a first payload nothing recognises
+    /// (undecided); then an RST removes the flow with its best guess. ns of
+    /// the payload's run.
+    fn unknown_first_payload(&mut self, prog: &str, port: u16) -> anyhow::Result<f64> {
+        const UNKNOWN: &[u8] = b"\x00\x01\x02\x03binary payload of no known protocol\xff\xfe";
+        let [syn, syn_ack, ..] = flow(port);
+        self.run(prog, &syn.frame(), 1)?;
+        self.run(prog, &syn_ack.frame(), 1)?;
+        let data = Segment::new(C, port, S, 80, 1001, ACK | PSH, UNKNOWN);
+        let ns = self.run(prog, &data.frame(), 1)?;
+        let rst = Segment::new(C, port, S, 80, 1001 + len(UNKNOWN), RST, b"");
+        self.run(prog, &rst.frame(), 1)?;
         self.drain();
         Ok(ns)
     }

@@ -84,7 +84,7 @@ pub fn assert_coherent(v: &Verdict) {
             assert_eq!(v.encryption, Encryption::Tls, "{v:?}");
             assert!(v.tls_version.is_weak(), "{v:?}");
         }
-        Reason::StarttlsRefused | Reason::CleartextCredentials => {
+        Reason::StarttlsRefused | Reason::LoginOnlyEncrypted | Reason::CleartextCredentials => {
             assert_eq!(v.encryption, Encryption::Plaintext, "{v:?}");
         }
         Reason::None | Reason::Midstream => {}

@@ -366,3 +366,29 @@ pub fn free_port() -> u16 {
         .expect("finding a free port")
         .port()
 }
+
+/// A configuration naming the topology's IPv4 ends `shop/frontend` and
+/// `web/server` (Kubernetes-style names, so the namespaces `shop` and
+/// `web`) with one allow-rule for plain HTTP between them, owned by
+/// `team-web`; the IPv6 ends stay unnamed and unallowed.
+pub fn shop_web_config(t: &Topology) -> String {
+    format!(
+        r#"
+[identities]
+"{client}/32" = "shop/frontend"
+"{server}/32" = "web/server"
+
+[[policy.allow]]
+name = "web-plain-http"
+owner = "team-web"
+reason = "internal status page, TLS planned"
+client = "shop/frontend"
+server = "web/server"
+ports = [{http}]
+protocols = ["http"]
+"#,
+        client = t.client_ip,
+        server = t.server_ip,
+        http = crate::servers::HTTP_PORT,
+    )
+}

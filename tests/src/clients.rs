@@ -147,6 +147,31 @@ pub fn socat(t: &Topology, host: IpAddr, port: u16, text: &str) -> String {
     run(t, &["socat", "-t", "2", "-", &target], text.as_bytes())
 }
 
+/// A gRPC (h2c) client that makes one call, then one call per line of
+/// input on the same HTTP/2 connection until its input ends: a
+/// connection that outlives an agent restart (a mid-stream flow).
+pub fn grpc_session(t: &Topology, host: IpAddr, port: u16) -> crate::Session {
+    const CLIENT: &str = r#"
+import sys
+import grpc
+
+target, method = sys.argv[1:3]
+say = grpc.insecure_channel(target).unary_unary(method)
+say(b"hello", timeout=10)
+for line in sys.stdin:
+    say(line.strip().encode(), timeout=10)
+"#;
+    let target = format!("{}:{port}", url_host(host));
+    let argv = [
+        crate::servers::grpc::PYTHON,
+        "-c",
+        CLIENT,
+        &target,
+        crate::servers::grpc::METHOD,
+    ];
+    t.session(Side::Client, true, &argv)
+}
+
 /// A gRPC call with `python3-grpcio` (one channel, one connection) to the
 /// echo of `servers::grpc`: in the clear, or over TLS trusting `cert` (whose
 /// name is `plainsight-test`). Returns the echoed text.
@@ -178,4 +203,129 @@ print(channel.unary_unary(method)(text.encode(), timeout=10).decode())
         argv.push(path_str(cert));
     }
     run(t, &argv, b"").trim_end().to_owned()
+}
+
+/// FreeTDS `tsql` logging in with freetds.conf's `encryption` set to
+/// `encryption` (`off` sends NOT_SUP, `request` OFF, `require` ON). The
+/// stand-in server never completes the login, so tsql fails after its
+/// LOGIN7: the caller checks what the server saw instead.
+pub fn tsql(t: &Topology, host: IpAddr, port: u16, encryption: &str) {
+    let dir = crate::WorkDir::new("tsql");
+    let conf = dir.join("freetds.conf");
+    std::fs::write(
+        &conf,
+        format!("[srv]\n  host = {host}\n  port = {port}\n  tds version = 7.4\n  encryption = {encryption}\n"),
+    )
+    .expect("writing freetds.conf");
+    let env = format!("FREETDSCONF={}", path_str(&conf));
+    let argv = [
+        "env",
+        &env,
+        "timeout",
+        "10",
+        "tsql",
+        "-S",
+        "srv",
+        "-U",
+        "sa",
+        "-P",
+        "Matrix-pw1",
+    ];
+    let out = t.run_input(Side::Client, true, &argv, b"");
+    assert_ne!(out.status.code(), Some(124), "tsql hung: {argv:?}");
+}
+
+/// A NATS client over TLS (Python's `ssl`, i.e. OpenSSL, as nats-py does
+/// it): reads the server's `INFO` in clear, checks it requires TLS, starts
+/// the handshake, then `CONNECT`, `PUB` and `PING` inside it until `PONG`.
+/// Debian packages no NATS client program. Returns the TLS version.
+pub fn nats_tls(t: &Topology, host: IpAddr, port: u16) -> String {
+    const CLIENT: &str = r#"
+import socket, ssl, sys
+sock = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+info = b""
+while not info.endswith(b"\r\n"):
+    info += sock.recv(1)
+assert info.startswith(b"INFO {") and b'"tls_required":true' in info, info
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+tls = ctx.wrap_socket(sock)
+tls.sendall(b'CONNECT {"verbose":false,"tls_required":true}\r\nPUB orders 4\r\n1042\r\nPING\r\n')
+got = b""
+while b"PONG\r\n" not in got:
+    chunk = tls.recv(4096)
+    assert chunk, got
+    got += chunk
+print(tls.version())
+"#;
+    let (host, port) = (host.to_string(), port.to_string());
+    run(t, &["/usr/bin/python3", "-c", CLIENT, &host, &port], b"")
+        .trim()
+        .to_owned()
+}
+
+/// `smbclient` listing `share` as `user` (`--client-protection=encrypt`
+/// when `encrypt`); returns the listing.
+pub fn smbclient(
+    t: &Topology,
+    conf: &Path,
+    host: IpAddr,
+    share: &str,
+    user_pw: &str,
+    encrypt: bool,
+) -> String {
+    let service = format!("//{host}/{share}");
+    let mut argv = vec![
+        "smbclient",
+        "-s",
+        path_str(conf),
+        "-U",
+        user_pw,
+        &service,
+        "-c",
+        "ls",
+    ];
+    if encrypt {
+        argv.push("--client-protection=encrypt");
+    }
+    run(t, &argv, b"")
+}
+
+/// Debian's python3-slixmpp logging in to `servers::prosody` with
+/// STARTTLS required, sending presence and fetching the roster.
+pub fn xmpp_starttls(t: &Topology, host: IpAddr, port: u16, jid: &str, password: &str) -> String {
+    const CLIENT: &str = r#"
+import asyncio, ssl, sys, slixmpp
+host, port, jid, password = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+class C(slixmpp.ClientXMPP):
+    def __init__(s):
+        super().__init__(jid, password)
+        s.ssl_context.check_hostname = False
+        s.ssl_context.verify_mode = ssl.CERT_NONE
+        s.add_event_handler("session_start", s.start)
+        s.add_event_handler("failed_auth", lambda e: s.disconnect())
+    async def start(s, e):
+        s.send_presence()
+        await s.get_roster()
+        print("session started")
+        s.disconnect()
+c = C()
+c.connect((host, port), use_ssl=False, force_starttls=True)
+asyncio.get_event_loop().run_until_complete(asyncio.wait_for(c.disconnected, 20))
+"#;
+    let (host, port) = (host.to_string(), port.to_string());
+    run(
+        t,
+        &[
+            "/usr/bin/python3",
+            "-c",
+            CLIENT,
+            &host,
+            &port,
+            jid,
+            password,
+        ],
+        b"",
+    )
 }

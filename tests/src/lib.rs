@@ -9,6 +9,7 @@
 
 pub mod agent;
 pub mod capabilities;
+pub mod chromium;
 pub mod clients;
 pub mod expect;
 pub mod files;

@@ -32,6 +32,12 @@ impl Prometheus {
     /// As `start`, inside network namespace `netns` when given (where an
     /// agent on the TC hook serves its API), listening on 127.0.0.1:9090.
     pub fn start_in(netns: Option<&str>, scrape_target: SocketAddr, rule_files: &[&Path]) -> Self {
+        Self::scraping(netns, &[scrape_target], rule_files)
+    }
+
+    /// As `start_in`, scraping every one of `targets` (one `instance`
+    /// each: several nodes of a fleet).
+    pub fn scraping(netns: Option<&str>, targets: &[SocketAddr], rule_files: &[&Path]) -> Self {
         let dir = WorkDir::new("prometheus");
         let port = if netns.is_some() { 9090 } else { free_port() };
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
@@ -43,11 +49,13 @@ impl Prometheus {
                 format!("  - {}", path_str(&abs))
             })
             .collect();
+        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
         let config = format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
              rule_files:\n{}\n\
-             scrape_configs:\n  - job_name: {JOB}\n    static_configs:\n      - targets: ['{scrape_target}']\n",
-            rules.join("\n")
+             scrape_configs:\n  - job_name: {JOB}\n    static_configs:\n      - targets: [{}]\n",
+            rules.join("\n"),
+            targets.join(", ")
         );
         let config_path = dir.join("prometheus.yml");
         std::fs::write(&config_path, config).expect("writing prometheus.yml");

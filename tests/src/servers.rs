@@ -9,10 +9,14 @@
 pub mod echo;
 pub mod grpc;
 pub mod mariadb;
+pub mod nats;
 pub mod nginx;
 pub mod postgres;
+pub mod prosody;
 pub mod redis;
+pub mod samba;
 pub mod sshd;
+pub mod tds;
 pub mod tls;
 
 use crate::topology::{Proc, Side, TestCert, Topology, path_str};

@@ -183,6 +183,10 @@ impl Topology {
     fn start(&self, side: Side, in_cgroup: bool, argv: &[&str], stdio: [Stdio; 3]) -> Child {
         let [stdin, stdout, stderr] = stdio;
         self.command(side, in_cgroup, argv)
+            // Its own process group: smbd, stopping, signals its whole group
+            // (`kill(0, SIGTERM)`), which would otherwise be the test's, the
+            // test runner's and the shell's that started them.
+            .process_group(0)
             .stdin(stdin)
             .stdout(stdout)
             .stderr(stderr)

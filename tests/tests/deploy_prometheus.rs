@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use std::process::Command;
 
 /// The alerts the rule file must define (issue 7).
-const ALERTS: [&str; 11] = [
+const ALERTS: [&str; 14] = [
     "PlaintextFlowViolation",
     "PlaintextFlowSustained",
     "WeakTLS",
@@ -28,6 +28,9 @@ const ALERTS: [&str; 11] = [
     "PlainsightEventsLost",
     "PlainsightFlowTableSaturated",
     "PlainsightEdgeCardinalityCapHit",
+    "PlainsightProgramsDetached",
+    "PlainsightKubernetesStalled",
+    "PlainsightEndpointConnectionsRejected",
 ];
 
 /// deploy/kubernetes/prometheusrule.yaml as it must be: the rule file's

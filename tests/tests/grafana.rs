@@ -41,6 +41,8 @@ const KNOWN_METRICS: &[&str] = &[
     "plainsight_programs_attached",
     "plainsight_edges",
     "plainsight_edges_dropped_total",
+    "plainsight_edges_recycled_total",
+    "plainsight_http_connections_total",
     "plainsight_alerts_total",
     "plainsight_build_info",
     "process_cpu_seconds_total",

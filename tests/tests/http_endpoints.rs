@@ -8,6 +8,11 @@
 //! - the edges API can require a bearer token read from a file, rotated
 //!   without a restart; `plainsight edges --token-file` presents it; a bad
 //!   token file stops the start with nothing attached;
+//! - the API listener can speak HTTPS (`api.tls_cert_file`/`tls_key_file`),
+//!   refuses plain HTTP then, picks up a rotated certificate without a
+//!   restart; `plainsight edges --ca-file` talks to it;
+//! - `/readyz` says 503 within seconds when a program is detached from
+//!   under the agent (`bpftool link detach`), and the attached gauge drops;
 //! - `/readyz` waits for the Kubernetes lists, and says ready (and why
 //!   not synced) once `kubernetes.sync_timeout` passes.
 
@@ -316,6 +321,210 @@ fn the_edges_api_requires_its_rotatable_token_and_metrics_listen_apart() {
     std::fs::write(&wrong, "first-token-7f3a").expect("old token");
     assert!(!edges(&wrong).status.success());
     assert!(agent.log_text().contains("token reloaded"));
+}
+
+/// Runs the openssl CLI in `dir`; an argument `@f` is the file `dir/f`.
+fn openssl(dir: &WorkDir, args: &str) {
+    let args: Vec<_> = args
+        .split(' ')
+        .map(|a| {
+            a.strip_prefix('@')
+                .map_or_else(|| a.into(), |f| dir.join(f).into_os_string())
+        })
+        .collect();
+    let out = std::process::Command::new("openssl")
+        .args(&args)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA (`ca.crt`, made once) and a leaf `{name}.crt`/`.key` for 127.0.0.1
+/// it issued, as an operator (or cert-manager) would provide them.
+fn issue(dir: &WorkDir, name: &str) {
+    const KEY: &str = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+    if !dir.join("ca.crt").exists() {
+        openssl(
+            dir,
+            &format!("req -x509 {KEY} -days 2 -subj /CN=ca -keyout @ca.key -out @ca.crt"),
+        );
+    }
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("ext");
+    openssl(
+        dir,
+        &format!("req {KEY} -subj /CN={name} -keyout @{name}.key -out @{name}.csr"),
+    );
+    openssl(
+        dir,
+        &format!(
+            "x509 -req -days 2 -in @{name}.csr -CA @ca.crt -CAkey @ca.key -CAcreateserial \
+             -extfile @san.ext -out @{name}.crt"
+        ),
+    );
+}
+
+#[test]
+fn the_api_speaks_https_with_a_rotatable_certificate() {
+    plainsight_tests::require_root();
+    let t = Topology::new();
+    let _servers = HttpAndTls::start(&t);
+    let dir = WorkDir::new("http-tls");
+    issue(&dir, "one");
+    std::fs::write(dir.join("token"), "tls-token-5e1d\n").expect("token");
+    let metrics_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let cfg = dir.join("plainsight.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[api]\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\ntoken_file = \"{}\"\n\n\
+             [metrics]\nlisten = \"{metrics_addr}\"\n",
+            dir.join("api.crt").display(),
+            dir.join("api.key").display(),
+            dir.join("token").display(),
+        ),
+    )
+    .expect("config");
+    for ext in ["crt", "key"] {
+        std::fs::copy(
+            dir.join(&format!("one.{ext}")),
+            dir.join(&format!("api.{ext}")),
+        )
+        .expect("copy");
+    }
+    let check = std::process::Command::new(plainsight_tests::plainsight_bin())
+        .arg("check-config")
+        .arg(&cfg)
+        .output()
+        .expect("check-config");
+    assert!(check.status.success(), "{check:?}");
+    assert!(
+        String::from_utf8_lossy(&check.stdout).contains("api: https with"),
+        "{check:?}"
+    );
+
+    let port = free_port();
+    let agent = Agent::spawn(
+        None,
+        port,
+        &[
+            "--config",
+            cfg.to_str().expect("utf-8"),
+            "--cgroup",
+            t.cgroup.to_str().expect("utf-8"),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !matches!(http::get(None, metrics_addr, "/readyz"), Ok((200, _))) {
+        assert!(Instant::now() < deadline, "not ready: {}", agent.log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    t.curl(&format!("http://{}:{HTTP_PORT}/", t.server_ip));
+
+    // Plain HTTP on the TLS listener gets no HTTP answer.
+    assert!(!matches!(agent.get("/readyz"), Ok((200, _))));
+    let edges = |ca: Option<&str>| {
+        let mut c = std::process::Command::new(plainsight_tests::plainsight_bin());
+        c.args([
+            "edges",
+            "--json",
+            "--addr",
+            &format!("https://127.0.0.1:{port}"),
+        ])
+        .arg("--token-file")
+        .arg(dir.join("token"));
+        if let Some(ca) = ca {
+            c.arg("--ca-file").arg(dir.join(ca));
+        }
+        c.output().expect("plainsight edges")
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = edges(Some("ca.crt"));
+        assert!(out.status.success(), "{out:?}");
+        if String::from_utf8_lossy(&out.stdout).contains(&format!("\"server_port\": {HTTP_PORT}")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no edge on {HTTP_PORT}: {out:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The system's CAs do not vouch for it: said, with the way out.
+    let out = edges(None);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--ca-file"),
+        "{out:?}"
+    );
+
+    // Rotated by rename, as a Secret volume does: served without a restart.
+    issue(&dir, "two");
+    std::fs::rename(dir.join("two.key"), dir.join("api.key")).expect("rotate key");
+    std::fs::rename(dir.join("two.crt"), dir.join("api.crt")).expect("rotate cert");
+    assert!(edges(Some("ca.crt")).status.success());
+    let served = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect 127.0.0.1:{port} -CAfile {} </dev/null 2>/dev/null \
+             | openssl x509 -noout -subject",
+            dir.join("ca.crt").display()
+        ))
+        .output()
+        .expect("s_client");
+    assert!(
+        String::from_utf8_lossy(&served.stdout).contains("CN = two"),
+        "{served:?}"
+    );
+    assert!(agent.log_text().contains("certificate reloaded"));
+    assert_eq!(
+        value(
+            &metrics_at(metrics_addr),
+            "plainsight_api_tls_reloads_total",
+            &[("outcome", "reloaded")]
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn readyz_fails_when_a_program_is_detached_from_under_the_agent() {
+    plainsight_tests::require_root();
+    let t = Topology::new();
+    let agent = Agent::on_cgroup(&t);
+    assert_eq!(
+        agent.value("plainsight_programs_attached", &[("hook", "cgroup")]),
+        2.0
+    );
+    let (_, id) = agent
+        .links()
+        .into_iter()
+        .find(|(kind, _)| kind == "cgroup")
+        .expect("a cgroup link");
+    let out = std::process::Command::new("bpftool")
+        .args(["link", "detach", "id", &id.to_string()])
+        .output()
+        .expect("bpftool");
+    assert!(out.status.success(), "{out:?}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (status, body) = loop {
+        let r = agent.get("/readyz").expect("GET /readyz");
+        if r.0 != 200 || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(status, 503, "{body}\n{}", agent.log_text());
+    assert!(
+        body.contains("attachment lost: cgroup_") && body.contains("detached from"),
+        "{body}"
+    );
+    assert_eq!(
+        agent.value("plainsight_programs_attached", &[("hook", "cgroup")]),
+        1.0
+    );
+    assert!(agent.log_text().contains("nothing is observed there"));
 }
 
 #[test]

@@ -917,15 +917,26 @@ fn verified_instructions_stay_below_the_limit() {
         let n = info
             .verified_instruction_count()
             .expect("kernel reports verified_insns");
-        eprintln!("{name}: {n} verified instructions");
+        // A classifier family stage is `<core>_<n>`: named after its family.
+        let family = name
+            .rsplit_once('_')
+            .and_then(|(_, n)| n.parse::<usize>().ok())
+            .and_then(|n| agent_common::classify::STAGE_NAMES.get(n - 1))
+            .map(|f| format!(" (family {f})"))
+            .unwrap_or_default();
+        eprintln!("{name}{family}: {n} verified instructions");
         assert!(n < 900_000, "{name} at {n} of 1M verified instructions");
     }
 }
 
 /// Bytes of the kernel's per-CPU `Scratch` value (agent-ebpf/src/maps.rs):
-/// the payload prefix, the flow key, length, side, flags, padding.
-const SCRATCH_BYTES: usize =
-    (PREFIX + size_of::<agent_common::wire::FlowKey>() + 8).next_multiple_of(8);
+/// the payload prefix, the flow key, length, side, flags, stage pass,
+/// padding, the classifier state carried between stages.
+const SCRATCH_BYTES: usize = (PREFIX
+    + size_of::<agent_common::wire::FlowKey>()
+    + 8
+    + size_of::<agent_common::FlowClassifier>())
+.next_multiple_of(8);
 
 /// The staged payload prefix of every CPU's scratch slot.
 fn scratch_prefixes(k: &Kernel) -> Vec<Vec<u8>> {
@@ -941,9 +952,10 @@ fn classified_payload_leaves_no_copy_in_the_scratch_buffer() {
     for hook in Hook::ALL {
         let mut k = Kernel::load(hook);
         handshake(&mut k, C, S);
-        // Undecided after this segment (the classifier waits for more),
-        // then decided by the request: both ends of the classifier program
-        // wipe what they were given.
+        // Undecided after this segment (it went through every family
+        // stage, openings and mid-stream), then decided by the request (in
+        // the first family stage): every classifier program wipes what it
+        // was given, wherever the segment stops.
         k.send(&Segment::new(
             C,
             40000,
@@ -1024,4 +1036,83 @@ fn bare_syns_do_not_evict_flows_that_carry_payload() {
 
 fn len(payload: &[u8]) -> u32 {
     u32::try_from(payload.len()).expect("a short payload")
+}
+
+/// The kernel runs the classifier in stages (a core, then one program per
+/// protocol family, see agent-common/src/classify/mod.rs); `replay` and
+/// the unit tests run the same parts in one call. Every recorded session
+/// (real clients and servers, every family, steps and upgrades included)
+/// must get the same verdict both ways, on both hooks.
+#[test]
+fn staged_kernel_verdicts_equal_the_classifier_on_every_recorded_session() {
+    use agent_common::FlowClassifier;
+    use agent_common::classify::{PrefixBuf, Side};
+    let mut sessions: Vec<String> = std::fs::read_dir(FIXTURES)
+        .expect("fixtures directory")
+        .filter_map(|e| {
+            let name = e.expect("entry").file_name().into_string().expect("utf-8");
+            name.strip_suffix(".order").map(str::to_owned)
+        })
+        .collect();
+    sessions.sort();
+    assert!(sessions.len() > 40, "recorded sessions: {}", sessions.len());
+    for hook in Hook::ALL {
+        let mut k = Kernel::load(hook);
+        let mut expected = std::collections::HashMap::new();
+        for (i, session) in sessions.iter().enumerate() {
+            let port = 20000 + u16::try_from(i).expect("few sessions");
+            k.send(&Segment::new(C, port, S, 80, 1000, SYN, b""));
+            k.send(&Segment::new(S, 80, C, port, 5000, SYN | ACK, b""));
+            let (mut cseq, mut sseq) = (1001u32, 5001u32);
+            let mut flow = FlowClassifier::new();
+            let mut verdict = None;
+            let order =
+                std::fs::read_to_string(format!("{FIXTURES}{session}.order")).expect("order file");
+            for chunk in order.split_whitespace() {
+                let bytes = fixture(&format!("{session}.{chunk}.bin"));
+                // The classifier reads PREFIX bytes: a packet-sized piece
+                // carries them all.
+                let bytes = &bytes[..bytes.len().min(1400)];
+                let side = if chunk.starts_with("c2s") {
+                    Side::Client
+                } else {
+                    Side::Server
+                };
+                if verdict.is_none() {
+                    verdict = flow.on_segment(side, &PrefixBuf::new(bytes).prefix());
+                }
+                let len = u32::try_from(bytes.len()).expect("short");
+                if side == Side::Client {
+                    k.send(&Segment::new(C, port, S, 80, cseq, ACK | PSH, bytes));
+                    cseq += len;
+                } else {
+                    k.send(&Segment::new(S, 80, C, port, sseq, ACK | PSH, bytes));
+                    sseq += len;
+                }
+            }
+            k.send(&Segment::new(C, port, S, 80, cseq, RST, b""));
+            if let Some(v) = verdict.or_else(|| flow.on_close()) {
+                expected.insert(port, (session, v));
+            }
+        }
+        let got: std::collections::HashMap<u16, agent_common::Verdict> = k
+            .events()
+            .into_iter()
+            .map(|f| (f.client_port, f.verdict))
+            .collect();
+        let protocols: std::collections::HashSet<_> =
+            expected.values().map(|(_, v)| v.protocol).collect();
+        assert!(
+            protocols.len() >= 12,
+            "sessions of every family: {protocols:?}"
+        );
+        assert_eq!(
+            got.len(),
+            expected.len(),
+            "{hook:?}: one verdict per session"
+        );
+        for (port, (session, want)) in &expected {
+            assert_eq!(got.get(port), Some(want), "{hook:?}: {session}");
+        }
+    }
 }

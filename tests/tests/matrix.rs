@@ -1,6 +1,7 @@
 //! The end-to-end matrix: the servers users run plainsight beside
-//! (PostgreSQL, MariaDB, Redis, nginx, OpenSSH, openssl s_server, a custom
-//! plaintext service) and their real clients, in a client and a server
+//! (PostgreSQL, MariaDB, Redis, nginx, OpenSSH, openssl s_server, NATS,
+//! samba, prosody, a custom plaintext service, a SQL Server stand-in for
+//! FreeTDS) and their real clients, in a client and a server
 //! network namespace, with the real agent on each hook. Every client
 //! connection must come out with its exact verdict; connections opened
 //! before the agent started must come out as mid-stream flows; and a real
@@ -16,10 +17,14 @@ use plainsight_tests::{
         echo::{self, Echo},
         grpc::{self, Grpc},
         mariadb::{self, Mariadb},
+        nats::{self, Nats},
         nginx::{self, Nginx},
         postgres::{self, Postgres},
+        prosody::{self, Prosody},
         redis::{self, Redis},
+        samba::{self, Samba},
         sshd::{self, Sshd},
+        tds::{self, Tds},
         tls::{self, TlsServers},
     },
 };
@@ -37,7 +42,9 @@ struct Fleet {
     pg: Postgres,
     pg_no_ssl: Postgres,
     sshd: Sshd,
+    tds: Tds,
     _servers: (Mariadb, Redis, Nginx, TlsServers, Echo, Grpc),
+    east_west: (Nats, Samba, Prosody),
     cert: TestCert,
 }
 
@@ -48,6 +55,7 @@ impl Fleet {
             pg: Postgres::start(t, PG_PORT, Some(&cert)),
             pg_no_ssl: Postgres::start(t, PG_NO_SSL_PORT, None),
             sshd: Sshd::start(t),
+            tds: Tds::start(t, &cert),
             _servers: (
                 Mariadb::start(t, &cert),
                 Redis::start(t, &cert),
@@ -55,6 +63,11 @@ impl Fleet {
                 TlsServers::start(t, &cert),
                 Echo::start(t),
                 Grpc::start(t, &cert),
+            ),
+            east_west: (
+                Nats::start(t, &cert),
+                Samba::start(t),
+                Prosody::start(t, &cert),
             ),
             cert,
         }
@@ -66,6 +79,7 @@ struct Sessions {
     pg: Session,
     pg_tls: Session,
     redis: Session,
+    grpc: Session,
 }
 
 impl Sessions {
@@ -79,14 +93,21 @@ impl Sessions {
         let (host, port) = (server.to_string(), redis::PORT.to_string());
         let redis = t.session(Side::Client, true, &["redis-cli", "-h", &host, "-p", &port]);
         t.wait_established(PG_PORT, 2);
+        let grpc = clients::grpc_session(t, server, grpc::H2C_PORT);
         t.wait_established(redis::PORT, 1);
-        Self { pg, pg_tls, redis }
+        t.wait_established(grpc::H2C_PORT, 1);
+        Self {
+            pg,
+            pg_tls,
+            redis,
+            grpc,
+        }
     }
 
     /// Ends each client the way a user would (end of input), so each
     /// connection closes with FIN after its verdict.
     fn close(self) {
-        for s in [self.pg, self.pg_tls, self.redis] {
+        for s in [self.pg, self.pg_tls, self.redis, self.grpc] {
             s.end();
         }
     }
@@ -117,6 +138,14 @@ fn midstream_cases(t: &Topology, check: &mut Checker<'_>, sessions: &mut Session
     check.expect_edge(
         Expected::new(t, redis::PORT, "redis", "plaintext").midstream(),
         || sessions.redis.send("PING"),
+    );
+    // HTTP/2 without its preface: the client's HEADERS frame claims the
+    // flow, the server's first frame confirms it.
+    check.expect_edge(
+        Expected::new(t, grpc::H2C_PORT, "http2", "plaintext")
+            .reason("midstream")
+            .midstream(),
+        || sessions.grpc.send("order 1042"),
     );
 }
 
@@ -185,6 +214,44 @@ fn postgres_cases(t: &Topology, check: &mut Checker<'_>, fleet: &Fleet) {
 const HRR: &str = "unknown";
 
 /// Whether the session runs over TLS, from the server's own view.
+/// FreeTDS `tsql` against the PRELOGIN stand-in, one case per client
+/// `encryption` setting; the stand-in's log line proves each negotiation.
+fn mssql_cases(t: &Topology, check: &mut Checker<'_>, fleet: &Fleet) {
+    let server: IpAddr = t.server_ip.into();
+    let cases = [
+        (
+            "require",
+            Expected::new(t, tds::PORT, "mssql", "tls")
+                .reason("starttls_upgraded")
+                .tls("unknown"),
+            "client ENCRYPTION 1, answered 1: TLS TLSv1.2, packet 0x10 inside",
+        ),
+        (
+            "request",
+            Expected::new(t, tds::PORT, "mssql", "plaintext").reason("login_only_encrypted"),
+            "client ENCRYPTION 0, answered 0: TLS TLSv1.2, packet 0x10 inside",
+        ),
+        (
+            "off",
+            Expected::new(t, tds::PORT, "mssql", "plaintext").reason("cleartext_credentials"),
+            "client ENCRYPTION 2, answered 2: packet 0x10 in the clear",
+        ),
+    ];
+    for (encryption, expected, logged) in cases {
+        check.expect_edge(expected, || {
+            let seen = || fleet.tds.log_text().matches(logged).count();
+            let before = seen();
+            clients::tsql(t, server, tds::PORT, encryption);
+            assert_eq!(
+                seen(),
+                before + 1,
+                "encryption = {encryption}: {}",
+                fleet.tds.log_text()
+            );
+        });
+    }
+}
+
 const SSL_IN_USE: &str = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
 
 fn mariadb_cases(t: &Topology, check: &mut Checker<'_>) {
@@ -280,6 +347,37 @@ fn grpc_cases(t: &Topology, check: &mut Checker<'_>, fleet: &Fleet) {
     );
 }
 
+/// NATS with TLS (INFO in clear, then TLS), SMB with and without SMB3
+/// encryption, XMPP with STARTTLS.
+fn east_west_cases(t: &Topology, check: &mut Checker<'_>, fleet: &Fleet) {
+    let server: IpAddr = t.server_ip.into();
+    check.expect_edge(
+        Expected::new(t, nats::TLS_PORT, "nats", "tls")
+            .reason("starttls_upgraded")
+            .tls("1.3"),
+        || assert_eq!(clients::nats_tls(t, server, nats::TLS_PORT), "TLSv1.3"),
+    );
+    let (_, samba, _) = &fleet.east_west;
+    let user_pw = format!("{}%{}", samba::USER, samba::PASSWORD);
+    for (encrypt, encryption) in [(false, "plaintext"), (true, "encrypted")] {
+        check.expect_edge(Expected::new(t, samba::PORT, "smb", encryption), || {
+            let listing =
+                clients::smbclient(t, &samba.conf(), server, samba::SHARE, &user_pw, encrypt);
+            assert!(listing.contains(samba::FILE), "{listing}");
+        });
+    }
+    check.expect_edge(
+        Expected::new(t, prosody::PORT, "xmpp", "tls")
+            .reason("starttls_upgraded")
+            .tls("1.3"),
+        || {
+            let out =
+                clients::xmpp_starttls(t, server, prosody::PORT, prosody::JID, prosody::PASSWORD);
+            assert!(out.contains("session started"), "{out}");
+        },
+    );
+}
+
 fn ssh_tls_and_echo_cases(t: &Topology, check: &mut Checker<'_>, fleet: &Fleet) {
     let server: IpAddr = t.server_ip.into();
     check.expect_edge(Expected::new(t, sshd::PORT, "ssh", "encrypted"), || {
@@ -314,10 +412,12 @@ fn pass(t: &Topology, agent_on: fn(&Topology) -> Agent, then: impl FnOnce(&Agent
     midstream_cases(t, &mut check, &mut sessions);
     postgres_cases(t, &mut check, &fleet);
     mariadb_cases(t, &mut check);
+    mssql_cases(t, &mut check, &fleet);
     redis_cases(t, &mut check);
     nginx_cases(t, &mut check);
     grpc_cases(t, &mut check, &fleet);
     ssh_tls_and_echo_cases(t, &mut check, &fleet);
+    east_west_cases(t, &mut check, &fleet);
     sessions.close();
     // Closing the mid-stream connections must not report them again.
     std::thread::sleep(Duration::from_millis(500));

@@ -115,7 +115,33 @@ pub fn run(bin: &Path) -> anyhow::Result<()> {
             println!("{line}");
         }
     }
+    println!(
+        "\n== the page: open {url}/ in a browser on this machine to see these edges drawn \
+         (from elsewhere: ssh -L {port}:127.0.0.1:{port} this-host, then http://127.0.0.1:{port}/)",
+        port = agent.addr.port()
+    );
+    wait_for_enter(&check)?;
     println!("\n== cleaning up (agent, servers, namespaces, cgroup)");
+    Ok(())
+}
+
+/// Keeps the demo (and its page) up until Enter or Ctrl-C when run from a
+/// terminal; without one (CI, a pipe) it goes straight on to clean up.
+fn wait_for_enter(check: &dyn Fn() -> anyhow::Result<()>) -> anyhow::Result<()> {
+    use std::io::IsTerminal as _;
+    if !std::io::stdin().is_terminal() {
+        return Ok(());
+    }
+    println!("== press Enter (or Ctrl-C) to stop the demo and clean up");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+        let _ = tx.send(());
+    });
+    while rx.recv_timeout(Duration::from_millis(100)).is_err() {
+        check()?;
+    }
     Ok(())
 }
 

@@ -26,6 +26,7 @@ const TARGETS: &[(&str, Seeds)] = &[
     ("certificate", Seeds::TlsRecords),
     ("capture", Seeds::Captures),
     ("config", Seeds::Config),
+    ("ftp_data", Seeds::FtpLines),
 ];
 
 #[derive(Clone, Copy)]
@@ -37,6 +38,9 @@ enum Seeds {
     TlsRecords,
     /// The replay tests' captures.
     Captures,
+    /// Every fixture chunk that is an FTP data-connection announcement
+    /// (`227`/`229` replies, `PORT`/`EPRT` commands).
+    FtpLines,
     /// The default configuration, as shipped and with its commented
     /// examples (allow-rules with expiry dates, identities) switched on.
     Config,
@@ -206,6 +210,17 @@ fn write_seeds(root: &Path, seeds: Seeds, out: &Path) -> anyhow::Result<usize> {
             .filter_map(|p| {
                 let b = std::fs::read(&p).ok()?;
                 (b.first() == Some(&0x16)).then(|| (file_name(&p), b))
+            })
+            .collect(),
+        Seeds::FtpLines => sorted_files(&root.join(FIXTURES), ".bin")?
+            .into_iter()
+            .filter_map(|p| {
+                let b = std::fs::read(&p).ok()?;
+                let head = b.get(..5)?.to_ascii_uppercase();
+                [&b"227 "[..], b"229 ", b"PORT ", b"EPRT "]
+                    .iter()
+                    .any(|w| head.starts_with(w))
+                    .then(|| (file_name(&p), b))
             })
             .collect(),
         Seeds::Captures => ["pcap", "pcapng"]

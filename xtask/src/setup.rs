@@ -20,7 +20,12 @@ const BPF_LINKER_LLVM_FEATURE: &str = "llvm-22";
 /// servers and clients from `postgresql` on are the end-to-end matrix's
 /// (tests/tests/matrix.rs) and the dashboard test's (redis), each started by
 /// the test itself in a network namespace, never as a system service
-/// (`python3-grpcio` is the matrix's gRPC server and client).
+/// (`python3-grpcio` is the matrix's gRPC server and client, `freetds-bin`'s
+/// `tsql` its SQL Server client; `nats-server`, `samba` + `smbclient`,
+/// `prosody` + `python3-slixmpp` its NATS, SMB and XMPP servers and clients);
+/// `chromium` renders the edge page and the report (tests/tests/page.rs,
+/// driven over its DevTools pipe), `poppler-utils` reads the printed report
+/// back.
 const DEBIAN_PACKAGES: &[&str] = &[
     "iproute2",
     "bpftool",
@@ -44,6 +49,14 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "openssh-client",
     "socat",
     "python3-grpcio",
+    "freetds-bin",
+    "nats-server",
+    "samba",
+    "smbclient",
+    "prosody",
+    "python3-slixmpp",
+    "chromium",
+    "poppler-utils",
 ];
 
 /// Debian packages only the bench uses (installed by `cargo xtask bench`,

@@ -2,8 +2,8 @@
 //! calls them in order.
 //!
 //! A protocol is a unit struct implementing `Dissector` in its own file;
-//! one line in the `dissectors!` list in `mod.rs` declares the file and
-//! registers it. The list is expanded into straight-line calls (static
+//! one line in its family's block of the `dissectors!` list in `mod.rs`
+//! declares the file and registers it. The list is expanded into straight-line calls (static
 //! dispatch, everything inlined): no table of function pointers or slices
 //! reaches the kernel object (see the verifier notes in `mod.rs`).
 
@@ -63,16 +63,23 @@ pub trait Registered {
     const BASE: u8;
 }
 
-/// Declares each protocol's module, places its steps in the stage byte, and
-/// generates what the core calls: `first_segment` (every `opening`, then
-/// every `midstream`, in list order), `step` (the owner of the flow's
+/// Declares each protocol's module, places its steps in the stage byte
+/// (numbered over the whole list, so a flow's stage names its dissector
+/// whichever program runs it), and generates what the core and the family
+/// stages call, each one straight sequence of inlined calls:
+/// `openings`/`midstream` (a family's, in list order), `step` (the owner
+/// of the flow's stage within a family), `family_of` (the family holding a
 /// stage), and the branch-free `awaits_upgrade_answer` and `is_tunnel`.
-/// Each is one straight sequence of inlined calls: a later split into
-/// tail-called programs (per protocol family) would expand the list in
-/// parts, the stage numbering staying global.
+/// A family's number is its place in the list, from 1 (0 is the core); the
+/// per-family functions take it as an argument that is a constant in each
+/// kernel program, so each program holds only its own family's code.
 macro_rules! dissectors {
-    ($($(#[$doc:meta])* $module:ident :: $ty:ident,)+) => {
-        $($(#[$doc])* pub mod $module;)+
+    ($(
+        $(#[$fdoc:meta])* $family:ident {
+            $($(#[$doc:meta])* $module:ident :: $ty:ident,)+
+        }
+    )+) => {
+        $($($(#[$doc])* pub mod $module;)+)+
 
         mod registry {
             use super::dissector::{Dissector, Registered};
@@ -80,11 +87,26 @@ macro_rules! dissectors {
             use crate::Verdict;
 
             /// Registry positions, for the stage ranges below.
-            enum Index { $($ty,)+ }
+            enum Index { $($($ty,)+)+ }
+
+            /// The families, numbered from 1 in list order.
+            #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+            #[repr(u8)]
+            enum Family { _Core, $($(#[$fdoc])* $family,)+ }
+
+            /// The family names, in stage order (stage 1 first).
+            pub(super) const FAMILY_NAMES: &[&str] = &[$(stringify!($family),)+];
+
+            /// How many family stages there are.
+            #[expect(clippy::cast_possible_truncation, reason = "checked below")]
+            pub(super) const FAMILIES: u8 = FAMILY_NAMES.len() as u8;
+            // A search's chain: hook -> core -> each family twice (openings,
+            // mid-stream); the kernel allows 33 tail calls per packet.
+            const _: () = assert!(FAMILY_NAMES.len() < 16, "too many families for the tail-call chain");
 
             /// Each dissector's step count, in registry order (compile time
             /// only: read by `base`, never at run time).
-            const STEPS: &[u8] = &[$(<super::$module::$ty as Dissector>::STEPS,)+];
+            const STEPS: &[u8] = &[$($(<super::$module::$ty as Dissector>::STEPS,)+)+];
 
             /// The first stage value of the dissector at `index`: after the
             /// classifier's own stages and every earlier dissector's steps.
@@ -103,27 +125,80 @@ macro_rules! dissectors {
                 base(STEPS.len());
             };
 
-            $(impl Registered for super::$module::$ty {
+            $($(impl Registered for super::$module::$ty {
                 const BASE: u8 = base(Index::$ty as usize);
-            })+
+            })+)+
 
-            /// The first dissector whose `opening`, then whose `midstream`,
-            /// decides.
+            /// Family `family`'s first dissector whose `opening` decides.
             #[inline(always)]
-            pub(super) fn first_segment(f: &mut FlowClassifier, side: Side, d: &Prefix<'_>) -> Verdict {
+            pub(super) fn openings(family: u8, f: &mut FlowClassifier, side: Side, d: &Prefix<'_>) -> Verdict {
                 $(
-                    let v = <super::$module::$ty as Dissector>::opening(f, side, d);
-                    if v != PENDING {
-                        return v;
-                    }
-                )+
-                $(
-                    let v = <super::$module::$ty as Dissector>::midstream(f, side, d);
-                    if v != PENDING {
-                        return v;
+                    if family == Family::$family as u8 {
+                        $(
+                            let v = <super::$module::$ty as Dissector>::opening(f, side, d);
+                            if v != PENDING {
+                                return v;
+                            }
+                        )+
+                        return PENDING;
                     }
                 )+
                 PENDING
+            }
+
+            /// Family `family`'s first dissector whose `midstream` decides.
+            #[inline(always)]
+            pub(super) fn midstream(family: u8, f: &mut FlowClassifier, side: Side, d: &Prefix<'_>) -> Verdict {
+                $(
+                    if family == Family::$family as u8 {
+                        $(
+                            let v = <super::$module::$ty as Dissector>::midstream(f, side, d);
+                            if v != PENDING {
+                                return v;
+                            }
+                        )+
+                        return PENDING;
+                    }
+                )+
+                PENDING
+            }
+
+            /// The owner of a dissector stage, in family `family`, takes
+            /// the segment.
+            #[inline(always)]
+            pub(super) fn step(family: u8, f: &mut FlowClassifier, stage: u8, side: Side, d: &Prefix<'_>) -> Verdict {
+                $(
+                    if family == Family::$family as u8 {
+                        $(
+                            let base = <super::$module::$ty as Registered>::BASE;
+                            let steps = <super::$module::$ty as Dissector>::STEPS;
+                            if steps != 0 && (base..base + steps).contains(&stage) {
+                                return <super::$module::$ty as Dissector>::step(f, stage - base, side, d);
+                            }
+                        )+
+                        return PENDING;
+                    }
+                )+
+                PENDING
+            }
+
+            /// The family holding the dissector whose step `stage` is, 0 if
+            /// none; branch-free (the ranges are disjoint).
+            #[inline(always)]
+            pub(super) fn family_of(stage: u8) -> u8 {
+                let mut family = 0u32;
+                $($(
+                    {
+                        let base = <super::$module::$ty as Registered>::BASE;
+                        let steps = <super::$module::$ty as Dissector>::STEPS;
+                        let inside = u32::from(stage >= base) & u32::from(stage < base + steps);
+                        family |= inside * Family::$family as u32;
+                    }
+                )+)+
+                #[expect(clippy::cast_possible_truncation, reason = "a family number")]
+                {
+                    family as u8
+                }
             }
 
             /// 1 if `stage` is a step that awaits an upgrade answer, else 0;
@@ -131,11 +206,11 @@ macro_rules! dissectors {
             #[inline(always)]
             pub(super) fn awaits_upgrade_answer(stage: u8) -> u32 {
                 let mut asked = 0;
-                $(
+                $($(
                     if let Some(step) = <super::$module::$ty as Dissector>::AWAITS_UPGRADE_ANSWER {
                         asked |= eq(stage, <super::$module::$ty as Registered>::BASE + step);
                     }
-                )+
+                )+)+
                 asked
             }
 
@@ -143,31 +218,14 @@ macro_rules! dissectors {
             #[inline(always)]
             pub(super) fn is_tunnel(stage: u8) -> u32 {
                 let mut tunnel = 0;
-                $(
+                $($(
                     if <super::$module::$ty as Dissector>::TUNNEL {
                         let base = <super::$module::$ty as Registered>::BASE;
                         let steps = <super::$module::$ty as Dissector>::STEPS;
                         tunnel |= u32::from(stage >= base) & u32::from(stage < base + steps);
                     }
-                )+
+                )+)+
                 tunnel
-            }
-
-            /// The owner of a dissector stage takes the segment. Ranges are
-            /// ascending in list order, so one comparison per dissector that
-            /// has steps finds it.
-            #[inline(always)]
-            pub(super) fn step(f: &mut FlowClassifier, stage: u8, side: Side, d: &Prefix<'_>) -> Verdict {
-                $(
-                    if <super::$module::$ty as Dissector>::STEPS != 0
-                        && stage < <super::$module::$ty as Registered>::BASE
-                            + <super::$module::$ty as Dissector>::STEPS
-                    {
-                        let local = stage - <super::$module::$ty as Registered>::BASE;
-                        return <super::$module::$ty as Dissector>::step(f, local, side, d);
-                    }
-                )+
-                PENDING
             }
         }
     };

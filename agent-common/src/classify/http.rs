@@ -1,4 +1,12 @@
-//! HTTP/1.x requests and responses, and the HTTP/2 prior-knowledge preface.
+//! HTTP/1.x requests and responses, the HTTP/2 prior-knowledge preface,
+//! and HTTP/2 frames in a flow picked up mid-stream.
+//!
+//! Mid-stream HTTP/2 (h2c, gRPC) has no preface: the first bytes are a
+//! 9-byte frame header (24-bit length, type, flags, R bit + 31-bit stream
+//! id). One header is a weak signature (any binary protocol with a
+//! big-endian length can look like one), so a control frame (not DATA) of
+//! a plausible shape only claims the flow, and the other side's first
+//! segment must be a frame too before the flow is named `http2`.
 
 use super::bytes::Prefix;
 use super::dissector::Dissector;
@@ -7,7 +15,14 @@ use crate::{Protocol, Verdict};
 
 pub struct Http;
 
+/// The client sent a frame header mid-stream: the server's frame confirms.
+const H2_FROM_SERVER: u8 = 0;
+/// The server sent one: the client's frame confirms.
+const H2_FROM_CLIENT: u8 = 1;
+
 impl Dissector for Http {
+    const STEPS: u8 = 2;
+
     #[inline(always)]
     fn opening(f: &mut FlowClassifier, _side: Side, d: &Prefix<'_>) -> Verdict {
         if is_h2_preface(d) {
@@ -23,6 +38,98 @@ impl Dissector for Http {
         }
         PENDING
     }
+
+    /// A control frame without the preface claims the flow; `step` names it.
+    #[inline(always)]
+    fn midstream(f: &mut FlowClassifier, side: Side, d: &Prefix<'_>) -> Verdict {
+        if h2_frame(d) == FRAME_CONTROL {
+            let wait = if side == Side::Client {
+                H2_FROM_SERVER
+            } else {
+                H2_FROM_CLIENT
+            };
+            f.goto::<Self>(wait);
+        }
+        PENDING
+    }
+
+    #[inline(always)]
+    fn step(f: &mut FlowClassifier, step: u8, side: Side, d: &Prefix<'_>) -> Verdict {
+        let awaited = if step == H2_FROM_SERVER {
+            Side::Server
+        } else {
+            Side::Client
+        };
+        if side != awaited {
+            return PENDING;
+        }
+        if h2_frame(d) != FRAME_NONE {
+            return Verdict::plaintext(Protocol::Http2);
+        }
+        // Not HTTP/2 after all: nothing is named from the claim.
+        f.restart();
+        PENDING
+    }
+}
+
+/// `h2_frame` results: not a frame header, (1: a DATA frame), any other
+/// frame.
+const FRAME_NONE: u8 = 0;
+const FRAME_CONTROL: u8 = 2;
+
+/// SETTINGS_MAX_FRAME_SIZE's initial value: peers rarely raise it.
+const MAX_FRAME: u32 = 16_384;
+
+/// An HTTP/2 frame header at the start of `d` (RFC 9113 section 4.1, 6):
+/// a known type with the flags, length and stream id its type allows.
+/// Arithmetic rather than a `match`: the arms would never merge for the
+/// verifier (see the notes in `mod.rs`).
+#[inline(always)]
+fn h2_frame(d: &Prefix<'_>) -> u8 {
+    let len = u32::from(d.at(0)) << 16 | u32::from(d.be16(1));
+    let ty = d.at(3);
+    let flags = u32::from(d.at(4));
+    let stream = d.be32(5);
+    let on = 1 ^ zero(stream);
+    let off = zero(stream);
+    let no_flags = zero(flags);
+    let t = |n: u8| zero(u32::from(ty ^ n));
+    let only = |mask: u32| zero(flags & !mask);
+    let is = |n: u32| zero(len ^ n);
+    // SETTINGS: an ACK is empty; settings are 6 bytes each, the first
+    // identifier from the registry (1..=9).
+    let settings = (zero(flags ^ 1) & zero(len))
+        | (no_flags
+            & zero(len % 6)
+            & zero(u32::from(d.at(9)))
+            & below(u32::from(d.at(10)).wrapping_sub(1), 9));
+    let ok = (t(0) & on & only(0x09))
+        | (t(1) & on & only(0x2d) & (1 ^ zero(len)))
+        | (t(2) & on & no_flags & is(5))
+        | (t(3) & on & no_flags & is(4))
+        | (t(4) & off & settings)
+        | (t(5) & on & only(0x0c) & (1 ^ below(len, 4)))
+        | (t(6) & off & only(0x01) & is(8))
+        | (t(7) & off & no_flags & (1 ^ below(len, 8)))
+        | (t(8) & no_flags & is(4) & (1 ^ zero(d.be32(9) & 0x7fff_ffff)))
+        | (t(9) & on & only(0x04) & (1 ^ zero(len)));
+    let valid = ok & below(len, MAX_FRAME + 1) & (stream >> 31 ^ 1) & u32::from(d.has(9));
+    // FRAME_NONE, 1 for DATA, or FRAME_CONTROL.
+    #[expect(clippy::cast_possible_truncation, reason = "0..=2")]
+    let kind = (valid * (2 - t(0))) as u8;
+    kind
+}
+
+/// 1 if `x == 0`, else 0; branch-free.
+#[inline(always)]
+const fn zero(x: u32) -> u32 {
+    ((x as u64).wrapping_sub(1) >> 63) as u32
+}
+
+/// 1 if `x < n` (both below 2^31), else 0; branch-free.
+#[inline(always)]
+const fn below(x: u32, n: u32) -> u32 {
+    (((x as i64) - (n as i64)) >> 63) as u32 & 1
 }
 
 const METHODS: [&[u8]; 9] = [
@@ -60,7 +167,7 @@ fn is_h2_preface(d: &Prefix<'_>) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use crate::classify::testing::classify;
+    use crate::classify::testing::{classify, classify_midstream, midstream};
     use crate::classify::Side;
     use crate::{Protocol, Verdict};
 
@@ -99,5 +206,32 @@ mod tests {
         // curl --http2-prior-knowledge: preface and SETTINGS in one segment.
         let v = replay!("curl-7.88-h2c-nginx-1.22": "c2s.0");
         assert_eq!(v, Some(Verdict::plaintext(Protocol::Http2)));
+    }
+
+    // --- HTTP/2 mid-stream: nginx's SETTINGS, then curl's SETTINGS ACK ---------------
+
+    #[test]
+    fn h2_frames_both_ways_without_preface_are_http2_midstream() {
+        let v = classify_midstream(&[
+            (Side::Server, fixture!("curl-7.88-h2c-nginx-1.22", "s2c.0")),
+            (Side::Client, fixture!("curl-7.88-h2c-nginx-1.22", "c2s.1")),
+        ]);
+        assert_eq!(v, Some(midstream(Protocol::Http2)));
+    }
+
+    #[test]
+    fn h2_frame_one_way_only_is_not_named() {
+        let v = classify_midstream(&[(Side::Server, fixture!("curl-7.88-h2c-nginx-1.22", "s2c.0"))]);
+        assert_eq!(v.map(|v| v.protocol), Some(Protocol::Unknown));
+    }
+
+    #[test]
+    fn h2_frame_answered_by_something_else_is_not_http2() {
+        // The server's SETTINGS, answered by an HTTP/1 request line.
+        let v = classify_midstream(&[
+            (Side::Server, fixture!("curl-7.88-h2c-nginx-1.22", "s2c.0")),
+            (Side::Client, fixture!("curl-7.88-http-nginx-1.22", "c2s.0")),
+        ]);
+        assert_ne!(v.map(|v| v.protocol), Some(Protocol::Http2));
     }
 }

@@ -168,6 +168,21 @@ fn is_auth_tls(d: &Prefix<'_>) -> bool {
     d.eq_at_ci(0, b"auth tls") || d.eq_at_ci(0, b"auth ssl")
 }
 
+/// A segment of an `ftp` control connection that announces where a data
+/// connection goes: the server's `227` (PASV) / `229` (EPSV) reply, the
+/// client's `PORT` / `EPRT` command. What of the control connection is
+/// read after its verdict, bounded to the prefix (an address and a port);
+/// `agent/src/pipeline/ftp_data.rs` parses it and names the data flow.
+#[must_use]
+#[inline(always)]
+pub fn ftp_announces(side: Side, d: &Prefix<'_>) -> bool {
+    if side == Side::Server {
+        d.eq_at(0, b"227 ") || d.eq_at(0, b"229 ")
+    } else {
+        d.eq_at_ci(0, b"port ") || d.eq_at_ci(0, b"eprt ")
+    }
+}
+
 /// `234 Proceed with negotiation.`
 #[inline(always)]
 fn is_auth_tls_ok(d: &Prefix<'_>) -> bool {
@@ -244,6 +259,21 @@ mod tests {
     fn ftp_greeting_alone_is_plaintext_ftp() {
         let v = replay!("curl-7.88-ftp-anonymous-vsftpd-3.0": "s2c.0");
         assert_eq!(v, Some(Verdict::plaintext(Protocol::Ftp)));
+    }
+
+    #[test]
+    fn ftp_data_announcements_are_picked_from_their_senders_only() {
+        use super::ftp_announces;
+        use crate::classify::{PrefixBuf, Side};
+        // vsftpd's `229 Entering Extended Passive Mode (|||40028|)`.
+        let pasv = PrefixBuf::new(fixture!("curl-7.88-ftp-anonymous-vsftpd-3.0", "s2c.4"));
+        let port = PrefixBuf::new(b"PORT 127,0,0,1,156,64\r\n");
+        assert!(ftp_announces(Side::Server, &pasv.prefix()));
+        assert!(!ftp_announces(Side::Client, &pasv.prefix()));
+        assert!(ftp_announces(Side::Client, &port.prefix()));
+        assert!(!ftp_announces(Side::Server, &port.prefix()));
+        let user = PrefixBuf::new(fixture!("curl-7.88-ftp-anonymous-vsftpd-3.0", "c2s.0"));
+        assert!(!ftp_announces(Side::Client, &user.prefix()));
     }
 
     // --- STARTTLS refused (openssl s_client -starttls asks whether or not the

@@ -8,12 +8,26 @@
 //! This file is the core: TLS records (the same in every stage), the
 //! segment budget, the verdict's reasons, the stage byte. Each protocol is
 //! one file holding all of it (signatures, steps, tests): a unit struct
-//! implementing `dissector::Dissector`, registered by one line in the
-//! `dissectors!` list below, which also declares its module.
+//! implementing `dissector::Dissector`, registered by one line in its
+//! family's block of the `dissectors!` list below, which also declares its
+//! module.
 //!
-//! Verifier cost (the classifier programs verify at ~0.5M of the 1M
-//! instructions with every protocol here). What keeps it additive rather
-//! than multiplicative, learnt the hard way:
+//! Stages. The kernel verifies each program on its own, up to 1M
+//! instructions, so the classifier is split into tail-called programs
+//! (docs/architecture.md, "One packet's path"): the core (`begin`: TLS
+//! records, the classifier's own stages; `end`: reasons, the final
+//! verdict, the segment budget) and one program per family of the
+//! registry (`stage`: the family's steps, openings, mid-stream
+//! signatures). A segment's way between them is a `Route`, carried across
+//! the tail calls with the state; `on_segment` runs the same parts in a
+//! row, so unit tests and `replay` give the kernel's verdicts. A new
+//! protocol adds to its family's program only; a family too big for the
+//! verifier is split into two blocks of the list.
+//!
+//! Verifier cost per program: see the counts printed by `cargo test -p
+//! plainsight-tests --test kernel_prog_run verified -- --nocapture` (the
+//! README lists the latest). What keeps it additive rather than
+//! multiplicative, learnt the hard way:
 //! - length checks go through `Prefix::has` (arithmetic on a fresh copy of
 //!   the length) and bytes through volatile loads: a comparison that
 //!   narrows a register shared by later signatures splits every later
@@ -51,30 +65,76 @@ pub mod bytes;
 pub mod tls;
 
 dissectors! {
-    // One line per protocol: tried in this order on a flow's first
-    // segments. Where its place matters, the file says why.
-    nats::Nats,
-    http::Http,
-    ssh::Ssh,
-    postgres::Postgres,
-    dns::Dns,
-    kafka::Kafka,
-    mongodb::Mongodb,
-    amqp::Amqp,
-    redis::Redis,
-    mqtt::Mqtt,
-    ldap::Ldap,
-    memcached::Memcached,
-    mail::Mail,
-    mysql::Mysql,
-    rsync::Rsync,
-    socks::Socks,
+    // One line per protocol, in the family that runs it: each family is
+    // its own tail-called program in the kernel (see "Stages" above).
+    // Openings are tried family by family, in list order (its position is
+    // its priority); where a place matters, the file says why.
+    /// HTTP and what must be tried before it (NATS: `CONNECT {`); remote
+    /// access, name and file services.
+    web {
+        nats::Nats,
+        http::Http,
+        ssh::Ssh,
+        dns::Dns,
+        rsync::Rsync,
+    }
+    /// Databases and caches. Before `messaging` (a PostgreSQL startup
+    /// parses as a Kafka request) and `services` (Redis before the mail
+    /// protocols: `+OK`).
+    databases {
+        postgres::Postgres,
+        mongodb::Mongodb,
+        redis::Redis,
+        memcached::Memcached,
+        mysql::Mysql,
+        cassandra::Cassandra,
+        elasticsearch::Elasticsearch,
+        mssql::Mssql,
+        oracle::Oracle,
+        db2::Db2,
+    }
+    /// Message brokers and RPC.
+    messaging {
+        kafka::Kafka,
+        amqp::Amqp,
+        mqtt::Mqtt,
+        openwire::Openwire,
+        zmtp::Zmtp,
+        dubbo::Dubbo,
+        pulsar::Pulsar,
+        rocketmq::Rocketmq,
+    }
+    /// Directory, mail and chat, proxies. Last: SOCKS after every other
+    /// client-first binary signature.
+    services {
+        ldap::Ldap,
+        mail::Mail,
+        socks::Socks,
+    }
+    /// File sharing, chat, remote terminals and authentication: after
+    /// every family above, as they were written to come after SOCKS.
+    access {
+        smb::Smb,
+        xmpp::Xmpp,
+        telnet::Telnet,
+        irc::Irc,
+        vnc::Vnc,
+        // Last: its length forms branch, and the verifier walks every later
+        // dissector once per branch.
+        kerberos::Kerberos,
+    }
 }
 
 use crate::wire::MAX_SEGMENTS;
 use crate::{Encryption, Protocol, Reason, TlsVersion, Verdict};
 pub use bytes::{Prefix, PrefixBuf};
 use dissector::Registered;
+
+/// The classifier's family stages, each its own tail-called program in the
+/// kernel after the core (stage 0), numbered `1..=STAGES` in list order.
+pub const STAGES: u8 = registry::FAMILIES;
+/// The families' names, stage 1 first (for logs and the verifier report).
+pub const STAGE_NAMES: &[&str] = registry::FAMILY_NAMES;
 
 /// Which end of the connection sent a segment. The client is the SYN
 /// sender (or inferred, for flows first seen mid-stream).
@@ -196,6 +256,13 @@ impl FlowClassifier {
         }
     }
 
+    /// The verdict (or the protocol recognised so far) names `p`.
+    #[must_use]
+    #[inline(always)]
+    pub fn names(&self, p: Protocol) -> bool {
+        self.proto == p as u8
+    }
+
     /// Whether `side` may still contribute a segment.
     #[must_use]
     pub fn wants(&self, side: Side) -> bool {
@@ -204,10 +271,28 @@ impl FlowClassifier {
 
     /// Feeds the prefix of one payload segment. Returns the final verdict
     /// once there is one; after that the caller stops feeding.
+    ///
+    /// The kernel runs the same three parts in separate tail-called
+    /// programs (`begin` in the core, `stage` in each family's program,
+    /// `end` in whichever program the segment stops at); this runs them in
+    /// a row.
     #[inline(always)]
     pub fn on_segment(&mut self, side: Side, data: &Prefix<'_>) -> Option<Verdict> {
+        let (mut v, mut route) = self.begin(side, data);
+        while route.stage != 0 {
+            (v, route) = self.stage(route.stage, side, data, route);
+        }
+        self.end(side, v, route)
+    }
+
+    /// The core's part of a segment: counts it, decides TLS records and the
+    /// classifier's own stages. Returns the verdict so far and where the
+    /// segment goes next: a family's stage (`Route::stage`), or nowhere
+    /// (then `end` takes the verdict).
+    #[inline(always)]
+    pub fn begin(&mut self, side: Side, data: &Prefix<'_>) -> (Verdict, Route) {
         if data.is_empty() || !self.wants(side) {
-            return None;
+            return (PENDING, Route::end(Route::IDLE));
         }
         match side {
             Side::Client => self.segs[0] += 1,
@@ -219,28 +304,108 @@ impl FlowClassifier {
         // Computed here, once: left to the optimiser, it sinks into each
         // path that uses it, where the verifier knows some bytes already.
         let text = core::hint::black_box(data.is_text(2));
+        let t = if text { Route::TEXT } else { 0 };
         let stage = self.stage;
         let in_tls =
             stage == Stage::AwaitServerHello as u8 || stage == Stage::AwaitClientHello as u8;
-        let verdict = if rec == tls::Record::ServerHello {
-            self.tls_verdict(tls::version(data))
+        if rec == tls::Record::ServerHello {
+            (self.tls_verdict(tls::version(data)), Route::end(0))
         } else if rec == tls::Record::ClientHello && side == Side::Client {
             self.client_hello();
-            PENDING
+            (PENDING, Route::end(0))
         } else if rec != tls::Record::None
             && (stage == Stage::Start as u8 || (in_tls && side == Side::Server))
         {
             // Any other record: TLS, without a version.
-            Verdict::new(self.tls_protocol(), Encryption::Tls)
+            (
+                Verdict::new(self.tls_protocol(), Encryption::Tls),
+                Route::end(0),
+            )
         } else if stage == Stage::Start as u8 {
-            self.opening(side, data, text)
+            // The first segment(s) of a flow: every family's openings. Picked
+            // up inside a TLS record: its tail, then the next header.
+            let tail =
+                !text && self.flags & F_MIDSTREAM != 0 && tls::embedded_application_data(data);
+            let tail = if tail { Route::TLS_TAIL } else { 0 };
+            (PENDING, Route::search(t | tail))
         } else if stage == Stage::AwaitServerHello as u8 {
-            self.await_server_hello(side, data, text)
+            self.await_server_hello(side, text)
         } else if stage == Stage::AwaitClientHello as u8 {
-            PENDING
+            (PENDING, Route::end(0))
         } else {
-            registry::step(self, stage, side, data)
+            // Straight to the family holding the stage's dissector.
+            let to = registry::family_of(stage);
+            (
+                PENDING,
+                Route {
+                    stage: to,
+                    pass: Route::STEP,
+                },
+            )
+        }
+    }
+
+    /// Family `family`'s part (`1..=STAGES`): its dissectors' step, its
+    /// openings or its mid-stream signatures, as `route` says. A search
+    /// that finds nothing goes on to the next family, then (openings done)
+    /// to every family's mid-stream signatures from the first.
+    #[inline(always)]
+    pub fn stage(
+        &mut self,
+        family: u8,
+        side: Side,
+        d: &Prefix<'_>,
+        route: Route,
+    ) -> (Verdict, Route) {
+        let pass = route.pass;
+        let v = if pass & Route::STEP != 0 {
+            let stage = self.stage;
+            registry::step(family, self, stage, side, d)
+        } else if pass & Route::MIDSTREAM != 0 {
+            registry::midstream(family, self, side, d)
+        } else {
+            registry::openings(family, self, side, d)
         };
+        let next = if v != PENDING || pass & Route::STEP != 0 {
+            Route::end(pass)
+        } else if family < STAGES {
+            Route {
+                stage: family + 1,
+                pass,
+            }
+        } else if pass & Route::MIDSTREAM == 0 {
+            Route {
+                stage: 1,
+                pass: pass | Route::MIDSTREAM,
+            }
+        } else {
+            Route::end(pass)
+        };
+        (v, next)
+    }
+
+    /// The last part of a segment, in the program it stops at: the final
+    /// verdict, if `v` is one or the segment budget is spent.
+    #[inline(always)]
+    pub fn end(&mut self, side: Side, v: Verdict, route: Route) -> Option<Verdict> {
+        let pass = route.pass;
+        if pass & Route::IDLE != 0 {
+            return None;
+        }
+        let mut verdict = v;
+        if pass & Route::SEARCH != 0 {
+            if pass & Route::REOPEN != 0 {
+                // A TLS client answered in cleartext: the server's greeting
+                // decides, and a greeting nobody names is plaintext.
+                if verdict.encryption == Encryption::Unknown && self.proto == 0 {
+                    verdict = Verdict::plaintext(Protocol::Unknown);
+                }
+            } else if verdict == PENDING && pass & Route::TEXT != 0 {
+                self.flags |= F_TEXT;
+            } else if verdict == PENDING && pass & Route::TLS_TAIL != 0 {
+                verdict = Verdict::new(Protocol::Tls, Encryption::Tls);
+            }
+        }
         if verdict.encryption != Encryption::Unknown {
             let v = self.finish(verdict);
             return Some(self.settle(v));
@@ -345,7 +510,7 @@ impl FlowClassifier {
                 )),
                 reason: core::mem::transmute::<u8, Reason>(in_range(
                     r,
-                    Reason::CleartextCredentials as u8,
+                    Reason::ALL[Reason::ALL.len() - 1] as u8,
                 )),
                 tls_version: core::mem::transmute::<u8, TlsVersion>(in_range(
                     t,
@@ -397,34 +562,64 @@ impl FlowClassifier {
         self.stage = Stage::AwaitServerHello as u8;
     }
 
-    /// The first segment(s) of a flow, TLS records aside: the registered
-    /// dissectors in order.
-    #[inline(always)]
-    fn opening(&mut self, side: Side, d: &Prefix<'_>, text: bool) -> Verdict {
-        let v = registry::first_segment(self, side, d);
-        if v == PENDING && text {
-            self.flags |= F_TEXT;
-        }
-        v
-    }
-
     /// A ClientHello was sent; TLS records were handled by the caller.
     #[inline(always)]
-    fn await_server_hello(&mut self, side: Side, d: &Prefix<'_>, text: bool) -> Verdict {
+    fn await_server_hello(&mut self, side: Side, text: bool) -> (Verdict, Route) {
         if side == Side::Client {
-            return PENDING;
+            return (PENDING, Route::end(0));
         }
         if self.proto == 0 && text {
             // A TLS client answered in cleartext (SMTPS to a plain SMTP
-            // port): the server's greeting decides.
+            // port): the server's greeting decides (see `end`).
             self.stage = Stage::Start as u8;
-            let v = registry::first_segment(self, side, d);
-            if v.encryption == Encryption::Unknown && self.proto == 0 {
-                return Verdict::plaintext(Protocol::Unknown);
-            }
-            return v;
+            return (PENDING, Route::search(Route::REOPEN | Route::TEXT));
         }
-        Verdict::new(self.tls_protocol(), Encryption::Tls)
+        (
+            Verdict::new(self.tls_protocol(), Encryption::Tls),
+            Route::end(0),
+        )
+    }
+}
+
+/// Where a segment goes between the parts of `on_segment`: the kernel
+/// carries it across its tail calls (in the per-CPU scratch).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// The family stage (`1..=STAGES`) that takes the segment next; 0 when
+    /// none does and `end` comes.
+    pub stage: u8,
+    /// `Route::*` bits: what the stages do, what `end` must know.
+    pub pass: u8,
+}
+
+impl Route {
+    /// A search for the flow's protocol (openings, then mid-stream).
+    pub const SEARCH: u8 = 1;
+    /// The search has reached the mid-stream signatures.
+    pub const MIDSTREAM: u8 = 2;
+    /// The search answers a ClientHello that got a cleartext reply.
+    pub const REOPEN: u8 = 4;
+    /// A step of the dissector that claimed the flow.
+    pub const STEP: u8 = 8;
+    /// The segment is readable text.
+    pub const TEXT: u8 = 16;
+    /// Nothing to classify (empty, or the side's budget is spent).
+    pub const IDLE: u8 = 32;
+    /// A flow picked up mid-stream whose segment holds a TLS
+    /// application-data record header: `tls` if no dissector names it.
+    pub const TLS_TAIL: u8 = 64;
+
+    #[inline(always)]
+    const fn end(pass: u8) -> Self {
+        Self { stage: 0, pass }
+    }
+
+    #[inline(always)]
+    const fn search(pass: u8) -> Self {
+        Self {
+            stage: 1,
+            pass: pass | Self::SEARCH,
+        }
     }
 }
 

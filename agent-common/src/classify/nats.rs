@@ -1,6 +1,12 @@
 //! NATS: text protocol; the server speaks first with `INFO {json}`, the
 //! client answers `CONNECT {json}`. Registered before HTTP: `CONNECT {` is
 //! not an HTTP CONNECT (whose target is `host:port`, never `{`).
+//!
+//! With TLS the server still sends its `INFO` in clear (`"tls_required":
+//! true`, past the 128-byte prefix), then the client starts a TLS
+//! handshake: so `INFO` decides nothing alone. The client's next segment
+//! does: a ClientHello (handled by the core: the flow becomes `tls`,
+//! `starttls_upgraded`, named `nats`) or anything else (plaintext).
 
 use super::bytes::Prefix;
 use super::dissector::Dissector;
@@ -9,11 +15,29 @@ use crate::{Protocol, Verdict};
 
 pub struct Nats;
 
+/// `INFO` seen: the client's answer says whether TLS follows.
+const AFTER_INFO: u8 = 0;
+
 impl Dissector for Nats {
+    const STEPS: u8 = 1;
+
     #[inline(always)]
     fn opening(f: &mut FlowClassifier, _side: Side, d: &Prefix<'_>) -> Verdict {
-        if d.eq_at(0, b"CONNECT {") || d.eq_at(0, b"INFO {") {
+        if d.eq_at(0, b"INFO {") {
+            return f.opened::<Self>(Protocol::Nats, AFTER_INFO);
+        }
+        if d.eq_at(0, b"CONNECT {") {
             f.open();
+            return Verdict::plaintext(Protocol::Nats);
+        }
+        PENDING
+    }
+
+    #[inline(always)]
+    fn step(_f: &mut FlowClassifier, _step: u8, side: Side, _d: &Prefix<'_>) -> Verdict {
+        // TLS records never get here: whatever else the client sends after
+        // `INFO` (its `CONNECT`) is in clear.
+        if side == Side::Client {
             return Verdict::plaintext(Protocol::Nats);
         }
         PENDING
@@ -22,15 +46,21 @@ impl Dissector for Nats {
 
 #[cfg(test)]
 mod tests {
-    use crate::classify::testing::classify;
     use crate::classify::Side;
-    use crate::{Protocol, Verdict};
+    use crate::classify::testing::{classify, upgraded};
+    use crate::{Protocol, TlsVersion, Verdict};
 
     // --- NATS (nats-py 2.16 against nats-server 2.9) -------------------------------
 
     #[test]
-    fn nats_server_info_is_plaintext_nats() {
+    fn nats_server_info_alone_is_plaintext_nats_at_close() {
         let v = replay!("nats-py-2.16-anonymous-nats-server-2.9": "s2c.0");
+        assert_eq!(v, Some(Verdict::plaintext(Protocol::Nats)));
+    }
+
+    #[test]
+    fn nats_info_then_clear_connect_is_plaintext_nats() {
+        let v = replay!("nats-py-2.16-anonymous-nats-server-2.9": "s2c.0", "c2s.0");
         assert_eq!(v, Some(Verdict::plaintext(Protocol::Nats)));
     }
 
@@ -42,5 +72,19 @@ mod tests {
             fixture!("nats-py-2.16-anonymous-nats-server-2.9", "c2s.0"),
         )]);
         assert_eq!(v, Some(Verdict::plaintext(Protocol::Nats)));
+    }
+
+    #[test]
+    fn nats_tls_required_info_then_client_hello_is_nats_over_tls() {
+        // INFO {"tls_required":true,...} in clear, then the TLS handshake:
+        // not a plaintext flow.
+        let v = replay!("nats-py-2.16-tls-nats-server-2.9": "s2c.0", "c2s.0", "s2c.1");
+        assert_eq!(v, Some(upgraded(Protocol::Nats, TlsVersion::Tls13)));
+    }
+
+    #[test]
+    fn nats_tls_flow_cut_after_the_client_hello_is_still_tls() {
+        let v = replay!("nats-py-2.16-tls-nats-server-2.9": "s2c.0", "c2s.0");
+        assert_eq!(v.map(|v| v.encryption), Some(crate::Encryption::Tls));
     }
 }

@@ -21,7 +21,11 @@ impl Dissector for Redis {
     #[inline(always)]
     fn opening(f: &mut FlowClassifier, side: Side, d: &Prefix<'_>) -> Verdict {
         if side == Side::Server {
-            if f.client_spoke() && is_reply(d) {
+            // Mid-stream, before the client said anything, `+OK <text>` is
+            // a POP3 greeting or reply (Redis's `+OK` ends the line):
+            // left to `mail`.
+            let pop3_like = f.segments(Side::Client) == 0 && d.eq_at(0, b"+OK ");
+            if f.client_spoke() && is_reply(d) && !pop3_like {
                 return Verdict::plaintext(Protocol::Redis);
             }
             return PENDING;
@@ -156,5 +160,15 @@ mod tests {
             v,
             Some(Verdict::plaintext(Protocol::Redis).with_reason(Reason::Midstream))
         );
+    }
+
+    #[test]
+    fn pop3_greeting_seen_first_midstream_is_not_redis() {
+        // dovecot's `+OK Dovecot ready.`: a Redis `+OK` ends the line.
+        let v = classify_midstream(&[(
+            Side::Server,
+            fixture!("curl-7.88-pop3-login-dovecot-2.3", "s2c.0"),
+        )]);
+        assert_eq!(v.map(|v| v.protocol), Some(Protocol::Pop3));
     }
 }

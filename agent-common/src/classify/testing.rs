@@ -108,3 +108,8 @@ pub(super) const fn refused(protocol: Protocol) -> Verdict {
 pub(super) const fn credentials(protocol: Protocol) -> Verdict {
     Verdict::plaintext(protocol).with_reason(Reason::CleartextCredentials)
 }
+
+/// A plaintext verdict for a flow named from mid-session bytes.
+pub(super) const fn midstream(protocol: Protocol) -> Verdict {
+    Verdict::plaintext(protocol).with_reason(Reason::Midstream)
+}

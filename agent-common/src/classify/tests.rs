@@ -107,6 +107,21 @@ fn midstream_tls_application_data_is_tls_without_version() {
 }
 
 #[test]
+fn midstream_inside_a_tls_record_is_tls_midstream() {
+    // vsftpd's TLS 1.3 records from byte 140: the tail of one record,
+    // then an application-data header at offset 20.
+    let seg = &fixture!("curl-7.88-ftp-auth-tls-vsftpd-3.0", "s2c.3")[140..];
+    let v = classify_midstream(&[(Side::Server, seg)]);
+    assert_eq!(
+        v,
+        Some(tls(TlsVersion::Unknown).with_reason(Reason::Midstream))
+    );
+    // From the SYN on, a flow never starts inside a record: no guess.
+    let v = classify(&[(Side::Server, seg)]);
+    assert_ne!(v.map(|v| v.encryption), Some(Encryption::Tls));
+}
+
+#[test]
 fn midstream_tls12_new_session_ticket_is_tls_without_version() {
     // A handshake record that is not a hello (type 4) still means TLS.
     let v = classify(&[(
@@ -269,4 +284,59 @@ fn a_peer_that_has_answered_may_still_decide_after_the_other_side_runs_out() {
     assert_eq!(feed(&mut flow, Side::Server, UNDECIDED, 1), None);
     assert_eq!(feed(&mut flow, Side::Client, UNDECIDED, MAX_SEGMENTS), None);
     assert!(flow.wants(Side::Server));
+}
+
+// --- Stages (the kernel's split of a segment, see mod.rs) -------------------
+
+/// The family stages a segment visits, in order, and its final route.
+fn stages_visited(flow: &mut FlowClassifier, side: Side, data: &[u8]) -> ([u8; 40], usize) {
+    let buf = PrefixBuf::new(data);
+    let d = buf.prefix();
+    let (mut v, mut route) = flow.begin(side, &d);
+    let (mut seen, mut n) = ([0u8; 40], 0);
+    while route.stage != 0 {
+        seen[n] = route.stage;
+        n += 1;
+        (v, route) = flow.stage(route.stage, side, &d, route);
+    }
+    let _ = flow.end(side, v, route);
+    (seen, n)
+}
+
+#[test]
+fn a_search_tries_every_familys_openings_then_every_familys_midstream() {
+    let mut flow = FlowClassifier::new();
+    let (seen, n) = stages_visited(&mut flow, Side::Client, b"\x00\x01\x02\x03 nobody's");
+    let families = super::STAGES;
+    assert_eq!(n, 2 * usize::from(families), "{:?}", &seen[..n]);
+    for (i, stage) in seen[..n].iter().enumerate() {
+        assert_eq!(*stage, (i as u8 % families) + 1, "{:?}", &seen[..n]);
+    }
+}
+
+#[test]
+fn a_search_stops_at_the_family_that_decides() {
+    let mut flow = FlowClassifier::new();
+    let (seen, n) = stages_visited(&mut flow, Side::Client, b"GET / HTTP/1.1\r\n\r\n");
+    assert_eq!(&seen[..n], &[1], "HTTP is in the first family");
+}
+
+#[test]
+fn a_claimed_flow_goes_straight_to_its_dissectors_family() {
+    // PostgreSQL's SSLRequest moves the flow to a step of the `databases`
+    // family; the server's answer goes there alone.
+    let databases = super::STAGE_NAMES
+        .iter()
+        .position(|f| *f == "databases")
+        .expect("a databases family") as u8
+        + 1;
+    let mut flow = FlowClassifier::new();
+    let (seen, n) = stages_visited(
+        &mut flow,
+        Side::Client,
+        fixture!("psql-15-sslmode-require", "c2s.0"),
+    );
+    assert_eq!(*seen[..n].last().expect("searched"), databases);
+    let (seen, n) = stages_visited(&mut flow, Side::Server, b"N");
+    assert_eq!(&seen[..n], &[databases]);
 }

@@ -52,6 +52,38 @@ pub fn record(d: &Prefix<'_>) -> Record {
     ssl2(d)
 }
 
+/// How far into a segment an application-data record header is looked for
+/// when the flow was picked up inside a record (the record's tail first).
+const EMBEDDED_SPAN: usize = 64;
+/// The longest TLS 1.2 ciphertext record: 2^14 plus 2048 bytes of expansion.
+const MAX_RECORD: u16 = 0x4800;
+
+/// An application-data record header (`17 03 01..04`, a plausible length)
+/// starts at one of the offsets `1..EMBEDDED_SPAN`: a flow first seen in
+/// the middle of a TLS record. Branch-free over the offsets, as `find_ci`.
+#[must_use]
+#[inline(always)]
+pub fn embedded_application_data(d: &Prefix<'_>) -> bool {
+    let mut found = 0u32;
+    let mut off = 1;
+    while off < EMBEDDED_SPAN {
+        // Arithmetic, not comparisons: BPF has no conditional set, and a
+        // branch per offset would double the verifier's paths each time.
+        let len = u32::from(d.be16(off + 3));
+        let diff = u32::from(d.at(off) ^ CONTENT_APPLICATION_DATA) | u32::from(d.at(off + 1) ^ 3);
+        let minor = u32::from(d.at(off + 2));
+        // 1 when diff == 0, 1 <= minor <= 4, 1 <= len <= MAX_RECORD.
+        let header = (diff.wrapping_sub(1) >> 31)
+            & (minor.wrapping_sub(1).wrapping_sub(4) >> 31)
+            & (len.wrapping_sub(1).wrapping_sub(u32::from(MAX_RECORD)) >> 31);
+        #[expect(clippy::cast_possible_wrap, reason = "both are at most PREFIX")]
+        let inside = ((((off + 5) as i64) - (d.len() as i64) - 1) >> 63) as u32 & 1;
+        found |= header & inside;
+        off += 1;
+    }
+    found != 0
+}
+
 /// The version a ServerHello (`record` said so) negotiates.
 #[must_use]
 #[inline(always)]

@@ -27,6 +27,11 @@ pub fn run(args: &CheckConfigArgs) -> anyhow::Result<()> {
         c.edges_max,
         c.listen
     );
+    // The API's certificate and key are read and paired as `run` would.
+    if let Some((cert, key)) = &c.tls {
+        crate::export::api_tls::check_pair(cert, key).map_err(anyhow::Error::msg)?;
+        println!("api: https with {}", cert.display());
+    }
     // What `run` would do with [kubernetes]: the kubeconfig or service
     // account is read and the TLS setup built; the server is not contacted.
     match c.kubernetes.resolve().context("[kubernetes]")? {

@@ -5,4 +5,5 @@
 
 pub mod check_config;
 pub mod edges;
+pub mod report;
 pub mod run;

@@ -5,14 +5,14 @@ use crate::{
     clock,
     config::{self, Config},
     export::{
-        api,
+        api, api_tls,
         bearer::BearerToken,
         http_server,
         metrics::{HookLabels, Metrics},
         readiness::{KubeSync, Readiness},
         snapshot,
     },
-    kernel::{caps, cgroup, datapath, events, interfaces::TcAttacher},
+    kernel::{attachments::CgroupWatch, caps, cgroup, datapath, events, interfaces::TcAttacher},
     kubernetes::{self, KubeIdentities},
     logging::{self, LogFormat},
     pipeline::{
@@ -153,6 +153,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
 struct Attached {
     listeners: Listeners,
     token: Option<Arc<BearerToken>>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     registry: prometheus_client::registry::Registry,
     metrics: Arc<Metrics>,
     ebpf: aya::Ebpf,
@@ -161,6 +162,7 @@ struct Attached {
     stats: PerCpuArray<MapData, u64>,
     flow_table: datapath::FlowTableReader,
     tc: Option<TcAttacher>,
+    cgroup_watch: Option<CgroupWatch>,
     kube: Option<kubernetes::Prepared>,
 }
 
@@ -199,6 +201,12 @@ fn attach(cfg: &Config) -> anyhow::Result<Attached> {
 
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = Arc::new(Metrics::register(&mut registry));
+    let tls = cfg
+        .tls
+        .as_ref()
+        .map(|(cert, key)| api_tls::server_config(cert, key, Arc::clone(&metrics)))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let kube = prepare_kubernetes(cfg)?;
     if let Some(k) = &kube {
         // plainsight_kubernetes_*, next to the agent's own plainsight_*.
@@ -220,8 +228,11 @@ fn attach(cfg: &Config) -> anyhow::Result<Attached> {
     } = dp;
     metrics.flow_table_capacity.set(i64::from(cfg.max_flows));
 
+    let mut cgroup_watch = None;
     if let Some(p) = &cgroup {
         datapath::attach_cgroup(&mut ebpf, p)?;
+        cgroup_watch =
+            Some(CgroupWatch::new(&ebpf, p).context("reading the attached programs' ids")?);
         metrics
             .programs_attached
             .get_or_create(&HookLabels { hook: "cgroup" })
@@ -246,6 +257,7 @@ fn attach(cfg: &Config) -> anyhow::Result<Attached> {
     Ok(Attached {
         listeners,
         token,
+        tls,
         registry,
         metrics,
         ebpf,
@@ -254,6 +266,7 @@ fn attach(cfg: &Config) -> anyhow::Result<Attached> {
         stats,
         flow_table,
         tc,
+        cgroup_watch,
         kube,
     })
 }
@@ -279,6 +292,7 @@ async fn serve(cfg: Config, a: Attached) -> anyhow::Result<()> {
     let Attached {
         listeners,
         token,
+        tls,
         registry,
         metrics,
         mut ebpf,
@@ -287,6 +301,7 @@ async fn serve(cfg: Config, a: Attached) -> anyhow::Result<()> {
         stats,
         mut flow_table,
         mut tc,
+        cgroup_watch,
         kube,
     } = a;
     let started = Instant::now();
@@ -330,14 +345,15 @@ async fn serve(cfg: Config, a: Attached) -> anyhow::Result<()> {
             include_loopback: cfg.include_loopback,
             metrics: metrics.clone(),
         },
+        page: cfg.page,
     };
-    listeners.serve(&state, cfg.http, &metrics);
+    listeners.serve(&state, cfg.http, &metrics, tls);
 
     let consumer = Consumer {
         pipeline,
         edges,
         publisher,
-        readiness,
+        readiness: Arc::clone(&readiness),
         metrics: metrics.clone(),
     };
     let mut consumer = tokio::spawn(consumer.run(ring, hellos));
@@ -362,6 +378,9 @@ async fn serve(cfg: Config, a: Attached) -> anyhow::Result<()> {
                         Err(e) => log::warn!("watching interfaces: {}", logging::chain(&e)),
                     }
                     publish_tc_count(&metrics, t);
+                }
+                if let Some(w) = &cgroup_watch {
+                    check_cgroup_attachment(w, &metrics, &readiness);
                 }
             }
             r = &mut consumer => {
@@ -446,31 +465,41 @@ impl Listeners {
         })
     }
 
-    /// Spawns the servers. One failing must not stop classification: it
-    /// is logged and the agent carries on.
-    fn serve(self, state: &api::ApiState, limits: http_server::Limits, metrics: &Arc<Metrics>) {
+    /// Spawns the servers; `tls` is for the API listener (and `/metrics`
+    /// when it shares it). One failing must not stop classification.
+    fn serve(
+        self,
+        state: &api::ApiState,
+        limits: http_server::Limits,
+        metrics: &Arc<Metrics>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) {
         let (api_addr, api) = self.api;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let mut servers = vec![];
         match self.metrics {
             None => {
-                servers.push(("api", api, api::Serves::Everything));
-                log::info!("metrics on http://{api_addr}/metrics; edges API on http://{api_addr}");
+                servers.push(("api", api, api::Serves::Everything, tls));
+                log::info!(
+                    "metrics on {scheme}://{api_addr}/metrics; edges API on {scheme}://{api_addr}"
+                );
             }
             Some((metrics_addr, m)) => {
-                servers.push(("api", api, api::Serves::Api));
-                servers.push(("metrics", m, api::Serves::Metrics { api: api_addr }));
+                servers.push(("api", api, api::Serves::Api, tls));
+                servers.push(("metrics", m, api::Serves::Metrics { api: api_addr }, None));
                 log::info!(
-                    "metrics on http://{metrics_addr}/metrics; edges API on http://{api_addr}"
+                    "metrics on http://{metrics_addr}/metrics; edges API on {scheme}://{api_addr}"
                 );
             }
         }
-        for (name, listener, serves) in servers {
+        for (name, listener, serves, tls) in servers {
             let app = api::router(state.clone(), serves);
             let metrics = Arc::clone(metrics);
             match tokio::net::TcpListener::from_std(listener) {
                 Ok(l) => {
                     tokio::spawn(async move {
-                        if let Err(e) = http_server::serve(l, app, limits, name, metrics).await {
+                        if let Err(e) = http_server::serve(l, app, limits, name, metrics, tls).await
+                        {
                             log::error!(
                                 "the HTTP {name} listener stopped: {e}; classification continues"
                             );
@@ -498,6 +527,32 @@ fn warn_if_unsynced(k: KubeIdentities, timeout: Duration) {
             );
         }
     });
+}
+
+/// Says in `/readyz` and `plainsight_programs_attached{hook="cgroup"}`
+/// whether the cgroup programs are still on their cgroup; logs changes.
+fn check_cgroup_attachment(w: &CgroupWatch, m: &Metrics, readiness: &Readiness) {
+    let missing = w.missing();
+    #[expect(clippy::cast_possible_wrap, reason = "0..=2")]
+    m.programs_attached
+        .get_or_create(&HookLabels { hook: "cgroup" })
+        .set(2 - missing.len() as i64);
+    let lost = (!missing.is_empty()).then(|| {
+        format!(
+            "{} detached from {}",
+            missing.join(" and "),
+            w.path().display()
+        )
+    });
+    if readiness.lost() != lost {
+        match &lost {
+            Some(what) => {
+                log::error!("{what}: nothing is observed there until plainsight restarts")
+            }
+            None => log::info!("the cgroup programs are attached again"),
+        }
+        readiness.set_lost(lost);
+    }
 }
 
 /// Two programs (ingress, egress) per attached interface; set at attach

@@ -1,9 +1,11 @@
-//! The HTTP endpoints: `/metrics`, `/api/v1/edges`, `/healthz`, `/readyz`.
+//! The HTTP endpoints: `/metrics`, `/api/v1/edges`, `/healthz`, `/readyz`,
+//! and the edge page at `/` (export/page.rs) beside the edges API.
 
 use super::{
     bearer::BearerToken,
     edge_list::{AgentJson, EdgeList},
     metrics::{self, Metrics},
+    page,
     readiness::Readiness,
     snapshot::Snapshots,
 };
@@ -29,6 +31,8 @@ pub struct ApiState {
     /// `api.token_file`: `/api/v1/edges` requires it when set.
     pub token: Option<Arc<BearerToken>>,
     pub status: AgentStatus,
+    /// `api.page`: the edge page at `/` wherever the edges API is served.
+    pub page: bool,
 }
 
 /// What the edge list says of the agent serving it.
@@ -79,6 +83,10 @@ pub fn router(state: ApiState, serves: Serves) -> Router {
                 )
             }),
         ),
+    };
+    let r = match serves {
+        Serves::Everything | Serves::Api if state.page => r.merge(page::routes()),
+        _ => r,
     };
     r.with_state(state)
 }

@@ -73,6 +73,44 @@ pub struct EdgeJson {
     pub inner_protocol: Option<String>,
 }
 
+impl EdgeJson {
+    /// An edge with its key and counts only: no reasons, TLS facts,
+    /// addresses or rule yet (what a source that knows only the key fills
+    /// in, e.g. the fleet view from Prometheus).
+    pub fn keyed(
+        [client, server, protocol, encryption, policy]: [String; 5],
+        server_port: u16,
+        flows: u64,
+        [first_seen, last_seen]: [String; 2],
+    ) -> Self {
+        Self {
+            client,
+            server,
+            server_port,
+            protocol,
+            encryption,
+            policy,
+            flows,
+            reasons: BTreeMap::new(),
+            tls_versions: BTreeMap::new(),
+            client_auth: BTreeMap::new(),
+            cert_issues: BTreeMap::new(),
+            cert_not_after: None,
+            midstream_flows: 0,
+            first_seen,
+            last_seen,
+            client_addrs: Vec::new(),
+            server_addrs: Vec::new(),
+            rule: None,
+            expired_rule: None,
+            sni: Vec::new(),
+            alpn: BTreeMap::new(),
+            ciphers: BTreeMap::new(),
+            inner_protocol: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RuleJson {
     pub name: String,

@@ -4,7 +4,9 @@
 //! requests), is closed `request_timeout` after it was accepted whatever it
 //! is doing, and at most `max_connections` are open at once (more are
 //! accepted and closed at once, so they never wait in the kernel's backlog).
-//! The endpoints take no request body: one is refused with 413.
+//! The endpoints take no request body: one is refused with 413. With TLS
+//! (`api_tls`), the handshake must also finish within
+//! `header_read_timeout`; one that fails is counted `tls_failed`.
 
 use super::metrics::{HttpLabels, Metrics};
 use axum::{
@@ -15,7 +17,12 @@ use axum::{
 use hyper::{body::Incoming, server::conn::http1};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::{convert::Infallible, sync::Arc, time::Duration};
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::TcpListener,
+    sync::Semaphore,
+};
+use tokio_rustls::TlsAcceptor;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -24,14 +31,17 @@ pub struct Limits {
     pub max_connections: usize,
 }
 
-/// Serves `app` on `listener` until the listener fails.
+/// Serves `app` on `listener` until the listener fails; over TLS when
+/// `tls` is given.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
     name: &'static str,
     metrics: Arc<Metrics>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) -> std::io::Result<()> {
+    let tls = tls.map(TlsAcceptor::from);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let count = move |outcome| {
         metrics
@@ -62,19 +72,47 @@ pub async fn serve(
         count("accepted");
         let app = app.clone();
         let count = count.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| handle(app.clone(), req));
-            let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout)
-                .serve_connection(TokioIo::new(stream), service);
-            match tokio::time::timeout(limits.request_timeout, connection).await {
-                Err(_) => count("timed_out"),
-                Ok(Err(e)) if e.is_timeout() => count("timed_out"),
-                Ok(_) => {}
+            // The request timeout counts from the accept, handshake included.
+            let deadline = tokio::time::Instant::now() + limits.request_timeout;
+            let Some(tls) = tls else {
+                serve_connection(stream, app, limits, deadline, &count).await;
+                drop(permit);
+                return;
+            };
+            let handshake = tokio::time::timeout(limits.header_read_timeout, tls.accept(stream));
+            match tokio::time::timeout_at(deadline, handshake).await {
+                Ok(Ok(Ok(stream))) => serve_connection(stream, app, limits, deadline, &count).await,
+                Ok(Ok(Err(e))) => {
+                    log::debug!("TLS handshake on the {name} listener: {e}");
+                    count("tls_failed");
+                }
+                Ok(Err(_)) | Err(_) => count("timed_out"),
             }
             drop(permit);
         });
+    }
+}
+
+async fn serve_connection<S>(
+    stream: S,
+    app: Router,
+    limits: Limits,
+    deadline: tokio::time::Instant,
+    count: &impl Fn(&'static str),
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| handle(app.clone(), req));
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .serve_connection(TokioIo::new(stream), service);
+    match tokio::time::timeout_at(deadline, connection).await {
+        Err(_) => count("timed_out"),
+        Ok(Err(e)) if e.is_timeout() => count("timed_out"),
+        Ok(_) => {}
     }
 }
 
@@ -111,13 +149,27 @@ mod tests {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
     async fn start(limits: Limits) -> (std::net::SocketAddr, Arc<Metrics>) {
+        start_with(limits, None).await
+    }
+
+    async fn start_with(
+        limits: Limits,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> (std::net::SocketAddr, Arc<Metrics>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let metrics = Arc::new(Metrics::register(&mut Registry::default()));
         let app = Router::new()
             .route("/", get(|| async { "hi\n" }))
             .route("/post", post(|| async { "took it\n" }));
-        tokio::spawn(serve(listener, app, limits, "api", Arc::clone(&metrics)));
+        tokio::spawn(serve(
+            listener,
+            app,
+            limits,
+            "api",
+            Arc::clone(&metrics),
+            tls,
+        ));
         (addr, metrics)
     }
 
@@ -216,5 +268,52 @@ mod tests {
         let r = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await;
         assert!(matches!(r, Ok(Ok(0) | Err(_))), "{r:?}");
         assert_eq!(n(&m, "timed_out"), 1);
+    }
+
+    #[tokio::test]
+    async fn tls_serves_https_and_refuses_plain_http() {
+        use crate::export::api_tls::{self, tests::self_signed};
+        use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject as _};
+        let dir = api_tls::tests::temp_dir("http-tls");
+        let (cert, key) = self_signed(&dir, "api");
+        let metrics = Arc::new(Metrics::register(&mut Registry::default()));
+        let config = api_tls::server_config(&cert, &key, metrics).expect("pair loads");
+        let (addr, m) = start_with(LIMITS, Some(config)).await;
+
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(dir.join("ca.crt")).unwrap() {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+            .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+            .await
+            .expect("handshake with the served certificate");
+        tls.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = String::new();
+        let _ = tls.read_to_string(&mut out).await;
+        assert!(
+            out.starts_with("HTTP/1.1 200") && out.ends_with("hi\n"),
+            "{out}"
+        );
+
+        // Plain HTTP on the TLS listener gets no HTTP answer.
+        let r = exchange(
+            addr,
+            "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(!r.contains("HTTP/1.1 200"), "{r}");
+        assert_eq!(n(&m, "tls_failed"), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -92,10 +92,19 @@ pub struct AlertLabels {
 /// `plainsight_http_connections_total`: which listener (`api` or
 /// `metrics`; `api` when one serves both) and what became of the
 /// connection: `accepted`, `rejected` (over `api.max_connections`) or
-/// `timed_out` (closed by the header-read or request timeout).
+/// `timed_out` (closed by the header-read or request timeout) or
+/// `tls_failed` (a failed handshake on an HTTPS listener).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
     pub listener: &'static str,
+    pub outcome: &'static str,
+}
+
+/// `plainsight_api_tls_reloads_total`: a changed `api.tls_cert_file` /
+/// `api.tls_key_file` pair `reloaded`, or `failed` (the previous pair is
+/// still served).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TlsReloadLabels {
     pub outcome: &'static str,
 }
 
@@ -127,6 +136,7 @@ pub struct Metrics {
     pub policy_rules: Family<PolicyRuleLabels, Gauge>,
     pub alerts: Family<AlertLabels, Counter>,
     pub http_connections: Family<HttpLabels, Counter>,
+    pub api_tls_reloads: Family<TlsReloadLabels, Counter>,
 }
 
 impl Metrics {
@@ -152,6 +162,7 @@ impl Metrics {
             policy_rules: Family::default(),
             alerts: Family::default(),
             http_connections: Family::default(),
+            api_tls_reloads: Family::default(),
         };
         // Both outcomes from the start, so a rate() over them has data
         // before the first alert.
@@ -255,8 +266,13 @@ impl Metrics {
         );
         reg.register(
             "plainsight_http_connections",
-            "Connections to the HTTP endpoints, by listener and outcome (accepted; rejected over api.max_connections; timed_out by api.header_read_timeout or api.request_timeout)",
+            "Connections to the HTTP endpoints, by listener and outcome (accepted; rejected over api.max_connections; timed_out by api.header_read_timeout or api.request_timeout; tls_failed handshakes)",
             m.http_connections.clone(),
+        );
+        reg.register(
+            "plainsight_api_tls_reloads",
+            "Reloads of a changed api.tls_cert_file/api.tls_key_file pair, by outcome (reloaded; failed: the previous pair is still served)",
+            m.api_tls_reloads.clone(),
         );
         reg.register(
             "plainsight_build",

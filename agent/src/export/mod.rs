@@ -4,10 +4,12 @@
 //! the edge table the CLI and `replay` print.
 
 pub(crate) mod api;
+pub(crate) mod api_tls;
 pub(crate) mod bearer;
 pub mod edge_list;
 pub mod http_server;
 pub mod metrics;
+pub(crate) mod page;
 pub(crate) mod process_metrics;
 pub(crate) mod readiness;
 pub(crate) mod snapshot;

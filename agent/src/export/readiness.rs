@@ -1,9 +1,11 @@
 //! What `/readyz` answers: ready once the programs are attached, the ring
 //! consumer has drained at least once and Kubernetes identities are synced
 //! (or their sync timed out, said in the body); not ready again while the
-//! consumer stalls, because verdicts then pile up in the ring and are lost.
+//! consumer stalls, because verdicts then pile up in the ring and are lost,
+//! and while programs it attached were taken off (nothing is seen there).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// No drain for this long is a stalled consumer. It drains at least every
@@ -16,6 +18,8 @@ pub struct Readiness {
     /// Milliseconds after `started` of the last drain, plus one (0: none yet).
     last_drain_ms: AtomicU64,
     kubernetes: Option<KubeSync>,
+    /// What was taken off, said in `/readyz` until it is back.
+    lost: Mutex<Option<String>>,
 }
 
 /// The Kubernetes identity source's sync, when it is on.
@@ -33,7 +37,22 @@ impl Readiness {
             attached: AtomicBool::new(false),
             last_drain_ms: AtomicU64::new(0),
             kubernetes,
+            lost: Mutex::new(None),
         }
+    }
+
+    /// What `set_lost` last said.
+    pub fn lost(&self) -> Option<String> {
+        self.lost
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// `Some(what)` while programs the agent attached are gone, `None` once
+    /// they are back.
+    pub fn set_lost(&self, what: Option<String>) {
+        *self.lost.lock().unwrap_or_else(PoisonError::into_inner) = what;
     }
 
     pub fn attached(&self) {
@@ -59,6 +78,11 @@ impl Readiness {
     fn check_at(&self, now: Instant) -> Result<String, String> {
         if !self.attached.load(Ordering::Acquire) {
             return Err("programs not attached yet".into());
+        }
+        if let Some(what) = &*self.lost.lock().unwrap_or_else(PoisonError::into_inner) {
+            return Err(format!(
+                "attachment lost: {what}; nothing is observed there"
+            ));
         }
         let since_start = now.duration_since(self.started);
         match self.last_drain_ms.load(Ordering::Acquire) {
@@ -112,6 +136,14 @@ mod tests {
         let e = r.check_at(at(7)).unwrap_err();
         assert!(e.starts_with("verdict ring not drained for 6 s"), "{e}");
         r.drained_at(at(7));
+        assert_eq!(r.check_at(at(7)).unwrap(), "ready");
+        r.set_lost(Some("cgroup_ingress detached from /sys/fs/cgroup/x".into()));
+        let e = r.check_at(at(7)).unwrap_err();
+        assert!(
+            e.starts_with("attachment lost: cgroup_ingress detached"),
+            "{e}"
+        );
+        r.set_lost(None);
         assert_eq!(r.check_at(at(7)).unwrap(), "ready");
     }
 

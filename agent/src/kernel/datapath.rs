@@ -8,7 +8,7 @@ use agent_common::wire::{FlowKey, FlowState, Stat, embryonic_capacity};
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::{MapData, MapError, PerCpuArray, ProgramArray, RingBuf},
-    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, ProgramError},
+    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, ProgramError, ProgramFd},
 };
 use std::{
     fs::File,
@@ -55,7 +55,7 @@ pub enum DatapathError {
     },
     #[error("installing {prog} in {map}")]
     Install {
-        prog: &'static str,
+        prog: String,
         map: &'static str,
         #[source]
         error: Box<MapError>,
@@ -153,51 +153,64 @@ pub fn hello_ring_bytes(ring_bytes: u32) -> u32 {
 }
 
 /// Loads the classifier programs and puts them where the hook programs
-/// tail-call them.
+/// and the classifier's own stages tail-call them: per hook, the core at
+/// index 0 and family stage `n` (named `<core>_<n>`) at index `n`.
 fn install_classifiers(ebpf: &mut Ebpf) -> Result<(), DatapathError> {
-    for (prog, map) in [
+    for (core, map) in [
         ("cgroup_classify_ingress", "CLASSIFY_CGROUP_INGRESS"),
         ("cgroup_classify_egress", "CLASSIFY_CGROUP_EGRESS"),
         ("tc_classify", "CLASSIFY_TC"),
     ] {
-        let program = ebpf
-            .program_mut(prog)
-            .ok_or_else(|| DatapathError::ProgramMissing(prog.into()))?;
-        let verifier = |error| DatapathError::Verifier {
-            name: prog.into(),
-            error: Box::new(error),
-        };
-        let no_fd = |error| DatapathError::Program {
-            name: prog.into(),
-            error: Box::new(error),
-        };
-        let fd = match program {
-            aya::programs::Program::CgroupSkb(p) => {
-                p.load().map_err(verifier)?;
-                p.fd().map_err(no_fd)?
-            }
-            aya::programs::Program::SchedClassifier(p) => {
-                p.load().map_err(verifier)?;
-                p.fd().map_err(no_fd)?
-            }
-            _ => return Err(DatapathError::ProgramType(prog.into())),
+        for index in 0..=u32::from(agent_common::classify::STAGES) {
+            let prog = if index == 0 {
+                core.to_owned()
+            } else {
+                format!("{core}_{index}")
+            };
+            let fd = load_classifier(ebpf, &prog)?;
+            let install = |error| DatapathError::Install {
+                prog: prog.clone(),
+                map,
+                error: Box::new(error),
+            };
+            let mut table =
+                ProgramArray::try_from(ebpf.map_mut(map).ok_or(DatapathError::MapMissing(map))?)
+                    .map_err(install)?;
+            table.set(index, &fd, 0).map_err(install)?;
         }
-        .try_clone()
-        .map_err(|error| DatapathError::Fd {
-            name: prog.into(),
-            error,
-        })?;
-        let install = |error| DatapathError::Install {
-            prog,
-            map,
-            error: Box::new(error),
-        };
-        let mut table =
-            ProgramArray::try_from(ebpf.map_mut(map).ok_or(DatapathError::MapMissing(map))?)
-                .map_err(install)?;
-        table.set(0, &fd, 0).map_err(install)?;
     }
     Ok(())
+}
+
+/// Loads one classifier program; its fd, for a program array.
+fn load_classifier(ebpf: &mut Ebpf, prog: &str) -> Result<ProgramFd, DatapathError> {
+    let program = ebpf
+        .program_mut(prog)
+        .ok_or_else(|| DatapathError::ProgramMissing(prog.into()))?;
+    let verifier = |error| DatapathError::Verifier {
+        name: prog.into(),
+        error: Box::new(error),
+    };
+    let no_fd = |error| DatapathError::Program {
+        name: prog.into(),
+        error: Box::new(error),
+    };
+    match program {
+        aya::programs::Program::CgroupSkb(p) => {
+            p.load().map_err(verifier)?;
+            p.fd().map_err(no_fd)?
+        }
+        aya::programs::Program::SchedClassifier(p) => {
+            p.load().map_err(verifier)?;
+            p.fd().map_err(no_fd)?
+        }
+        _ => return Err(DatapathError::ProgramType(prog.into())),
+    }
+    .try_clone()
+    .map_err(|error| DatapathError::Fd {
+        name: prog.into(),
+        error,
+    })
 }
 
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.

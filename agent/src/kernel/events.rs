@@ -7,17 +7,21 @@ use crate::{
     clock,
     pipeline::{
         flow::{Flow, FlowId},
+        ftp_data::{self, FtpData},
         tls_hello::{self, Hello, TlsMeta},
     },
 };
 use agent_common::{
     Encryption,
-    wire::{EVENT_MIDSTREAM, EXPORT_MAX, FAMILY_V4, FlowEvent, HelloHeader, Hook, addr_bytes},
+    wire::{
+        EVENT_MIDSTREAM, EXPORT_MAX, FAMILY_V4, FlowEvent, HELLO_KIND_FTP, HelloHeader, Hook,
+        addr_bytes,
+    },
 };
 use aya::maps::{MapData, RingBuf};
 use std::{
     collections::HashMap,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
 };
 use tokio::io::unix::AsyncFd;
 
@@ -245,6 +249,8 @@ pub struct Rings {
     hellos: AsyncFd<RingBuf<MapData>>,
     pending: PendingHellos,
     held: HeldFlows,
+    /// FTP data connections announced on control connections.
+    ftp: FtpData,
     batch: Vec<Flow>,
 }
 
@@ -263,6 +269,7 @@ impl Rings {
             hellos: register("HELLOS", hellos)?,
             pending: PendingHellos::default(),
             held: HeldFlows::default(),
+            ftp: FtpData::default(),
             batch: Vec::new(),
         })
     }
@@ -298,6 +305,13 @@ impl Rings {
         let ring = self.hellos.get_mut();
         while let Some(item) = ring.next() {
             match decode_hello(&item) {
+                Some((h, bytes)) if h.kind == HELLO_KIND_FTP => {
+                    if let Some(a) = ftp_data::parse(bytes) {
+                        let client = SocketAddr::new(addr(h.family, h.client_addr), h.client_port);
+                        let server = SocketAddr::new(addr(h.family, h.server_addr), h.server_port);
+                        self.ftp.announce(client, server, a, now);
+                    }
+                }
                 Some((h, bytes)) => {
                     if let Some(hello) = tls_hello::parse_export(h.kind, bytes) {
                         let id = hello_flow(&h);
@@ -311,6 +325,11 @@ impl Rings {
         }
         for mut flow in self.batch.drain(..) {
             self.pending.attach(&mut flow);
+            let ends = [
+                SocketAddr::new(flow.client, flow.client_port),
+                SocketAddr::new(flow.server, flow.server_port),
+            ];
+            self.ftp.name(ends, &mut flow.verdict, now);
             if let Some(flow) = self.held.hold(flow, now) {
                 observe(&flow, now);
             }

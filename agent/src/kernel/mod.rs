@@ -3,6 +3,7 @@
 //! the pipeline's `Flow` records, and the counters come back as plain
 //! readings for the exporter (export/metrics.rs) to publish.
 
+pub(crate) mod attachments;
 pub(crate) mod caps;
 pub(crate) mod cgroup;
 pub mod datapath;

@@ -60,6 +60,8 @@ mod objects;
 mod owner;
 mod transport;
 mod watch;
+/// Percent-encoding of a query value, shared with the Prometheus reader (fleet.rs).
+pub(crate) use watch::encode;
 
 pub use health::KubeHealth;
 pub use index::Source;

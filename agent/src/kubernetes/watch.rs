@@ -373,7 +373,7 @@ fn apply<T: Watched>(
 }
 /// Percent-encodes a query value (continue tokens are base64; versions
 /// are opaque strings).
-fn encode(value: &str) -> String {
+pub(crate) fn encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

@@ -7,6 +7,7 @@ pub(crate) mod cidr;
 pub mod client_auth;
 pub mod edges;
 pub mod flow;
+pub mod ftp_data;
 pub mod identity;
 pub mod policy;
 pub mod tls_hello;

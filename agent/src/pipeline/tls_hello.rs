@@ -296,6 +296,8 @@ const ALPN_PROTOCOLS: &[(&str, Protocol)] = &[
     ("pop3", Protocol::Pop3),
     ("ftp", Protocol::Ftp),
     ("dot", Protocol::Dns),
+    // TDS 8.0 "strict": SQL Server's TLS-first connections.
+    ("tds/8.0", Protocol::Mssql),
 ];
 
 /// The protocol an ALPN id names, if it is one we report.

@@ -12,13 +12,18 @@
 //! - A TLS flow's row waits for the client's flight after the ServerHello
 //!   (`track::client_flight`, as the kernel exports it), or the flow's end,
 //!   as the live agent holds it (kernel/events.rs `HeldFlows`).
+//! - FTP data connections are named from their control connection's
+//!   announcements (`pipeline::ftp_data`): after an `ftp` verdict, the
+//!   control flow's segments that `ftp_announces` picks are read, bounded
+//!   to the classifier's prefix.
 
 use super::FlowRecord;
 use super::packet::Segment;
+use crate::pipeline::ftp_data::{self, FtpData};
 use crate::pipeline::tls_hello::{self, TlsMeta};
 use agent_common::{
-    Encryption, Side, Verdict,
-    classify::PrefixBuf,
+    Encryption, Protocol, Side, Verdict,
+    classify::{PrefixBuf, mail::ftp_announces},
     track::{self, Inspect},
     wire::{FLOW_CLIENT_IS_HI, FLOW_MIDSTREAM, FlowState},
 };
@@ -91,6 +96,17 @@ impl Flow {
         track::classify(&mut self.state, side, &PrefixBuf::new(bytes).prefix())
     }
 
+    /// An FTP control connection's segment: the data connection it
+    /// announces, if any.
+    fn announcement(&self, t: &track::Segment, payload: &[u8]) -> Option<ftp_data::Announcement> {
+        let side = track::side(&self.state, t.from_lo);
+        let buf = PrefixBuf::new(payload);
+        if !ftp_announces(side, &buf.prefix()) {
+            return None;
+        }
+        ftp_data::parse(&payload[..payload.len().min(agent_common::wire::PREFIX)])
+    }
+
     /// The flow ends: its held row, or its verdict if it has none yet and
     /// carried payload.
     fn close(&mut self) -> Option<FlowRecord> {
@@ -126,11 +142,21 @@ impl Flow {
 pub struct FlowTable {
     flows: HashMap<Key, Flow>,
     created: u64,
+    ftp: FtpData,
 }
 
 impl FlowTable {
     /// Tracks one segment; every flow it finishes goes to `out`.
     pub fn segment(&mut self, seg: &Segment<'_>, ts_ns: i64, out: &mut impl FnMut(FlowRecord)) {
+        let mut done = Vec::new();
+        self.track(seg, ts_ns, &mut |r| done.push(r));
+        for mut r in done {
+            self.ftp.name([r.client, r.server], &mut r.verdict, r.ts_ns);
+            out(r);
+        }
+    }
+
+    fn track(&mut self, seg: &Segment<'_>, ts_ns: i64, out: &mut impl FnMut(FlowRecord)) {
         let key = Key::of(seg.src, seg.dst);
         let t = track::Segment {
             from_lo: seg.src == key.0,
@@ -173,6 +199,13 @@ impl FlowTable {
         if let Some(r) = flow.flight(&t, seg.payload) {
             out(r);
         }
+        if track::is_ftp_control(&flow.state)
+            && !seg.payload.is_empty()
+            && let Some(a) = flow.announcement(&t, seg.payload)
+        {
+            let r = flow.record(Verdict::plaintext(Protocol::Ftp));
+            self.ftp.announce(r.client, r.server, a, ts_ns);
+        }
         if let Some(v) = flow.feed(&t, seg.payload) {
             let r = flow.record(v);
             if r.verdict.encryption == Encryption::Tls && r.tls.awaits_client_flight() {
@@ -195,7 +228,8 @@ impl FlowTable {
         let mut open: Vec<Flow> = self.flows.drain().map(|(_, f)| f).collect();
         open.sort_by_key(|f| f.created);
         for mut f in open {
-            if let Some(r) = f.close() {
+            if let Some(mut r) = f.close() {
+                self.ftp.name([r.client, r.server], &mut r.verdict, r.ts_ns);
                 out(r);
             }
         }

@@ -5,8 +5,12 @@
 use super::Daemon;
 use crate::topology::{TestCert, Topology, WorkDir, path_str};
 
-pub const H2C_PORT: u16 = 50051;
-pub const TLS_PORT: u16 = 50052;
+/// Below the kernel's ephemeral range (32768-60999), like every server port
+/// of the tests: a flow picked up mid-stream takes the higher port for the
+/// client's (agent-common/src/track.rs), so gRPC's usual 50051 would lose
+/// to a client port under it about half the time.
+pub const H2C_PORT: u16 = 5051;
+pub const TLS_PORT: u16 = 5052;
 /// `/service/method` of the echo.
 pub const METHOD: &str = "/plainsight.Echo/Say";
 /// Debian's interpreter, where `python3-grpcio` lives (a `python3` earlier

@@ -154,3 +154,9 @@ fn binary_or_spaced_names_are_dropped() {
     assert_eq!(host_name(&[b'a'; 254]), None);
     assert!(is_grease(0x0a0a) && is_grease(0xfafa) && !is_grease(0x0304));
 }
+
+#[test]
+fn tds_8_alpn_names_sql_server() {
+    // TDS 8.0 ("strict") connections start with TLS offering `tds/8.0`.
+    assert_eq!(alpn_protocol("tds/8.0"), Some(Protocol::Mssql));
+}

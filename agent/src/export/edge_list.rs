@@ -47,6 +47,10 @@ pub struct EdgeJson {
     /// The earliest notAfter of the server certificates seen (RFC 3339).
     #[serde(default)]
     pub cert_not_after: Option<String>,
+    /// Downgrade events on this edge by kind (`plaintext`, `tls_version`,
+    /// `client_auth`; README "Downgrades").
+    #[serde(default)]
+    pub downgrades: BTreeMap<String, u64>,
     pub midstream_flows: u64,
     pub first_seen: String,
     pub last_seen: String,
@@ -96,6 +100,7 @@ impl EdgeJson {
             client_auth: BTreeMap::new(),
             cert_issues: BTreeMap::new(),
             cert_not_after: None,
+            downgrades: BTreeMap::new(),
             midstream_flows: 0,
             first_seen,
             last_seen,

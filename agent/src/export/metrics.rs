@@ -67,6 +67,16 @@ pub struct ClientAuthLabels {
     pub client_auth: &'static str,
 }
 
+/// `plainsight_downgrades_total`: three kinds per edge at most.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DowngradeLabels {
+    pub client: String,
+    pub server: String,
+    pub server_port: u16,
+    /// `plaintext`, `tls_version` or `client_auth`.
+    pub kind: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KernelLabels {
     pub counter: &'static str,
@@ -117,6 +127,7 @@ pub struct Metrics {
     pub flows: Family<FlowLabels, EdgeCounter>,
     pub tls_flows: Family<TlsLabels, EdgeCounter>,
     pub tls_client_auth: Family<ClientAuthLabels, EdgeCounter>,
+    pub downgrades: Family<DowngradeLabels, EdgeCounter>,
     pub tls_certificates: Family<CertOutcomeLabels, Counter>,
     /// The server certificate's notAfter per edge (the flows series'
     /// labels: one per admitted edge at most, retired with it).
@@ -145,6 +156,7 @@ impl Metrics {
             flows: Family::default(),
             tls_flows: Family::default(),
             tls_client_auth: Family::default(),
+            downgrades: Family::default(),
             tls_certificates: Family::default(),
             tls_certificate_expiry: Family::default(),
             flow_reasons: Family::default(),
@@ -183,6 +195,11 @@ impl Metrics {
             "plainsight_tls_client_auth",
             "TLS flows by how the client authenticated: mutual, server_only or unknown",
             m.tls_client_auth.clone(),
+        );
+        reg.register(
+            "plainsight_downgrades",
+            "Downgrade events per path: plaintext after TLS, a lower TLS version, server_only after mutual",
+            m.downgrades.clone(),
         );
         reg.register(
             "plainsight_tls_certificates",
@@ -392,6 +409,8 @@ pub struct EdgeSeries {
     tls_versions: Vec<(TlsVersion, EdgeCounter)>,
     /// At most one per client-authentication value (three).
     client_auth: Vec<(&'static str, EdgeCounter)>,
+    /// At most one per downgrade kind (three).
+    downgrades: Vec<(&'static str, EdgeCounter)>,
     /// The edge's own (same labels as `flows`), once a certificate is seen.
     cert_expiry: Option<Gauge>,
 }
@@ -416,6 +435,7 @@ impl EdgeSeries {
             reasons: Vec::new(),
             tls_versions: Vec::new(),
             client_auth: Vec::new(),
+            downgrades: Vec::new(),
             cert_expiry: None,
         }
     }
@@ -462,6 +482,14 @@ impl EdgeSeries {
         }
     }
 
+    /// A downgrade event of `kind` on the edge `k` (pipeline/downgrade.rs).
+    pub fn downgrade(&mut self, m: &Metrics, k: &EdgeLabels<'_>, kind: &'static str) {
+        series(&mut self.downgrades, kind, || {
+            m.downgrades.get_or_create(&downgrade_labels(k, kind))
+        })
+        .inc();
+    }
+
     /// The edge `k` these series are of left the cap (recycled): each
     /// series no other admitted edge holds leaves `/metrics`. Should the
     /// edge come back, its series start again from 0, which Prometheus
@@ -483,6 +511,11 @@ impl EdgeSeries {
         for (auth, c) in &self.client_auth {
             if release(c) {
                 m.tls_client_auth.remove(&client_auth_labels(k, auth));
+            }
+        }
+        for (kind, c) in &self.downgrades {
+            if release(c) {
+                m.downgrades.remove(&downgrade_labels(k, kind));
             }
         }
         if self.cert_expiry.is_some() {
@@ -519,6 +552,15 @@ fn client_auth_labels(k: &EdgeLabels<'_>, client_auth: &'static str) -> ClientAu
         server: k.server.to_string(),
         server_port: k.server_port,
         client_auth,
+    }
+}
+
+fn downgrade_labels(k: &EdgeLabels<'_>, kind: &'static str) -> DowngradeLabels {
+    DowngradeLabels {
+        client: k.client.to_string(),
+        server: k.server.to_string(),
+        server_port: k.server_port,
+        kind,
     }
 }
 

@@ -17,6 +17,7 @@
 use super::{
     certificates::CertIssue,
     client_auth::{self, ClientAuth},
+    downgrade::{Downgrade, Downgrades, Kind},
     flow::Flow,
     policy::{Policy, Rule},
     tls_hello::TlsMeta,
@@ -158,6 +159,8 @@ pub struct Recorded<'a> {
     /// costs one lookup; `None` until the live pipeline fills it in (replay
     /// has no metrics).
     pub series: &'a mut Option<EdgeSeries>,
+    /// What this flow showed got worse on its path (pipeline/downgrade.rs).
+    pub downgrades: Vec<Downgrade>,
 }
 
 /// An idle edge taken out of the cap, with its series for the pipeline to
@@ -191,6 +194,8 @@ struct Edge {
     cert_issues: BTreeMap<CertIssue, u64>,
     /// The earliest notAfter (Unix seconds) of the certificates seen.
     cert_not_after: Option<i64>,
+    /// Downgrade events counted on this edge (the worse flow's).
+    downgrades: BTreeMap<Kind, u64>,
     midstream_flows: u64,
     client_addrs: Vec<IpAddr>,
     server_addrs: Vec<IpAddr>,
@@ -209,6 +214,7 @@ impl Edge {
             client_auth: BTreeMap::new(),
             cert_issues: BTreeMap::new(),
             cert_not_after: None,
+            downgrades: BTreeMap::new(),
             midstream_flows: 0,
             client_addrs: Vec::new(),
             server_addrs: Vec::new(),
@@ -323,6 +329,8 @@ pub struct Edges {
     max: usize,
     idle_ns: i64,
     dropped: u64,
+    /// Paths' best protection within the idle window.
+    downgrades: Downgrades,
 }
 
 impl Edges {
@@ -337,6 +345,7 @@ impl Edges {
             max,
             idle_ns: i64::try_from(idle.as_nanos()).unwrap_or(i64::MAX),
             dropped: 0,
+            downgrades: Downgrades::new(max, i64::try_from(idle.as_nanos()).unwrap_or(i64::MAX)),
         }
     }
 
@@ -344,6 +353,13 @@ impl Edges {
     /// when no idle edge can make room. A flow on a known edge costs one
     /// hash lookup (two once the cap is full).
     pub fn record(&mut self, key: EdgeKey, o: &Observation<'_>) -> Recorded<'_> {
+        let f = o.flow;
+        let downgrades = self.downgrades.observe(
+            (&key.client, &key.server, key.server_port),
+            &f.verdict,
+            client_auth::of(&f.verdict, &f.tls),
+            o.ts_ns,
+        );
         if self.admitted.len() >= self.max && !self.admitted.contains_key(&key) {
             self.recycled = self.recycle();
         }
@@ -374,17 +390,20 @@ impl Edges {
             }
         };
         let live = &mut self.live;
-        slot.live
-            .get_or_insert_with(|| {
-                *live += 1;
-                Box::new(Edge::new(o.ts_ns))
-            })
-            .add(o);
+        let edge = slot.live.get_or_insert_with(|| {
+            *live += 1;
+            Box::new(Edge::new(o.ts_ns))
+        });
+        edge.add(o);
+        for d in &downgrades {
+            *edge.downgrades.entry(d.kind).or_default() += 1;
+        }
         Recorded {
             key,
             first,
             folded,
             series: &mut slot.series,
+            downgrades,
         }
     }
 
@@ -517,6 +536,11 @@ fn edge_json(k: &EdgeKey, e: &Edge) -> EdgeJson {
         cert_not_after: e
             .cert_not_after
             .map(|t| clock::rfc3339_wide(i128::from(t) * 1_000_000_000)),
+        downgrades: e
+            .downgrades
+            .iter()
+            .map(|(k, n)| (k.as_str().into(), *n))
+            .collect(),
         midstream_flows: e.midstream_flows,
         first_seen: clock::rfc3339(e.first_seen_ns),
         last_seen: clock::rfc3339(e.last_seen_ns),

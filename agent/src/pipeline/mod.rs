@@ -5,6 +5,7 @@ pub mod alerts;
 pub mod certificates;
 pub(crate) mod cidr;
 pub mod client_auth;
+pub mod downgrade;
 pub mod edges;
 pub mod flow;
 pub mod ftp_data;
@@ -164,6 +165,34 @@ impl Pipeline {
                 if rec.folded.is_some() {
                     m.edges_dropped.inc();
                 }
+            }
+            for dg in &rec.downgrades {
+                if let Some(m) = &self.metrics {
+                    let labels = rec.key.labels();
+                    rec.series
+                        .get_or_insert_with(|| EdgeSeries::new(m, &labels))
+                        .downgrade(m, &labels, dg.kind.as_str());
+                }
+                log::warn!(
+                    target: "plainsight::pipeline::downgrade",
+                    client = rec.key.client.as_ref(),
+                    server = rec.key.server.as_ref(),
+                    server_port = rec.key.server_port,
+                    kind = dg.kind.as_str(),
+                    from = dg.from,
+                    to = dg.to;
+                    "downgrade on {} -> {}:{}: {} went from {} to {} ({}:{} -> {}:{})",
+                    rec.key.client,
+                    rec.key.server,
+                    rec.key.server_port,
+                    dg.kind.as_str(),
+                    dg.from,
+                    dg.to,
+                    f.client,
+                    f.client_port,
+                    f.server,
+                    f.server_port
+                );
             }
             let violation = d.policy == Policy::Violation && self.alerts.is_some();
             let alert = (violation && rec.first && rec.folded.is_none()).then(|| rec.key.clone());

@@ -402,7 +402,7 @@ fn json_is_the_contract_shape() {
             "protocol": "tls", "encryption": "tls", "policy": "ok", "flows": 1,
             "reasons": {}, "tls_versions": {"1.3": 1},
             "client_auth": {"server_only": 1}, "cert_issues": {},
-            "cert_not_after": null, "midstream_flows": 0,
+            "cert_not_after": null, "downgrades": {}, "midstream_flows": 0,
             "first_seen": "2027-01-15T08:00:00Z", "last_seen": "2027-01-15T08:00:00Z",
             "client_addrs": ["10.77.0.1"], "server_addrs": ["10.0.5.7"],
             "rule": null, "expired_rule": null,
@@ -472,4 +472,49 @@ fn keys_hash_consistently_with_long_names_and_apart_when_names_shift() {
             (&long, "b", 2)
         ]
     );
+}
+
+#[test]
+fn a_plaintext_flow_after_tls_on_one_path_counts_a_downgrade_on_its_edge() {
+    let mut e = Edges::new(10, Duration::from_secs(60));
+    let tls_key = EdgeKey {
+        protocol: Protocol::Tls,
+        encryption: Encryption::Tls,
+        ..key("web", "db", 5432, Policy::Ok)
+    };
+    let tls_v = Verdict {
+        tls_version: TlsVersion::Tls13,
+        ..Verdict::new(Protocol::Tls, Encryption::Tls)
+    };
+    flow(&mut e, tls_key.clone(), [10, 0, 0, 1], &tls_v, 0);
+    let plain = key("web", "db", 5432, Policy::Violation);
+    let r = e.record(
+        plain.clone(),
+        &Observation {
+            flow: &Flow {
+                client: [10, 0, 0, 1].into(),
+                client_port: 40001,
+                server: [10, 0, 5, 7].into(),
+                server_port: 5432,
+                hook: None,
+                verdict: Verdict::plaintext(Protocol::Postgres),
+                midstream: false,
+                tls: TlsMeta::default(),
+            },
+            rule: None,
+            ts_ns: S,
+        },
+    );
+    assert_eq!(r.downgrades.len(), 1);
+    assert_eq!(r.downgrades[0].kind, Kind::Plaintext);
+    let list = e.snapshot(None);
+    let row = |enc: &str| {
+        list.edges
+            .iter()
+            .find(|x| x.encryption == enc)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(row("plaintext").downgrades.get("plaintext"), Some(&1));
+    assert!(row("tls").downgrades.is_empty());
 }

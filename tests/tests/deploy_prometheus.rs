@@ -16,12 +16,13 @@ use std::fmt::Write as _;
 use std::process::Command;
 
 /// The alerts the rule file must define (issue 7).
-const ALERTS: [&str; 14] = [
+const ALERTS: [&str; 15] = [
     "PlaintextFlowViolation",
     "PlaintextFlowSustained",
     "WeakTLS",
     "MutualTLSMissing",
     "TLSCertificateExpiringSoon",
+    "TLSDowngrade",
     "StartTLSRefused",
     "CleartextCredentials",
     "PlainsightDown",

@@ -131,3 +131,123 @@ fn tc_hook_reads_client_auth_and_server_certificates() {
     let agent = Agent::on_tc(&t);
     client_auth_and_certificates_are_read(&t, &cert, &agent);
 }
+
+/// Edges on /api/v1/edges to `port` with `encryption`, once there is one.
+fn edge_with(agent: &Agent, port: u16, encryption: &str, flows: u64) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (_, body) = agent.get("/api/v1/edges").expect("GET /api/v1/edges");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("edges JSON");
+        let found = v["edges"].as_array().and_then(|a| {
+            a.iter()
+                .find(|e| {
+                    e["server_port"] == port && e["encryption"] == encryption && e["flows"] == flows
+                })
+                .cloned()
+        });
+        match found {
+            Some(e) => return e,
+            None if std::time::Instant::now() > deadline => {
+                panic!("no {encryption} edge to port {port} with {flows} flows: {body}")
+            }
+            None => std::thread::sleep(std::time::Duration::from_millis(100)),
+        }
+    }
+}
+
+/// One live path first served by a real TLS server, then, on the same
+/// address and port, by a plaintext one: a `plaintext` downgrade. And a
+/// server that asks for an optional client certificate (`-verify`) reached
+/// first with one, then without: a `client_auth` downgrade. Metric, API
+/// and the log line name each.
+#[test]
+fn a_path_that_drops_tls_or_client_certificates_is_a_downgrade() {
+    const PORT: u16 = 4430;
+    const OPTIONAL: u16 = 4431;
+    let t = Topology::new();
+    let cert = TestCert::new();
+    let dir = WorkDir::new("downgrade");
+    let server = IpAddr::from(t.server_ip);
+    let (c, k, ca) = (
+        cert.cert.to_str().unwrap_or_default(),
+        cert.key.to_str().unwrap_or_default(),
+        cert.cert.to_str().unwrap_or_default(),
+    );
+    let optional = tls::s_server(
+        &t,
+        &cert,
+        &dir,
+        OPTIONAL,
+        "-tls1_2",
+        &["-verify", "1", "-CAfile", ca],
+    );
+    let agent = Agent::on_cgroup(&t);
+
+    // TLS first ...
+    let tls_server = tls::s_server(&t, &cert, &dir, PORT, "-tls1_2", &[]);
+    let summary = clients::s_client_with(&t, server, PORT, &["-tls1_2", "-servername", SNI]);
+    assert!(summary.contains("TLSv1.2"), "{summary}");
+    let e = edge_with(&agent, PORT, "tls", 1);
+    assert_eq!(e["downgrades"], serde_json::json!({}), "{e}");
+    drop(tls_server);
+    // ... then plaintext on the same port.
+    let listen = format!("TCP-LISTEN:{PORT},fork,reuseaddr");
+    let plain = Daemon::start(
+        &t,
+        &["socat", &listen, "EXEC:cat"],
+        dir.join("socat.log"),
+        &[PORT],
+        libc::SIGTERM,
+    );
+    let echoed = clients::socat(&t, server, PORT, "account=42 balance=100\n");
+    assert!(echoed.contains("balance"), "{echoed}");
+    let e = edge_with(&agent, PORT, "plaintext", 1);
+    assert_eq!(e["downgrades"], serde_json::json!({"plaintext": 1}), "{e}");
+    let port_s = PORT.to_string();
+    agent.wait_value(
+        "plainsight_downgrades_total",
+        &[("server_port", &port_s), ("kind", "plaintext")],
+        1.0,
+    );
+    drop(plain);
+
+    // Mutual, then server-only, on one server.
+    let with = clients::s_client_with(&t, server, OPTIONAL, &["-tls1_2", "-cert", c, "-key", k]);
+    assert!(with.contains("TLSv1.2"), "{with}");
+    let e = edge_with(&agent, OPTIONAL, "tls", 1);
+    assert_eq!(e["client_auth"], serde_json::json!({"mutual": 1}), "{e}");
+    let without = clients::s_client_with(&t, server, OPTIONAL, &["-tls1_2"]);
+    assert!(without.contains("TLSv1.2"), "{without}");
+    let e = edge_with(&agent, OPTIONAL, "tls", 2);
+    assert_eq!(
+        e["client_auth"],
+        serde_json::json!({"mutual": 1, "server_only": 1}),
+        "{e}"
+    );
+    assert_eq!(
+        e["downgrades"],
+        serde_json::json!({"client_auth": 1}),
+        "{e}"
+    );
+    agent.wait_value(
+        "plainsight_downgrades_total",
+        &[
+            ("server_port", &OPTIONAL.to_string()),
+            ("kind", "client_auth"),
+        ],
+        1.0,
+    );
+    drop(optional);
+
+    let log = agent.log_text();
+    assert!(
+        log.contains(&format!(":{PORT}: plaintext went from tls to plaintext")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            ":{OPTIONAL}: client_auth went from mutual to server_only"
+        )),
+        "{log}"
+    );
+}

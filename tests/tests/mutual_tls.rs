@@ -8,6 +8,7 @@
 
 use plainsight_tests::{
     Agent, TestCert, Topology, WorkDir, clients,
+    prometheus::Prometheus,
     servers::{Daemon, tls},
 };
 use std::net::IpAddr;
@@ -238,6 +239,28 @@ fn a_path_that_drops_tls_or_client_certificates_is_a_downgrade() {
         1.0,
     );
     drop(optional);
+
+    // A real Prometheus with the shipped rules fires TLSDowngrade for both.
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/prometheus/plainsight-rules.yml");
+    let prom = Prometheus::start_in(agent.netns.as_deref(), agent.addr, &[&rules]);
+    let firing = prom.wait_for(
+        "ALERTS{alertname=\"TLSDowngrade\",alertstate=\"firing\"}",
+        std::time::Duration::from_secs(30),
+        |s| s.len() == 2,
+    );
+    let mut kinds: Vec<(String, String)> = firing
+        .iter()
+        .map(|s| (s.labels["server_port"].clone(), s.labels["kind"].clone()))
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            (PORT.to_string(), "plaintext".to_owned()),
+            (OPTIONAL.to_string(), "client_auth".to_owned())
+        ]
+    );
 
     let log = agent.log_text();
     assert!(

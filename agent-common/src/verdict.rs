@@ -103,6 +103,13 @@ wire_enum! {
         /// the clear (SQL Server's ENCRYPT_OFF).
         LoginOnlyEncrypted = 5 => "login_only_encrypted",
         CleartextCredentials = 6 => "cleartext_credentials",
+        /// Set by the agent's policy (`[[policy.require]]`), never by the
+        /// kernel: a TLS flow without the client certificate a rule requires.
+        ClientAuthRequired = 7 => "client_auth_required",
+        /// ... with a lower TLS version than a rule's `min_tls`.
+        MinTlsRequired = 8 => "min_tls_required",
+        /// ... whose server certificate has issues a rule forbids.
+        CertIssuesRequired = 9 => "cert_issues_required",
     }
 }
 

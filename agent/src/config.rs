@@ -11,10 +11,10 @@ use crate::{
     logging::LogFormat,
     pipeline::{
         cidr::{self, Cidr},
-        policy::{Peer, PolicySet, Rule, UnknownTreatment},
+        policy::{Peer, PolicySet, Require, Rule, UnknownTreatment},
     },
 };
-use agent_common::Protocol;
+use agent_common::{Protocol, TlsVersion};
 use serde::Deserialize;
 use std::{
     collections::BTreeMap,
@@ -159,6 +159,29 @@ struct PolicyFile {
     /// How flows of unknown encryption are judged.
     unknown: UnknownTreatment,
     allow: Vec<RuleFile>,
+    require: Vec<RequireFile>,
+}
+
+/// `[[policy.require]]`: an allow-rule's name, owner, reason, expiry and
+/// peers, and what the TLS flows it covers must show.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RequireFile {
+    name: String,
+    owner: String,
+    reason: String,
+    expires: Option<toml::Value>,
+    client: Option<String>,
+    server: Option<String>,
+    client_namespace: Option<String>,
+    server_namespace: Option<String>,
+    ports: Vec<u16>,
+    /// `"mutual"`.
+    client_auth: Option<String>,
+    /// `"1.0"`, `"1.1"`, `"1.2"` or `"1.3"`.
+    min_tls: Option<String>,
+    /// `"none"`.
+    cert_issues: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -395,6 +418,27 @@ fn check(f: File) -> Result<Config, Vec<Problem>> {
         }
     }
 
+    let mut requires: Vec<Require> = Vec::new();
+    for (i, r) in f.policy.require.iter().enumerate() {
+        let at = |key: &str| format!("policy.require[{i}].{key}");
+        match check_require(r, |key, m| problem(at(key), m)) {
+            Some(req)
+                if rules.iter().any(|o| o.name == req.rule.name)
+                    || requires.iter().any(|o| o.rule.name == req.rule.name) =>
+            {
+                problem(
+                    at("name"),
+                    format!(
+                        "{:?} is used by another rule; names must be unique",
+                        req.rule.name
+                    ),
+                );
+            }
+            Some(req) => requires.push(req),
+            None => {}
+        }
+    }
+
     if f.edges.max == 0 {
         problem("edges.max".into(), "must be at least 1".into());
     }
@@ -424,7 +468,7 @@ fn check(f: File) -> Result<Config, Vec<Problem>> {
             kubeconfig: f.kubernetes.kubeconfig,
             context: f.kubernetes.context,
         },
-        policy: PolicySet::new(rules, f.policy.unknown),
+        policy: PolicySet::new(rules, f.policy.unknown).with_requires(requires),
         edges_max: f.edges.max,
         idle_timeout,
         alerts_per_minute: f.alerts.max_per_minute,
@@ -573,6 +617,88 @@ fn check_rule(r: &RuleFile, mut problem: impl FnMut(&str, String)) -> Option<Rul
         server: server.unwrap_or(Peer::Any),
         ports: r.ports.clone(),
         protocols,
+    })
+}
+
+/// A require-rule: the allow-rule checks for its name, owner, reason,
+/// expiry and peers, then at least one requirement, each value named when
+/// wrong.
+fn check_require(r: &RequireFile, mut problem: impl FnMut(&str, String)) -> Option<Require> {
+    let mut errors: Vec<(&str, String)> = Vec::new();
+    let mut bad = |key: &'static str, m: String| errors.push((key, m));
+    let mutual = match r.client_auth.as_deref() {
+        None => false,
+        Some("mutual") => true,
+        Some(other) => {
+            bad(
+                "client_auth",
+                format!("{other:?} is not a requirement; the one value is \"mutual\""),
+            );
+            false
+        }
+    };
+    const VERSIONS: [TlsVersion; 4] = [
+        TlsVersion::Tls10,
+        TlsVersion::Tls11,
+        TlsVersion::Tls12,
+        TlsVersion::Tls13,
+    ];
+    let min_tls = r.min_tls.as_deref().and_then(|v| {
+        let found = VERSIONS.into_iter().find(|t| t.as_str() == v);
+        if found.is_none() {
+            bad(
+                "min_tls",
+                format!("{v:?} is not a TLS version; one of: 1.0, 1.1, 1.2, 1.3"),
+            );
+        }
+        found
+    });
+    let clean_cert = match r.cert_issues.as_deref() {
+        None => false,
+        Some("none") => true,
+        Some(other) => {
+            bad(
+                "cert_issues",
+                format!("{other:?} is not a requirement; the one value is \"none\""),
+            );
+            false
+        }
+    };
+    if errors.is_empty() && !mutual && min_tls.is_none() && !clean_cert {
+        errors.push((
+            "client_auth",
+            "the rule requires nothing; set at least one of client_auth, min_tls, cert_issues"
+                .into(),
+        ));
+    }
+    let ok = errors.is_empty();
+    for (key, m) in errors {
+        problem(key, m);
+    }
+    // The peers, name, owner, reason and expiry as an allow-rule's; a
+    // require-rule may cover every peer, which an allow-rule may not (it
+    // would allow every plaintext flow): `protocols` stands in for that.
+    let as_rule = RuleFile {
+        name: r.name.clone(),
+        owner: r.owner.clone(),
+        reason: r.reason.clone(),
+        expires: r.expires.clone(),
+        client: r.client.clone(),
+        server: r.server.clone(),
+        client_namespace: r.client_namespace.clone(),
+        server_namespace: r.server_namespace.clone(),
+        ports: r.ports.clone(),
+        protocols: vec![Protocol::Tls.as_str().to_owned()],
+    };
+    let rule = check_rule(&as_rule, problem)?;
+    ok.then(|| Require {
+        rule: Rule {
+            protocols: Vec::new(),
+            ..rule
+        },
+        mutual,
+        min_tls,
+        clean_cert,
     })
 }
 

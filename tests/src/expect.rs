@@ -284,10 +284,13 @@ impl Snapshot {
                 && l.get("server") == Some(&server)
                 && l.get("server_port") == Some(&port);
             // The certificate-expiry gauge holds a time, not a count of
-            // flows (tests/tests/mutual_tls.rs checks it).
+            // flows (tests/tests/mutual_tls.rs checks it); downgrades
+            // depend on the path's earlier flows, not on this one alone
+            // (matrix.rs expects them as TLSDowngrade alerts).
             if !ours
                 || !s.name.starts_with("plainsight_")
                 || s.name == "plainsight_tls_certificate_expiry_timestamp_seconds"
+                || s.name == "plainsight_downgrades_total"
             {
                 continue;
             }

@@ -492,6 +492,40 @@ fn assert_alerts(agent: &Agent, cases: &[Expected]) {
                 .insert(server.into_iter().collect());
         }
     }
+    // TLSDowngrade: the cases run in order on a few paths (e.g. psql with
+    // sslmode=require, then disable, to one PostgreSQL): a path whose flow
+    // is worse than an earlier one (README "Downgrades") fires.
+    let mut paths: BTreeMap<String, (bool, &str, bool)> = BTreeMap::new();
+    for e in cases {
+        let path = format!("{} {} {}", e.client, e.server, e.server_port);
+        let (tls, version, mutual) = paths.entry(path).or_insert((false, "", false));
+        let worse = match e.encryption {
+            "plaintext" => std::mem::take(tls),
+            "tls" => {
+                *tls = true;
+                let v = e.tls_version.unwrap_or("unknown");
+                let lower = v != "unknown" && !version.is_empty() && v < *version;
+                if v != "unknown" {
+                    *version = v;
+                }
+                let auth = e.client_auth.unwrap_or("unknown");
+                let dropped = auth == "server_only" && std::mem::take(mutual);
+                *mutual |= auth == "mutual";
+                lower || dropped
+            }
+            _ => false,
+        };
+        if worse {
+            let labels = [
+                ("client".to_owned(), e.client.to_string()),
+                ("server".to_owned(), e.server.to_string()),
+                ("server_port".to_owned(), e.server_port.to_string()),
+            ];
+            want.entry("TLSDowngrade")
+                .or_default()
+                .insert(labels.into_iter().collect());
+        }
+    }
     let firing = |samples: &[plainsight_tests::agent::Sample]| {
         let mut got: BTreeMap<&str, BTreeSet<BTreeMap<String, String>>> = BTreeMap::new();
         for s in samples {

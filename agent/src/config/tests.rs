@@ -415,3 +415,89 @@ fn far_future_and_far_past_expiry_dates_keep_their_meaning() {
         ]
     );
 }
+
+#[test]
+fn require_rules_parse_and_every_bad_value_is_named() {
+    let c = parse(
+        r#"
+[[policy.require]]
+name = "payments-mtls"
+owner = "team-payments"
+reason = "PCI: only authenticated clients"
+server = "payments/*"
+client_auth = "mutual"
+min_tls = "1.2"
+cert_issues = "none"
+expires = 2030-01-01
+"#,
+    )
+    .expect("a valid require-rule");
+    let r = &c.policy.requires()[0];
+    assert_eq!(r.rule.name, "payments-mtls");
+    assert_eq!(r.rule.server, Peer::Name("payments/*".into()));
+    assert!(r.mutual && r.clean_cert);
+    assert_eq!(r.min_tls, Some(TlsVersion::Tls12));
+    assert!(r.rule.expires_ns.is_some());
+
+    let p = problems(
+        r#"
+[[policy.require]]
+name = "a"
+owner = ""
+reason = "r"
+client_auth = "optional"
+min_tls = "1.4"
+cert_issues = "some"
+[[policy.require]]
+name = "b"
+owner = "o"
+reason = "r"
+server = "db"
+"#,
+    );
+    let text = p.join("\n");
+    for want in [
+        "policy.require[0].client_auth: \"optional\" is not a requirement; the one value is \"mutual\"",
+        "policy.require[0].min_tls: \"1.4\" is not a TLS version; one of: 1.0, 1.1, 1.2, 1.3",
+        "policy.require[0].cert_issues: \"some\" is not a requirement; the one value is \"none\"",
+        "policy.require[0].owner: is required",
+        "policy.require[1].client_auth: the rule requires nothing",
+    ] {
+        assert!(text.contains(want), "{want}\nin:\n{text}");
+    }
+}
+
+#[test]
+fn require_rule_unknown_keys_and_duplicate_names_are_errors() {
+    let text = problems(
+        r#"
+[[policy.require]]
+name = "c"
+owner = "o"
+reason = "r"
+min_tls = "1.2"
+client_tls = "x"
+"#,
+    )
+    .join("\n");
+    assert!(text.contains("unknown field `client_tls`"), "{text}");
+    let text = problems(
+        r#"
+[[policy.allow]]
+name = "x"
+owner = "o"
+reason = "r"
+ports = [80]
+[[policy.require]]
+name = "x"
+owner = "o"
+reason = "r"
+min_tls = "1.2"
+"#,
+    )
+    .join("\n");
+    assert!(
+        text.contains("policy.require[0].name: \"x\" is used by another rule"),
+        "{text}"
+    );
+}

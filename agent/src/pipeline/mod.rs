@@ -98,12 +98,29 @@ impl Pipeline {
     pub fn judge(&mut self, f: &Flow, ts_ns: i64) -> Judgement {
         let client = self.resolver.resolve(f.client);
         let server = self.resolver.resolve(f.server);
-        let facts = FlowFacts::new(
+        let mut facts = FlowFacts::new(
             (f.client, &client),
             (f.server, &server),
             f.server_port,
             &f.verdict,
         );
+        if !self.policy.requires().is_empty() {
+            facts.tls.mutual = match client_auth::of(&f.verdict, &f.tls) {
+                Some(ClientAuth::Mutual) => Some(true),
+                Some(ClientAuth::ServerOnly) => Some(false),
+                _ => None,
+            };
+            // Truncated or unparsable: not visible, so not a violation.
+            facts.tls.clean_cert = f
+                .tls
+                .server_cert
+                .as_ref()
+                .and_then(|c| c.as_ref().ok())
+                .map(|c| {
+                    c.issues(f.tls.sni.as_deref(), ts_ns.div_euclid(1_000_000_000))
+                        .is_empty()
+                });
+        }
         let decision = self
             .policy
             .evaluate(&facts, self.judge_at_ns.unwrap_or(ts_ns));
@@ -115,12 +132,25 @@ impl Pipeline {
     }
 
     pub fn observe(&mut self, f: &Flow, ts_ns: i64) {
-        let v = &f.verdict;
         let Judgement {
             client,
             server,
             decision: d,
         } = self.judge(f, ts_ns);
+        // A broken requirement is the flow's reason from here on (metrics,
+        // edges, alerts, logs).
+        let unmet;
+        let f = match &d.unmet {
+            Some((_, why)) => {
+                unmet = Flow {
+                    verdict: f.verdict.with_reason(*why),
+                    ..f.clone()
+                };
+                &unmet
+            }
+            None => f,
+        };
+        let v = &f.verdict;
         let key = EdgeKey {
             policy: d.policy,
             client: client.name,

@@ -1,10 +1,13 @@
 //! Policy as code: whether a classified flow is acceptable. Encrypted flows
 //! are `ok`; a plaintext flow is `allowed` only when an unexpired
-//! allow-rule covers it, else it is a `violation`.
+//! allow-rule covers it, else it is a `violation`. A TLS flow that an
+//! unexpired require-rule covers and that breaks one of its requirements
+//! (client certificate, minimum version, clean server certificate) is a
+//! `violation` too, with a reason naming the requirement.
 
 use super::{cidr::Cidr, identity::Identity};
 use crate::{clock, glob::glob_match};
-use agent_common::{Encryption, Protocol, Verdict};
+use agent_common::{Encryption, Protocol, Reason, TlsVersion, Verdict};
 use std::{net::IpAddr, sync::Arc};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -92,10 +95,59 @@ impl Rule {
     }
 
     fn covers(&self, f: &FlowFacts<'_>) -> bool {
+        self.covers_peers(f) && (self.protocols.is_empty() || self.protocols.contains(&f.protocol))
+    }
+
+    /// Client, server and port match (a require-rule's whole match).
+    fn covers_peers(&self, f: &FlowFacts<'_>) -> bool {
         self.client.matches(f.client_ip, f.client)
             && self.server.matches(f.server_ip, f.server)
             && (self.ports.is_empty() || self.ports.contains(&f.server_port))
-            && (self.protocols.is_empty() || self.protocols.contains(&f.protocol))
+    }
+}
+
+/// What a require-rule asks of the TLS flows it covers (`[[policy.require]]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Require {
+    /// Name, owner, reason, expiry and the flows covered, as an allow-rule
+    /// (its `protocols` unused: the flows are TLS).
+    pub rule: Rule,
+    /// `client_auth = "mutual"`.
+    pub mutual: bool,
+    /// `min_tls = "1.2"`.
+    pub min_tls: Option<TlsVersion>,
+    /// `cert_issues = "none"`.
+    pub clean_cert: bool,
+}
+
+/// The TLS facts a require-rule checks; `None` where not visible (TLS 1.3
+/// hides the certificate; resumption hides both): not visible is not a
+/// violation, since nothing shows the requirement broken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TlsFacts {
+    pub version: TlsVersion,
+    /// `Some(true)` mutual, `Some(false)` server-only.
+    pub mutual: Option<bool>,
+    /// `Some(true)` the certificate was seen with no issue.
+    pub clean_cert: Option<bool>,
+}
+
+impl Require {
+    /// The requirement `t` breaks, as the reason named for it.
+    fn broken(&self, t: &TlsFacts) -> Option<Reason> {
+        if self.mutual && t.mutual == Some(false) {
+            return Some(Reason::ClientAuthRequired);
+        }
+        if let Some(min) = self.min_tls
+            && t.version != TlsVersion::Unknown
+            && (t.version as u8) < (min as u8)
+        {
+            return Some(Reason::MinTlsRequired);
+        }
+        if self.clean_cert && t.clean_cert == Some(false) {
+            return Some(Reason::CertIssuesRequired);
+        }
+        None
     }
 }
 
@@ -122,6 +174,8 @@ pub struct FlowFacts<'a> {
     pub server_port: u16,
     pub protocol: Protocol,
     pub encryption: Encryption,
+    /// For TLS flows, what require-rules check.
+    pub tls: TlsFacts,
 }
 
 impl<'a> FlowFacts<'a> {
@@ -139,6 +193,11 @@ impl<'a> FlowFacts<'a> {
             server_port,
             protocol: v.protocol,
             encryption: v.encryption,
+            tls: TlsFacts {
+                version: v.tls_version,
+                mutual: None,
+                clean_cert: None,
+            },
         }
     }
 }
@@ -151,11 +210,15 @@ pub struct Decision {
     pub rule: Option<Arc<Rule>>,
     /// For a violation: an expired rule that would have allowed it.
     pub expired: Option<Arc<Rule>>,
+    /// For a TLS flow's violation: the require-rule it broke, and the
+    /// reason naming the requirement.
+    pub unmet: Option<(Arc<Require>, Reason)>,
 }
 
 #[derive(Default)]
 pub struct PolicySet {
     rules: Vec<Arc<Rule>>,
+    requires: Vec<Arc<Require>>,
     unknown: UnknownTreatment,
 }
 
@@ -163,8 +226,19 @@ impl PolicySet {
     pub fn new(rules: Vec<Rule>, unknown: UnknownTreatment) -> Self {
         Self {
             rules: rules.into_iter().map(Arc::new).collect(),
+            requires: Vec::new(),
             unknown,
         }
+    }
+
+    #[must_use]
+    pub fn with_requires(mut self, requires: Vec<Require>) -> Self {
+        self.requires = requires.into_iter().map(Arc::new).collect();
+        self
+    }
+
+    pub fn requires(&self) -> &[Arc<Require>] {
+        &self.requires
     }
 
     pub const fn unknown(&self) -> UnknownTreatment {
@@ -180,9 +254,27 @@ impl PolicySet {
             policy,
             rule,
             expired: None,
+            unmet: None,
         };
         match (f.encryption, self.unknown) {
-            (Encryption::Tls | Encryption::Encrypted, _) => return decision(Policy::Ok, None),
+            (Encryption::Tls, _) => {
+                let unmet = self
+                    .requires
+                    .iter()
+                    .filter(|r| !r.rule.expired(now_ns) && r.rule.covers_peers(f))
+                    .find_map(|r| r.broken(&f.tls).map(|why| (r.clone(), why)));
+                return Decision {
+                    policy: if unmet.is_some() {
+                        Policy::Violation
+                    } else {
+                        Policy::Ok
+                    },
+                    rule: None,
+                    expired: None,
+                    unmet,
+                };
+            }
+            (Encryption::Encrypted, _) => return decision(Policy::Ok, None),
             (Encryption::Unknown, UnknownTreatment::Allowed) => {
                 return decision(Policy::Allowed, None);
             }
@@ -199,6 +291,7 @@ impl PolicySet {
             policy: Policy::Violation,
             rule: None,
             expired,
+            unmet: None,
         }
     }
 
@@ -245,6 +338,81 @@ mod tests {
 
     fn pg() -> Verdict {
         Verdict::plaintext(Protocol::Postgres)
+    }
+
+    #[test]
+    fn a_tls_flow_breaking_a_requirement_is_a_violation_naming_it() {
+        let payments = |expires_ns: Option<i64>| Require {
+            rule: Rule {
+                protocols: Vec::new(),
+                ..rule(
+                    "payments-mtls",
+                    Peer::Name("payments/*".into()),
+                    &[],
+                    expires_ns,
+                )
+            },
+            mutual: true,
+            min_tls: Some(TlsVersion::Tls12),
+            clean_cert: true,
+        };
+        let set = PolicySet::new(Vec::new(), UnknownTreatment::Violation)
+            .with_requires(vec![payments(None)]);
+        let (cip, sip): (IpAddr, IpAddr) =
+            ("10.0.1.5".parse().unwrap(), "10.0.5.7".parse().unwrap());
+        let c = Identity::named("checkout");
+        let judge = |set: &PolicySet, server: &str, version, mutual, clean_cert| {
+            let s = Identity::named(server);
+            let v = Verdict {
+                tls_version: version,
+                ..Verdict::new(Protocol::Tls, Encryption::Tls)
+            };
+            let mut f = FlowFacts::new((cip, &c), (sip, &s), 8443, &v);
+            f.tls.mutual = mutual;
+            f.tls.clean_cert = clean_cert;
+            let d = set.evaluate(&f, NOW);
+            (d.policy, d.unmet.map(|(r, why)| (r.rule.name.clone(), why)))
+        };
+        let v12 = TlsVersion::Tls12;
+        let unmet = |why| (Policy::Violation, Some(("payments-mtls".to_owned(), why)));
+        assert_eq!(
+            judge(&set, "payments/api", v12, Some(true), Some(true)),
+            (Policy::Ok, None)
+        );
+        assert_eq!(
+            judge(&set, "payments/api", v12, Some(false), Some(true)),
+            unmet(Reason::ClientAuthRequired)
+        );
+        assert_eq!(
+            judge(
+                &set,
+                "payments/api",
+                TlsVersion::Tls10,
+                Some(true),
+                Some(true)
+            ),
+            unmet(Reason::MinTlsRequired)
+        );
+        assert_eq!(
+            judge(&set, "payments/api", v12, Some(true), Some(false)),
+            unmet(Reason::CertIssuesRequired)
+        );
+        // Not visible (TLS 1.3 certificate, resumption): nothing broken.
+        assert_eq!(
+            judge(&set, "payments/api", TlsVersion::Tls13, None, None),
+            (Policy::Ok, None)
+        );
+        // Another server; an expired rule.
+        assert_eq!(
+            judge(&set, "web", v12, Some(false), Some(false)),
+            (Policy::Ok, None)
+        );
+        let expired = PolicySet::new(Vec::new(), UnknownTreatment::Violation)
+            .with_requires(vec![payments(Some(NOW - 1))]);
+        assert_eq!(
+            judge(&expired, "payments/api", v12, Some(false), None),
+            (Policy::Ok, None)
+        );
     }
 
     #[test]

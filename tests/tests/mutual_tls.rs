@@ -274,3 +274,77 @@ fn a_path_that_drops_tls_or_client_certificates_is_a_downgrade() {
         "{log}"
     );
 }
+
+/// `[[policy.require]]` live: a rule requiring a client certificate and
+/// TLS 1.2 on one server; a real `s_client` without a certificate breaks
+/// the first (a violation naming `client_auth_required`), one with a
+/// certificate keeps the edge `ok`.
+#[test]
+fn a_tls_flow_breaking_a_require_rule_is_a_violation_naming_it() {
+    const PORT: u16 = 4432;
+    let t = Topology::new();
+    let cert = TestCert::new();
+    let dir = WorkDir::new("require");
+    let server = IpAddr::from(t.server_ip);
+    let (c, k, ca) = (
+        cert.cert.to_str().unwrap_or_default(),
+        cert.key.to_str().unwrap_or_default(),
+        cert.cert.to_str().unwrap_or_default(),
+    );
+    let _server = tls::s_server(
+        &t,
+        &cert,
+        &dir,
+        PORT,
+        "-tls1_2",
+        &["-verify", "1", "-CAfile", ca],
+    );
+    let cfg = dir.join("plainsight.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[policy.require]]\nname = \"s-server-mtls\"\nowner = \"team-test\"\n\
+             reason = \"only authenticated clients\"\nserver = \"{server}\"\nports = [{PORT}]\n\
+             client_auth = \"mutual\"\nmin_tls = \"1.2\"\n"
+        ),
+    )
+    .expect("writing config");
+    let agent = Agent::on_cgroup_with(&t, &["--config", cfg.to_str().unwrap_or_default()]);
+
+    let with = clients::s_client_with(&t, server, PORT, &["-tls1_2", "-cert", c, "-key", k]);
+    assert!(with.contains("TLSv1.2"), "{with}");
+    let ok = agent.edge_to(PORT, 1);
+    assert_eq!(ok["policy"], "ok", "{ok}");
+    assert_eq!(ok["reasons"], serde_json::json!({}), "{ok}");
+
+    let without = clients::s_client_with(&t, server, PORT, &["-tls1_2"]);
+    assert!(without.contains("TLSv1.2"), "{without}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let violation = loop {
+        let (_, body) = agent.get("/api/v1/edges").expect("GET /api/v1/edges");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("edges JSON");
+        if let Some(e) = v["edges"].as_array().and_then(|a| {
+            a.iter()
+                .find(|e| e["server_port"] == PORT && e["policy"] == "violation")
+                .cloned()
+        }) {
+            break e;
+        }
+        assert!(std::time::Instant::now() < deadline, "no violation: {body}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(violation["encryption"], "tls", "{violation}");
+    assert_eq!(
+        violation["reasons"],
+        serde_json::json!({"client_auth_required": 1}),
+        "{violation}"
+    );
+    agent.wait_value(
+        "plainsight_flow_reasons_total",
+        &[
+            ("server_port", &PORT.to_string()),
+            ("reason", "client_auth_required"),
+        ],
+        1.0,
+    );
+}

@@ -814,6 +814,21 @@ pub fn warnings(c: &Config, now_ns: i64) -> Vec<String> {
                 r.expires().unwrap_or_default()
             )
         })
+        .chain(
+            c.policy
+                .requires()
+                .iter()
+                .map(|r| &r.rule)
+                .filter(|r| r.expired(now_ns))
+                .map(|r| {
+                    format!(
+                        "require-rule {:?} (owner {}) expired at {}; it no longer requires anything",
+                        r.name,
+                        r.owner,
+                        r.expires().unwrap_or_default()
+                    )
+                }),
+        )
         .collect()
 }
 

@@ -501,3 +501,18 @@ min_tls = "1.2"
         "{text}"
     );
 }
+
+#[test]
+fn expired_require_rules_are_warnings() {
+    let c = parse(
+        "[[policy.require]]\nname = \"old\"\nowner = \"o\"\nreason = \"r\"\nmin_tls = \"1.2\"\nexpires = 2020-01-01\n",
+    )
+    .expect("valid");
+    let w = warnings(&c, 1_800_000_000_000_000_000);
+    assert_eq!(
+        w,
+        [
+            "require-rule \"old\" (owner o) expired at 2020-01-01T00:00:00Z; it no longer requires anything"
+        ]
+    );
+}

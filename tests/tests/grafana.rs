@@ -30,6 +30,9 @@ const JOB: &str = "plainsight";
 const KNOWN_METRICS: &[&str] = &[
     "plainsight_flows_total",
     "plainsight_tls_flows_total",
+    "plainsight_tls_client_auth_total",
+    "plainsight_tls_certificate_expiry_timestamp_seconds",
+    "plainsight_downgrades_total",
     "plainsight_flow_reasons_total",
     "plainsight_events_received_total",
     "plainsight_events_lost_total",
@@ -296,6 +299,19 @@ fn dashboard_covers_the_issue() {
         ("alerts suppressed", &["plainsight_alerts_total", "outcome"]),
         ("CPU", &["rate(process_cpu_seconds_total"]),
         ("RSS", &["process_resident_memory_bytes"]),
+        // Issue 17's row.
+        (
+            "client authentication",
+            &["plainsight_tls_client_auth_total", "by (client_auth)"],
+        ),
+        (
+            "certificate expiry",
+            &[
+                "plainsight_tls_certificate_expiry_timestamp_seconds",
+                "time()",
+            ],
+        ),
+        ("downgrades", &["plainsight_downgrades_total", "kind"]),
     ] {
         assert!(uses(needles), "no query for {what} ({needles:?})");
     }
@@ -474,19 +490,20 @@ fn start_servers(t: &Topology) -> Servers {
 }
 
 /// One round of traffic from the client namespace (in the watched cgroup):
-/// HTTPS (TLS 1.3), HTTP (plaintext violation), Redis AUTH (cleartext
-/// credentials).
+/// HTTPS (TLS 1.3), then HTTPS capped at TLS 1.2 (its certificate shows; a
+/// `tls_version` downgrade of the path), HTTP (plaintext violation), Redis
+/// AUTH (cleartext credentials).
 fn traffic(t: &Topology) {
     let server = t.server_ip.to_string();
-    for url in [
-        format!("https://{server}:{}/", servers::HTTPS_PORT),
-        format!("http://{server}:{}/", servers::HTTP_PORT),
-    ] {
-        let out = t.run(
-            Side::Client,
-            true,
-            &["curl", "-sSk", "--max-time", "10", "-o", "/dev/null", &url],
-        );
+    let https = format!("https://{server}:{}/", servers::HTTPS_PORT);
+    let http = format!("http://{server}:{}/", servers::HTTP_PORT);
+    for (url, extra) in [(&https, None), (&https, Some("--tls-max")), (&http, None)] {
+        let mut argv = vec!["curl", "-sSk", "--max-time", "10", "-o", "/dev/null"];
+        if let Some(flag) = extra {
+            argv.extend([flag, "1.2"]);
+        }
+        argv.push(url);
+        let out = t.run(Side::Client, true, &argv);
         assert!(
             out.status.success(),
             "curl {url}: {}",

@@ -128,20 +128,23 @@ fn edges_from_prometheus_fold_two_nodes_into_one_table() {
             "PORT",
             "PROTOCOL",
             "ENCRYPTION",
+            "AUTH",
             "POLICY",
             "FLOWS",
             "LAST-SEEN"
         ]
     );
     assert_eq!(lines.len(), 4, "{table}");
+    // AUTH: `-`, a plaintext edge has no TLS client authentication.
     assert_eq!(
-        lines[2][..7],
+        lines[2][..8],
         [
             "shop/frontend",
             "web/server",
             "8080",
             "http",
             "plaintext",
+            "-",
             "allowed",
             "3"
         ]

@@ -17,9 +17,10 @@ pub fn run(args: &CheckConfigArgs) -> anyhow::Result<()> {
     let (active, expired) = c.policy.counts(now);
     println!(
         "{}: ok: {} identities, {active} active and {expired} expired allow-rules, \
-         unknown encryption judged as {}, edges.max {}, listen {}",
+         {} require-rules, unknown encryption judged as {}, edges.max {}, listen {}",
         args.file.display(),
         c.identities.len(),
+        c.policy.requires().len(),
         match c.policy.unknown() {
             crate::pipeline::policy::UnknownTreatment::Violation => "violation",
             crate::pipeline::policy::UnknownTreatment::Allowed => "allowed",

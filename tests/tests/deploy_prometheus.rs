@@ -16,13 +16,14 @@ use std::fmt::Write as _;
 use std::process::Command;
 
 /// The alerts the rule file must define (issue 7).
-const ALERTS: [&str; 15] = [
+const ALERTS: [&str; 16] = [
     "PlaintextFlowViolation",
     "PlaintextFlowSustained",
     "WeakTLS",
     "MutualTLSMissing",
     "TLSCertificateExpiringSoon",
     "TLSDowngrade",
+    "TLSRequirementViolation",
     "StartTLSRefused",
     "CleartextCredentials",
     "PlainsightDown",

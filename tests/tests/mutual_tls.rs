@@ -347,4 +347,36 @@ fn a_tls_flow_breaking_a_require_rule_is_a_violation_naming_it() {
         ],
         1.0,
     );
+    // A real Prometheus with the shipped rules fires, for this one path:
+    // TLSRequirementViolation (not PlaintextFlowViolation), and, as the
+    // client dropped its certificate after sending one, MutualTLSMissing
+    // and TLSDowngrade; the 2-day test certificate, TLSCertificateExpiringSoon.
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/prometheus/plainsight-rules.yml");
+    let prom = Prometheus::start_in(agent.netns.as_deref(), agent.addr, &[&rules]);
+    let firing = prom.wait_for(
+        "ALERTS{alertstate=\"firing\"}",
+        std::time::Duration::from_secs(30),
+        |s| s.len() >= 4,
+    );
+    let mut names: Vec<(&str, &str)> = firing
+        .iter()
+        .map(|s| {
+            (
+                s.labels["alertname"].as_str(),
+                s.labels.get("reason").map_or("", String::as_str),
+            )
+        })
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            ("MutualTLSMissing", ""),
+            ("TLSCertificateExpiringSoon", ""),
+            ("TLSDowngrade", ""),
+            ("TLSRequirementViolation", "client_auth_required")
+        ],
+        "{firing:?}"
+    );
 }

@@ -241,14 +241,7 @@ fn a_path_that_drops_tls_or_client_certificates_is_a_downgrade() {
     drop(optional);
 
     // A real Prometheus with the shipped rules fires TLSDowngrade for both.
-    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../deploy/prometheus/plainsight-rules.yml");
-    let prom = Prometheus::start_in(agent.netns.as_deref(), agent.addr, &[&rules]);
-    let firing = prom.wait_for(
-        "ALERTS{alertname=\"TLSDowngrade\",alertstate=\"firing\"}",
-        std::time::Duration::from_secs(30),
-        |s| s.len() == 2,
-    );
+    let firing = firing_alerts(&agent, "TLSDowngrade", 2);
     let mut kinds: Vec<(String, String)> = firing
         .iter()
         .map(|s| (s.labels["server_port"].clone(), s.labels["kind"].clone()))
@@ -351,14 +344,7 @@ fn a_tls_flow_breaking_a_require_rule_is_a_violation_naming_it() {
     // TLSRequirementViolation (not PlaintextFlowViolation), and, as the
     // client dropped its certificate after sending one, MutualTLSMissing
     // and TLSDowngrade; the 2-day test certificate, TLSCertificateExpiringSoon.
-    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../deploy/prometheus/plainsight-rules.yml");
-    let prom = Prometheus::start_in(agent.netns.as_deref(), agent.addr, &[&rules]);
-    let firing = prom.wait_for(
-        "ALERTS{alertstate=\"firing\"}",
-        std::time::Duration::from_secs(30),
-        |s| s.len() >= 4,
-    );
+    let firing = firing_alerts(&agent, ".+", 4);
     let mut names: Vec<(&str, &str)> = firing
         .iter()
         .map(|s| {
@@ -379,4 +365,17 @@ fn a_tls_flow_breaking_a_require_rule_is_a_violation_naming_it() {
         ],
         "{firing:?}"
     );
+}
+
+/// The alerts named by `alertname` (a regex) a real Prometheus with the
+/// shipped rules, scraping `agent`, fires, once there are `n`.
+fn firing_alerts(agent: &Agent, alertname: &str, n: usize) -> Vec<plainsight_tests::agent::Sample> {
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/prometheus/plainsight-rules.yml");
+    let prom = Prometheus::start_in(agent.netns.as_deref(), agent.addr, &[&rules]);
+    prom.wait_for(
+        &format!("ALERTS{{alertname=~\"{alertname}\",alertstate=\"firing\"}}"),
+        std::time::Duration::from_secs(30),
+        |s| s.len() >= n,
+    )
 }

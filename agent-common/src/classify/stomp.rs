@@ -14,9 +14,15 @@ use crate::{Protocol, Reason, Verdict};
 
 pub struct Stomp;
 
-/// How far into a CONNECT frame `passcode:` is looked for: the whole
-/// staged prefix (headers come in any order).
-const HEADER_SPAN: usize = 118;
+/// How far into a CONNECT frame the `passcode` header is looked for: the
+/// whole staged prefix (headers come in any order).
+const HEADER_SPAN: usize = 122;
+
+/// The start of a `passcode:` header line. Six bytes, not the whole name:
+/// the verifier's work grows with the pattern times the span (this scan
+/// is most of STOMP's ≈ 60k verified instructions; the whole `\npasscode:`
+/// cost 21k more).
+const PASSCODE: &[u8] = b"\npassc";
 
 /// `word` then `\n` or `\r\n` at the frame's start.
 #[inline(always)]
@@ -30,7 +36,7 @@ impl Dissector for Stomp {
         if side == Side::Client && (command(d, b"CONNECT") || command(d, b"STOMP")) {
             f.open();
             // A CONNECT without credentials is the broker's anonymous login.
-            let creds = d.find_ci(b"\npasscode:", HEADER_SPAN);
+            let creds = d.find_ci(PASSCODE, HEADER_SPAN);
             return Verdict::plaintext(Protocol::Stomp).with_reason(Reason::CleartextCredentials.when(u32::from(creds)));
         }
         if side == Side::Server && command(d, b"CONNECTED") {
@@ -41,12 +47,13 @@ impl Dissector for Stomp {
     }
 
     /// A session picked up later: a client's `SEND`/`SUBSCRIBE` or the
-    /// broker's `MESSAGE`, each with a header line next (the destination or
-    /// subscription header comes first in what brokers and clients send).
+    /// broker's `MESSAGE`, each followed by a header name (lower case in
+    /// every STOMP version).
     #[inline(always)]
     fn midstream(_f: &mut FlowClassifier, _side: Side, d: &Prefix<'_>) -> Verdict {
-        if (d.eq_at(0, b"SEND\n") || d.eq_at(0, b"SUBSCRIBE\n") || d.eq_at(0, b"MESSAGE\n"))
-            && (d.find_ci(b"\ndestination:", 12) || d.find_ci(b"\nsubscription:", 12))
+        if (d.eq_at(0, b"SEND\n") && d.at(5).is_ascii_lowercase())
+            || (d.eq_at(0, b"SUBSCRIBE\n") && d.at(10).is_ascii_lowercase())
+            || (d.eq_at(0, b"MESSAGE\n") && d.at(8).is_ascii_lowercase())
         {
             return Verdict::plaintext(Protocol::Stomp);
         }

@@ -320,3 +320,40 @@ fn a_bad_config_fails_before_any_output() {
         r.stderr
     );
 }
+
+/// AJP, STOMP, RDP and ZooKeeper between real clients and servers
+/// (`tests/data/capture-eastwest.sh`): every flow of each protocol gets its
+/// protocol's one verdict, and each protocol is there (the capture has each
+/// flow twice: client → recording proxy → server).
+#[test]
+fn east_west_protocols_from_real_clients() {
+    let path = data("eastwest.pcap");
+    let r = replay(&["--json", path.to_str().unwrap_or_default()]);
+    assert!(r.ok, "{}", r.stderr);
+    let expected = [
+        ("ajp", "plaintext", None, 2),
+        ("stomp", "plaintext", Some("cleartext_credentials"), 2),
+        ("rdp", "tls", Some("starttls_upgraded"), 2),
+        // kazoo's readiness session and the recorded one (twice).
+        ("zookeeper", "plaintext", None, 3),
+    ];
+    for (protocol, encryption, reason, at_least) in expected {
+        let flows: Vec<serde_json::Value> = r
+            .stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .filter(|f: &serde_json::Value| f["protocol"] == protocol)
+            .collect();
+        assert!(
+            flows.len() >= at_least,
+            "{protocol}: {} flows in\n{}",
+            flows.len(),
+            r.stdout
+        );
+        for f in flows {
+            assert_eq!(f["encryption"], encryption, "{f}");
+            assert_eq!(f["reason"].as_str(), reason, "{f}");
+            assert_eq!(f["midstream"], false, "{f}");
+        }
+    }
+}

@@ -265,6 +265,27 @@ print(tls.version())
         .to_owned()
 }
 
+/// kazoo (Debian's `python3-kazoo`) creating a znode and reading it back;
+/// returns what it read. kazoo retries until the server takes sessions (it
+/// listens before it does).
+pub fn zookeeper(t: &Topology, host: IpAddr, port: u16) -> String {
+    const CLIENT: &str = r#"
+import sys, uuid
+from kazoo.client import KazooClient
+zk = KazooClient(hosts=f"{sys.argv[1]}:{sys.argv[2]}")
+zk.start(timeout=30)
+path = "/orders-" + uuid.uuid4().hex
+zk.create(path, b"order 1042")
+print(zk.get(path)[0].decode())
+zk.stop()
+zk.close()
+"#;
+    let (host, port) = (host.to_string(), port.to_string());
+    run(t, &["/usr/bin/python3", "-c", CLIENT, &host, &port], b"")
+        .trim()
+        .to_owned()
+}
+
 /// `smbclient` listing `share` as `user` (`--client-protection=encrypt`
 /// when `encrypt`); returns the listing.
 pub fn smbclient(

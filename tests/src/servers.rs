@@ -18,6 +18,7 @@ pub mod samba;
 pub mod sshd;
 pub mod tds;
 pub mod tls;
+pub mod zookeeper;
 
 use crate::topology::{Proc, Side, TestCert, Topology, path_str};
 use std::path::PathBuf;

@@ -26,6 +26,7 @@ use plainsight_tests::{
         sshd::{self, Sshd},
         tds::{self, Tds},
         tls::{self, TlsServers},
+        zookeeper::{self, Zookeeper},
     },
 };
 use std::collections::{BTreeMap, BTreeSet};
@@ -44,7 +45,7 @@ struct Fleet {
     sshd: Sshd,
     tds: Tds,
     _servers: (Mariadb, Redis, Nginx, TlsServers, Echo, Grpc),
-    east_west: (Nats, Samba, Prosody),
+    east_west: (Nats, Samba, Prosody, Zookeeper),
     cert: TestCert,
 }
 
@@ -68,6 +69,7 @@ impl Fleet {
                 Nats::start(t, &cert),
                 Samba::start(t),
                 Prosody::start(t, &cert),
+                Zookeeper::start(t),
             ),
             cert,
         }
@@ -348,7 +350,7 @@ fn grpc_cases(t: &Topology, check: &mut Checker<'_>, fleet: &Fleet) {
 }
 
 /// NATS with TLS (INFO in clear, then TLS), SMB with and without SMB3
-/// encryption, XMPP with STARTTLS.
+/// encryption, XMPP with STARTTLS, ZooKeeper.
 fn east_west_cases(t: &Topology, check: &mut Checker<'_>, fleet: &Fleet) {
     let server: IpAddr = t.server_ip.into();
     check.expect_edge(
@@ -357,7 +359,7 @@ fn east_west_cases(t: &Topology, check: &mut Checker<'_>, fleet: &Fleet) {
             .tls("1.3"),
         || assert_eq!(clients::nats_tls(t, server, nats::TLS_PORT), "TLSv1.3"),
     );
-    let (_, samba, _) = &fleet.east_west;
+    let (_, samba, _, _) = &fleet.east_west;
     let user_pw = format!("{}%{}", samba::USER, samba::PASSWORD);
     for (encrypt, encryption) in [(false, "plaintext"), (true, "encrypted")] {
         check.expect_edge(Expected::new(t, samba::PORT, "smb", encryption), || {
@@ -375,6 +377,10 @@ fn east_west_cases(t: &Topology, check: &mut Checker<'_>, fleet: &Fleet) {
                 clients::xmpp_starttls(t, server, prosody::PORT, prosody::JID, prosody::PASSWORD);
             assert!(out.contains("session started"), "{out}");
         },
+    );
+    check.expect_edge(
+        Expected::new(t, zookeeper::PORT, "zookeeper", "plaintext"),
+        || assert_eq!(clients::zookeeper(t, server, zookeeper::PORT), "order 1042"),
     );
 }
 

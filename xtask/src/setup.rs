@@ -22,7 +22,8 @@ const BPF_LINKER_LLVM_FEATURE: &str = "llvm-22";
 /// the test itself in a network namespace, never as a system service
 /// (`python3-grpcio` is the matrix's gRPC server and client, `freetds-bin`'s
 /// `tsql` its SQL Server client; `nats-server`, `samba` + `smbclient`,
-/// `prosody` + `python3-slixmpp` its NATS, SMB and XMPP servers and clients);
+/// `prosody` + `python3-slixmpp`, `zookeeper` + `python3-kazoo` its NATS,
+/// SMB, XMPP and ZooKeeper servers and clients);
 /// `chromium` renders the edge page and the report (tests/tests/page.rs,
 /// driven over its DevTools pipe), `poppler-utils` reads the printed report
 /// back.
@@ -55,6 +56,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "smbclient",
     "prosody",
     "python3-slixmpp",
+    "zookeeper",
+    "python3-kazoo",
     "chromium",
     "poppler-utils",
 ];

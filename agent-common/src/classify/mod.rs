@@ -77,6 +77,7 @@ dissectors! {
         ssh::Ssh,
         dns::Dns,
         rsync::Rsync,
+        ajp::Ajp,
     }
     /// Databases and caches. Before `messaging` (a PostgreSQL startup
     /// parses as a Kafka request) and `services` (Redis before the mail
@@ -92,6 +93,7 @@ dissectors! {
         mssql::Mssql,
         oracle::Oracle,
         db2::Db2,
+        zookeeper::Zookeeper,
     }
     /// Message brokers and RPC.
     messaging {
@@ -103,6 +105,7 @@ dissectors! {
         dubbo::Dubbo,
         pulsar::Pulsar,
         rocketmq::Rocketmq,
+        stomp::Stomp,
     }
     /// Directory, mail and chat, proxies. Last: SOCKS after every other
     /// client-first binary signature.
@@ -119,6 +122,7 @@ dissectors! {
         telnet::Telnet,
         irc::Irc,
         vnc::Vnc,
+        rdp::Rdp,
         // Last: its length forms branch, and the verifier walks every later
         // dissector once per branch.
         kerberos::Kerberos,

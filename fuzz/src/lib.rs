@@ -88,5 +88,9 @@ pub fn assert_coherent(v: &Verdict) {
             assert_eq!(v.encryption, Encryption::Plaintext, "{v:?}");
         }
         Reason::None | Reason::Midstream => {}
+        // Policy requirements are the agent's judgement, never the classifier's.
+        Reason::ClientAuthRequired | Reason::MinTlsRequired | Reason::CertIssuesRequired => {
+            panic!("a policy reason from the classifier: {v:?}")
+        }
     }
 }

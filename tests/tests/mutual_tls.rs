@@ -9,7 +9,11 @@
 use plainsight_tests::{
     Agent, TestCert, Topology, WorkDir, clients,
     prometheus::Prometheus,
-    servers::{Daemon, tls},
+    servers::{
+        Daemon,
+        nginx::{Nginx, VERIFY_ON_PORT, VERIFY_OPTIONAL_PORT},
+        tls,
+    },
 };
 use std::net::IpAddr;
 
@@ -131,6 +135,53 @@ fn tc_hook_reads_client_auth_and_server_certificates() {
     let _servers = start_servers(&t, &cert, &dir);
     let agent = Agent::on_tc(&t);
     client_auth_and_certificates_are_read(&t, &cert, &agent);
+}
+
+/// nginx requiring (`ssl_verify_client on`) and offering (`optional`)
+/// client certificates, reached by curl with a certificate on the first
+/// and without one on the second, over TLS 1.2 and 1.3.
+fn nginx_client_certificates_are_read(t: &Topology, cert: &TestCert, agent: &Agent) {
+    let server = clients::url_host(IpAddr::from(t.server_ip));
+    let (c, k) = (
+        cert.cert.to_str().unwrap_or_default(),
+        cert.key.to_str().unwrap_or_default(),
+    );
+    for (port, with_cert, auth) in [
+        (VERIFY_ON_PORT, true, "mutual"),
+        (VERIFY_OPTIONAL_PORT, false, "server_only"),
+    ] {
+        for version in [
+            ["--tlsv1.2", "--tls-max", "1.2"],
+            ["--tlsv1.3", "--tls-max", "1.3"],
+        ] {
+            let mut args = version.to_vec();
+            if with_cert {
+                args.extend(["--cert", c, "--key", k]);
+            }
+            let body = clients::curl(t, &args, &format!("https://{server}:{port}/"));
+            assert_eq!(body.trim(), "tls", "{port} {version:?}");
+        }
+        let e = agent.edge_to(port, 2);
+        assert_eq!(e["client_auth"], serde_json::json!({ auth: 2 }), "{e}");
+    }
+}
+
+#[test]
+fn cgroup_hook_reads_nginx_client_certificates() {
+    let t = Topology::new();
+    let cert = TestCert::new();
+    let _nginx = Nginx::start_client_cert(&t, &cert);
+    let agent = Agent::on_cgroup(&t);
+    nginx_client_certificates_are_read(&t, &cert, &agent);
+}
+
+#[test]
+fn tc_hook_reads_nginx_client_certificates() {
+    let t = Topology::new();
+    let cert = TestCert::new();
+    let _nginx = Nginx::start_client_cert(&t, &cert);
+    let agent = Agent::on_tc(&t);
+    nginx_client_certificates_are_read(&t, &cert, &agent);
 }
 
 /// Edges on /api/v1/edges to `port` with `encryption`, once there is one.

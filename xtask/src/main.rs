@@ -198,7 +198,8 @@ fn lint() -> anyhow::Result<()> {
         &[("AYA_BUILD_SKIP", std::ffi::OsStr::new("1"))],
     )?;
     // The kernel crates are linted for their own target, with the toolchain
-    // they build with.
+    // they build with (nightly + rust-src: setup installs them).
+    setup::run()?;
     shell::status(std::process::Command::new("cargo").args([
         "+nightly",
         "clippy",

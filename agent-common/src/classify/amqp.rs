@@ -1,19 +1,32 @@
 //! AMQP: the client opens with a protocol header, `AMQP` then
 //! `\0\0\x09\x01` (0-9-1, RabbitMQ), `\0\x01\0\0` (1.0) or `\x03\x01\0\0`
-//! (1.0 SASL layer). The SASL PLAIN response of 0-9-1 (Connection.Start-Ok)
-//! follows a client-properties table that usually runs past the prefix,
-//! so credentials are not claimed.
+//! (1.0 SASL layer). After a 0-9-1 header the flow waits for the client's
+//! Connection.Start-Ok: its SASL mechanism follows a client-properties
+//! table that runs past the prefix, so the credentials scan
+//! (`credentials.rs`) reads it at the offset the table's length gives.
+//! `PLAIN` (`\0user\0password`) and `AMQPLAIN` (a LOGIN/PASSWORD table)
+//! carry the password as is: `cleartext_credentials`; `EXTERNAL` (a TLS
+//! client certificate) does not.
 
 use super::bytes::Prefix;
+use super::credentials::{self, ScanBuf};
 use super::dissector::Dissector;
 use super::{FlowClassifier, PENDING, Side};
 use crate::{Protocol, Verdict};
 
 pub struct Amqp;
 
+/// A 0-9-1 header was sent: the client's next message (Start-Ok) decides.
+pub(super) const AFTER_HEADER: u8 = 0;
+
 impl Dissector for Amqp {
+    const STEPS: u8 = 1;
+
     #[inline(always)]
     fn opening(f: &mut FlowClassifier, side: Side, d: &Prefix<'_>) -> Verdict {
+        if side == Side::Client && d.eq_at(0, b"AMQP\x00\x00\x09\x01") {
+            return f.opened::<Self>(Protocol::Amqp, AFTER_HEADER);
+        }
         if side == Side::Client && is_header(d) {
             f.open();
             return Verdict::plaintext(Protocol::Amqp);
@@ -29,6 +42,44 @@ impl Dissector for Amqp {
         }
         PENDING
     }
+
+    /// The server's Connection.Start (or its own header, refusing the
+    /// version) waits; the client's next message is plaintext AMQP, with
+    /// the scan's finding.
+    #[inline(always)]
+    fn step(_f: &mut FlowClassifier, _step: u8, side: Side, _d: &Prefix<'_>) -> Verdict {
+        if side == Side::Server {
+            return PENDING;
+        }
+        Verdict::plaintext(Protocol::Amqp)
+    }
+}
+
+/// Connection.Start-Ok: a method frame on channel 0, class 10, method 11.
+#[inline(always)]
+pub(super) fn is_start_ok(d: &Prefix<'_>) -> bool {
+    d.has(15) && d.at(0) == 1 && d.be16(1) == 0 && d.be16(7) == 10 && d.be16(9) == 11
+}
+
+/// Start-Ok's mechanism (a short string after the frame header (7), class
+/// and method (4) and the client-properties table: a 4-byte length, then
+/// that many bytes) sends the password as is: `PLAIN`, `AMQPLAIN`.
+#[inline(always)]
+pub(super) fn mechanism_is_cleartext(buf: &ScanBuf, len: usize) -> bool {
+    let table = u32::from_be_bytes([
+        credentials::byte(buf, 11),
+        credentials::byte(buf, 12),
+        credentials::byte(buf, 13),
+        credentials::byte(buf, 14),
+    ]) as usize;
+    let at = 15 + table;
+    if at + 9 > len {
+        return false;
+    }
+    let w = credentials::word(buf, at);
+    let n = credentials::word(buf, at + 8);
+    credentials::word_is(w, b"\x05PLAIN")
+        || (credentials::word_is(w, b"\x08AMQPLAI") && credentials::word_is(n, b"N"))
 }
 
 #[inline(always)]
@@ -61,7 +112,7 @@ fn is_method_frame(d: &Prefix<'_>) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use crate::classify::testing::classify_midstream;
+    use crate::classify::testing::{classify, classify_midstream, credentials};
     use crate::classify::Side;
     use crate::{Protocol, Reason, Verdict};
 
@@ -70,6 +121,27 @@ mod tests {
     #[test]
     fn amqp_protocol_header_is_plaintext_amqp() {
         let v = replay!("pika-1.4-publish-rabbitmq-3.10": "c2s.0");
+        assert_eq!(v, Some(Verdict::plaintext(Protocol::Amqp)));
+    }
+
+    #[test]
+    fn amqp_sasl_plain_past_the_prefix_is_cleartext_credentials() {
+        // pika's Start-Ok: 328 bytes, `05 PLAIN` then `\0guest\0guest` at 299.
+        let v = replay!("pika-1.4-publish-rabbitmq-3.10": "c2s.0", "s2c.0", "c2s.1");
+        assert_eq!(v, Some(credentials(Protocol::Amqp)));
+    }
+
+    #[test]
+    fn amqp_external_mechanism_is_not_cleartext() {
+        // The same Start-Ok with the mechanism renamed: no password sent.
+        let mut start_ok = fixture!("pika-1.4-publish-rabbitmq-3.10", "c2s.1").to_vec();
+        let at = start_ok.windows(6).position(|w| w == b"\x05PLAIN").unwrap();
+        start_ok[at + 1..at + 6].copy_from_slice(b"EXTRN");
+        let v = classify(&[
+            (Side::Client, fixture!("pika-1.4-publish-rabbitmq-3.10", "c2s.0")),
+            (Side::Server, fixture!("pika-1.4-publish-rabbitmq-3.10", "s2c.0")),
+            (Side::Client, &start_ok),
+        ]);
         assert_eq!(v, Some(Verdict::plaintext(Protocol::Amqp)));
     }
 

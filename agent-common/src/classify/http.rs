@@ -9,6 +9,7 @@
 //! segment must be a frame too before the flow is named `http2`.
 
 use super::bytes::Prefix;
+use super::credentials::{self, LOWER, ScanBuf, Step, word_is};
 use super::dissector::Dissector;
 use super::{FlowClassifier, PENDING, Side};
 use crate::{Protocol, Verdict};
@@ -145,7 +146,8 @@ const METHODS: [&[u8]; 9] = [
 ];
 
 /// An HTTP/1.x request line starts with a method and a space.
-fn is_request(d: &Prefix<'_>) -> bool {
+#[inline(always)]
+pub(super) fn is_request(d: &Prefix<'_>) -> bool {
     let mut i = 0;
     while i < METHODS.len() {
         if d.starts_with(METHODS[i]) {
@@ -160,6 +162,47 @@ fn is_response(d: &Prefix<'_>) -> bool {
     d.starts_with(b"HTTP/1.")
 }
 
+/// The header line after the newline at `nl` of a request the
+/// credentials scan reads (`credentials.rs`) carries a secret in the
+/// clear: `Authorization` or `Proxy-Authorization` with the `Basic`
+/// (base64 of `user:password`) or `Bearer` scheme (a token, often a JWT:
+/// whoever reads it can replay it), or an API-key header (`X-Api-Key`,
+/// `X-Auth-Token`, `Api-Key`). `Digest`, `NTLM`, `Negotiate` and
+/// signature schemes (`AWS4-HMAC-SHA256`) prove a secret without sending
+/// it: not cleartext. Names without case; zero or one space after the
+/// colon. A blank line ends the headers, and the scan.
+#[inline(always)]
+pub(super) fn header_has_credentials(buf: &ScanBuf, nl: usize) -> Step {
+    let q = nl + 1;
+    let first = credentials::byte(buf, q);
+    if first == b'\r' || first == b'\n' {
+        return Step::Done;
+    }
+    let n0 = credentials::word(buf, q) | LOWER;
+    let n1 = credentials::word(buf, q + 8) | LOWER;
+    let n2 = credentials::word(buf, q + 16) | LOWER;
+    let auth = word_is(n0, b"authoriz") && word_is(n1, b"ation:");
+    let proxy = word_is(n0, b"proxy-au") && word_is(n1, b"thorizat") && word_is(n2, b"ion:");
+    let key = (word_is(n0, b"x-api-ke") && word_is(n1, b"y:"))
+        || (word_is(n0, b"x-auth-t") && word_is(n1, b"oken:"))
+        || word_is(n0, b"api-key:");
+    if key {
+        return Step::Found;
+    }
+    if !(auth || proxy) {
+        return Step::Next;
+    }
+    // The scheme after `authorization:` (14 bytes) or
+    // `proxy-authorization:` (20), after at most one space.
+    let at = if proxy { q + 20 } else { q + 14 };
+    let s = credentials::word(buf, at) | LOWER;
+    let cleartext = word_is(s, b" basic ")
+        || word_is(s, b"basic ")
+        || word_is(s, b" bearer ")
+        || word_is(s, b"bearer ");
+    if cleartext { Step::Found } else { Step::Next }
+}
+
 /// The client connection preface of HTTP/2 over cleartext (h2c, gRPC).
 fn is_h2_preface(d: &Prefix<'_>) -> bool {
     d.starts_with(b"PRI * HTTP/2.0\r\n")
@@ -167,7 +210,7 @@ fn is_h2_preface(d: &Prefix<'_>) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use crate::classify::testing::{classify, classify_midstream, midstream};
+    use crate::classify::testing::{classify, classify_midstream, credentials, midstream};
     use crate::classify::Side;
     use crate::{Protocol, Verdict};
 
@@ -233,5 +276,55 @@ mod tests {
             (Side::Client, fixture!("curl-7.88-http-nginx-1.22", "c2s.0")),
         ]);
         assert_ne!(v.map(|v| v.protocol), Some(Protocol::Http2));
+    }
+
+    // --- Credentials past the prefix (curl 7.88, python requests 2.34) ---------
+
+    #[test]
+    fn basic_authorization_after_400_bytes_of_headers_is_cleartext_credentials() {
+        let v = replay!("curl-7.88-http-basic-after-headers": "c2s.0");
+        assert_eq!(v, Some(credentials(Protocol::Http)));
+        let v = replay!("curl-7.88-http-user-basic": "c2s.0");
+        assert_eq!(v, Some(credentials(Protocol::Http)));
+    }
+
+    #[test]
+    fn bearer_token_after_400_bytes_of_headers_is_cleartext_credentials() {
+        let v = replay!("curl-7.88-http-bearer-after-headers": "c2s.0");
+        assert_eq!(v, Some(credentials(Protocol::Http)));
+        let v = replay!("python-requests-2.34-bearer-after-headers": "c2s.0");
+        assert_eq!(v, Some(credentials(Protocol::Http)));
+    }
+
+    #[test]
+    fn api_key_header_is_cleartext_credentials() {
+        let v = replay!("curl-7.88-http-x-api-key-after-headers": "c2s.0");
+        assert_eq!(v, Some(credentials(Protocol::Http)));
+    }
+
+    #[test]
+    fn proxy_authorization_is_cleartext_credentials() {
+        let v = replay!("curl-7.88-connect-proxy-user": "c2s.0");
+        assert_eq!(v.map(|v| v.reason), Some(crate::Reason::CleartextCredentials));
+    }
+
+    #[test]
+    fn digest_authorization_is_not_cleartext() {
+        let v = replay!("curl-7.88-http-digest-after-headers": "c2s.0");
+        assert_eq!(v, Some(Verdict::plaintext(Protocol::Http)));
+    }
+
+    #[test]
+    fn headers_without_credentials_are_plain_http() {
+        let v = replay!("curl-7.88-http-no-credentials-after-headers": "c2s.0");
+        assert_eq!(v, Some(Verdict::plaintext(Protocol::Http)));
+    }
+
+    #[test]
+    fn only_the_clients_first_request_is_scanned() {
+        // The same request sent by the server side: named, never scanned.
+        let basic = fixture!("curl-7.88-http-basic-after-headers", "c2s.0");
+        let v = classify(&[(Side::Server, basic)]);
+        assert_eq!(v, Some(Verdict::plaintext(Protocol::Http)));
     }
 }

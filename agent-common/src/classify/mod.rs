@@ -62,6 +62,7 @@ mod dissector;
 mod testing;
 
 pub mod bytes;
+pub mod credentials;
 pub mod tls;
 
 dissectors! {
@@ -199,6 +200,8 @@ const F_OPENED: u8 = 4;
 const F_UPGRADED: u8 = 8;
 /// The server refused an in-band TLS upgrade.
 const F_REFUSED: u8 = 16;
+/// A credentials scan (`credentials.rs`) found a secret sent in the clear.
+const F_CREDENTIALS: u8 = 32;
 
 /// Classifier state: eight bytes, `#[repr(C)]`, lives in the flow table.
 #[repr(C)]
@@ -478,7 +481,11 @@ impl FlowClassifier {
         let upgraded = bit(f, F_UPGRADED) & eq(enc, Encryption::Tls as u8);
         let refused = bit(f, F_REFUSED) & eq(enc, Encryption::Plaintext as u8);
         let midstream = bit(f, F_MIDSTREAM) & (1 ^ bit(f, F_OPENED));
+        // Whatever follows (TLS through a proxy that was sent a password
+        // in the clear), the secret crossed the network readable.
+        let credentials = bit(f, F_CREDENTIALS);
         v.with_reason(Reason::StarttlsUpgraded.when(upgraded))
+            .with_reason(Reason::CleartextCredentials.when(credentials))
             .with_reason(Reason::StarttlsRefused.when(refused))
             .with_reason(Reason::Midstream.when(midstream))
     }

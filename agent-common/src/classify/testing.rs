@@ -53,6 +53,8 @@ fn classify_from(mut flow: FlowClassifier, segs: &[(Side, &[u8])]) -> Option<Ver
     let mut segs = segs.iter().enumerate().peekable();
     while let Some((i, &(side, data))) = segs.next() {
         let buf = PrefixBuf::new(data);
+        // As both runtimes do: the credentials scan, then the classifier.
+        super::credentials::scan_segment(&mut flow, side, data);
         if let Some(v) = flow.on_segment(side, &buf.prefix()) {
             assert!(
                 segs.peek().is_none(),

@@ -308,10 +308,13 @@ pub enum Stat {
     /// Embryonic flows closed (FIN/RST) before any payload. Embryonic
     /// evictions = created - promoted - closed - entries.
     EmbryosClosed = 23,
+    /// Segments the credentials scan read past the prefix
+    /// (`classify::credentials`): at most one per flow.
+    CredentialScans = 24,
 }
 
 impl Stat {
-    pub const COUNT: u32 = 24;
+    pub const COUNT: u32 = 25;
 
     /// Packet totals from the kernel's raw per-slot sums: every packet is
     /// counted in exactly one of the tracked, shortcut and parse-failure
@@ -362,6 +365,7 @@ impl Stat {
         Self::EmbryosCreated,
         Self::EmbryosPromoted,
         Self::EmbryosClosed,
+        Self::CredentialScans,
     ];
 }
 

@@ -3,6 +3,7 @@
 #![no_std]
 #![no_main]
 
+mod credentials;
 mod ftp;
 mod hello;
 mod maps;
@@ -64,6 +65,27 @@ pub fn cgroup_classify_egress(ctx: SkBuffContext) -> i32 {
 #[classifier]
 pub fn tc_classify(ctx: TcContext) -> i32 {
     observe::classify(&ctx, Program::Tc);
+    TC_NEXT
+}
+
+/// The credentials scan (credentials.rs), tail-called by each hook's core
+/// classifier at `SCAN_SLOT` for a segment that may carry a secret past
+/// the prefix.
+#[cgroup_skb(ingress)]
+pub fn cgroup_scan_ingress(ctx: SkBuffContext) -> i32 {
+    credentials::scan(&ctx, Program::CgroupIngress);
+    CGROUP_PASS
+}
+
+#[cgroup_skb(egress)]
+pub fn cgroup_scan_egress(ctx: SkBuffContext) -> i32 {
+    credentials::scan(&ctx, Program::CgroupEgress);
+    CGROUP_PASS
+}
+
+#[classifier]
+pub fn tc_scan(ctx: TcContext) -> i32 {
+    credentials::scan(&ctx, Program::Tc);
     TC_NEXT
 }
 

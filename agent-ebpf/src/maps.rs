@@ -1,7 +1,7 @@
 //! Maps and load-time settings shared by every program.
 
 use agent_common::FlowClassifier;
-use agent_common::classify::STAGES;
+use agent_common::classify::credentials::{SCAN_SLOT, ScanBuf};
 use agent_common::wire::{DEFAULT_MAX_FLOWS, FlowKey, FlowState, PREFIX, Stat, embryonic_capacity};
 use aya_ebpf::{
     btf_maps::SkStorage,
@@ -92,6 +92,10 @@ pub struct Scratch {
     /// back (one more flow-table lookup per segment, not one per stage). Map memory, as the flow table is: the verifier then merges
     /// the verdicts' paths the same way (`FlowClassifier::settle`).
     pub cls: FlowClassifier,
+    /// Where the staged segment's bytes start in the packet, and how many
+    /// there are (not only the prefix): for the credentials scan.
+    pub seg_off: u32,
+    pub seg_len: u32,
 }
 
 #[map]
@@ -109,8 +113,14 @@ pub static CLASSIFY_CGROUP_EGRESS: ProgramArray = ProgramArray::with_max_entries
 #[map]
 pub static CLASSIFY_TC: ProgramArray = ProgramArray::with_max_entries(CLASSIFIERS, 0);
 
-/// Classifier programs per hook: the core and the family stages.
-const CLASSIFIERS: u32 = 1 + STAGES as u32;
+/// Classifier programs per hook: the core, the family stages and the
+/// credentials scan.
+const CLASSIFIERS: u32 = SCAN_SLOT + 1;
+
+/// Where the credentials scan copies the segment it reads (per CPU; too
+/// big for the stack). Zeroed after each scan.
+#[map]
+pub static SCAN_BUF: PerCpuArray<ScanBuf> = PerCpuArray::with_max_entries(1, 0);
 
 /// Submit flags for a record on `ring` (verdicts, hellos). Waking the reader costs a self-IPI
 /// (irq_work), about 13 µs per event on a virtualised node — more than

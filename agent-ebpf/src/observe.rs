@@ -15,7 +15,7 @@ use crate::maps::{
 use crate::parse::{Packet, parse};
 use agent_common::{
     FlowClassifier, Side, Verdict,
-    classify::{Prefix, Route},
+    classify::{Prefix, Route, credentials::SCAN_SLOT},
     track::{self, Inspect, Segment},
     wire::{
         EVENT_MIDSTREAM, FAMILY_V4, FLOW_CLIENT_IS_HI, FLOW_MIDSTREAM, FlowEvent, FlowKey,
@@ -324,6 +324,12 @@ fn track<C: EbpfContext>(ctx: &C, skb: *mut __sk_buff, prog: Program, p: &Packet
         if hello::export_if_hello(skb, side, p, skip, st.flags & FLOW_CLIENT_IS_HI != 0) {
             track::await_client_flight(st);
         }
+        // A message that may carry credentials past the prefix goes to the
+        // scan program first, which then tail-calls the core (if it is not
+        // loaded, the core classifies without it).
+        if st.classifier.may_scan(side, sc.buf[0]) {
+            try_tail_call(ctx, prog, SCAN_SLOT);
+        }
         tail_call(ctx, prog, 0);
         wipe(sc);
     }
@@ -525,6 +531,8 @@ fn stage_payload(skb: *mut __sk_buff, side: Side, p: &Packet, skip: u32) -> bool
     }
     sc.side = side as u8;
     sc.tcp_flags = p.flags;
+    sc.seg_off = p.payload_off + skip;
+    sc.seg_len = p.payload_len - skip;
     true
 }
 
@@ -532,16 +540,29 @@ fn stage_payload(skb: *mut __sk_buff, side: Side, p: &Packet, skip: u32) -> bool
 /// `1..=STAGES`: the family stages). Returns only on failure, counted.
 #[inline(always)]
 fn tail_call<C: EbpfContext>(ctx: &C, prog: Program, index: u32) {
+    try_tail_call(ctx, prog, index);
+    count(Stat::TailCallFailed);
+}
+
+/// `tail_call` to the core, for the credentials scan program.
+#[inline(always)]
+pub fn tail_call_core<C: EbpfContext>(ctx: &C, prog: Program) {
+    tail_call(ctx, prog, 0);
+}
+
+/// A tail call that may fail without counting: the credentials scan's slot
+/// stays empty on kernels without `bpf_loop` (see credentials.rs).
+#[inline(always)]
+fn try_tail_call<C: EbpfContext>(ctx: &C, prog: Program, index: u32) {
     // SAFETY: ctx is this program's context; the classifier programs have
     // the same type. Returns only on failure.
-    unsafe {
+    let _ = unsafe {
         match prog {
             Program::CgroupIngress => CLASSIFY_CGROUP_INGRESS.tail_call(ctx, index),
             Program::CgroupEgress => CLASSIFY_CGROUP_EGRESS.tail_call(ctx, index),
             Program::Tc => CLASSIFY_TC.tail_call(ctx, index),
         }
     };
-    count(Stat::TailCallFailed);
 }
 
 /// Entry of the core classifier program (index 0): counts the staged
@@ -560,9 +581,8 @@ pub fn classify<C: EbpfContext>(ctx: &C, prog: Program) {
         let st = unsafe { &mut *state };
         if !track::is_decided(st) {
             let side = staged_side(sc);
-            let (v, route) = st
-                .classifier
-                .begin(side, &Prefix::new(&sc.buf, sc.len as usize));
+            let data = Prefix::new(&sc.buf, sc.len as usize);
+            let (v, route) = st.classifier.begin(side, &data);
             let route = carry(sc, route);
             if route.stage != 0 {
                 copy_classifier(&raw const st.classifier, &raw mut sc.cls);
@@ -613,7 +633,7 @@ pub fn classify_stage<C: EbpfContext, const F: u8>(ctx: &C, prog: Program) {
 /// The staged segment's side, without a branch: the verifier would
 /// otherwise walk the rest of the program once per side.
 #[inline(always)]
-fn staged_side(sc: &Scratch) -> Side {
+pub fn staged_side(sc: &Scratch) -> Side {
     const _: () = assert!(Side::Client as u8 == 0 && Side::Server as u8 == 1);
     // SAFETY: a byte of this CPU's slot; masked to 0 or 1, both `Side`s.
     unsafe { core::mem::transmute::<u8, Side>(core::ptr::read_volatile(&raw const sc.side) & 1) }
@@ -661,6 +681,16 @@ fn conclude(hook: Hook, sc: &Scratch, st: &mut FlowState, side: Side, verdict: O
     if track::closes(sc.tcp_flags) {
         // Classified segments have payload: the flow is in `FLOWS`.
         on_close(hook, &sc.key, st, side, sc.tcp_flags, Table::Flows);
+    }
+}
+
+/// `wipe` of this CPU's scratch, for a program that ends a segment
+/// without classifying it (the credentials scan, on a failed tail call).
+#[inline(always)]
+pub fn wipe_staged() {
+    if let Some(sc) = SCRATCH.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot; nothing else runs on this CPU meanwhile.
+        wipe(unsafe { &mut *sc });
     }
 }
 

@@ -931,11 +931,13 @@ fn verified_instructions_stay_below_the_limit() {
 
 /// Bytes of the kernel's per-CPU `Scratch` value (agent-ebpf/src/maps.rs):
 /// the payload prefix, the flow key, length, side, flags, stage pass,
-/// padding, the classifier state carried between stages.
+/// padding, the classifier state carried between stages, the segment's
+/// offset and length (for the credentials scan).
 const SCRATCH_BYTES: usize = (PREFIX
     + size_of::<agent_common::wire::FlowKey>()
     + 8
-    + size_of::<agent_common::FlowClassifier>())
+    + size_of::<agent_common::FlowClassifier>()
+    + 8)
 .next_multiple_of(8);
 
 /// The staged payload prefix of every CPU's scratch slot.
@@ -1079,6 +1081,8 @@ fn staged_kernel_verdicts_equal_the_classifier_on_every_recorded_session() {
                     Side::Server
                 };
                 if verdict.is_none() {
+                    // As the kernel: the credentials scan, then the classifier.
+                    agent_common::classify::credentials::scan_segment(&mut flow, side, bytes);
                     verdict = flow.on_segment(side, &PrefixBuf::new(bytes).prefix());
                 }
                 let len = u32::try_from(bytes.len()).expect("short");
@@ -1114,5 +1118,123 @@ fn staged_kernel_verdicts_equal_the_classifier_on_every_recorded_session() {
         for (port, (session, want)) in &expected {
             assert_eq!(got.get(port), Some(want), "{hook:?}: {session}");
         }
+    }
+}
+
+/// Every CPU's credentials-scan buffer (agent-ebpf/src/maps.rs `SCAN_BUF`).
+fn scan_buffers(k: &Kernel) -> Vec<Vec<u8>> {
+    use agent_common::classify::credentials::SCAN_MAX;
+    let map = k.dp.ebpf.map("SCAN_BUF").expect("SCAN_BUF map");
+    let bufs = aya::maps::PerCpuArray::<_, [u8; SCAN_MAX]>::try_from(map)
+        .expect("SCAN_BUF is a per-CPU array of ScanBuf");
+    let values = bufs.get(&0, 0).expect("slot 0");
+    values.iter().map(|v| v.to_vec()).collect()
+}
+
+/// Sends `segs` (client or server, fixture file) on one fresh flow; the
+/// flow's verdict.
+fn verdict_of(k: &mut Kernel, segs: &[(bool, &str)]) -> Flow {
+    handshake(k, C, S);
+    let (mut cseq, mut sseq) = (1001u32, 5001u32);
+    for (client, name) in segs {
+        let bytes = fixture(name);
+        let n = u32::try_from(bytes.len()).expect("small fixture");
+        if *client {
+            k.send(&Segment::new(C, 40000, S, 80, cseq, ACK | PSH, &bytes));
+            cseq += n;
+        } else {
+            k.send(&Segment::new(S, 80, C, 40000, sseq, ACK | PSH, &bytes));
+            sseq += n;
+        }
+    }
+    k.one_verdict()
+}
+
+#[test]
+fn credentials_past_the_prefix_are_found_and_the_scan_leaves_no_copy() {
+    use agent_common::Reason;
+    let creds = Reason::CleartextCredentials;
+    for hook in Hook::ALL {
+        for (segs, reason) in [
+            (
+                &[(true, "curl-7.88-http-basic-after-headers.c2s.0.bin")][..],
+                creds,
+            ),
+            (
+                &[(true, "curl-7.88-http-bearer-after-headers.c2s.0.bin")][..],
+                creds,
+            ),
+            (
+                &[(true, "python-requests-2.34-bearer-after-headers.c2s.0.bin")][..],
+                creds,
+            ),
+            (
+                &[(true, "curl-7.88-http-x-api-key-after-headers.c2s.0.bin")][..],
+                creds,
+            ),
+            (
+                &[(true, "curl-7.88-http-digest-after-headers.c2s.0.bin")][..],
+                Reason::None,
+            ),
+            (
+                &[(
+                    true,
+                    "curl-7.88-http-no-credentials-after-headers.c2s.0.bin",
+                )][..],
+                Reason::None,
+            ),
+            (
+                &[
+                    (true, "pika-1.4-publish-rabbitmq-3.10.c2s.0.bin"),
+                    (false, "pika-1.4-publish-rabbitmq-3.10.s2c.0.bin"),
+                    (true, "pika-1.4-publish-rabbitmq-3.10.c2s.1.bin"),
+                ][..],
+                creds,
+            ),
+            (
+                &[
+                    (false, "nats-py-2.16-userpass-nats-server-2.9.s2c.0.bin"),
+                    (true, "nats-py-2.16-userpass-nats-server-2.9.c2s.0.bin"),
+                ][..],
+                creds,
+            ),
+            (
+                &[
+                    (false, "nats-py-2.16-anonymous-nats-server-2.9.s2c.0.bin"),
+                    (true, "nats-py-2.16-anonymous-nats-server-2.9.c2s.0.bin"),
+                ][..],
+                Reason::None,
+            ),
+        ] {
+            let mut k = Kernel::load(hook);
+            let f = verdict_of(&mut k, segs);
+            assert_eq!(
+                f.verdict.encryption,
+                Encryption::Plaintext,
+                "{hook:?} {segs:?}: {f:?}"
+            );
+            assert_eq!(f.verdict.reason, reason, "{hook:?} {segs:?}: {f:?}");
+            // Exactly the one segment that can carry them was read.
+            assert_eq!(k.stat(Stat::CredentialScans), 1, "{hook:?} {segs:?}");
+            assert_eq!(k.stat(Stat::TailCallFailed), 0, "{hook:?} {segs:?}");
+            for (cpu, buf) in scan_buffers(&k).iter().enumerate() {
+                assert!(
+                    buf.iter().all(|b| *b == 0),
+                    "{hook:?}: CPU {cpu} keeps {:?}",
+                    String::from_utf8_lossy(buf)
+                );
+            }
+        }
+        // A TLS hello is never scanned.
+        let mut k = Kernel::load(hook);
+        let f = verdict_of(
+            &mut k,
+            &[
+                (true, "curl-7.88-tls13-s_server.c2s.0.bin"),
+                (false, "curl-7.88-tls13-s_server.s2c.0.bin"),
+            ],
+        );
+        assert_eq!(f.verdict.encryption, Encryption::Tls, "{hook:?}: {f:?}");
+        assert_eq!(k.stat(Stat::CredentialScans), 0, "{hook:?}");
     }
 }

@@ -26,6 +26,10 @@ use super::bytes::Prefix;
 use super::dissector::Registered;
 use super::{FlowClassifier, Side, Stage, amqp, http, nats};
 
+/// The kernel's scan program's index in each hook's classifier program
+/// array: after the core (0) and the family stages (`1..=STAGES`).
+pub const SCAN_SLOT: u32 = 1 + super::STAGES as u32;
+
 /// Bytes of a segment the scan reads at most. Lines that start in the
 /// last 24 of them are not matched (a match reads 24 bytes on).
 pub const SCAN_MAX: usize = 2048;
@@ -118,25 +122,54 @@ impl FlowClassifier {
     #[must_use]
     #[inline(always)]
     pub fn credential_scan(&self, side: Side, d: &Prefix<'_>) -> Scan {
-        if side != Side::Client {
-            return Scan::None;
-        }
-        let stage = self.stage;
-        let fresh = stage == Stage::Start as u8 && self.segs[0] == 0;
-        if nats::is_connect(d) {
-            // Named before HTTP: `CONNECT {` is NATS, not an HTTP CONNECT.
-            if fresh || stage == <nats::Nats as Registered>::BASE + nats::AFTER_INFO {
-                return Scan::NatsConnect;
-            }
-            return Scan::None;
-        }
-        if fresh && http::is_request(d) {
-            return Scan::HttpHeaders;
-        }
-        if stage == <amqp::Amqp as Registered>::BASE + amqp::AFTER_HEADER && amqp::is_start_ok(d) {
-            return Scan::AmqpStartOk;
-        }
-        Scan::None
+        // Fresh reads and no early returns: in the kernel this runs before
+        // the classifier, and a register narrowed here (the stage, a byte)
+        // and reused there would split every path through it (the core's
+        // verifier count doubled).
+        // SAFETY: reads of this struct's own fields.
+        let (stage, sent) = unsafe {
+            (
+                core::ptr::read_volatile(&raw const self.stage),
+                core::ptr::read_volatile(&raw const self.segs[0]),
+            )
+        };
+        let client = side == Side::Client;
+        let fresh = (stage == Stage::Start as u8) & (sent == 0);
+        let connect = nats::is_connect(d);
+        // `CONNECT {` is NATS, not an HTTP CONNECT.
+        let nats =
+            connect & (fresh | (stage == <nats::Nats as Registered>::BASE + nats::AFTER_INFO));
+        let http = !connect & fresh & http::is_request(d);
+        let amqp =
+            (stage == <amqp::Amqp as Registered>::BASE + amqp::AFTER_HEADER) & amqp::is_start_ok(d);
+        let scan = u8::from(client)
+            * (u8::from(http) * Scan::HttpHeaders as u8
+                | u8::from(amqp) * Scan::AmqpStartOk as u8
+                | u8::from(nats) * Scan::NatsConnect as u8);
+        Scan::from_u8(scan)
+    }
+
+    /// Whether `credential_scan` could pick a scan for this segment, from
+    /// its first byte alone: what the kernel's hook asks (a handful of
+    /// compares, branch-free: `credential_scan`'s signatures there
+    /// multiplied the hook's verified instructions by four) before it
+    /// hands the segment to the scan program, which asks the real question.
+    #[must_use]
+    #[inline(always)]
+    pub fn may_scan(&self, side: Side, first: u8) -> bool {
+        // SAFETY: reads of this struct's own fields.
+        let (stage, sent) = unsafe {
+            (
+                core::ptr::read_volatile(&raw const self.stage),
+                core::ptr::read_volatile(&raw const self.segs[0]),
+            )
+        };
+        let fresh = (stage == Stage::Start as u8) & (sent == 0);
+        // HTTP methods and NATS' `CONNECT`; AMQP's method frame type.
+        let upper = first.wrapping_sub(b'A') < 26;
+        let nats = stage == <nats::Nats as Registered>::BASE + nats::AFTER_INFO;
+        let amqp = (stage == <amqp::Amqp as Registered>::BASE + amqp::AFTER_HEADER) & (first == 1);
+        (side == Side::Client) & ((fresh & upper) | nats | amqp)
     }
 
     /// A scan of this flow found credentials sent in the clear.

@@ -662,6 +662,7 @@ pub const fn stat_name(s: Stat) -> &'static str {
         Stat::EmbryosCreated => "embryos_created",
         Stat::EmbryosPromoted => "embryos_promoted",
         Stat::EmbryosClosed => "embryos_closed",
+        Stat::CredentialScans => "credential_scans",
     }
 }
 

@@ -179,6 +179,49 @@ fn install_classifiers(ebpf: &mut Ebpf) -> Result<(), DatapathError> {
             table.set(index, &fd, 0).map_err(install)?;
         }
     }
+    install_scans(ebpf)
+}
+
+/// The credentials scan programs (agent-ebpf/src/credentials.rs), at
+/// `SCAN_SLOT` of each hook's array. They need `bpf_loop` (Linux 5.17):
+/// where the kernel rejects them, the slot stays empty, the core
+/// classifies without the scan, and the agent says what is not seen.
+fn install_scans(ebpf: &mut Ebpf) -> Result<(), DatapathError> {
+    use agent_common::classify::credentials::SCAN_SLOT;
+    for (prog, map) in [
+        ("cgroup_scan_ingress", "CLASSIFY_CGROUP_INGRESS"),
+        ("cgroup_scan_egress", "CLASSIFY_CGROUP_EGRESS"),
+        ("tc_scan", "CLASSIFY_TC"),
+    ] {
+        let fd = match load_classifier(ebpf, prog) {
+            Ok(fd) => fd,
+            Err(e @ DatapathError::Verifier { .. }) => {
+                log::warn!(
+                    "the credentials scan did not load ({}); this kernel may lack bpf_loop \
+                     (Linux 5.17+): credentials past a segment's first {} bytes (HTTP \
+                     Authorization after long headers, AMQP PLAIN, a NATS CONNECT's password) \
+                     are not reported",
+                    // The verifier's log can run to megabytes: its start says why.
+                    crate::logging::chain(&e)
+                        .chars()
+                        .take(400)
+                        .collect::<String>(),
+                    agent_common::wire::PREFIX
+                );
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let install = |error| DatapathError::Install {
+            prog: prog.into(),
+            map,
+            error: Box::new(error),
+        };
+        let mut table =
+            ProgramArray::try_from(ebpf.map_mut(map).ok_or(DatapathError::MapMissing(map))?)
+                .map_err(install)?;
+        table.set(SCAN_SLOT, &fd, 0).map_err(install)?;
+    }
     Ok(())
 }
 

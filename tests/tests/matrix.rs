@@ -318,6 +318,25 @@ fn nginx_cases(t: &Topology, check: &mut Checker<'_>) {
             },
         );
     }
+    // Credentials past the classifier's 128-byte prefix, where real
+    // requests carry them: after ~400 bytes of other headers.
+    let url = format!("http://{}:{}/", t.server_ip, nginx::HTTP_PORT);
+    for auth in [
+        "Authorization: Basic YXBwOmFwcC1wdw==",
+        "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJvcmRlcnMifQ.c2lnbmF0dXJl",
+    ] {
+        check.expect_edge(
+            Expected::new(t, nginx::HTTP_PORT, "http", "plaintext").reason("cleartext_credentials"),
+            || {
+                let mut args: Vec<&str> = HEADERS_BEFORE_AUTH
+                    .iter()
+                    .flat_map(|h| ["-H", *h])
+                    .collect();
+                args.extend(["-H", auth]);
+                assert_eq!(clients::curl(t, &args, &url), "plain\n");
+            },
+        );
+    }
     check.expect_edge(
         Expected::new(t, nginx::H2C_PORT, "http2", "plaintext"),
         || {
@@ -327,6 +346,16 @@ fn nginx_cases(t: &Topology, check: &mut Checker<'_>) {
         },
     );
 }
+
+/// About 400 bytes of the headers services send before `Authorization`.
+const HEADERS_BEFORE_AUTH: [&str; 6] = [
+    "X-Request-Id: 6f1c2a9e-3b7d-4c1e-9a55-2f0e8b7d4c31",
+    "Accept-Language: en-GB,en;q=0.9,fr;q=0.8,de;q=0.7",
+    "Cookie: session=9b7f2c1d4e5a6b7c8d9e0f1a2b3c4d5e; theme=dark; consent=accepted; _ga=GA1.2.1234567890.1700000000",
+    "X-Forwarded-For: 10.0.3.17, 10.0.1.4",
+    "Traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    "Cache-Control: no-cache",
+];
 
 /// gRPC as services call each other: in the clear over h2c (HTTP/2
 /// without TLS) and over TLS.

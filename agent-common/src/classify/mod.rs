@@ -74,6 +74,7 @@ dissectors! {
     /// access, name and file services.
     web {
         nats::Nats,
+        http_connect::HttpConnect,
         http::Http,
         ssh::Ssh,
         dns::Dns,

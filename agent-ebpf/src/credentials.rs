@@ -6,14 +6,15 @@
 //! bytes of the segment into `SCAN_BUF`, runs `credentials::step` over
 //! them from `bpf_loop` (the callback is verified once, not once per
 //! word: an unrolled or bounded loop went past the verifier's 1M
-//! instructions), marks the flow if a step found credentials, zeroes the
-//! copy and tail-calls the core again.
+//! instructions), tells the core if a step found credentials (the core
+//! marks the flow: it looks the flow up anyway), zeroes the copy and
+//! tail-calls the core.
 //!
 //! `bpf_loop` needs Linux 5.17: on older kernels this program does not
 //! load, the agent says so, and the core classifies without the scan
 //! (credentials in the prefix are still found).
 
-use crate::maps::{FLOWS, SCAN_BUF, SCRATCH, count};
+use crate::maps::{SCAN_BUF, SCRATCH, count};
 use crate::observe::{Program, staged_side, tail_call_core, wipe_staged};
 use agent_common::{
     classify::{
@@ -47,16 +48,14 @@ pub fn scan<C: EbpfContext>(ctx: &C, prog: Program) {
 
 #[inline(always)]
 fn run(skb: *mut __sk_buff) {
-    let Some(sc) = SCRATCH.get_ptr(0) else {
+    let Some(sc_ptr) = SCRATCH.get_ptr_mut(0) else {
         return;
     };
-    // SAFETY: this CPU's slot, filled by the hook and the core.
-    let sc = unsafe { &*sc };
-    let Some(st) = FLOWS.get_ptr(&sc.key) else {
-        return;
-    };
-    // SAFETY: a live map value (see `observe::track`).
-    let scan = unsafe { (*st).classifier }
+    // SAFETY: this CPU's slot, filled by the hook.
+    let sc = unsafe { &*sc_ptr };
+    // The flow's state, copied here by the hook.
+    let scan = sc
+        .cls
         .credential_scan(staged_side(sc), &Prefix::new(&sc.buf, sc.len as usize));
     if scan == Scan::None {
         return;
@@ -106,10 +105,8 @@ fn run(skb: *mut __sk_buff) {
             0,
         )
     };
-    if walk.found != 0 {
-        // SAFETY: as above; one word of the flow's state changes.
-        unsafe { (*st.cast_mut()).classifier.credentials_found() };
-    }
+    // SAFETY: this CPU's slot; the core marks the flow.
+    unsafe { (*sc_ptr).credentials = walk.found };
     wipe(buf, n);
 }
 

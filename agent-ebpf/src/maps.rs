@@ -96,6 +96,9 @@ pub struct Scratch {
     /// there are (not only the prefix): for the credentials scan.
     pub seg_off: u32,
     pub seg_len: u32,
+    /// 1 when the credentials scan found a secret in this segment: the
+    /// core marks the flow (it looks the flow up anyway).
+    pub credentials: u8,
 }
 
 #[map]

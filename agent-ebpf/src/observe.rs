@@ -328,6 +328,8 @@ fn track<C: EbpfContext>(ctx: &C, skb: *mut __sk_buff, prog: Program, p: &Packet
         // scan program first, which then tail-calls the core (if it is not
         // loaded, the core classifies without it).
         if st.classifier.may_scan(side, sc.buf[0]) {
+            // The scan program reads the state from here: no second lookup.
+            copy_classifier(&raw const st.classifier, &raw mut sc.cls);
             try_tail_call(ctx, prog, SCAN_SLOT);
         }
         tail_call(ctx, prog, 0);
@@ -533,6 +535,7 @@ fn stage_payload(skb: *mut __sk_buff, side: Side, p: &Packet, skip: u32) -> bool
     sc.tcp_flags = p.flags;
     sc.seg_off = p.payload_off + skip;
     sc.seg_len = p.payload_len - skip;
+    sc.credentials = 0;
     true
 }
 
@@ -581,6 +584,9 @@ pub fn classify<C: EbpfContext>(ctx: &C, prog: Program) {
         let st = unsafe { &mut *state };
         if !track::is_decided(st) {
             let side = staged_side(sc);
+            // SAFETY: a byte of this CPU's slot (the scan program's finding).
+            let found = unsafe { core::ptr::read_volatile(&raw const sc.credentials) };
+            st.classifier.credentials_found_if(found);
             let data = Prefix::new(&sc.buf, sc.len as usize);
             let (v, route) = st.classifier.begin(side, &data);
             let route = carry(sc, route);

@@ -222,6 +222,11 @@ const ROWS: &[(&str, &str, usize)] = &[
         0,
     ),
     (
+        "test_run.first_payload_credentials.ns_per_run",
+        "test run ns/run: first payload, 500-byte request (credentials scan)",
+        0,
+    ),
+    (
         "test_run.pure_ack_stats_on.ns_per_run",
         "test run ns/run: pure ACK, run-time statistics on",
         0,
@@ -300,6 +305,10 @@ const ABOVE_FLOOR: &[(&str, &str)] = &[
     (
         "test_run.first_payload_unknown.ns_per_run",
         "test run ns/run above the floor: first payload, unrecognised",
+    ),
+    (
+        "test_run.first_payload_credentials.ns_per_run",
+        "test run ns/run above the floor: first payload, credentials scan",
     ),
 ];
 

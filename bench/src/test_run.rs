@@ -39,6 +39,11 @@ const C: &str = "10.1.0.1";
 const S: &str = "10.1.0.2";
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n";
 const REPLY: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+/// curl's request with six common headers (~400 bytes) before a bearer
+/// token (agent-common's curl-7.88-http-bearer-after-headers fixture).
+const AUTH_REQUEST: &[u8] = include_bytes!(
+    "../../agent-common/tests/fixtures/curl-7.88-http-bearer-after-headers.c2s.0.bin"
+);
 
 /// Measures every path of the selected configurations into `results`, on a
 /// thread of its own pinned to one CPU (the programs keep per-CPU state; the
@@ -205,6 +210,33 @@ fn measure_hook(progs: &[Measured], results: &mut Results) -> anyhow::Result<()>
         "a verdict per flow, at its RST only",
     )?;
     k.expect(&before, Stat::TailCallFailed, 0, "every stage reached")?;
+
+    // A first request with credentials after ~400 bytes of headers, as
+    // services send them: beside `first_payload` (a 31-byte request, whose
+    // scan reads 4 words), what the credentials scan costs a flow when it
+    // has the most to read (docs/benchmarks.md).
+    let before = k.stats();
+    k.singles(
+        progs,
+        ["first_payload_credentials.ns_per_run"],
+        &mut record,
+        |k, prog, n| {
+            let port = 50_000 + u16::try_from(n % 10_000)?;
+            Ok([k.first_payload_with(prog, port, AUTH_REQUEST)?])
+        },
+    )?;
+    k.expect(
+        &before,
+        Stat::CredentialScans,
+        flows,
+        "one credentials scan per flow",
+    )?;
+    k.expect(
+        &before,
+        Stat::TailCallFailed,
+        0,
+        "the scan and the core reached",
+    )?;
 
     // Everything above must have run without statistics, or it measured
     // them too (kernel.bpf_stats_enabled, or someone's BPF_ENABLE_STATS).
@@ -375,6 +407,20 @@ impl Kernel {
         let data = Segment::new(C, port, S, 80, 1001, ACK | PSH, UNKNOWN);
         let ns = self.run(prog, &data.frame(), 1)?;
         let rst = Segment::new(C, port, S, 80, 1001 + len(UNKNOWN), RST, b"");
+        self.run(prog, &rst.frame(), 1)?;
+        self.drain();
+        Ok(ns)
+    }
+
+    /// SYN, SYN-ACK, then (timed) the client's first segment `payload`,
+    /// then an RST; ns of the payload's run.
+    fn first_payload_with(&mut self, prog: &str, port: u16, payload: &[u8]) -> anyhow::Result<f64> {
+        let [syn, syn_ack, ..] = flow(port);
+        self.run(prog, &syn.frame(), 1)?;
+        self.run(prog, &syn_ack.frame(), 1)?;
+        let data = Segment::new(C, port, S, 80, 1001, ACK | PSH, payload);
+        let ns = self.run(prog, &data.frame(), 1)?;
+        let rst = Segment::new(C, port, S, 80, 1001 + len(payload), RST, b"");
         self.run(prog, &rst.frame(), 1)?;
         self.drain();
         Ok(ns)

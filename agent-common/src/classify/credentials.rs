@@ -177,6 +177,13 @@ impl FlowClassifier {
     pub fn credentials_found(&mut self) {
         self.flags |= super::F_CREDENTIALS;
     }
+
+    /// `credentials_found` when `found` is 1 (0: nothing), branch-free for
+    /// the kernel's core, which applies the scan program's finding.
+    #[inline(always)]
+    pub fn credentials_found_if(&mut self, found: u8) {
+        self.flags |= super::F_CREDENTIALS * (found & 1);
+    }
 }
 
 /// Steps a scan of `len` copied bytes takes: one per word, AMQP's one.

@@ -559,7 +559,7 @@ pub fn tail_call_core<C: EbpfContext>(ctx: &C, prog: Program) {
 fn try_tail_call<C: EbpfContext>(ctx: &C, prog: Program, index: u32) {
     // SAFETY: ctx is this program's context; the classifier programs have
     // the same type. Returns only on failure.
-    let _ = unsafe {
+    unsafe {
         match prog {
             Program::CgroupIngress => CLASSIFY_CGROUP_INGRESS.tail_call(ctx, index),
             Program::CgroupEgress => CLASSIFY_CGROUP_EGRESS.tail_call(ctx, index),

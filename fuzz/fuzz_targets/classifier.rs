@@ -1,5 +1,6 @@
 //! The classifier over random segments per side, in random order, as the
-//! kernel feeds it (`FlowClassifier::on_segment` until a verdict), for a
+//! kernel feeds it (the credentials scan, then `FlowClassifier::on_segment`
+//! until a verdict), for a
 //! flow seen from its SYN and for one first seen mid-stream (where a
 //! server's bytes may answer a request it did not see, so the two may
 //! decide differently): the segment budget holds, a verdict comes once and
@@ -7,7 +8,10 @@
 //! carried payload.
 #![no_main]
 
-use agent_common::classify::PrefixBuf;
+use agent_common::classify::{
+    PrefixBuf,
+    credentials::{self, Scan},
+};
 use agent_common::wire::MAX_SEGMENTS;
 use agent_common::{FlowClassifier, Side};
 use libfuzzer_sys::fuzz_target;
@@ -29,6 +33,14 @@ fn classify(mut c: FlowClassifier, data: &[u8]) {
             Side::Client
         };
         let buf = PrefixBuf::new(seg.payload);
+        // The kernel hands only `may_scan` segments to the scan program:
+        // every segment the scan wants must pass it.
+        if c.credential_scan(side, &buf.prefix()) != Scan::None {
+            let first = seg.payload.first().copied().unwrap_or_default();
+            assert!(c.may_scan(side, first), "a scan the hook would skip");
+        }
+        // As both runtimes: the credentials scan, then the classifier.
+        credentials::scan_segment(&mut c, side, seg.payload);
         let verdict = c.on_segment(side, &buf.prefix());
         for side in [Side::Client, Side::Server] {
             assert!(c.segments(side) <= MAX_SEGMENTS, "budget overrun");

@@ -143,9 +143,9 @@ impl FlowClassifier {
         let amqp =
             (stage == <amqp::Amqp as Registered>::BASE + amqp::AFTER_HEADER) & amqp::is_start_ok(d);
         let scan = u8::from(client)
-            * (u8::from(http) * Scan::HttpHeaders as u8
-                | u8::from(amqp) * Scan::AmqpStartOk as u8
-                | u8::from(nats) * Scan::NatsConnect as u8);
+            * ((u8::from(http) * Scan::HttpHeaders as u8)
+                | (u8::from(amqp) * Scan::AmqpStartOk as u8)
+                | (u8::from(nats) * Scan::NatsConnect as u8));
         Scan::from_u8(scan)
     }
 

@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 
 const IPERF_PORT: u16 = 5201;
 const PEER_PORT: u16 = 7000;
+/// The same load generator's server inside the observed cgroup (the
+/// same-node configurations).
+const SAME_NODE_PEER_PORT: u16 = 7001;
 /// Edges for the memory measurement: EDGE_SOURCES client addresses ×
 /// EDGE_PORTS server ports = 10,000 distinct (client, server, port).
 const EDGE_SOURCES: (u16, u16) = (10, 109);
@@ -74,6 +77,15 @@ pub enum Config {
     Tc,
     #[value(name = "ndpiReader")]
     Ndpi,
+    /// Do-nothing programs on the cgroup hook, both ends in the cgroup: the
+    /// floor under `CgroupSameNode`.
+    #[value(name = "floor-cgroup-same-node")]
+    FloorCgroupSameNode,
+    /// The cgroup hook with the server in the observed cgroup too: client
+    /// and server on one node (pod to pod, app and sidecar), so every
+    /// connection is seen at both sockets. New-connection phases only.
+    #[value(name = "plainsight-cgroup-same-node")]
+    CgroupSameNode,
 }
 
 /// The bench's phases, as `--phase` names them.
@@ -109,13 +121,15 @@ impl Phase {
 }
 
 impl Config {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 8] = [
         Self::NoAgent,
         Self::FloorCgroup,
         Self::Cgroup,
         Self::FloorTc,
         Self::Tc,
         Self::Ndpi,
+        Self::FloorCgroupSameNode,
+        Self::CgroupSameNode,
     ];
 
     /// The do-nothing programs on the same hook.
@@ -123,7 +137,23 @@ impl Config {
         match self {
             Self::Cgroup => Some(Self::FloorCgroup),
             Self::Tc => Some(Self::FloorTc),
+            Self::CgroupSameNode => Some(Self::FloorCgroupSameNode),
             _ => None,
+        }
+    }
+
+    /// Both ends of each connection observed (the peer server inside the
+    /// cgroup): only the new-connection phases run.
+    pub fn same_node(self) -> bool {
+        matches!(self, Self::FloorCgroupSameNode | Self::CgroupSameNode)
+    }
+
+    /// The peer server the load generator connects to.
+    fn peer_port(self) -> u16 {
+        if self.same_node() {
+            SAME_NODE_PEER_PORT
+        } else {
+            PEER_PORT
         }
     }
 
@@ -135,6 +165,8 @@ impl Config {
             Self::Cgroup => "plainsight-cgroup",
             Self::Tc => "plainsight-tc",
             Self::Ndpi => "ndpiReader",
+            Self::FloorCgroupSameNode => "floor-cgroup-same-node",
+            Self::CgroupSameNode => "plainsight-cgroup-same-node",
         }
     }
 }
@@ -151,7 +183,7 @@ impl Observer {
     fn start(cfg: Config, t: &Topology, exe: &Path) -> anyhow::Result<Self> {
         Ok(match cfg {
             Config::NoAgent => Self::Nothing,
-            Config::FloorCgroup => {
+            Config::FloorCgroup | Config::FloorCgroupSameNode => {
                 let cg = t.cgroup.to_str().context("cgroup path is UTF-8")?;
                 Self::Floor(start_floor(t, None, exe, &["--cgroup", cg])?)
             }
@@ -161,7 +193,7 @@ impl Observer {
                 exe,
                 &["--interface", &t.server_if],
             )?),
-            Config::Cgroup => Self::Agent(Agent::on_cgroup(t)),
+            Config::Cgroup | Config::CgroupSameNode => Self::Agent(Agent::on_cgroup(t)),
             Config::Tc => Self::Agent(Agent::on_tc(t)),
             Config::Ndpi => {
                 let mut p = t.spawn(
@@ -347,6 +379,8 @@ struct Bench<'a> {
     stats: bool,
     /// The veth ends whose offloads the offloads-off phases turn off.
     offloads: Vec<(Side, String)>,
+    /// The peer server of the configuration in its round.
+    peer_port: u16,
 }
 
 pub fn run(bin: &Path, opts: &Options) -> anyhow::Result<()> {
@@ -449,9 +483,24 @@ fn on_veth(
                 &format!("{}-{}", EDGE_PORTS.0, EDGE_PORTS.1),
             ],
         ),
+        // In the cgroup: a connection to it is seen at both its sockets.
+        t.spawn(
+            Side::Server,
+            true,
+            &[
+                &exe_s,
+                "peer",
+                "server",
+                "--port",
+                &SAME_NODE_PEER_PORT.to_string(),
+                "--threads",
+                &server_threads,
+            ],
+        ),
     ];
     t.wait_listening(IPERF_PORT);
     t.wait_listening(PEER_PORT);
+    t.wait_listening(SAME_NODE_PEER_PORT);
     t.wait_listening(EDGE_PORTS.1);
 
     let memory = phases.contains(&Phase::Memory);
@@ -467,6 +516,7 @@ fn on_veth(
             (Side::Client, t.client_if.clone()),
             (Side::Server, t.server_if.clone()),
         ],
+        peer_port: PEER_PORT,
     };
     for round in 0..rounds {
         for i in 0..configs.len() {
@@ -545,7 +595,13 @@ impl Bench<'_> {
         let obs = Observer::start(cfg, self.t, &self.exe)?;
         std::thread::sleep(Duration::from_millis(500));
         let names = probe::prog_names(Snapshot::take(&obs)?.progs.into_keys());
-        let bulk = if self.phases.contains(&Phase::Bulk) {
+        self.peer_port = cfg.peer_port();
+        let phases = self.phases.clone();
+        let runs = move |p: Phase| {
+            phases.contains(&p)
+                && (!cfg.same_node() || matches!(p, Phase::Crr | Phase::CrrMax | Phase::CrrPaced))
+        };
+        let bulk = if runs(Phase::Bulk) {
             &[(true, "bulk_offload_on"), (false, "bulk_offload_off")][..]
         } else {
             &[]
@@ -578,7 +634,7 @@ impl Bench<'_> {
         }
 
         let mut said = Vec::new();
-        if self.phases.contains(&Phase::Rr) {
+        if runs(Phase::Rr) {
             let rr = self.peer("rr", THREADS)?.rate();
             self.record(cfg, "rr_per_s", rr);
             said.push(format!("{rr:.0} req/s"));
@@ -688,7 +744,12 @@ impl Bench<'_> {
         self.stats
             || !matches!(
                 cfg,
-                Config::Cgroup | Config::Tc | Config::FloorCgroup | Config::FloorTc
+                Config::Cgroup
+                    | Config::Tc
+                    | Config::FloorCgroup
+                    | Config::FloorTc
+                    | Config::CgroupSameNode
+                    | Config::FloorCgroupSameNode
             )
     }
 
@@ -823,7 +884,7 @@ impl Bench<'_> {
         threads: usize,
         extra: &[&str],
     ) -> anyhow::Result<peer::Outcome> {
-        let (server, port) = (self.t.server_ip.to_string(), PEER_PORT.to_string());
+        let (server, port) = (self.t.server_ip.to_string(), self.peer_port.to_string());
         let (threads, secs) = (threads.to_string(), self.secs.to_string());
         let mut args = vec![
             mode,

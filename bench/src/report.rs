@@ -679,5 +679,24 @@ fn targets(r: &Results) -> Vec<Value> {
             None,
         );
     }
+    // Both ends of every connection observed (client and server in the
+    // cgroup, as pods on one node): plainsight's own share of a connection,
+    // against the do-nothing programs seeing the same two sockets.
+    let (hook, floor) = (Config::CgroupSameNode, Config::FloorCgroupSameNode);
+    for (key, name) in [
+        ("crr_per_s", "new-connection rate"),
+        ("crr_max_per_s", "new-connection rate, 16 threads"),
+    ] {
+        let measured = percent_of(r, hook, floor, key).map(|s| median(&s));
+        let note = relative(r, floor, key).map(|v| format!("floor: {v:.1}% of no-agent"));
+        out.push(json!({
+            "config": hook.name(),
+            "target": format!("{}: {name} ≥ 99% of its floor (median per round)", hook.name()),
+            "measured": measured.map_or("not measured".to_owned(), |v| format!("{v:.2}%")),
+            "value": measured,
+            "met": measured.is_some_and(|v| v >= 99.0),
+            "floor": note,
+        }));
+    }
     out
 }

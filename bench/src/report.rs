@@ -575,6 +575,17 @@ fn targets(r: &Results) -> Vec<Value> {
                 floor,
             );
         }
+        // The cost issue's bar: plainsight's own work ≤ 1% of a connection,
+        // against the do-nothing programs on the same hook.
+        if let Some(f) = hook.floor() {
+            check(
+                format!("{h}: new-connection rate ≥ 99% of its floor (median per round)"),
+                percent_of(r, hook, f, "crr_per_s").map(|s| median(&s)),
+                "%",
+                &|v| v >= 99.0,
+                None,
+            );
+        }
         // Per program, the slowest one counts.
         for (phase, target, max) in [
             (

@@ -5,7 +5,7 @@
 //!
 //! # Wiring
 //!
-//! ```ignore
+//! ```text
 //! // before attaching: `[kubernetes]` settings -> where the API server is
 //! let prepared = KubeIdentities::prepare(settings.resolve()?.unwrap())?;
 //! prepared.health().register(&mut registry);               // plainsight_kubernetes_*

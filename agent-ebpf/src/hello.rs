@@ -75,17 +75,25 @@ pub fn export_if_hello(
 }
 
 /// Exports the first `n` (`track::client_flight`, at most `FLIGHT_MAX`)
-/// payload bytes of the client's flight after the ServerHello.
+/// payload bytes of the client's flight after the ServerHello. True when
+/// they start a second ClientHello instead (a HelloRetryRequest): nothing
+/// is exported, and the flow awaits the flight again.
 #[inline(always)]
-pub fn export_flight(skb: *mut __sk_buff, key: &FlowKey, client_is_hi: bool, p: &Packet, n: u32) {
+pub fn export_flight(
+    skb: *mut __sk_buff,
+    key: &FlowKey,
+    client_is_hi: bool,
+    p: &Packet,
+    n: u32,
+) -> bool {
     let Some(ev) = HELLO_SCRATCH.get_ptr_mut(0) else {
-        return;
+        return false;
     };
     // SAFETY: this CPU's slot; nothing else runs on this CPU meanwhile.
     let ev = unsafe { &mut *ev };
     let n = core::hint::black_box(n as usize);
     if n == 0 || n > FLIGHT_MAX {
-        return;
+        return false;
     }
     // SAFETY: `bytes` has room for n <= FLIGHT_MAX bytes.
     let rc = unsafe {
@@ -98,16 +106,23 @@ pub fn export_flight(skb: *mut __sk_buff, key: &FlowKey, client_is_hi: bool, p: 
     };
     if rc != 0 {
         count(Stat::PayloadLoadFailed);
-        return;
+        return false;
+    }
+    // A ClientHello is far longer than FLIGHT_MAX: all of the head is its.
+    // SAFETY: the first FLIGHT_MAX bytes of the (larger) buffer.
+    let head = unsafe { &*ev.bytes.as_ptr().cast::<[u8; FLIGHT_MAX]>() };
+    if n == FLIGHT_MAX && tls::retried_client_hello(head) {
+        return true;
     }
     // Only bytes that start a TLS record leave (ChangeCipherSpec, alert,
     // handshake, application data): a flow that only looked like TLS
     // keeps its bytes.
     let ct = ev.bytes[0];
     if !(0x14..=0x17).contains(&ct) {
-        return;
+        return false;
     }
     send(ev, key, client_is_hi, HELLO_KIND_CLIENT_FLIGHT, n);
+    false
 }
 
 /// Copies the hello `staged` (the classifier's prefix of this segment)

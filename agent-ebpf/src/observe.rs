@@ -192,6 +192,19 @@ fn recent_continues(p: &Packet) -> bool {
     true
 }
 
+/// Empties the CPU's slot for this segment's direction if it holds it.
+#[inline(always)]
+fn forget_recent(p: &Packet) {
+    let Some(slot) = recent_slot(p) else {
+        return;
+    };
+    // SAFETY: as in `recent_continues`.
+    let slot = unsafe { &mut *slot };
+    if slot.ports == ports_word(p) {
+        slot.ports = 0;
+    }
+}
+
 /// Remembers a decided flow's data segment in the CPU's slot (TC only).
 #[inline(always)]
 fn remember_decided(p: &Packet) {
@@ -345,8 +358,12 @@ fn track<C: EbpfContext>(ctx: &C, skb: *mut __sk_buff, prog: Program, p: &Packet
 #[inline(always)]
 fn export_flight(skb: *mut __sk_buff, key: &FlowKey, st: &mut FlowState, side: Side, p: &Packet) {
     let n = track::client_flight(st, side, p.payload_len);
-    if n != 0 {
-        hello::export_flight(skb, key, st.flags & FLOW_CLIENT_IS_HI != 0, p, n);
+    if n != 0 && hello::export_flight(skb, key, st.flags & FLOW_CLIENT_IS_HI != 0, p, n) {
+        // A HelloRetryRequest: the flight follows the next ServerHello, and
+        // the client's next segment must take the long way to be seen (on
+        // TC this one just filled the recent-flow slot).
+        track::await_client_flight(st);
+        forget_recent(p);
     }
 }
 

@@ -434,7 +434,12 @@ fn cell(samples: Option<&[f64]>, decimals: usize) -> String {
 
 fn print_table(r: &Results) {
     // The longest configuration name, and a space before it.
-    let w = 1 + Config::ALL.iter().map(|c| c.name().len()).max().unwrap_or(20).max(21);
+    let w = 1 + Config::ALL
+        .iter()
+        .map(|c| c.name().len())
+        .max()
+        .unwrap_or(20)
+        .max(21);
     let mut rows: Vec<(String, String, usize)> = ROWS
         .iter()
         .map(|(k, l, d)| ((*k).to_owned(), (*l).to_owned(), *d))

@@ -211,9 +211,9 @@ fn postgres_cases(t: &Topology, check: &mut Checker<'_>, fleet: &Fleet) {
 
 /// PostgreSQL's default `ssl_ecdh_curve` (prime256v1) is not the group
 /// libpq's ClientHello shares a key for (X25519): the server answers with a
-/// HelloRetryRequest, after which the client's flight shape is not read
-/// (README "Mutual TLS": `unknown`, never a guess).
-const HRR: &str = "unknown";
+/// HelloRetryRequest, and the client's flight (no certificate: psql has
+/// none here) comes after the second ServerHello.
+const HRR: &str = "server_only";
 
 /// Whether the session runs over TLS, from the server's own view.
 /// FreeTDS `tsql` against the PRELOGIN stand-in, one case per client

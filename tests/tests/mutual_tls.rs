@@ -137,6 +137,68 @@ fn tc_hook_reads_client_auth_and_server_certificates() {
     client_auth_and_certificates_are_read(&t, &cert, &agent);
 }
 
+/// TLS 1.3 servers that accept only P-256 key shares, reached by clients
+/// whose first key share is X25519: every handshake goes through a
+/// HelloRetryRequest (PostgreSQL's default `ssl_ecdh_curve` does the same
+/// to libpq), and the client's flight comes only after the second
+/// ServerHello. With a certificate where required, without where not.
+fn hello_retry_flows_are_read(t: &Topology, cert: &TestCert, agent: &Agent) {
+    const REQUIRED: u16 = 4424;
+    const NOT_ASKED: u16 = 4425;
+    let dir = WorkDir::new("mtls-hrr");
+    let ca = cert.cert.to_str().unwrap_or_default();
+    let p256 = ["-groups", "P-256"];
+    let _servers = [
+        tls::s_server(
+            t,
+            cert,
+            &dir,
+            REQUIRED,
+            "-tls1_3",
+            &[&p256[..], &["-Verify", "1", "-CAfile", ca]].concat(),
+        ),
+        tls::s_server(t, cert, &dir, NOT_ASKED, "-tls1_3", &p256),
+    ];
+    let server = IpAddr::from(t.server_ip);
+    let (c, k) = (
+        cert.cert.to_str().unwrap_or_default(),
+        cert.key.to_str().unwrap_or_default(),
+    );
+    for (port, with_cert, auth) in [
+        (REQUIRED, true, "mutual"),
+        (NOT_ASKED, false, "server_only"),
+    ] {
+        let mut args = vec!["-tls1_3", "-groups", "X25519:P-256", "-servername", SNI];
+        if with_cert {
+            args.extend(["-cert", c, "-key", k]);
+        }
+        let summary = clients::s_client_with(t, server, port, &args);
+        // The retry chose P-256 over the offered X25519 share.
+        assert!(
+            summary.contains("TLSv1.3") && summary.contains("prime256v1"),
+            "{summary}"
+        );
+        let e = agent.edge_to(port, 1);
+        assert_eq!(e["client_auth"], serde_json::json!({ auth: 1 }), "{e}");
+    }
+}
+
+#[test]
+fn cgroup_hook_reads_client_auth_after_a_hello_retry_request() {
+    let t = Topology::new();
+    let cert = TestCert::new();
+    let agent = Agent::on_cgroup(&t);
+    hello_retry_flows_are_read(&t, &cert, &agent);
+}
+
+#[test]
+fn tc_hook_reads_client_auth_after_a_hello_retry_request() {
+    let t = Topology::new();
+    let cert = TestCert::new();
+    let agent = Agent::on_tc(&t);
+    hello_retry_flows_are_read(&t, &cert, &agent);
+}
+
 /// nginx requiring (`ssl_verify_client on`) and offering (`optional`)
 /// client certificates, reached by curl with a certificate on the first
 /// and without one on the second, over TLS 1.2 and 1.3.

@@ -147,6 +147,20 @@ pub fn hello_record_len(d: &Prefix<'_>) -> usize {
     5 + d.be16(3) as usize
 }
 
+/// The head of a client's flight after a ServerHello (`FLIGHT_MAX` bytes,
+/// all of them read) is a second ClientHello, behind an optional
+/// ChangeCipherSpec: the ServerHello was a HelloRetryRequest (RFC 8446
+/// 4.1.4), and the flight that shows whether the client sent a certificate
+/// comes after the next ServerHello. Both runtimes then wait for it again
+/// (agent-ebpf hello.rs `export_flight`, replay).
+#[must_use]
+#[inline(always)]
+pub fn retried_client_hello(head: &[u8; crate::wire::FLIGHT_MAX]) -> bool {
+    let ccs = head[0] == 0x14 && head[1] == 3 && head[3] == 0 && head[4] == 1 && head[5] == 1;
+    let hello_at = |o: usize| head[o] == 0x16 && head[o + 1] == 3 && head[o + 5] == 1;
+    if ccs { hello_at(6) } else { hello_at(0) }
+}
+
 /// How many bytes of the segment a hello export takes (before the
 /// segment's own end): the hello's record, at most `HELLO_MAX`; for a
 /// ServerHello followed, within the prefix, by a handshake record that
@@ -241,6 +255,29 @@ mod tests {
         ($name:literal) => {
             include_bytes!(concat!("../../tests/fixtures/", $name, ".bin")).as_slice()
         };
+    }
+
+    fn head(data: &[u8]) -> [u8; crate::wire::FLIGHT_MAX] {
+        data[..crate::wire::FLIGHT_MAX]
+            .try_into()
+            .expect("16 bytes")
+    }
+
+    #[test]
+    fn a_second_client_hello_after_a_hello_retry_request_is_recognised() {
+        // s_client (X25519 first) against s_server -groups P-256: its
+        // ChangeCipherSpec and second ClientHello, then its flight.
+        let retry = fixture!("openssl-3.0-s_client-tls13-hrr.c2s.1");
+        assert!(super::retried_client_hello(&head(retry)));
+        let flight = fixture!("openssl-3.0-s_client-tls13-hrr.c2s.2");
+        assert!(!super::retried_client_hello(&head(flight)));
+        // A first ClientHello without a CCS before it reads as one too
+        // (never seen after a ServerHello but a retry's).
+        let first = fixture!("openssl-3.0-s_client-tls13-hrr.c2s.0");
+        assert!(super::retried_client_hello(&head(first)));
+        // Flights that are not hellos: TLS 1.2 client key exchange.
+        let tls12 = fixture!("openssl-3.0-s_client-tls12.c2s.1");
+        assert!(!super::retried_client_hello(&head(tls12)));
     }
 
     fn kind(data: &[u8], side: Side) -> Option<HelloKind> {

@@ -18,8 +18,10 @@
 //!
 //! Where the shape could mislead, the answer is `unknown`: a resumed
 //! session (no certificates are exchanged; 0-RTT early data needs one, so
-//! it is covered), a HelloRetryRequest (the next client record is a second
-//! ClientHello), raw public keys (RFC 7250: too small to count). A TLS 1.3
+//! it is covered), raw public keys (RFC 7250: too small to count). After
+//! a HelloRetryRequest both runtimes skip the client's second ClientHello
+//! and export the flight after the next ServerHello
+//! (`tls::retried_client_hello`). A TLS 1.3
 //! client that pads its Finished past `MIN_CERT_RECORD` would read as
 //! `mutual`: none of OpenSSL, curl, Python, Go or rustls pads.
 //!

@@ -23,9 +23,9 @@ use crate::pipeline::ftp_data::{self, FtpData};
 use crate::pipeline::tls_hello::{self, TlsMeta};
 use agent_common::{
     Encryption, Protocol, Side, Verdict,
-    classify::{PrefixBuf, credentials, mail::ftp_announces},
+    classify::{PrefixBuf, credentials, mail::ftp_announces, tls},
     track::{self, Inspect},
-    wire::{FLOW_CLIENT_IS_HI, FLOW_MIDSTREAM, FlowState},
+    wire::{FLIGHT_MAX, FLOW_CLIENT_IS_HI, FLOW_MIDSTREAM, FlowState},
 };
 use std::{collections::HashMap, net::SocketAddr};
 
@@ -128,6 +128,14 @@ impl Flow {
         let side = track::side(&self.state, t.from_lo);
         let n = track::client_flight(&mut self.state, side, t.payload_len);
         let head = payload.get(..usize::try_from(n).ok()?)?;
+        // As the kernel: a second ClientHello (a HelloRetryRequest) means
+        // the flight follows the next ServerHello.
+        if let Ok(full) = <&[u8; FLIGHT_MAX]>::try_from(head)
+            && tls::retried_client_hello(full)
+        {
+            track::await_client_flight(&mut self.state);
+            return None;
+        }
         // As the kernel, only bytes that start a TLS record.
         if n == 0 || !(0x14..=0x17).contains(head.first()?) {
             return None;

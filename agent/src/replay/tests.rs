@@ -182,8 +182,9 @@ fn flows_read_before_a_truncation_are_returned() {
 }
 
 /// Real clients with and without certificates against servers requiring,
-/// requesting and not asking for one (mtls-capture.sh): every flow's
-/// `client_auth` is what its client really did, none unknown.
+/// requesting and not asking for one (mtls-capture.sh), also through a
+/// HelloRetryRequest: every flow's `client_auth` is what its client really
+/// did, none unknown.
 #[test]
 fn client_auth_of_real_clients_with_and_without_certificates() {
     use crate::pipeline::client_auth::{self, ClientAuth};
@@ -211,8 +212,9 @@ fn client_auth_of_real_clients_with_and_without_certificates() {
         mutual += usize::from(*want == ClientAuth::Mutual);
     }
     assert_eq!(
-        mutual, 28,
-        "TLS 1.2 and 1.3, RSA and ECDSA client and server keys"
+        mutual, 31,
+        "TLS 1.2 and 1.3, RSA and ECDSA client and server keys, and TLS 1.3 \
+         through a HelloRetryRequest"
     );
 }
 

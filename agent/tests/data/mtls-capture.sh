@@ -46,11 +46,14 @@ tsv="$tmp/mtls.tsv"
 printf '# port\tversion\tserver_asks\tclient\tclient_cert\texpected_client_auth\n' > "$tsv"
 
 # One case: a fresh s_server accepting one connection, one client.
-case_() { # version(1.2|1.3) asks(require|request|none) client(s_client|curl|python) cert(rsa|ec|none) serverkey(rsa|ec)
-  local v=$1 asks=$2 client=$3 cert=$4 skey=$5 vflag= sflag= expect=server_only
+case_() { # version(1.2|1.3) asks(require|request|none) client(s_client|curl|python) cert(rsa|ec|none) serverkey(rsa|ec) [hrr]
+  local v=$1 asks=$2 client=$3 cert=$4 skey=$5 hrr=${6:-} vflag= sflag= expect=server_only
   port=$((port + 1))
   case $asks in require) vflag="-Verify 1" ;; request) vflag="-verify 1" ;; esac
   case $v in 1.2) sflag=-tls1_2 ;; 1.3) sflag=-tls1_3 ;; esac
+  # Only P-256 key shares: every client here shares X25519 first and gets
+  # a HelloRetryRequest (as libpq does from PostgreSQL's default curve).
+  [[ -n $hrr ]] && sflag="$sflag -groups P-256"
   if [[ $asks != none && $cert != none ]]; then expect=mutual; fi
   # shellcheck disable=SC2086
   openssl s_server -accept 127.0.0.1:$port -naccept 1 -cert server-$skey.pem -key server-$skey.key \
@@ -93,7 +96,7 @@ PY
   esac
   sleep 0.2
   kill "$srv" 2>/dev/null || true
-  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$port" "$v" "$asks" "$client" "$cert" "$expect" >> "$tsv"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$port" "$v${hrr:++hrr}" "$asks" "$client" "$cert" "$expect" >> "$tsv"
 }
 
 for v in 1.3 1.2; do
@@ -106,6 +109,14 @@ for v in 1.3 1.2; do
     # An ECDSA server key changes the server's flight, not the client's.
     case_ "$v" "$asks" s_client ec ec
     case_ "$v" "$asks" curl none ec
+  done
+done
+# TLS 1.3 through a HelloRetryRequest (version column `1.3+hrr`).
+for asks in require none; do
+  for client in s_client curl python; do
+    for cert in rsa none; do
+      case_ 1.3 "$asks" "$client" "$cert" rsa hrr
+    done
   done
 done
 sleep 1

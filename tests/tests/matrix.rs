@@ -197,6 +197,19 @@ fn postgres_cases(t: &Topology, check: &mut Checker<'_>, fleet: &Fleet) {
             clients::psql(t, &info, "SELECT 1");
         },
     );
+    // clientcert=verify-full: the server requires the client's certificate
+    // (its CN is the role), through the same HelloRetryRequest.
+    check.expect_edge(
+        Expected::new(t, PG_PORT, "postgres", "tls")
+            .reason("starttls_upgraded")
+            .tls("1.3")
+            .client_auth("mutual"),
+        || {
+            let info = fleet.pg.cert_conninfo(server, &fleet.cert);
+            let user = clients::psql(t, &info, "SELECT current_user");
+            assert_eq!(user.trim(), postgres::CERT_USER, "logged in by certificate");
+        },
+    );
     // sslmode=prefer asks; a server with ssl off answers `N`; the client
     // goes on in cleartext on the same connection.
     check.expect_edge(
@@ -557,6 +570,28 @@ fn assert_alerts(agent: &Agent, cases: &[Expected]) {
                 ("server_port".to_owned(), e.server_port.to_string()),
             ];
             want.entry("TLSDowngrade")
+                .or_default()
+                .insert(labels.into_iter().collect());
+        }
+    }
+    // MutualTLSMissing: a server_only client of a server that some client
+    // reaches with a certificate (PostgreSQL: the verify-full login beside
+    // the others).
+    let mutual_servers: BTreeSet<(String, u16)> = cases
+        .iter()
+        .filter(|e| e.client_auth == Some("mutual"))
+        .map(|e| (e.server.to_string(), e.server_port))
+        .collect();
+    for e in cases {
+        if e.client_auth == Some("server_only")
+            && mutual_servers.contains(&(e.server.to_string(), e.server_port))
+        {
+            let labels = [
+                ("client".to_owned(), e.client.to_string()),
+                ("server".to_owned(), e.server.to_string()),
+                ("server_port".to_owned(), e.server_port.to_string()),
+            ];
+            want.entry("MutualTLSMissing")
                 .or_default()
                 .insert(labels.into_iter().collect());
         }

@@ -13,11 +13,17 @@ use std::path::PathBuf;
 pub const CLEARTEXT_USER: &str = "clearpw";
 const CLEARTEXT_PASSWORD: &str = "s3cret";
 
+/// A role that may log in only over TLS with a client certificate whose
+/// CN is its name (`clientcert=verify-full`): the test certificate's CN.
+pub const CERT_USER: &str = "plainsight-test";
+
 /// Every other login is trusted: the handshake, not the authentication,
 /// is what the tests look at.
 const PG_HBA: &str = "\
 local all all trust
 host all clearpw all password
+hostssl all plainsight-test all trust clientcert=verify-full
+host all plainsight-test all reject
 host all all all trust
 ";
 
@@ -68,6 +74,9 @@ impl Postgres {
                 settings.push("ssl=on".to_owned());
                 settings.push(format!("ssl_cert_file={}", path_str(&crt)));
                 settings.push(format!("ssl_key_file={}", path_str(&key)));
+                // Self-signed: the certificate is its own CA, and the
+                // clients present the same one.
+                settings.push(format!("ssl_ca_file={}", path_str(&crt)));
             }
             None => settings.push("ssl=off".to_owned()),
         }
@@ -97,7 +106,10 @@ impl Postgres {
             "-U",
             "postgres",
             "-Atqc",
-            &format!("CREATE ROLE {CLEARTEXT_USER} LOGIN PASSWORD '{CLEARTEXT_PASSWORD}'"),
+            &format!(
+                "CREATE ROLE {CLEARTEXT_USER} LOGIN PASSWORD '{CLEARTEXT_PASSWORD}'; \
+                 CREATE ROLE \"{CERT_USER}\" LOGIN"
+            ),
         ]);
         Self {
             _daemon: daemon,
@@ -112,6 +124,20 @@ impl Postgres {
             "host={host} port={} user={user} password={CLEARTEXT_PASSWORD} dbname=postgres \
              sslmode={sslmode} connect_timeout=10",
             self.port
+        )
+    }
+}
+
+impl Postgres {
+    /// libpq connection string for `CERT_USER`, presenting `cert`'s
+    /// certificate (`sslmode=require`: the server's is self-signed).
+    pub fn cert_conninfo(&self, host: IpAddr, cert: &TestCert) -> String {
+        format!(
+            "host={host} port={} user={CERT_USER} dbname=postgres sslmode=require \
+             sslcert={} sslkey={} connect_timeout=10",
+            self.port,
+            path_str(&cert.cert),
+            path_str(&cert.key)
         )
     }
 }

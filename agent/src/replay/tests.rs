@@ -202,7 +202,22 @@ fn client_auth_of_real_clients_with_and_without_certificates() {
             (f[0].parse().expect("port"), (l.to_owned(), want))
         })
         .collect();
-    let flows = replay(&data_file("mtls.pcap"));
+    let pcap = data_file("mtls.pcap");
+    // The `1.3+hrr` cases really went through a HelloRetryRequest: its
+    // ServerHello carries this fixed random (RFC 8446 4.1.3).
+    const HRR_RANDOM: [u8; 32] = [
+        0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8,
+        0x91, 0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8,
+        0x33, 0x9c,
+    ];
+    let retries = pcap.windows(32).filter(|w| *w == HRR_RANDOM).count();
+    let hrr_cases = tsv.lines().filter(|l| l.contains("\t1.3+hrr\t")).count();
+    assert_eq!(
+        (retries, hrr_cases),
+        (18, 18),
+        "one HelloRetryRequest per hrr case"
+    );
+    let flows = replay(&pcap);
     assert_eq!(flows.len(), expected.len(), "one flow per case");
     let mut mutual = 0;
     for r in &flows {
@@ -212,7 +227,7 @@ fn client_auth_of_real_clients_with_and_without_certificates() {
         mutual += usize::from(*want == ClientAuth::Mutual);
     }
     assert_eq!(
-        mutual, 31,
+        mutual, 34,
         "TLS 1.2 and 1.3, RSA and ECDSA client and server keys, and TLS 1.3 \
          through a HelloRetryRequest"
     );

@@ -114,7 +114,7 @@ done
 # TLS 1.3 through a HelloRetryRequest (version column `1.3+hrr`).
 for asks in require none; do
   for client in s_client curl python; do
-    for cert in rsa none; do
+    for cert in rsa ec none; do
       case_ 1.3 "$asks" "$client" "$cert" rsa hrr
     done
   done

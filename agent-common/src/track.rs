@@ -17,7 +17,7 @@
 //!    `close`.
 
 use crate::Verdict;
-use crate::classify::{FlowClassifier, Prefix, Side};
+use crate::classify::{FlowClassifier, Side};
 use crate::headers::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 use crate::wire::{
     FLIGHT_MAX, FLOW_AWAIT_FLIGHT, FLOW_CLIENT_IS_HI, FLOW_DONE, FLOW_FIN_CLIENT, FLOW_FIN_SERVER,
@@ -255,14 +255,14 @@ pub fn inspect(st: &mut FlowState, side: Side, seg: &Segment) -> Inspect {
     }
 }
 
-/// Classifies the prefix of bytes `inspect` let through; the final verdict,
+/// Classifies the bytes `inspect` let through (userspace: the kernel runs
+/// the same parts in its scan and classifier programs); the final verdict,
 /// once there is one, after which the flow is decided.
-#[inline(always)]
-pub fn classify(st: &mut FlowState, side: Side, prefix: &Prefix<'_>) -> Option<Verdict> {
+pub fn classify(st: &mut FlowState, side: Side, payload: &[u8]) -> Option<Verdict> {
     if is_decided(st) {
         return None;
     }
-    let v = st.classifier.on_segment(side, prefix)?;
+    let v = st.classifier.on_payload(side, payload)?;
     decide(st);
     Some(v)
 }

@@ -68,9 +68,9 @@ pub fn tc_classify(ctx: TcContext) -> i32 {
     TC_NEXT
 }
 
-/// The credentials scan (credentials.rs), tail-called by each hook's core
-/// classifier at `SCAN_SLOT` for a segment that may carry a secret past
-/// the prefix.
+/// The credentials scan (credentials.rs), tail-called by each hook program
+/// at `SCAN_SLOT`, before the core classifier, for a segment that may
+/// carry a secret past the prefix.
 #[cgroup_skb(ingress)]
 pub fn cgroup_scan_ingress(ctx: SkBuffContext) -> i32 {
     credentials::scan(&ctx, Program::CgroupIngress);

@@ -93,7 +93,8 @@ pub struct Scratch {
     /// the verdicts' paths the same way (`FlowClassifier::settle`).
     pub cls: FlowClassifier,
     /// Where the staged segment's bytes start in the packet, and how many
-    /// there are (not only the prefix): for the credentials scan.
+    /// there are (not only the prefix): set by the hook only for the
+    /// credentials scan.
     pub seg_off: u32,
     pub seg_len: u32,
     /// 1 when the credentials scan found a secret in this segment: the

@@ -341,8 +341,11 @@ fn track<C: EbpfContext>(ctx: &C, skb: *mut __sk_buff, prog: Program, p: &Packet
         // scan program first, which then tail-calls the core (if it is not
         // loaded, the core classifies without it).
         if st.classifier.may_scan(side, sc.buf[0]) {
-            // The scan program reads the state from here: no second lookup.
+            // The scan program reads the state and the segment's place
+            // from here: no second lookup.
             copy_classifier(&raw const st.classifier, &raw mut sc.cls);
+            sc.seg_off = p.payload_off + skip;
+            sc.seg_len = p.payload_len - skip;
             try_tail_call(ctx, prog, SCAN_SLOT);
         }
         tail_call(ctx, prog, 0);
@@ -550,8 +553,6 @@ fn stage_payload(skb: *mut __sk_buff, side: Side, p: &Packet, skip: u32) -> bool
     }
     sc.side = side as u8;
     sc.tcp_flags = p.flags;
-    sc.seg_off = p.payload_off + skip;
-    sc.seg_len = p.payload_len - skip;
     sc.credentials = 0;
     true
 }

@@ -401,15 +401,7 @@ impl Kernel {
     /// the payload's run.
     fn unknown_first_payload(&mut self, prog: &str, port: u16) -> anyhow::Result<f64> {
         const UNKNOWN: &[u8] = b"\x00\x01\x02\x03binary payload of no known protocol\xff\xfe";
-        let [syn, syn_ack, ..] = flow(port);
-        self.run(prog, &syn.frame(), 1)?;
-        self.run(prog, &syn_ack.frame(), 1)?;
-        let data = Segment::new(C, port, S, 80, 1001, ACK | PSH, UNKNOWN);
-        let ns = self.run(prog, &data.frame(), 1)?;
-        let rst = Segment::new(C, port, S, 80, 1001 + len(UNKNOWN), RST, b"");
-        self.run(prog, &rst.frame(), 1)?;
-        self.drain();
-        Ok(ns)
+        self.first_payload_with(prog, port, UNKNOWN)
     }
 
     /// SYN, SYN-ACK, then (timed) the client's first segment `payload`,

@@ -8,10 +8,7 @@
 //! carried payload.
 #![no_main]
 
-use agent_common::classify::{
-    PrefixBuf,
-    credentials::{self, Scan},
-};
+use agent_common::classify::{PrefixBuf, credentials::Scan};
 use agent_common::wire::MAX_SEGMENTS;
 use agent_common::{FlowClassifier, Side};
 use libfuzzer_sys::fuzz_target;
@@ -39,9 +36,7 @@ fn classify(mut c: FlowClassifier, data: &[u8]) {
             let first = seg.payload.first().copied().unwrap_or_default();
             assert!(c.may_scan(side, first), "a scan the hook would skip");
         }
-        // As both runtimes: the credentials scan, then the classifier.
-        credentials::scan_segment(&mut c, side, seg.payload);
-        let verdict = c.on_segment(side, &buf.prefix());
+        let verdict = c.on_payload(side, seg.payload);
         for side in [Side::Client, Side::Server] {
             assert!(c.segments(side) <= MAX_SEGMENTS, "budget overrun");
         }

@@ -7,7 +7,6 @@
 //! flow table for it).
 #![no_main]
 
-use agent_common::classify::PrefixBuf;
 use agent_common::headers::{TCP_FIN, TCP_SYN};
 use agent_common::track::{self, Inspect};
 use agent_common::wire::{FLOW_MIDSTREAM, FlowState};
@@ -144,7 +143,7 @@ fn segment(slot: &mut Option<Flow>, t: &track::Segment, payload: &[u8]) {
         flow.next_classified[i] = Some(start.wrapping_add(t.payload_len - skip));
         let bytes = payload.get(skip as usize..).unwrap_or_default();
         flow.classified_any = true;
-        let v = track::classify(&mut flow.st, side, &PrefixBuf::new(bytes).prefix());
+        let v = track::classify(&mut flow.st, side, bytes);
         flow.verdict(v);
     }
     if t.is_closing()

@@ -1049,7 +1049,7 @@ fn len(payload: &[u8]) -> u32 {
 #[test]
 fn staged_kernel_verdicts_equal_the_classifier_on_every_recorded_session() {
     use agent_common::FlowClassifier;
-    use agent_common::classify::{PrefixBuf, Side};
+    use agent_common::classify::Side;
     let mut sessions: Vec<String> = std::fs::read_dir(FIXTURES)
         .expect("fixtures directory")
         .filter_map(|e| {
@@ -1082,9 +1082,7 @@ fn staged_kernel_verdicts_equal_the_classifier_on_every_recorded_session() {
                     Side::Server
                 };
                 if verdict.is_none() {
-                    // As the kernel: the credentials scan, then the classifier.
-                    agent_common::classify::credentials::scan_segment(&mut flow, side, bytes);
-                    verdict = flow.on_segment(side, &PrefixBuf::new(bytes).prefix());
+                    verdict = flow.on_payload(side, bytes);
                 }
                 let len = u32::try_from(bytes.len()).expect("short");
                 if side == Side::Client {

@@ -9,7 +9,7 @@
 //! client certificate) does not.
 
 use super::bytes::Prefix;
-use super::credentials::{self, ScanBuf};
+use super::credentials::{ScanBuf, word_is};
 use super::dissector::Dissector;
 use super::{FlowClassifier, PENDING, Side};
 use crate::{Protocol, Verdict};
@@ -67,19 +67,19 @@ pub(super) fn is_start_ok(d: &Prefix<'_>) -> bool {
 #[inline(always)]
 pub(super) fn mechanism_is_cleartext(buf: &ScanBuf, len: usize) -> bool {
     let table = u32::from_be_bytes([
-        credentials::byte(buf, 11),
-        credentials::byte(buf, 12),
-        credentials::byte(buf, 13),
-        credentials::byte(buf, 14),
+        buf.byte_at(11),
+        buf.byte_at(12),
+        buf.byte_at(13),
+        buf.byte_at(14),
     ]) as usize;
     let at = 15 + table;
     if at + 9 > len {
         return false;
     }
-    let w = credentials::word(buf, at);
-    let n = credentials::word(buf, at + 8);
-    credentials::word_is(w, b"\x05PLAIN")
-        || (credentials::word_is(w, b"\x08AMQPLAI") && credentials::word_is(n, b"N"))
+    let w = buf.word_at(at);
+    let n = buf.word_at(at + 8);
+    word_is(w, b"\x05PLAIN")
+        || (word_is(w, b"\x08AMQPLAI") && word_is(n, b"N"))
 }
 
 #[inline(always)]

@@ -19,8 +19,8 @@
 //!
 //! Cost: at most one scan per flow, of one segment, never on established
 //! flows; about a dozen instructions per word without a line start, a few
-//! dozen per header line (README "Credentials in the clear" has the
-//! measured cost per flow).
+//! dozen per header line (docs/benchmarks.md "The credentials scan" has
+//! the measured cost per flow).
 
 use super::bytes::Prefix;
 use super::dissector::Registered;
@@ -48,7 +48,7 @@ impl ScanBuf {
     /// positions past the end wrap to the start, which no pattern matches
     /// across (see `SCAN_MAX`).
     #[inline(always)]
-    fn word_at(&self, i: usize) -> u64 {
+    pub(super) fn word_at(&self, i: usize) -> u64 {
         let words = self.bytes.as_ptr().cast::<[u8; 8]>();
         let j = (i >> 3) & (SCAN_WORDS - 1);
         #[expect(clippy::cast_possible_truncation, reason = "0..=7")]
@@ -68,7 +68,7 @@ impl ScanBuf {
 
     /// The byte at `i`, masked into the buffer.
     #[inline(always)]
-    fn byte_at(&self, i: usize) -> u8 {
+    pub(super) fn byte_at(&self, i: usize) -> u8 {
         // SAFETY: masked to the buffer's length.
         unsafe { core::ptr::read_volatile(self.bytes.as_ptr().add(i & (SCAN_MAX - 1))) }
     }
@@ -89,7 +89,7 @@ pub enum Scan {
 }
 
 impl Scan {
-    /// From the byte the kernel carries across a tail call; anything
+    /// From the byte the kernel hands its `bpf_loop` callback; anything
     /// unknown scans nothing.
     #[must_use]
     #[inline(always)]
@@ -118,7 +118,8 @@ pub enum Step {
 impl FlowClassifier {
     /// Before `on_segment`: whether this segment is a message that may
     /// carry credentials past the prefix, and which scan reads it. A few
-    /// byte compares: every classified segment asks.
+    /// byte compares (the kernel asks only for segments `may_scan` lets
+    /// through).
     #[must_use]
     #[inline(always)]
     pub fn credential_scan(&self, side: Side, d: &Prefix<'_>) -> Scan {
@@ -279,18 +280,6 @@ const fn byte_lanes(x: u64, b: u8) -> u64 {
     const L7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
     let y = x ^ (b as u64 * 0x0101_0101_0101_0101);
     !(((y & L7) + L7) | y) & H
-}
-
-/// The word at `i` of `buf`, for a protocol's matcher.
-#[inline(always)]
-pub(super) fn word(buf: &ScanBuf, i: usize) -> u64 {
-    buf.word_at(i)
-}
-
-/// The byte at `i` of `buf`, for a protocol's matcher.
-#[inline(always)]
-pub(super) fn byte(buf: &ScanBuf, i: usize) -> u8 {
-    buf.byte_at(i)
 }
 
 /// `x` starts with `pat` (at most 8 bytes).

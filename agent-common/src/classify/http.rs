@@ -9,7 +9,7 @@
 //! segment must be a frame too before the flow is named `http2`.
 
 use super::bytes::Prefix;
-use super::credentials::{self, LOWER, ScanBuf, Step, word_is};
+use super::credentials::{LOWER, ScanBuf, Step, word_is};
 use super::dissector::Dissector;
 use super::{FlowClassifier, PENDING, Side};
 use crate::{Protocol, Verdict};
@@ -174,13 +174,13 @@ fn is_response(d: &Prefix<'_>) -> bool {
 #[inline(always)]
 pub(super) fn header_has_credentials(buf: &ScanBuf, nl: usize) -> Step {
     let q = nl + 1;
-    let first = credentials::byte(buf, q);
+    let first = buf.byte_at(q);
     if first == b'\r' || first == b'\n' {
         return Step::Done;
     }
-    let n0 = credentials::word(buf, q) | LOWER;
-    let n1 = credentials::word(buf, q + 8) | LOWER;
-    let n2 = credentials::word(buf, q + 16) | LOWER;
+    let n0 = buf.word_at(q) | LOWER;
+    let n1 = buf.word_at(q + 8) | LOWER;
+    let n2 = buf.word_at(q + 16) | LOWER;
     let auth = word_is(n0, b"authoriz") && word_is(n1, b"ation:");
     let proxy = word_is(n0, b"proxy-au") && word_is(n1, b"thorizat") && word_is(n2, b"ion:");
     let key = (word_is(n0, b"x-api-ke") && word_is(n1, b"y:"))
@@ -195,7 +195,7 @@ pub(super) fn header_has_credentials(buf: &ScanBuf, nl: usize) -> Step {
     // The scheme after `authorization:` (14 bytes) or
     // `proxy-authorization:` (20), after at most one space.
     let at = if proxy { q + 20 } else { q + 14 };
-    let s = credentials::word(buf, at) | LOWER;
+    let s = buf.word_at(at) | LOWER;
     let cleartext = word_is(s, b" basic ")
         || word_is(s, b"basic ")
         || word_is(s, b" bearer ")

@@ -293,6 +293,15 @@ impl FlowClassifier {
         self.end(side, v, route)
     }
 
+    /// `on_segment` for a whole segment's bytes, as userspace (`replay`,
+    /// tests, fuzzing) has them: the credentials scan past the prefix
+    /// (`credentials::scan_segment`), then the prefix, as the kernel does
+    /// across its scan and classifier programs.
+    pub fn on_payload(&mut self, side: Side, payload: &[u8]) -> Option<Verdict> {
+        credentials::scan_segment(self, side, payload);
+        self.on_segment(side, &PrefixBuf::new(payload).prefix())
+    }
+
     /// The core's part of a segment: counts it, decides TLS records and the
     /// classifier's own stages. Returns the verdict so far and where the
     /// segment goes next: a family's stage (`Route::stage`), or nowhere

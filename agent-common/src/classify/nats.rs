@@ -9,7 +9,7 @@
 //! `starttls_upgraded`, named `nats`) or anything else (plaintext).
 
 use super::bytes::Prefix;
-use super::credentials::{self, ScanBuf, Step, word_is};
+use super::credentials::{ScanBuf, Step, word_is};
 use super::dissector::Dissector;
 use super::{FlowClassifier, PENDING, Side};
 use crate::{Protocol, Verdict};
@@ -57,9 +57,9 @@ pub(super) fn is_connect(d: &Prefix<'_>) -> bool {
 /// `"auth_token"` (keys are case-sensitive: compared exactly).
 #[inline(always)]
 pub(super) fn key_is_credential(buf: &ScanBuf, q: usize) -> Step {
-    let w = credentials::word(buf, q);
+    let w = buf.word_at(q);
     let pass = word_is(w, b"\"pass\"");
-    let token = word_is(w, b"\"auth_to") && word_is(credentials::word(buf, q + 8), b"ken\"");
+    let token = word_is(w, b"\"auth_to") && word_is(buf.word_at(q + 8), b"ken\"");
     if pass || token { Step::Found } else { Step::Next }
 }
 

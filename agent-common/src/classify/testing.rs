@@ -8,7 +8,7 @@
 //! a fixture is `<session>.<c2s|s2c>.<n>.bin`, the n-th read() in that
 //! direction, and `<session>.order` is the order the proxy read them in.
 
-use super::{FlowClassifier, PrefixBuf, Side};
+use super::{FlowClassifier, Side};
 use crate::wire::MAX_SEGMENTS;
 use crate::{Encryption, Protocol, Reason, TlsVersion, Verdict};
 
@@ -52,10 +52,7 @@ pub(super) fn classify_midstream(segs: &[(Side, &[u8])]) -> Option<Verdict> {
 fn classify_from(mut flow: FlowClassifier, segs: &[(Side, &[u8])]) -> Option<Verdict> {
     let mut segs = segs.iter().enumerate().peekable();
     while let Some((i, &(side, data))) = segs.next() {
-        let buf = PrefixBuf::new(data);
-        // As both runtimes do: the credentials scan, then the classifier.
-        super::credentials::scan_segment(&mut flow, side, data);
-        if let Some(v) = flow.on_segment(side, &buf.prefix()) {
+        if let Some(v) = flow.on_payload(side, data) {
             assert!(
                 segs.peek().is_none(),
                 "verdict {v:?} already at segment {i}; later segments are never fed"

@@ -1,5 +1,4 @@
 use super::*;
-use crate::classify::PrefixBuf;
 use crate::wire::MAX_SEGMENTS;
 use crate::{Encryption, Protocol};
 
@@ -225,13 +224,13 @@ fn a_retransmitted_syn_is_the_same_connection_a_new_isn_is_not() {
 #[test]
 fn a_side_the_classifier_no_longer_wants_is_not_tracked() {
     let mut st = opened();
-    let text = PrefixBuf::new(b"some text in the middle");
+    let text = b"some text in the middle";
     let mut seq = 101;
     for _ in 0..MAX_SEGMENTS {
         let s = seg(Side::Client, TCP_ACK, seq, 5);
         assert_eq!(inspect(&mut st, Side::Client, &s), feeds(0));
         // The server has not spoken: the client's last segment gives up.
-        let _ = classify(&mut st, Side::Client, &text.prefix());
+        let _ = classify(&mut st, Side::Client, text);
         seq += 5;
     }
     assert!(is_decided(&st));
@@ -243,13 +242,13 @@ fn a_side_the_classifier_no_longer_wants_is_not_tracked() {
 #[test]
 fn a_verdict_decides_the_flow_and_close_gives_none_after_it() {
     let mut st = opened();
-    let get = PrefixBuf::new(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let get = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
     let s = seg(Side::Client, TCP_ACK, 101, 27);
     assert_eq!(inspect(&mut st, Side::Client, &s), feeds(0));
-    let v = classify(&mut st, Side::Client, &get.prefix()).expect("verdict");
+    let v = classify(&mut st, Side::Client, get).expect("verdict");
     assert_eq!(v, Verdict::plaintext(Protocol::Http));
     assert!(is_decided(&st));
-    assert_eq!(classify(&mut st, Side::Client, &get.prefix()), None);
+    assert_eq!(classify(&mut st, Side::Client, get), None);
     assert_eq!(close(&mut st), None);
 }
 
@@ -257,8 +256,8 @@ fn a_verdict_decides_the_flow_and_close_gives_none_after_it() {
 fn close_gives_the_best_verdict_once_and_nothing_without_payload() {
     assert_eq!(close(&mut opened()), None);
     let mut st = opened();
-    let hello = PrefixBuf::new(b"hello");
-    let _ = classify(&mut st, Side::Client, &hello.prefix());
+    let hello = b"hello";
+    let _ = classify(&mut st, Side::Client, hello);
     let v = close(&mut st).expect("best verdict");
     assert_eq!(v.encryption, Encryption::Plaintext);
     assert_eq!(close(&mut st), None, "once");

@@ -168,15 +168,7 @@ fn install_classifiers(ebpf: &mut Ebpf) -> Result<(), DatapathError> {
                 format!("{core}_{index}")
             };
             let fd = load_classifier(ebpf, &prog)?;
-            let install = |error| DatapathError::Install {
-                prog: prog.clone(),
-                map,
-                error: Box::new(error),
-            };
-            let mut table =
-                ProgramArray::try_from(ebpf.map_mut(map).ok_or(DatapathError::MapMissing(map))?)
-                    .map_err(install)?;
-            table.set(index, &fd, 0).map_err(install)?;
+            install(ebpf, map, index, &prog, &fd)?;
         }
     }
     install_scans(ebpf)
@@ -212,17 +204,28 @@ fn install_scans(ebpf: &mut Ebpf) -> Result<(), DatapathError> {
             }
             Err(e) => return Err(e),
         };
-        let install = |error| DatapathError::Install {
-            prog: prog.into(),
-            map,
-            error: Box::new(error),
-        };
-        let mut table =
-            ProgramArray::try_from(ebpf.map_mut(map).ok_or(DatapathError::MapMissing(map))?)
-                .map_err(install)?;
-        table.set(SCAN_SLOT, &fd, 0).map_err(install)?;
+        install(ebpf, map, SCAN_SLOT, prog, &fd)?;
     }
     Ok(())
+}
+
+/// Puts program `prog` (loaded: `fd`) at `index` of program array `map`.
+fn install(
+    ebpf: &mut Ebpf,
+    map: &'static str,
+    index: u32,
+    prog: &str,
+    fd: &ProgramFd,
+) -> Result<(), DatapathError> {
+    let error = |error| DatapathError::Install {
+        prog: prog.into(),
+        map,
+        error: Box::new(error),
+    };
+    let mut table =
+        ProgramArray::try_from(ebpf.map_mut(map).ok_or(DatapathError::MapMissing(map))?)
+            .map_err(error)?;
+    table.set(index, fd, 0).map_err(error)
 }
 
 /// Loads one classifier program; its fd, for a program array.

@@ -23,7 +23,7 @@ use crate::pipeline::ftp_data::{self, FtpData};
 use crate::pipeline::tls_hello::{self, TlsMeta};
 use agent_common::{
     Encryption, Protocol, Side, Verdict,
-    classify::{PrefixBuf, credentials, mail::ftp_announces, tls},
+    classify::{PrefixBuf, mail::ftp_announces, tls},
     track::{self, Inspect},
     wire::{FLIGHT_MAX, FLOW_CLIENT_IS_HI, FLOW_MIDSTREAM, FlowState},
 };
@@ -93,9 +93,7 @@ impl Flow {
                 track::await_client_flight(&mut self.state);
             }
         }
-        // As the kernel: the credentials scan, then the classifier.
-        credentials::scan_segment(&mut self.state.classifier, side, bytes);
-        track::classify(&mut self.state, side, &PrefixBuf::new(bytes).prefix())
+        track::classify(&mut self.state, side, bytes)
     }
 
     /// An FTP control connection's segment: the data connection it

@@ -22,9 +22,9 @@ pub struct Args {
         required_unless_present = "interface"
     )]
     cgroup: Option<PathBuf>,
-    /// Attach the TC floor programs to this interface (TCX).
+    /// Attach the TC floor programs to this interface (TCX); repeatable.
     #[arg(long)]
-    interface: Option<String>,
+    interface: Vec<String>,
 }
 
 /// Program names in the floor object, and the plainsight program each
@@ -51,10 +51,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let mut ebpf = load()?;
     if let Some(path) = &args.cgroup {
         datapath::attach_cgroup_pair(&mut ebpf, path, ["floor_cg_in", "floor_cg_eg"])?;
-    } else if let Some(iface) = &args.interface {
+    } else {
         let names = ["floor_tc_in", "floor_tc_eg"];
         interfaces::load_tc_pair(&mut ebpf, names)?;
-        interfaces::attach_tc_pair(&mut ebpf, iface, names)?;
+        for iface in &args.interface {
+            interfaces::attach_tc_pair(&mut ebpf, iface, names)?;
+        }
     }
     println!("{READY}");
     // The links live as long as this process: the bench kills it.

@@ -2,7 +2,7 @@
 //! rotated order) so that noise from a busy machine falls on all of them
 //! alike; the report gives medians and min–max.
 
-use crate::{floor, peer, probe, report, test_run};
+use crate::{floor, peer, pod::RoutedPod, probe, report, test_run};
 
 use anyhow::{Context as _, bail};
 use plainsight_tests::{Agent, Proc, Side, Topology};
@@ -17,6 +17,8 @@ const PEER_PORT: u16 = 7000;
 /// The same load generator's server inside the observed cgroup (the
 /// same-node configurations).
 const SAME_NODE_PEER_PORT: u16 = 7001;
+/// The same server in the routed pod (the TC same-node configurations).
+const POD_PEER_PORT: u16 = 7002;
 /// Edges for the memory measurement: EDGE_SOURCES client addresses ×
 /// EDGE_PORTS server ports = 10,000 distinct (client, server, port).
 const EDGE_SOURCES: (u16, u16) = (10, 109);
@@ -86,6 +88,15 @@ pub enum Config {
     /// connection is seen at both sockets. New-connection phases only.
     #[value(name = "plainsight-cgroup-same-node")]
     CgroupSameNode,
+    /// Do-nothing programs on TC on both of the node's veths a pod-to-pod
+    /// connection crosses: the floor under `TcSameNode`.
+    #[value(name = "floor-tc-same-node")]
+    FloorTcSameNode,
+    /// TC on the node's veth to the client and to a second pod the server
+    /// runs in (`pod.rs`): every packet is seen twice, as pod-to-pod
+    /// traffic on one node is. New-connection phases only.
+    #[value(name = "plainsight-tc-same-node")]
+    TcSameNode,
 }
 
 /// The bench's phases, as `--phase` names them.
@@ -121,7 +132,7 @@ impl Phase {
 }
 
 impl Config {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 10] = [
         Self::NoAgent,
         Self::FloorCgroup,
         Self::Cgroup,
@@ -130,6 +141,8 @@ impl Config {
         Self::Ndpi,
         Self::FloorCgroupSameNode,
         Self::CgroupSameNode,
+        Self::FloorTcSameNode,
+        Self::TcSameNode,
     ];
 
     /// The do-nothing programs on the same hook.
@@ -138,22 +151,35 @@ impl Config {
             Self::Cgroup => Some(Self::FloorCgroup),
             Self::Tc => Some(Self::FloorTc),
             Self::CgroupSameNode => Some(Self::FloorCgroupSameNode),
+            Self::TcSameNode => Some(Self::FloorTcSameNode),
             _ => None,
         }
     }
 
     /// Both ends of each connection observed (the peer server inside the
-    /// cgroup): only the new-connection phases run.
+    /// cgroup, or in the routed pod for TC): only the new-connection
+    /// phases run.
     pub fn same_node(self) -> bool {
-        matches!(self, Self::FloorCgroupSameNode | Self::CgroupSameNode)
+        matches!(
+            self,
+            Self::FloorCgroupSameNode
+                | Self::CgroupSameNode
+                | Self::FloorTcSameNode
+                | Self::TcSameNode
+        )
+    }
+
+    /// The TC configurations whose traffic goes to the routed pod.
+    fn routed(self) -> bool {
+        matches!(self, Self::FloorTcSameNode | Self::TcSameNode)
     }
 
     /// The peer server the load generator connects to.
     fn peer_port(self) -> u16 {
-        if self.same_node() {
-            SAME_NODE_PEER_PORT
-        } else {
-            PEER_PORT
+        match self {
+            Self::FloorCgroupSameNode | Self::CgroupSameNode => SAME_NODE_PEER_PORT,
+            Self::FloorTcSameNode | Self::TcSameNode => POD_PEER_PORT,
+            _ => PEER_PORT,
         }
     }
 
@@ -167,6 +193,8 @@ impl Config {
             Self::Ndpi => "ndpiReader",
             Self::FloorCgroupSameNode => "floor-cgroup-same-node",
             Self::CgroupSameNode => "plainsight-cgroup-same-node",
+            Self::FloorTcSameNode => "floor-tc-same-node",
+            Self::TcSameNode => "plainsight-tc-same-node",
         }
     }
 }
@@ -180,7 +208,17 @@ enum Observer {
 }
 
 impl Observer {
-    fn start(cfg: Config, t: &Topology, exe: &Path) -> anyhow::Result<Self> {
+    fn start(
+        cfg: Config,
+        t: &Topology,
+        pod: Option<&RoutedPod>,
+        exe: &Path,
+    ) -> anyhow::Result<Self> {
+        // TC on both of the node's veths a pod-to-pod connection crosses.
+        let both_veths = || -> anyhow::Result<[&str; 4]> {
+            let pod = pod.context("the TC same-node configurations need the routed pod")?;
+            Ok(["--interface", &t.server_if, "--interface", &pod.node_if])
+        };
         Ok(match cfg {
             Config::NoAgent => Self::Nothing,
             Config::FloorCgroup | Config::FloorCgroupSameNode => {
@@ -195,6 +233,12 @@ impl Observer {
             )?),
             Config::Cgroup | Config::CgroupSameNode => Self::Agent(Agent::on_cgroup(t)),
             Config::Tc => Self::Agent(Agent::on_tc(t)),
+            Config::FloorTcSameNode => {
+                Self::Floor(start_floor(t, Some(Side::Server), exe, &both_veths()?)?)
+            }
+            Config::TcSameNode => {
+                Self::Agent(Agent::start(Some(t.ns(Side::Server)), 9477, &both_veths()?))
+            }
             Config::Ndpi => {
                 let mut p = t.spawn(
                     Side::Server,
@@ -369,6 +413,8 @@ impl Snapshot {
 
 struct Bench<'a> {
     t: &'a Topology,
+    /// The second pod of the TC same-node configurations, if they run.
+    pod: Option<&'a RoutedPod>,
     exe: PathBuf,
     secs: u64,
     stop: Arc<AtomicBool>,
@@ -380,6 +426,7 @@ struct Bench<'a> {
     /// The veth ends whose offloads the offloads-off phases turn off.
     offloads: Vec<(Side, String)>,
     /// The peer server of the configuration in its round.
+    peer_addr: std::net::Ipv4Addr,
     peer_port: u16,
 }
 
@@ -502,10 +549,29 @@ fn on_veth(
     t.wait_listening(PEER_PORT);
     t.wait_listening(SAME_NODE_PEER_PORT);
     t.wait_listening(EDGE_PORTS.1);
+    // The second pod (and its server) only when a TC same-node
+    // configuration runs: it turns forwarding on in the server namespace.
+    let pod = if configs.iter().any(|c| c.routed()) {
+        let pod = RoutedPod::new(&t)?;
+        let server = pod.spawn(&[
+            &exe_s,
+            "peer",
+            "server",
+            "--port",
+            &POD_PEER_PORT.to_string(),
+            "--threads",
+            &server_threads,
+        ])?;
+        pod.wait_listening(POD_PEER_PORT)?;
+        Some((pod, server))
+    } else {
+        None
+    };
 
     let memory = phases.contains(&Phase::Memory);
     let mut b = Bench {
         t: &t,
+        pod: pod.as_ref().map(|(p, _)| p),
         exe,
         secs,
         stop,
@@ -516,6 +582,7 @@ fn on_veth(
             (Side::Client, t.client_if.clone()),
             (Side::Server, t.server_if.clone()),
         ],
+        peer_addr: t.server_ip,
         peer_port: PEER_PORT,
     };
     for round in 0..rounds {
@@ -592,10 +659,14 @@ impl Bench<'_> {
 
     /// One configuration through every phase.
     fn round(&mut self, cfg: Config) -> anyhow::Result<()> {
-        let obs = Observer::start(cfg, self.t, &self.exe)?;
+        let obs = Observer::start(cfg, self.t, self.pod, &self.exe)?;
         std::thread::sleep(Duration::from_millis(500));
         let names = probe::prog_names(Snapshot::take(&obs)?.progs.into_keys());
         self.peer_port = cfg.peer_port();
+        self.peer_addr = match (cfg.routed(), self.pod) {
+            (true, Some(pod)) => pod.ip,
+            _ => self.t.server_ip,
+        };
         let phases = self.phases.clone();
         let runs = move |p: Phase| {
             phases.contains(&p)
@@ -750,6 +821,8 @@ impl Bench<'_> {
                     | Config::FloorTc
                     | Config::CgroupSameNode
                     | Config::FloorCgroupSameNode
+                    | Config::TcSameNode
+                    | Config::FloorTcSameNode
             )
     }
 
@@ -884,7 +957,7 @@ impl Bench<'_> {
         threads: usize,
         extra: &[&str],
     ) -> anyhow::Result<peer::Outcome> {
-        let (server, port) = (self.t.server_ip.to_string(), self.peer_port.to_string());
+        let (server, port) = (self.peer_addr.to_string(), self.peer_port.to_string());
         let (threads, secs) = (threads.to_string(), self.secs.to_string());
         let mut args = vec![
             mode,
@@ -923,7 +996,7 @@ impl Bench<'_> {
 
     /// Agent memory idle and with 10,000 live edges (one fresh agent).
     fn memory(&mut self, cfg: Config) -> anyhow::Result<()> {
-        let obs = Observer::start(cfg, self.t, &self.exe)?;
+        let obs = Observer::start(cfg, self.t, None, &self.exe)?;
         let agent = obs.agent().context("memory is measured for plainsight")?;
         let pid = agent.proc.pid();
         std::thread::sleep(Duration::from_secs(1));

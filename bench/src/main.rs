@@ -7,6 +7,7 @@
 mod floor;
 mod harness;
 mod peer;
+mod pod;
 mod probe;
 mod report;
 mod test_run;

@@ -212,8 +212,38 @@ const ROWS: &[(&str, &str, usize)] = &[
         0,
     ),
     (
+        "test_run.new_flow_syn.ns_per_run",
+        "test run ns/run: new flow's SYN (embryonic insert)",
+        0,
+    ),
+    (
+        "test_run.new_flow_syn_ack.ns_per_run",
+        "test run ns/run: new flow's SYN-ACK",
+        0,
+    ),
+    (
         "test_run.first_payload.ns_per_run",
         "test run ns/run: first payload (classifier)",
+        0,
+    ),
+    (
+        "test_run.new_flow_reply.ns_per_run",
+        "test run ns/run: new flow's reply (decided)",
+        0,
+    ),
+    (
+        "test_run.new_flow_fins.ns_per_flow",
+        "test run ns/flow: new flow's two FINs (removal)",
+        0,
+    ),
+    (
+        "test_run.node_local_flow.ns_per_flow",
+        "test run ns/flow: node-local flow, 12 single runs",
+        0,
+    ),
+    (
+        "test_run.second_sighting.ns_per_flow",
+        "test run ns/flow: node-local flow, the second sightings",
         0,
     ),
     (
@@ -299,8 +329,32 @@ const ABOVE_FLOOR: &[(&str, &str)] = &[
         "test run ns/flow above the floor: new flow",
     ),
     (
+        "test_run.new_flow_syn.ns_per_run",
+        "test run ns/run above the floor: new flow's SYN",
+    ),
+    (
+        "test_run.new_flow_syn_ack.ns_per_run",
+        "test run ns/run above the floor: new flow's SYN-ACK",
+    ),
+    (
         "test_run.first_payload.ns_per_run",
         "test run ns/run above the floor: first payload",
+    ),
+    (
+        "test_run.new_flow_reply.ns_per_run",
+        "test run ns/run above the floor: new flow's reply",
+    ),
+    (
+        "test_run.new_flow_fins.ns_per_flow",
+        "test run ns/flow above the floor: new flow's FINs",
+    ),
+    (
+        "test_run.node_local_flow.ns_per_flow",
+        "test run ns/flow above the floor: node-local flow",
+    ),
+    (
+        "test_run.second_sighting.ns_per_flow",
+        "test run ns/flow above the floor: second sightings",
     ),
     (
         "test_run.first_payload_unknown.ns_per_run",
@@ -699,11 +753,18 @@ fn targets(r: &Results) -> Vec<Value> {
     // Both ends of every connection observed (client and server in the
     // cgroup, as pods on one node): plainsight's own share of a connection,
     // against the do-nothing programs seeing the same two sockets.
-    let (hook, floor) = (Config::CgroupSameNode, Config::FloorCgroupSameNode);
-    for (key, name) in [
+    let same_node = [
+        (Config::CgroupSameNode, Config::FloorCgroupSameNode),
+        (Config::TcSameNode, Config::FloorTcSameNode),
+    ];
+    let rates = [
         ("crr_per_s", "new-connection rate"),
         ("crr_max_per_s", "new-connection rate, 16 threads"),
-    ] {
+    ];
+    for ((hook, floor), (key, name)) in same_node
+        .into_iter()
+        .flat_map(|h| rates.into_iter().map(move |r| (h, r)))
+    {
         let measured = percent_of(r, hook, floor, key).map(|s| median(&s));
         let note = relative(r, floor, key).map(|v| format!("floor: {v:.1}% of no-agent"));
         out.push(json!({

@@ -165,11 +165,20 @@ fn measure_hook(progs: &[Measured], results: &mut Results) -> anyhow::Result<()>
 
     // New flows, one at a time: SYN, SYN-ACK, request (the classifier's tail
     // call and the verdict event), reply, FIN, FIN (the entry is removed).
+    // Each run is also recorded on its own, so every nanosecond of a new
+    // flow has an owner (the handshake's entry, the classifier, the close).
     let before = k.stats();
-    let keys = ["new_flow.ns_per_flow", "first_payload.ns_per_run"];
+    let keys = [
+        "new_flow.ns_per_flow",
+        "new_flow_syn.ns_per_run",
+        "new_flow_syn_ack.ns_per_run",
+        "first_payload.ns_per_run",
+        "new_flow_reply.ns_per_run",
+        "new_flow_fins.ns_per_flow",
+    ];
     k.singles(progs, keys, &mut record, |k, prog, n| {
-        let runs = k.flow(prog, 10_000 + u16::try_from(n)?)?;
-        Ok([runs.iter().sum(), runs[2]])
+        let r = k.flow(prog, 10_000 + u16::try_from(n)?, 1)?;
+        Ok([r.iter().sum(), r[0], r[1], r[2], r[3], r[4] + r[5]])
     })?;
     let flows = steps * plainsight;
     k.expect(&before, Stat::FlowsCreated, flows, "an entry per new flow")?;
@@ -181,6 +190,32 @@ fn measure_hook(progs: &[Measured], results: &mut Results) -> anyhow::Result<()>
     )?;
     k.expect(&before, Stat::FlowsClosed, flows, "every new flow closed")?;
     k.expect(&before, Stat::EventsLost, 0, "no verdict lost")?;
+
+    // A node-local flow: both its sockets (cgroup) or both of the node's
+    // veths (TC) see every segment, one right after the other. The second
+    // sightings' sum is what the second end costs; the flow must still
+    // make one entry, one verdict and one close.
+    let before = k.stats();
+    let keys = ["node_local_flow.ns_per_flow", "second_sighting.ns_per_flow"];
+    k.singles(progs, keys, &mut record, |k, prog, n| {
+        let r = k.flow(prog, 20_000 + u16::try_from(n)?, 2)?;
+        let second: f64 = r.iter().skip(1).step_by(2).sum();
+        Ok([r.iter().sum(), second])
+    })?;
+    k.expect(&before, Stat::FlowsCreated, flows, "an entry per node-local flow")?;
+    k.expect(
+        &before,
+        Stat::VerdictsEmitted,
+        flows,
+        "a verdict per node-local flow",
+    )?;
+    k.expect(
+        &before,
+        Stat::PayloadSegments,
+        flows,
+        "the request classified once (the reply comes after the verdict)",
+    )?;
+    k.expect(&before, Stat::FlowsClosed, flows, "every node-local flow closed")?;
 
     // A first payload no protocol claims (a flow's first segment of an
     // application we do not name): the classifier's longest path, through
@@ -384,11 +419,15 @@ impl Kernel {
         Ok(())
     }
 
-    /// The whole flow on `port`, as single runs; ns of each.
-    fn flow(&mut self, prog: &str, port: u16) -> anyhow::Result<[f64; 6]> {
-        let mut ns = [0.0; 6];
-        for (seg, ns) in flow(port).iter().zip(&mut ns) {
-            *ns = self.run(prog, &seg.frame(), 1)?;
+    /// The whole flow on `port`, as single runs, each segment `sightings`
+    /// times in a row; ns of each run.
+    fn flow(&mut self, prog: &str, port: u16, sightings: usize) -> anyhow::Result<Vec<f64>> {
+        let mut ns = Vec::with_capacity(6 * sightings);
+        for seg in &flow(port) {
+            let frame = seg.frame();
+            for _ in 0..sightings {
+                ns.push(self.run(prog, &frame, 1)?);
+            }
         }
         // Read the verdict at once: a ring a quarter full makes the next
         // verdict wake the reader (a self-IPI inside the timed run).

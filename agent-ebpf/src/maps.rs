@@ -87,10 +87,12 @@ pub struct Scratch {
     /// `classify::Route` between the classifier's stages.
     pub stage: u8,
     pub pass: u8,
-    /// The flow's classifier state while a segment goes through the family
-    /// stages: the core copies it here, the stage it stops at copies it
-    /// back (one more flow-table lookup per segment, not one per stage). Map memory, as the flow table is: the verifier then merges
-    /// the verdicts' paths the same way (`FlowClassifier::settle`).
+    /// The flow's classifier state while a segment goes through the scan,
+    /// the core and the family stages: the hook copies it here, the program
+    /// the segment ends in copies it back (one more flow-table lookup per
+    /// segment, not one per program). Map memory, as the flow table is: the
+    /// verifier then merges the verdicts' paths the same way
+    /// (`FlowClassifier::settle`).
     pub cls: FlowClassifier,
     /// Where the staged segment's bytes start in the packet, and how many
     /// there are (not only the prefix): set by the hook only for the

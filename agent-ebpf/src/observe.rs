@@ -337,13 +337,13 @@ fn track<C: EbpfContext>(ctx: &C, skb: *mut __sk_buff, prog: Program, p: &Packet
         if hello::export_if_hello(skb, side, p, skip, st.flags & FLOW_CLIENT_IS_HI != 0) {
             track::await_client_flight(st);
         }
+        // The scan program and the core read the flow's classifier state
+        // from the scratch: no second lookup until a segment ends.
+        copy_classifier(&raw const st.classifier, &raw mut sc.cls);
         // A message that may carry credentials past the prefix goes to the
         // scan program first, which then tail-calls the core (if it is not
         // loaded, the core classifies without it).
         if st.classifier.may_scan(side, sc.buf[0]) {
-            // The scan program reads the state and the segment's place
-            // from here: no second lookup.
-            copy_classifier(&raw const st.classifier, &raw mut sc.cls);
             sc.seg_off = p.payload_off + skip;
             sc.seg_len = p.payload_len - skip;
             try_tail_call(ctx, prog, SCAN_SLOT);
@@ -589,7 +589,8 @@ fn try_tail_call<C: EbpfContext>(ctx: &C, prog: Program, index: u32) {
 /// Entry of the core classifier program (index 0): counts the staged
 /// segment and decides what needs no dissector (TLS records, the
 /// classifier's own stages); a segment that needs a family goes on to its
-/// stage with the flow's state in the scratch.
+/// stage. The flow's state travels in the scratch (the hook copied it
+/// there), so the flow table is visited once per segment, where it ends.
 #[inline(always)]
 pub fn classify<C: EbpfContext>(ctx: &C, prog: Program) {
     let Some(sc) = SCRATCH.get_ptr_mut(0) else {
@@ -597,25 +598,18 @@ pub fn classify<C: EbpfContext>(ctx: &C, prog: Program) {
     };
     // SAFETY: this CPU's slot, filled by the tracker just before the call.
     let sc = unsafe { &mut *sc };
-    if let Some(state) = FLOWS.get_ptr_mut(sc.key) {
-        // SAFETY: see `track`.
-        let st = unsafe { &mut *state };
-        if !track::is_decided(st) {
-            let side = staged_side(sc);
-            // SAFETY: a byte of this CPU's slot (the scan program's finding).
-            let found = unsafe { core::ptr::read_volatile(&raw const sc.credentials) };
-            st.classifier.credentials_found_if(found);
-            let data = Prefix::new(&sc.buf, sc.len as usize);
-            let (v, route) = st.classifier.begin(side, &data);
-            let route = carry(sc, route);
-            if route.stage != 0 {
-                copy_classifier(&raw const st.classifier, &raw mut sc.cls);
-                tail_call(ctx, prog, u32::from(route.stage));
-            } else {
-                let verdict = st.classifier.end(side, v, route);
-                conclude(prog.hook(), sc, st, side, verdict);
-            }
-        }
+    let side = staged_side(sc);
+    // SAFETY: a byte of this CPU's slot (the scan program's finding).
+    let found = unsafe { core::ptr::read_volatile(&raw const sc.credentials) };
+    sc.cls.credentials_found_if(found);
+    let data = Prefix::new(&sc.buf, sc.len as usize);
+    let (v, route) = sc.cls.begin(side, &data);
+    let route = carry(sc, route);
+    if route.stage != 0 {
+        tail_call(ctx, prog, u32::from(route.stage));
+    } else {
+        let verdict = sc.cls.end(side, v, route);
+        settle(prog.hook(), sc, side, verdict);
     }
     wipe(sc);
 }
@@ -642,16 +636,24 @@ pub fn classify_stage<C: EbpfContext, const F: u8>(ctx: &C, prog: Program) {
         tail_call(ctx, prog, u32::from(next.stage));
     } else {
         let verdict = sc.cls.end(side, v, next);
-        if let Some(state) = FLOWS.get_ptr_mut(sc.key) {
-            // SAFETY: see `track`.
-            let st = unsafe { &mut *state };
-            if !track::is_decided(st) {
-                copy_classifier(&raw const sc.cls, &raw mut st.classifier);
-                conclude(prog.hook(), sc, st, side, verdict);
-            }
-        }
+        settle(prog.hook(), sc, side, verdict);
     }
     wipe(sc);
+}
+
+/// Where a segment's classification ends (in the core or a stage): the
+/// state goes back to the flow's entry, unless another CPU decided the
+/// flow meanwhile, then the verdict and the close handling.
+#[inline(always)]
+fn settle(hook: Hook, sc: &Scratch, side: Side, verdict: Option<Verdict>) {
+    if let Some(state) = FLOWS.get_ptr_mut(sc.key) {
+        // SAFETY: see `track`.
+        let st = unsafe { &mut *state };
+        if !track::is_decided(st) {
+            copy_classifier(&raw const sc.cls, &raw mut st.classifier);
+            conclude(hook, sc, st, side, verdict);
+        }
+    }
 }
 
 /// The staged segment's side, without a branch: the verifier would

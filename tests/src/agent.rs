@@ -324,17 +324,29 @@ fn parse_labels(s: &str) -> BTreeMap<String, String> {
     m
 }
 
-/// `bpftool -j ARGS`, parsed; empty output reads as `[]`.
+/// `bpftool -j ARGS`, parsed; empty output reads as `[]`. A listing can
+/// fail when an object it walks goes away meanwhile (another test's agent
+/// stopping): it is retried a few times before that counts as a failure.
 fn bpftool_json(args: &[&str]) -> serde_json::Value {
-    let out = Command::new("bpftool")
-        .arg("-j")
-        .args(args)
-        .output()
-        .expect("running bpftool (cargo xtask setup installs it)");
+    let mut tries = 0;
+    let out = loop {
+        let out = Command::new("bpftool")
+            .arg("-j")
+            .args(args)
+            .output()
+            .expect("running bpftool (cargo xtask setup installs it)");
+        tries += 1;
+        if out.status.success() || tries == 5 {
+            break out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    // With -j, bpftool reports errors as JSON on stdout.
     assert!(
         out.status.success(),
-        "bpftool {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
+        "bpftool {args:?} failed {tries} times: {} {}",
+        String::from_utf8_lossy(&out.stdout).trim(),
+        String::from_utf8_lossy(&out.stderr).trim()
     );
     let text = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(if text.trim().is_empty() { "[]" } else { &text })

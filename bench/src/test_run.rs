@@ -202,7 +202,12 @@ fn measure_hook(progs: &[Measured], results: &mut Results) -> anyhow::Result<()>
         let second: f64 = r.iter().skip(1).step_by(2).sum();
         Ok([r.iter().sum(), second])
     })?;
-    k.expect(&before, Stat::FlowsCreated, flows, "an entry per node-local flow")?;
+    k.expect(
+        &before,
+        Stat::FlowsCreated,
+        flows,
+        "an entry per node-local flow",
+    )?;
     k.expect(
         &before,
         Stat::VerdictsEmitted,
@@ -215,7 +220,12 @@ fn measure_hook(progs: &[Measured], results: &mut Results) -> anyhow::Result<()>
         flows,
         "the request classified once (the reply comes after the verdict)",
     )?;
-    k.expect(&before, Stat::FlowsClosed, flows, "every node-local flow closed")?;
+    k.expect(
+        &before,
+        Stat::FlowsClosed,
+        flows,
+        "every node-local flow closed",
+    )?;
 
     // A first payload no protocol claims (a flow's first segment of an
     // application we do not name): the classifier's longest path, through

@@ -16,6 +16,7 @@ use crate::parse::{Packet, parse};
 use agent_common::{
     FlowClassifier, Side, Verdict,
     classify::{Prefix, Route, credentials::SCAN_SLOT},
+    headers::TCP_SYN,
     track::{self, Inspect, Segment},
     wire::{
         EVENT_MIDSTREAM, FAMILY_V4, FLOW_CLIENT_IS_HI, FLOW_MIDSTREAM, FlowEvent, FlowKey,
@@ -168,8 +169,10 @@ fn ports_word(p: &Packet) -> u32 {
 }
 
 /// True when this data segment (no SYN/FIN/RST) continues a decided flow
-/// exactly where the CPU's slot for it left off (see `RECENT`); moves the
-/// slot on.
+/// exactly where the CPU's slot for it left off (see `RECENT`), and moves
+/// the slot on; or is the very segment that last moved it, seen again:
+/// between two pods on one node TC sees each packet on both pods' veths,
+/// one right after the other (a retransmit of it needs nothing either).
 #[inline(always)]
 fn recent_continues(p: &Packet) -> bool {
     let Some(slot) = recent_slot(p) else {
@@ -181,14 +184,17 @@ fn recent_continues(p: &Packet) -> bool {
     // a hook program must not make subprogram calls (see `fresh_state`).
     let same =
         |a: &[u32; 4], b: &[u32; 4]| a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
-    if slot.next_seq != p.seq
+    let end = p.seq.wrapping_add(p.payload_len);
+    let continues = slot.next_seq == p.seq;
+    let again = p.payload_len != 0 && slot.next_seq == end;
+    if !(continues || again)
         || slot.ports != ports_word(p)
         || !same(&slot.src, &p.src)
         || !same(&slot.dst, &p.dst)
     {
         return false;
     }
-    slot.next_seq = p.seq.wrapping_add(p.payload_len);
+    slot.next_seq = end;
     true
 }
 
@@ -398,6 +404,14 @@ fn entry(key: &FlowKey, seg: &Segment) -> Option<(*mut FlowState, Table, bool)> 
             return Some((s, Table::Flows, false));
         }
         return create(key, seg, Table::Embryos);
+    }
+    // A bare SYN-ACK answers a SYN: its flow is nearly always embryonic,
+    // so that table first (one lookup, not two, on each end of a
+    // connection; reused ports have no embryo and fall through).
+    if seg.flags & TCP_SYN != 0 && !payload {
+        if let Some(s) = EMBRYOS.get_ptr_mut(key) {
+            return Some((s, Table::Embryos, false));
+        }
     }
     if let Some(s) = FLOWS.get_ptr_mut(key) {
         return Some((s, Table::Flows, false));

@@ -202,6 +202,11 @@ const ROWS: &[(&str, &str, usize)] = &[
         0,
     ),
     (
+        "test_run.in_order_again.ns_per_run",
+        "test run ns/run: decided flow, in order, second sighting",
+        0,
+    ),
+    (
         "test_run.syn_insert.ns_per_run",
         "test run ns/run: SYN, flow-table insert",
         0,
@@ -319,6 +324,10 @@ const ABOVE_FLOOR: &[(&str, &str)] = &[
     (
         "test_run.in_order.ns_per_run",
         "test run ns/run above the floor: in order",
+    ),
+    (
+        "test_run.in_order_again.ns_per_run",
+        "test run ns/run above the floor: in order, second sighting",
     ),
     (
         "test_run.syn_insert.ns_per_run",

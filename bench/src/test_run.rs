@@ -149,6 +149,28 @@ fn measure_hook(progs: &[Measured], results: &mut Results) -> anyhow::Result<()>
         "TC: every run continues the slot",
     )?;
 
+    // The same again, each segment seen twice in a row, as TC on both
+    // pods' veths sees a node-local flow: the second sighting's run.
+    let before = k.stats();
+    let first = first + u32::try_from(steps)? * len(REQUEST);
+    k.singles(
+        progs,
+        ["in_order_again.ns_per_run"],
+        &mut record,
+        |k, prog, n| {
+            let seq = first + n * len(REQUEST);
+            let frame = Segment::new(C, 40000, S, 80, seq, ACK | PSH, REQUEST).frame();
+            k.run(prog, &frame, 1)?;
+            Ok([k.run(prog, &frame, 1)?])
+        },
+    )?;
+    k.expect(
+        &before,
+        Stat::RecentFastPath,
+        2 * shortcuts,
+        "TC: every run continues the slot or repeats its last segment",
+    )?;
+
     // A SYN: after the first run the entry exists and the insert fails, but
     // an LRU map takes a node from its free list before it finds the key,
     // and gives it back: nearly a new flow's insert, on warm caches. A bare

@@ -496,6 +496,41 @@ fn tc_decided_flow_skips_the_flow_table_but_a_new_connection_on_its_ports_does_n
 }
 
 #[test]
+fn tc_second_sighting_of_a_decided_flows_segment_skips_the_flow_table() {
+    // Between two pods on one node, TC on both pods' veths sees each
+    // packet twice, one right after the other.
+    plainsight_tests::pin_to_this_cpu().expect("pinning the test thread");
+    let mut k = Kernel::load(Hook::TcIngress);
+    handshake(&mut k, C, S);
+    k.send(&Segment::new(C, 40000, S, 80, 1001, ACK | PSH, GET));
+    k.send(&Segment::new(C, 40000, S, 80, 1001, ACK | PSH, GET));
+    assert_http(&k.one_verdict());
+    let mut seq = 1001 + u32::try_from(GET.len()).expect("fits");
+    for _ in 0..4 {
+        let body = Segment::new(C, 40000, S, 80, seq, ACK | PSH, b"body");
+        k.send(&body);
+        k.send(&body);
+        seq += 4;
+    }
+    // The request's second sighting (decided by its first) fills the
+    // slot; every body after it, seen once or twice, takes the shortcut.
+    assert_eq!(k.stat(Stat::RecentFastPath), 8, "second sightings");
+    assert_eq!(k.stat(Stat::PayloadSegments), 1, "the request, once");
+    // An older segment is not the one that moved the slot: looked up.
+    k.send(&Segment::new(C, 40000, S, 80, seq - 8, ACK | PSH, b"body"));
+    assert_eq!(k.stat(Stat::RecentFastPath), 8, "an older retransmit");
+    // Both FINs, each seen twice, close the flow once, with no second
+    // verdict.
+    let fin_c = Segment::new(C, 40000, S, 80, seq, ACK | FIN, b"");
+    let fin_s = Segment::new(S, 80, C, 40000, 5001, ACK | FIN, b"");
+    for fin in [&fin_c, &fin_c, &fin_s, &fin_s] {
+        k.send(fin);
+    }
+    assert_eq!(k.stat(Stat::FlowsClosed), 1, "closed once");
+    assert!(k.events().is_empty(), "no second verdict");
+}
+
+#[test]
 fn reordered_first_segments_use_the_one_at_the_stream_start() {
     for hook in Hook::ALL {
         let mut k = Kernel::load(hook);

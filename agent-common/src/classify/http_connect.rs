@@ -4,8 +4,9 @@
 //! ClientHello (the core takes TLS records in every step) makes it `tls`
 //! (`starttls_upgraded`); a refusal (`407`, `403`) or cleartext through the
 //! tunnel is `http`. A `Proxy-Authorization: Basic` on the request is found
-//! by the credentials scan (`credentials.rs`): `cleartext_credentials`,
-//! whatever the tunnel carries. After NATS in the registry: `CONNECT {` is
+//! by the credentials scan (`credentials.rs`): `plaintext` `http` with
+//! `cleartext_credentials`, whatever the tunnel carries (the password
+//! crossed the network readable). After NATS in the registry: `CONNECT {` is
 //! NATS' client message, never a proxy request (whose target is
 //! `host:port`).
 
@@ -48,7 +49,7 @@ mod tests {
     use crate::{Protocol, Reason, TlsVersion, Verdict};
 
     #[test]
-    fn tls_through_a_connect_tunnel_with_proxy_credentials_is_tls_with_cleartext_credentials() {
+    fn a_connect_tunnel_with_proxy_credentials_is_plaintext_http_whatever_it_carries() {
         // curl's CONNECT with -U, the proxy's 200, then TLS 1.3 through the
         // tunnel (curl's hello and s_server's answer, recorded directly).
         let v = classify(&[
@@ -57,7 +58,9 @@ mod tests {
             (Side::Client, fixture!("curl-7.88-tls13-s_server", "c2s.0")),
             (Side::Server, fixture!("curl-7.88-tls13-s_server", "s2c.0")),
         ]);
-        let want = upgraded(Protocol::Tls, TlsVersion::Tls13).with_reason(Reason::CleartextCredentials);
+        // The proxy's password crossed the network readable: the flow is
+        // plaintext (the default policy flags it), named by the tunnel.
+        let want = Verdict::plaintext(Protocol::Http).with_reason(Reason::CleartextCredentials);
         assert_eq!(v, Some(want));
     }
 

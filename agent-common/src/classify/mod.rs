@@ -492,8 +492,11 @@ impl FlowClassifier {
         let refused = bit(f, F_REFUSED) & eq(enc, Encryption::Plaintext as u8);
         let midstream = bit(f, F_MIDSTREAM) & (1 ^ bit(f, F_OPENED));
         // Whatever follows (TLS through a proxy that was sent a password
-        // in the clear), the secret crossed the network readable.
+        // in the clear, AUTH before STARTTLS), the secret crossed the
+        // network readable: the flow is plaintext, named by the protocol
+        // that carried the secret, and the default policy flags it.
         let credentials = bit(f, F_CREDENTIALS);
+        let v = in_clear_if(v, credentials & eq(enc, Encryption::Tls as u8), self.proto);
         v.with_reason(Reason::StarttlsUpgraded.when(upgraded))
             .with_reason(Reason::CleartextCredentials.when(credentials))
             .with_reason(Reason::StarttlsRefused.when(refused))
@@ -576,9 +579,13 @@ impl FlowClassifier {
             // not seen (sent before it arrived), TLS follows the protocol.
             self.flags |= F_UPGRADED;
             // Through a tunnel (SOCKS) the TLS is not the tunnel's protocol:
-            // named `tls`. A mask, not a branch (see `finish`).
+            // named `tls`; unless the tunnel carried a secret in the clear,
+            // then the flow is plaintext and named by it (`finish`). A
+            // mask, not a branch (see `finish`).
             let tunnel = registry::is_tunnel(stage) as u8;
-            self.proto &= tunnel.wrapping_sub(1);
+            #[expect(clippy::cast_possible_truncation, reason = "0 or 1")]
+            let secret = bit(u32::from(self.flags), F_CREDENTIALS) as u8;
+            self.proto &= (tunnel & (secret ^ 1)).wrapping_sub(1);
         }
         self.stage = Stage::AwaitServerHello as u8;
     }
@@ -743,6 +750,32 @@ const fn bit(flags: u32, flag: u8) -> u32 {
 #[inline(always)]
 const fn eq(a: u8, b: u8) -> u32 {
     ((a ^ b) as u32).wrapping_sub(1) >> 31
+}
+
+/// When `on` is 1: `v` as `plaintext` (no TLS version), named `proto`
+/// (`Protocol` as u8) if that is not 0; else `v`. Branch-free (see
+/// `finish`).
+#[inline(always)]
+fn in_clear_if(v: Verdict, on: u32, proto: u8) -> Verdict {
+    #[expect(clippy::cast_possible_truncation, reason = "0 or 1")]
+    let on = 0u8.wrapping_sub(on as u8);
+    #[expect(clippy::cast_possible_truncation, reason = "0 or 1")]
+    let named = on & !0u8.wrapping_sub(eq(proto, 0) as u8);
+    let (p, e) = (v.protocol as u8, v.encryption as u8);
+    let p = p ^ ((p ^ proto) & named);
+    let e = e ^ ((e ^ Encryption::Plaintext as u8) & on);
+    let t = v.tls_version as u8 & !on;
+    // SAFETY: each byte is the verdict's own value or, where `on`/`named`
+    // picked it, a valid one: `proto` is a stored `Protocol`, `Plaintext`
+    // an `Encryption`, 0 `TlsVersion::Unknown`.
+    unsafe {
+        Verdict {
+            protocol: core::mem::transmute::<u8, Protocol>(p),
+            encryption: core::mem::transmute::<u8, Encryption>(e),
+            reason: v.reason,
+            tls_version: core::mem::transmute::<u8, TlsVersion>(t),
+        }
+    }
 }
 
 impl Reason {

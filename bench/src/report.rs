@@ -193,7 +193,7 @@ const ROWS: &[(&str, &str, usize)] = &[
     ),
     (
         "test_run.decided_lookup.ns_per_run",
-        "test run ns/run: decided flow, flow-table lookup",
+        "test run ns/run: decided flow's FIN, flow-table lookup",
         0,
     ),
     (

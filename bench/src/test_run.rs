@@ -98,16 +98,17 @@ fn measure_hook(progs: &[Measured], results: &mut Results) -> anyhow::Result<()>
     let ack = Segment::new(C, 40000, S, 80, 1001, ACK, b"").frame();
     k.repeated(progs, &ack, "pure_ack", &mut record)?;
 
-    // A decided flow's next data segment. Repeated, it never continues the
-    // TC recent-flow slot (same seq every run), and test runs have no
-    // established socket for the cgroup mark: both take the flow-table
-    // lookup, which the counters confirm.
+    // A decided flow's client FIN, repeated (the server's never comes, so
+    // the entry stays): FINs never take a shortcut, and a repeated data
+    // segment would (TC's recent-flow slot takes a segment seen again, as
+    // on both pods' veths). The flow-table lookup and the close
+    // bookkeeping; the counters confirm no shortcut was taken.
     let before = k.stats();
     for m in progs.iter().filter(|m| !m.is_floor) {
         k.handshake_and_request(m.name, 40000)?;
     }
-    let data = Segment::new(C, 40000, S, 80, 1001 + len(REQUEST), ACK | PSH, REQUEST).frame();
-    k.repeated(progs, &data, "decided_lookup", &mut record)?;
+    let fin = Segment::new(C, 40000, S, 80, 1001 + len(REQUEST), ACK | FIN, b"").frame();
+    k.repeated(progs, &fin, "decided_lookup", &mut record)?;
     let plainsight = progs.iter().filter(|m| !m.is_floor).count() as u64;
     k.expect(
         &before,

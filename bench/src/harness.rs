@@ -88,6 +88,11 @@ pub enum Config {
     /// connection is seen at both sockets. New-connection phases only.
     #[value(name = "plainsight-cgroup-same-node")]
     CgroupSameNode,
+    /// No observer, traffic routed to the second pod as in the TC
+    /// same-node configurations: their baseline (the extra hop costs
+    /// without any program).
+    #[value(name = "no-agent-routed")]
+    NoAgentRouted,
     /// Do-nothing programs on TC on both of the node's veths a pod-to-pod
     /// connection crosses: the floor under `TcSameNode`.
     #[value(name = "floor-tc-same-node")]
@@ -132,7 +137,7 @@ impl Phase {
 }
 
 impl Config {
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::NoAgent,
         Self::FloorCgroup,
         Self::Cgroup,
@@ -141,6 +146,7 @@ impl Config {
         Self::Ndpi,
         Self::FloorCgroupSameNode,
         Self::CgroupSameNode,
+        Self::NoAgentRouted,
         Self::FloorTcSameNode,
         Self::TcSameNode,
     ];
@@ -164,6 +170,7 @@ impl Config {
             self,
             Self::FloorCgroupSameNode
                 | Self::CgroupSameNode
+                | Self::NoAgentRouted
                 | Self::FloorTcSameNode
                 | Self::TcSameNode
         )
@@ -171,14 +178,17 @@ impl Config {
 
     /// The TC configurations whose traffic goes to the routed pod.
     fn routed(self) -> bool {
-        matches!(self, Self::FloorTcSameNode | Self::TcSameNode)
+        matches!(
+            self,
+            Self::NoAgentRouted | Self::FloorTcSameNode | Self::TcSameNode
+        )
     }
 
     /// The peer server the load generator connects to.
     fn peer_port(self) -> u16 {
         match self {
             Self::FloorCgroupSameNode | Self::CgroupSameNode => SAME_NODE_PEER_PORT,
-            Self::FloorTcSameNode | Self::TcSameNode => POD_PEER_PORT,
+            Self::NoAgentRouted | Self::FloorTcSameNode | Self::TcSameNode => POD_PEER_PORT,
             _ => PEER_PORT,
         }
     }
@@ -193,6 +203,7 @@ impl Config {
             Self::Ndpi => "ndpiReader",
             Self::FloorCgroupSameNode => "floor-cgroup-same-node",
             Self::CgroupSameNode => "plainsight-cgroup-same-node",
+            Self::NoAgentRouted => "no-agent-routed",
             Self::FloorTcSameNode => "floor-tc-same-node",
             Self::TcSameNode => "plainsight-tc-same-node",
         }
@@ -220,7 +231,7 @@ impl Observer {
             Ok(["--interface", &t.server_if, "--interface", &pod.node_if])
         };
         Ok(match cfg {
-            Config::NoAgent => Self::Nothing,
+            Config::NoAgent | Config::NoAgentRouted => Self::Nothing,
             Config::FloorCgroup | Config::FloorCgroupSameNode => {
                 let cg = t.cgroup.to_str().context("cgroup path is UTF-8")?;
                 Self::Floor(start_floor(t, None, exe, &["--cgroup", cg])?)
@@ -794,7 +805,7 @@ impl Bench<'_> {
             "cpu_softirq_plus_process_ms_per_10k_flows",
             per_10k(softirq + process),
         );
-        if cfg != Config::NoAgent && self.observer_cpu_known(cfg) {
+        if !matches!(cfg, Config::NoAgent | Config::NoAgentRouted) && self.observer_cpu_known(cfg) {
             // What the observer itself costs: its process, plus (for
             // plainsight) its kernel programs' run time, which the kernel
             // measures exactly. ndpiReader's capture cost in the kernel is

@@ -762,20 +762,31 @@ fn targets(r: &Results) -> Vec<Value> {
     // Both ends of every connection observed (client and server in the
     // cgroup, as pods on one node): plainsight's own share of a connection,
     // against the do-nothing programs seeing the same two sockets.
+    // TC's same-node traffic takes one more hop (routed through the node
+    // namespace): its baseline is the routed no-agent run.
     let same_node = [
-        (Config::CgroupSameNode, Config::FloorCgroupSameNode),
-        (Config::TcSameNode, Config::FloorTcSameNode),
+        (
+            Config::CgroupSameNode,
+            Config::FloorCgroupSameNode,
+            Config::NoAgent,
+        ),
+        (
+            Config::TcSameNode,
+            Config::FloorTcSameNode,
+            Config::NoAgentRouted,
+        ),
     ];
     let rates = [
         ("crr_per_s", "new-connection rate"),
         ("crr_max_per_s", "new-connection rate, 16 threads"),
     ];
-    for ((hook, floor), (key, name)) in same_node
+    for ((hook, floor, base), (key, name)) in same_node
         .into_iter()
         .flat_map(|h| rates.into_iter().map(move |r| (h, r)))
     {
         let measured = percent_of(r, hook, floor, key).map(|s| median(&s));
-        let note = relative(r, floor, key).map(|v| format!("floor: {v:.1}% of no-agent"));
+        let note = percent_of(r, floor, base, key)
+            .map(|s| format!("floor: {:.1}% of {}", median(&s), base.name()));
         out.push(json!({
             "config": hook.name(),
             "target": format!("{}: {name} ≥ 99% of its floor (median per round)", hook.name()),

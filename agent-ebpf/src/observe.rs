@@ -408,10 +408,11 @@ fn entry(key: &FlowKey, seg: &Segment) -> Option<(*mut FlowState, Table, bool)> 
     // A bare SYN-ACK answers a SYN: its flow is nearly always embryonic,
     // so that table first (one lookup, not two, on each end of a
     // connection; reused ports have no embryo and fall through).
-    if seg.flags & TCP_SYN != 0 && !payload {
-        if let Some(s) = EMBRYOS.get_ptr_mut(key) {
-            return Some((s, Table::Embryos, false));
-        }
+    if seg.flags & TCP_SYN != 0
+        && !payload
+        && let Some(s) = EMBRYOS.get_ptr_mut(key)
+    {
+        return Some((s, Table::Embryos, false));
     }
     if let Some(s) = FLOWS.get_ptr_mut(key) {
         return Some((s, Table::Flows, false));

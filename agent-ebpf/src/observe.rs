@@ -624,7 +624,7 @@ pub fn classify<C: EbpfContext>(ctx: &C, prog: Program) {
         tail_call(ctx, prog, u32::from(route.stage));
     } else {
         let verdict = sc.cls.end(side, v, route);
-        settle(prog.hook(), sc, side, verdict);
+        end_segment(prog.hook(), sc, side, verdict);
     }
     wipe(sc);
 }
@@ -651,7 +651,7 @@ pub fn classify_stage<C: EbpfContext, const F: u8>(ctx: &C, prog: Program) {
         tail_call(ctx, prog, u32::from(next.stage));
     } else {
         let verdict = sc.cls.end(side, v, next);
-        settle(prog.hook(), sc, side, verdict);
+        end_segment(prog.hook(), sc, side, verdict);
     }
     wipe(sc);
 }
@@ -660,7 +660,7 @@ pub fn classify_stage<C: EbpfContext, const F: u8>(ctx: &C, prog: Program) {
 /// state goes back to the flow's entry, unless another CPU decided the
 /// flow meanwhile, then the verdict and the close handling.
 #[inline(always)]
-fn settle(hook: Hook, sc: &Scratch, side: Side, verdict: Option<Verdict>) {
+fn end_segment(hook: Hook, sc: &Scratch, side: Side, verdict: Option<Verdict>) {
     if let Some(state) = FLOWS.get_ptr_mut(sc.key) {
         // SAFETY: see `track`.
         let st = unsafe { &mut *state };

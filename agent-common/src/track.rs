@@ -140,6 +140,7 @@ pub const fn fresh(flags: u8) -> FlowState {
         },
         flags,
         after_verdict: 0,
+        node_local: 0,
         _pad1: 0,
     }
 }

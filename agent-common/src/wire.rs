@@ -136,7 +136,12 @@ pub struct FlowState {
     /// Segments (other than pure ACKs) seen after the verdict, up to
     /// `MARK_SOCKET_AFTER`.
     pub after_verdict: u8,
-    pub _pad1: u16,
+    /// 1 once the flow's SYN was seen twice: both ends of the connection
+    /// are on this node (or the SYN was retransmitted). The kernel then
+    /// remembers each of its segments per CPU, so that the second
+    /// sighting skips the flow table.
+    pub node_local: u8,
+    pub _pad1: u8,
 }
 
 /// Segments (pure ACKs skip the flow table and do not count) a decided flow
@@ -311,10 +316,14 @@ pub enum Stat {
     /// Segments the credentials scan read past the prefix
     /// (`classify::credentials`): at most one per flow.
     CredentialScans = 24,
+    /// Segments that skipped the flow table as the second sighting of the
+    /// segment this CPU's hook just tracked (both sockets of a node-local
+    /// connection on the cgroup hook, both pods' veths on TC).
+    SecondSightings = 25,
 }
 
 impl Stat {
-    pub const COUNT: u32 = 25;
+    pub const COUNT: u32 = 26;
 
     /// Packet totals from the kernel's raw per-slot sums: every packet is
     /// counted in exactly one of the tracked, shortcut and parse-failure
@@ -324,7 +333,8 @@ impl Stat {
         let tcp = raw[Self::TcpPackets as usize]
             + raw[Self::PureAcks as usize]
             + raw[Self::SocketFastPath as usize]
-            + raw[Self::RecentFastPath as usize];
+            + raw[Self::RecentFastPath as usize]
+            + raw[Self::SecondSightings as usize];
         let failed: u64 = [
             Self::ParseTruncated,
             Self::ParseFragment,
@@ -366,6 +376,7 @@ impl Stat {
         Self::EmbryosPromoted,
         Self::EmbryosClosed,
         Self::CredentialScans,
+        Self::SecondSightings,
     ];
 }
 

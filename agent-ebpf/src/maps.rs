@@ -63,6 +63,28 @@ pub struct Recent {
     pub next_seq: u32,
 }
 
+/// The segment of a node-local flow (`FlowState::node_local`) each CPU's
+/// hook last tracked the long way, per slot (a hash of the 4-tuple, as
+/// `RECENT`): on one node both sockets of a connection (cgroup) or both
+/// pods' veths (TC) see each segment, one right after the other on the
+/// same CPU, and the second sighting has nothing left to do. A match
+/// empties the slot, so a later retransmit takes the long way again.
+/// Other flows leave nothing here: they pay one slot compare per segment
+/// that takes the long way, not a write.
+#[map]
+pub static SEEN: PerCpuArray<Seen> = PerCpuArray::with_max_entries(RECENT_SLOTS, 0);
+
+#[repr(C)]
+pub struct Seen {
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+    /// Source port << 16 | destination port; 0 for an empty slot.
+    pub ports: u32,
+    pub seq: u32,
+    /// TCP flags << 24 | payload length.
+    pub shape: u32,
+}
+
 /// One `FlowEvent` per classified flow; userspace resizes it.
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);

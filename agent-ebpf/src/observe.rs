@@ -9,8 +9,8 @@
 use crate::hello;
 use crate::maps::{
     CLASSIFY_CGROUP_EGRESS, CLASSIFY_CGROUP_INGRESS, CLASSIFY_TC, DECIDED, EMBRYOS, EVENTS, FLOWS,
-    RECENT, RECENT_SLOTS, Recent, SCRATCH, Scratch, SocketFlow, count, include_loopback,
-    wakeup_flags,
+    RECENT, RECENT_SLOTS, Recent, SCRATCH, SEEN, Scratch, Seen, SocketFlow, count,
+    include_loopback, wakeup_flags,
 };
 use crate::parse::{Packet, parse};
 use agent_common::{
@@ -74,6 +74,11 @@ pub fn observe<C: EbpfContext>(ctx: &C, prog: Program) {
                     count(Stat::RecentFastPath);
                     return;
                 }
+            }
+            // (Loopback is skipped, and counted, in `track`.)
+            if (include_loopback() || !is_loopback(&pkt)) && seen_again(&pkt) {
+                count(Stat::SecondSightings);
+                return;
             }
             count(Stat::TcpPackets);
             track(ctx, skb, prog, &pkt);
@@ -198,6 +203,60 @@ fn recent_continues(p: &Packet) -> bool {
     true
 }
 
+/// This segment's slot in the CPU's `SEEN` array (the hash `RECENT` uses).
+#[inline(always)]
+fn seen_slot(p: &Packet) -> Option<*mut Seen> {
+    let h = p.src[0] ^ p.src[3] ^ p.dst[0].rotate_left(7) ^ p.dst[3] ^ ports_word(p);
+    SEEN.get_ptr_mut((h ^ (h >> 16)) & (RECENT_SLOTS - 1))
+}
+
+/// TCP flags and payload length, the rest of what makes a segment itself.
+#[inline(always)]
+fn shape(p: &Packet) -> u32 {
+    (u32::from(p.flags) << 24) | (p.payload_len & 0x00ff_ffff)
+}
+
+/// True when this segment is the one a node-local flow's other end just
+/// left in the CPU's `SEEN` slot (`remember_seen`): its second sighting,
+/// which takes the slot (a third is a retransmit, tracked again). One
+/// slot lookup and one compare for every other segment.
+#[inline(always)]
+fn seen_again(p: &Packet) -> bool {
+    let Some(slot) = seen_slot(p) else {
+        return false;
+    };
+    // SAFETY: this CPU's slot; nothing else runs on this CPU meanwhile.
+    let slot = unsafe { &mut *slot };
+    let same =
+        |a: &[u32; 4], b: &[u32; 4]| a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
+    if slot.ports != ports_word(p)
+        || slot.seq != p.seq
+        || slot.shape != shape(p)
+        || !same(&slot.src, &p.src)
+        || !same(&slot.dst, &p.dst)
+    {
+        return false;
+    }
+    slot.ports = 0;
+    true
+}
+
+/// Leaves a node-local flow's segment in the CPU's `SEEN` slot, for its
+/// second sighting (`seen_again`).
+#[inline(always)]
+fn remember_seen(p: &Packet) {
+    let Some(slot) = seen_slot(p) else {
+        return;
+    };
+    // SAFETY: as in `seen_again`.
+    let slot = unsafe { &mut *slot };
+    slot.src = p.src;
+    slot.dst = p.dst;
+    slot.ports = ports_word(p);
+    slot.seq = p.seq;
+    slot.shape = shape(p);
+}
+
 /// Empties the CPU's slot for this segment's direction if it holds it.
 #[inline(always)]
 fn forget_recent(p: &Packet) {
@@ -296,14 +355,23 @@ fn track<C: EbpfContext>(ctx: &C, skb: *mut __sk_buff, prog: Program, p: &Packet
     // SAFETY: a live map value; concurrent updates of one flow from two CPUs
     // can at worst misclassify that flow, never touch other memory.
     let st = unsafe { &mut *state };
-    if client_syn && !inserted && track::restarts(st, &seg) {
-        // Reused ports: the old connection ends here, the entry starts over.
-        if let Some(v) = track::close(st) {
-            emit(hook, key, st, v);
+    if client_syn && !inserted {
+        if track::restarts(st, &seg) {
+            // Reused ports: the old connection ends here, the entry starts
+            // over.
+            if let Some(v) = track::close(st) {
+                emit(hook, key, st, v);
+            }
+            if let Some(flags) = track::new_flow(&seg) {
+                write_fresh(&raw mut *st, flags);
+            }
+        } else {
+            // The same SYN again: the connection's other end is on this
+            // node (or the SYN was retransmitted).
+            st.node_local = 1;
         }
-        if let Some(flags) = track::new_flow(&seg) {
-            write_fresh(&raw mut *st, flags);
-        }
+    } else if st.node_local != 0 {
+        remember_seen(p);
     }
     let side = track::side(st, lo);
 

@@ -128,6 +128,7 @@ fn measure_hook(progs: &[Measured], results: &mut Results) -> anyhow::Result<()>
         0,
         "no cgroup socket shortcut",
     )?;
+    k.expect(&before, Stat::SecondSightings, 0, "no second sighting")?;
 
     // The same flow's next segments in order, one run each: on TC each
     // continues the recent-flow slot, a decided flow's fast path there. The

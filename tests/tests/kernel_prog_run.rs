@@ -531,6 +531,55 @@ fn tc_second_sighting_of_a_decided_flows_segment_skips_the_flow_table() {
 }
 
 #[test]
+fn a_node_local_connection_seen_at_both_ends_is_tracked_once() {
+    // Each segment twice in a row, as both sockets of a connection
+    // between two pods on one node (cgroup) or both pods' veths (TC).
+    // The SYN's second sighting marks the flow node-local; after it every
+    // second sighting skips the flow table, and the flow has one entry,
+    // one verdict and one close. Per-CPU slots: one CPU throughout.
+    plainsight_tests::pin_to_this_cpu().expect("pinning the test thread");
+    for hook in Hook::ALL {
+        let mut k = Kernel::load(hook);
+        let reply = b"HTTP/1.1 200 OK\r\n\r\n";
+        let after = 1001 + len(GET);
+        let segs = [
+            Segment::new(C, 40000, S, 80, 1000, SYN, b""),
+            Segment::new(S, 80, C, 40000, 5000, SYN | ACK, b""),
+            Segment::new(C, 40000, S, 80, 1001, ACK | PSH, GET),
+            Segment::new(S, 80, C, 40000, 5001, ACK | PSH, reply),
+            Segment::new(C, 40000, S, 80, after, ACK | FIN, b""),
+            Segment::new(S, 80, C, 40000, 5001 + len(reply), ACK | FIN, b""),
+        ];
+        for seg in &segs {
+            k.send(seg);
+            k.send(seg);
+        }
+        assert_http(&k.one_verdict());
+        // (On TC the reply's second sighting is the recent-flow slot's.)
+        let skipped = k.stat(Stat::SecondSightings) + k.stat(Stat::RecentFastPath);
+        assert_eq!(skipped, 5, "{hook:?}: all but the SYN's");
+        assert_eq!(k.stat(Stat::EmbryosCreated), 1, "{hook:?}");
+        assert_eq!(k.stat(Stat::FlowsCreated), 1, "{hook:?}");
+        assert_eq!(k.stat(Stat::FlowsClosed), 1, "{hook:?}");
+        assert_eq!(k.stat(Stat::PayloadSegments), 1, "{hook:?}");
+        // A third sighting is a retransmit: tracked (the entry is gone,
+        // and a lone FIN starts nothing).
+        k.send(&segs[5]);
+        assert_eq!(
+            k.stat(Stat::SecondSightings) + k.stat(Stat::RecentFastPath),
+            5
+        );
+        // A flow whose SYN was seen once leaves nothing for the memo.
+        let mut k = Kernel::load(hook);
+        handshake(&mut k, C, S);
+        k.send(&Segment::new(C, 40000, S, 80, 1001, ACK | PSH, GET));
+        k.send(&Segment::new(C, 40000, S, 80, 1001, ACK | PSH, GET));
+        assert_http(&k.one_verdict());
+        assert_eq!(k.stat(Stat::SecondSightings), 0, "{hook:?}");
+    }
+}
+
+#[test]
 fn reordered_first_segments_use_the_one_at_the_stream_start() {
     for hook in Hook::ALL {
         let mut k = Kernel::load(hook);

@@ -663,6 +663,7 @@ pub const fn stat_name(s: Stat) -> &'static str {
         Stat::EmbryosPromoted => "embryos_promoted",
         Stat::EmbryosClosed => "embryos_closed",
         Stat::CredentialScans => "credential_scans",
+        Stat::SecondSightings => "second_sightings",
     }
 }
 

@@ -75,8 +75,12 @@ pub fn observe<C: EbpfContext>(ctx: &C, prog: Program) {
                     return;
                 }
             }
-            // (Loopback is skipped, and counted, in `track`.)
-            if (include_loopback() || !is_loopback(&pkt)) && seen_again(&pkt) {
+            if !include_loopback() && is_loopback(&pkt) {
+                count(Stat::TcpPackets);
+                count(Stat::Loopback);
+                return;
+            }
+            if seen_again(&pkt) {
                 count(Stat::SecondSightings);
                 return;
             }
@@ -160,12 +164,26 @@ fn mark_decided(skb: *mut __sk_buff, prog: Program, p: &Packet) {
     }
 }
 
-/// This segment's slot in the CPU's `RECENT` array, by a cheap fold of the
-/// 4-tuple (the two directions of a flow differ in the port order).
+/// This segment's slot index in the CPU's `RECENT` and `SEEN` arrays, by a
+/// cheap fold of the 4-tuple (the two directions of a flow differ in the
+/// port order).
+#[inline(always)]
+fn slot_index(p: &Packet) -> u32 {
+    let h = p.src[0] ^ p.src[3] ^ p.dst[0].rotate_left(7) ^ p.dst[3] ^ ports_word(p);
+    (h ^ (h >> 16)) & (RECENT_SLOTS - 1)
+}
+
 #[inline(always)]
 fn recent_slot(p: &Packet) -> Option<*mut Recent> {
-    let h = p.src[0] ^ p.src[3] ^ p.dst[0].rotate_left(7) ^ p.dst[3] ^ ports_word(p);
-    RECENT.get_ptr_mut((h ^ (h >> 16)) & (RECENT_SLOTS - 1))
+    RECENT.get_ptr_mut(slot_index(p))
+}
+
+/// Two addresses equal, word by word: an array comparison may become a
+/// call to memcmp, and a hook program must not make subprogram calls (see
+/// `fresh_state`).
+#[inline(always)]
+fn same_addr(a: &[u32; 4], b: &[u32; 4]) -> bool {
+    a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3]
 }
 
 #[inline(always)]
@@ -185,17 +203,13 @@ fn recent_continues(p: &Packet) -> bool {
     };
     // SAFETY: this CPU's slot; nothing else runs on this CPU meanwhile.
     let slot = unsafe { &mut *slot };
-    // Word by word: an array comparison may become a call to memcmp, and
-    // a hook program must not make subprogram calls (see `fresh_state`).
-    let same =
-        |a: &[u32; 4], b: &[u32; 4]| a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
     let end = p.seq.wrapping_add(p.payload_len);
     let continues = slot.next_seq == p.seq;
     let again = p.payload_len != 0 && slot.next_seq == end;
     if !(continues || again)
         || slot.ports != ports_word(p)
-        || !same(&slot.src, &p.src)
-        || !same(&slot.dst, &p.dst)
+        || !same_addr(&slot.src, &p.src)
+        || !same_addr(&slot.dst, &p.dst)
     {
         return false;
     }
@@ -203,11 +217,9 @@ fn recent_continues(p: &Packet) -> bool {
     true
 }
 
-/// This segment's slot in the CPU's `SEEN` array (the hash `RECENT` uses).
 #[inline(always)]
 fn seen_slot(p: &Packet) -> Option<*mut Seen> {
-    let h = p.src[0] ^ p.src[3] ^ p.dst[0].rotate_left(7) ^ p.dst[3] ^ ports_word(p);
-    SEEN.get_ptr_mut((h ^ (h >> 16)) & (RECENT_SLOTS - 1))
+    SEEN.get_ptr_mut(slot_index(p))
 }
 
 /// TCP flags and payload length, the rest of what makes a segment itself.
@@ -227,13 +239,11 @@ fn seen_again(p: &Packet) -> bool {
     };
     // SAFETY: this CPU's slot; nothing else runs on this CPU meanwhile.
     let slot = unsafe { &mut *slot };
-    let same =
-        |a: &[u32; 4], b: &[u32; 4]| a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
     if slot.ports != ports_word(p)
         || slot.seq != p.seq
         || slot.shape != shape(p)
-        || !same(&slot.src, &p.src)
-        || !same(&slot.dst, &p.dst)
+        || !same_addr(&slot.src, &p.src)
+        || !same_addr(&slot.dst, &p.dst)
     {
         return false;
     }
@@ -313,10 +323,6 @@ fn src_is_lo(p: &Packet) -> bool {
 #[inline(always)]
 fn track<C: EbpfContext>(ctx: &C, skb: *mut __sk_buff, prog: Program, p: &Packet) {
     let hook = prog.hook();
-    if !include_loopback() && is_loopback(p) {
-        count(Stat::Loopback);
-        return;
-    }
     let Some(sc) = SCRATCH.get_ptr_mut(0) else {
         return;
     };

@@ -55,7 +55,8 @@ fn run(skb: *mut __sk_buff) {
     let sc = unsafe { &*sc_ptr };
     // The flow's state, copied here by the hook.
     let scan = sc
-        .cls
+        .flow
+        .classifier
         .credential_scan(staged_side(sc), &Prefix::new(&sc.buf, sc.len as usize));
     if scan == Scan::None {
         return;

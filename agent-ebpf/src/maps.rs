@@ -1,6 +1,5 @@
 //! Maps and load-time settings shared by every program.
 
-use agent_common::FlowClassifier;
 use agent_common::classify::credentials::{SCAN_SLOT, ScanBuf};
 use agent_common::wire::{DEFAULT_MAX_FLOWS, FlowKey, FlowState, PREFIX, Stat, embryonic_capacity};
 use aya_ebpf::{
@@ -109,21 +108,25 @@ pub struct Scratch {
     /// `classify::Route` between the classifier's stages.
     pub stage: u8,
     pub pass: u8,
-    /// The flow's classifier state while a segment goes through the scan,
-    /// the core and the family stages: the hook copies it here, the program
-    /// the segment ends in copies it back (one more flow-table lookup per
-    /// segment, not one per program). Map memory, as the flow table is: the
+    /// The flow's state while a segment goes through the scan, the core and
+    /// the family stages: the hook copies it here, the program the segment
+    /// ends in writes it back (one more flow-table operation per segment,
+    /// not one per program). Map memory, as the flow table is: the
     /// verifier then merges the verdicts' paths the same way
     /// (`FlowClassifier::settle`).
-    pub cls: FlowClassifier,
+    pub flow: FlowState,
     /// Where the staged segment's bytes start in the packet, and how many
     /// there are (not only the prefix): set by the hook only for the
     /// credentials scan.
     pub seg_off: u32,
     pub seg_len: u32,
     /// 1 when the credentials scan found a secret in this segment: the
-    /// core marks the flow (it looks the flow up anyway).
+    /// core marks the flow's staged state.
     pub credentials: u8,
+    /// 1 when `flow` is an embryonic flow's (its first payload): where the
+    /// segment ends, the whole state becomes its main-table entry, one
+    /// insert, and the embryo goes (`observe::end_first_payload`).
+    pub embryo: u8,
 }
 
 #[map]

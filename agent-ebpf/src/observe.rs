@@ -355,12 +355,12 @@ fn track<C: EbpfContext>(ctx: &C, skb: *mut __sk_buff, prog: Program, p: &Packet
     };
     let client_syn = seg.is_client_syn();
     let closing = seg.is_closing();
-    let Some((state, table, inserted)) = entry(key, &seg) else {
+    let Some((state, mut table, inserted)) = entry(key, &seg) else {
         return;
     };
     // SAFETY: a live map value; concurrent updates of one flow from two CPUs
     // can at worst misclassify that flow, never touch other memory.
-    let st = unsafe { &mut *state };
+    let mut st = unsafe { &mut *state };
     if client_syn && !inserted {
         if track::restarts(st, &seg) {
             // Reused ports: the old connection ends here, the entry starts
@@ -417,9 +417,11 @@ fn track<C: EbpfContext>(ctx: &C, skb: *mut __sk_buff, prog: Program, p: &Packet
         if hello::export_if_hello(skb, side, p, skip, st.flags & FLOW_CLIENT_IS_HI != 0) {
             track::await_client_flight(st);
         }
-        // The scan program and the core read the flow's classifier state
-        // from the scratch: no second lookup until a segment ends.
-        copy_classifier(&raw const st.classifier, &raw mut sc.cls);
+        // The scan program and the core read the flow's state from the
+        // scratch: no second lookup until a segment ends, where an
+        // embryo's state becomes its main-table entry whole.
+        copy_state(&raw const *st, &raw mut sc.flow);
+        sc.embryo = u8::from(table == Table::Embryos);
         // A message that may carry credentials past the prefix goes to the
         // scan program first, which then tail-calls the core (if it is not
         // loaded, the core classifies without it).
@@ -430,6 +432,15 @@ fn track<C: EbpfContext>(ctx: &C, skb: *mut __sk_buff, prog: Program, p: &Packet
         }
         tail_call(ctx, prog, 0);
         wipe(sc);
+    } else if table == Table::Embryos && track::carries_payload(&seg) {
+        // Payload not classified (past a gap, or a side the classifier
+        // no longer wants): the flow still leaves the embryonic table.
+        let Some(moved) = promote(key, st) else {
+            return;
+        };
+        // SAFETY: a live map value, as above.
+        st = unsafe { &mut *moved };
+        table = Table::Flows;
     }
     if closing {
         on_close(hook, &sc.key, st, side, p.flags, table);
@@ -460,10 +471,12 @@ enum Table {
 }
 
 /// The segment's flow entry, its table, and whether this segment created
-/// it; `None` if it starts no flow. A segment with payload always gets a
-/// main-table entry: an embryonic flow moves there at its first payload,
-/// so a SYN flood, which fills only `EMBRYOS`, evicts no flow that is
-/// being classified. A bare client SYN looks in `FLOWS` first only for
+/// it; `None` if there is nothing more to do: it starts no flow, or it
+/// opened one whose embryo the insert wrote whole (`create`). A flow that
+/// has carried payload lives in the main table: an embryonic flow moves
+/// there at its first payload (`end_first_payload`, `promote`), so a SYN
+/// flood, which fills only `EMBRYOS`, evicts no flow that is being
+/// classified. A bare client SYN looks in `FLOWS` first only for
 /// reused ports (the old connection's entry, see `track::restarts`).
 #[inline(always)]
 fn entry(key: &FlowKey, seg: &Segment) -> Option<(*mut FlowState, Table, bool)> {
@@ -492,17 +505,18 @@ fn entry(key: &FlowKey, seg: &Segment) -> Option<(*mut FlowState, Table, bool)> 
         return Some((s, Table::Flows, false));
     }
     if let Some(s) = EMBRYOS.get_ptr_mut(key) {
-        if !payload {
-            return Some((s, Table::Embryos, false));
-        }
-        return promote(key, s).map(|s| (s, Table::Flows, false));
+        // At its first payload an embryo moves to the main table: where
+        // the segment's classification ends, or in `track` if it is not
+        // classified.
+        return Some((s, Table::Embryos, false));
     }
     // Payload of an unknown flow (mid-stream), or nothing to track.
     create(key, seg, Table::Flows)
 }
 
 /// Inserts a new flow's entry in `table` unless one exists (a retransmitted
-/// SYN, reused ports, another CPU), and returns the entry.
+/// SYN, reused ports, another CPU), and returns the entry; `None` also when
+/// the insert wrote a bare SYN's embryo whole (below).
 #[expect(
     clippy::needless_borrows_for_generic_args,
     reason = "pass a pointer, not a 20-byte copy, to the helper"
@@ -510,7 +524,12 @@ fn entry(key: &FlowKey, seg: &Segment) -> Option<(*mut FlowState, Table, bool)> 
 #[inline(always)]
 fn create(key: &FlowKey, seg: &Segment, table: Table) -> Option<(*mut FlowState, Table, bool)> {
     let flags = track::new_flow(seg)?;
-    let fresh = fresh_state(flags);
+    let mut fresh = fresh_state(flags);
+    // All a bare SYN does to its new flow is note where the side's stream
+    // starts: done here, before the insert, the embryo needs no lookup
+    // after it.
+    let side = track::side(&fresh, seg.from_lo);
+    let opened = table == Table::Embryos && !track::inspect(&mut fresh, side, seg).classify;
     let flag = u64::from(BPF_NOEXIST);
     // Each table spelled out at its call: one helper call site per map.
     let inserted = match table {
@@ -522,6 +541,9 @@ fn create(key: &FlowKey, seg: &Segment, table: Table) -> Option<(*mut FlowState,
             Table::Flows => Stat::FlowsCreated,
             Table::Embryos => Stat::EmbryosCreated,
         });
+        if opened {
+            return None;
+        }
     }
     let found = match table {
         Table::Flows => FLOWS.get_ptr_mut(key),
@@ -534,23 +556,16 @@ fn create(key: &FlowKey, seg: &Segment, table: Table) -> Option<(*mut FlowState,
     Some((s, table, inserted))
 }
 
-/// Moves an embryonic flow, state unchanged, to the main table at its
-/// first payload. Each count follows its own map operation's success (a
-/// racing CPU may have moved it first), so both tables' conservation laws
-/// stay exact.
-#[expect(
-    clippy::needless_borrows_for_generic_args,
-    reason = "pass a pointer, not a 20-byte copy, to the helper"
-)]
+/// Moves an embryonic flow, state unchanged, to the main table at an
+/// unclassified first payload (a classified one moves where it ends,
+/// `end_first_payload`).
 #[inline(always)]
 fn promote(key: &FlowKey, embryo: *mut FlowState) -> Option<*mut FlowState> {
-    let st = copy_state(embryo);
-    if FLOWS.insert(key, &st, u64::from(BPF_NOEXIST)).is_ok() {
-        count(Stat::FlowsCreated);
-    }
-    if EMBRYOS.remove(key).is_ok() {
-        count(Stat::EmbryosPromoted);
-    }
+    let mut st = core::mem::MaybeUninit::<FlowState>::uninit();
+    copy_state(embryo, st.as_mut_ptr());
+    // SAFETY: every byte copied.
+    let st = unsafe { st.assume_init() };
+    move_to_flows(key, &st);
     let found = FLOWS.get_ptr_mut(key);
     if found.is_none() {
         count(Stat::FlowTableFull);
@@ -558,19 +573,33 @@ fn promote(key: &FlowKey, embryo: *mut FlowState) -> Option<*mut FlowState> {
     found
 }
 
-/// A copy of a map value's state, word by word (see `write_fresh`).
+/// Inserts an embryonic flow's state into the main table and removes its
+/// embryo; false if the main table had its entry already (another CPU
+/// moved it first). Each count follows its own map operation's success,
+/// so both tables' conservation laws stay exact.
 #[inline(always)]
-fn copy_state(src: *const FlowState) -> FlowState {
-    let mut st = core::mem::MaybeUninit::<FlowState>::uninit();
-    let (from, to) = (src.cast::<u32>(), st.as_mut_ptr().cast::<u32>());
+fn move_to_flows(key: &FlowKey, st: &FlowState) -> bool {
+    let inserted = FLOWS.insert(key, st, u64::from(BPF_NOEXIST)).is_ok();
+    if inserted {
+        count(Stat::FlowsCreated);
+    }
+    if EMBRYOS.remove(key).is_ok() {
+        count(Stat::EmbryosPromoted);
+    }
+    inserted
+}
+
+/// Copies a flow's state between map values or the stack, word by word
+/// (see `write_fresh`).
+#[inline(always)]
+fn copy_state(src: *const FlowState, dst: *mut FlowState) {
+    let (from, to) = (src.cast::<u32>(), dst.cast::<u32>());
     let mut i = 0;
     while i < size_of::<FlowState>() / 4 {
         // SAFETY: five u32 words of a 20-byte, 4-aligned struct each side.
         unsafe { core::ptr::write_volatile(to.add(i), core::ptr::read_volatile(from.add(i))) };
         i += 1;
     }
-    // SAFETY: every byte copied.
-    unsafe { st.assume_init() }
 }
 
 /// A new flow's state (`track::fresh_words`), written word by word: the
@@ -690,14 +719,14 @@ pub fn classify<C: EbpfContext>(ctx: &C, prog: Program) {
     let side = staged_side(sc);
     // SAFETY: a byte of this CPU's slot (the scan program's finding).
     let found = unsafe { core::ptr::read_volatile(&raw const sc.credentials) };
-    sc.cls.credentials_found_if(found);
+    sc.flow.classifier.credentials_found_if(found);
     let data = Prefix::new(&sc.buf, sc.len as usize);
-    let (v, route) = sc.cls.begin(side, &data);
+    let (v, route) = sc.flow.classifier.begin(side, &data);
     let route = carry(sc, route);
     if route.stage != 0 {
         tail_call(ctx, prog, u32::from(route.stage));
     } else {
-        let verdict = sc.cls.end(side, v, route);
+        let verdict = sc.flow.classifier.end(side, v, route);
         end_segment(prog.hook(), sc, side, verdict);
     }
     wipe(sc);
@@ -719,30 +748,68 @@ pub fn classify_stage<C: EbpfContext, const F: u8>(ctx: &C, prog: Program) {
         pass: sc.pass,
     };
     let data = Prefix::new(&sc.buf, sc.len as usize);
-    let (v, next) = sc.cls.stage(F, side, &data, route);
+    let (v, next) = sc.flow.classifier.stage(F, side, &data, route);
     let next = carry(sc, next);
     if next.stage != 0 {
         tail_call(ctx, prog, u32::from(next.stage));
     } else {
-        let verdict = sc.cls.end(side, v, next);
+        let verdict = sc.flow.classifier.end(side, v, next);
         end_segment(prog.hook(), sc, side, verdict);
     }
     wipe(sc);
 }
 
 /// Where a segment's classification ends (in the core or a stage): the
-/// state goes back to the flow's entry, unless another CPU decided the
-/// flow meanwhile, then the verdict and the close handling.
+/// classifier state goes back to the flow's entry, unless another CPU
+/// decided the flow meanwhile, then the verdict and the close handling.
+/// An embryo's first payload instead moves the whole state to the main
+/// table (`end_first_payload`).
 #[inline(always)]
-fn end_segment(hook: Hook, sc: &Scratch, side: Side, verdict: Option<Verdict>) {
+fn end_segment(hook: Hook, sc: &mut Scratch, side: Side, verdict: Option<Verdict>) {
+    if sc.embryo != 0 && end_first_payload(hook, sc, side, verdict) {
+        return;
+    }
     if let Some(state) = FLOWS.get_ptr_mut(sc.key) {
         // SAFETY: see `track`.
         let st = unsafe { &mut *state };
         if !track::is_decided(st) {
-            copy_classifier(&raw const sc.cls, &raw mut st.classifier);
-            conclude(hook, sc, st, side, verdict);
+            copy_classifier(&raw const sc.flow.classifier, &raw mut st.classifier);
+            conclude(hook, &sc.key, sc.tcp_flags, st, side, verdict);
         }
     }
+}
+
+/// An embryonic flow's classified first payload: its state, concluded in
+/// the scratch, becomes its main-table entry in one insert (no lookup
+/// before or after), and the embryo goes. False, with nothing emitted, if
+/// another CPU moved the flow first: then the segment ends as one of a
+/// main-table flow.
+#[inline(always)]
+fn end_first_payload(hook: Hook, sc: &mut Scratch, side: Side, verdict: Option<Verdict>) -> bool {
+    let Scratch {
+        key,
+        flow,
+        tcp_flags,
+        ..
+    } = sc;
+    if verdict.is_some() {
+        track::decide(flow);
+    }
+    // Recorded before the insert, so the entry carries the FIN.
+    let finished = track::closes(*tcp_flags) && track::finished(flow, side, *tcp_flags);
+    if !move_to_flows(key, flow) {
+        return false;
+    }
+    if let Some(v) = verdict {
+        emit(hook, key, flow, v);
+    }
+    if finished {
+        if let Some(v) = track::close(flow) {
+            emit(hook, key, flow, v);
+        }
+        forget(key, Table::Flows);
+    }
+    true
 }
 
 /// The staged segment's side, without a branch: the verifier would
@@ -788,14 +855,21 @@ fn copy_classifier(src: *const FlowClassifier, dst: *mut FlowClassifier) {
 /// The end of a classified segment: its verdict, if final, is emitted, then
 /// the segment's close handling.
 #[inline(always)]
-fn conclude(hook: Hook, sc: &Scratch, st: &mut FlowState, side: Side, verdict: Option<Verdict>) {
+fn conclude(
+    hook: Hook,
+    key: &FlowKey,
+    tcp_flags: u8,
+    st: &mut FlowState,
+    side: Side,
+    verdict: Option<Verdict>,
+) {
     if let Some(v) = verdict {
         track::decide(st);
-        emit(hook, &sc.key, st, v);
+        emit(hook, key, st, v);
     }
-    if track::closes(sc.tcp_flags) {
+    if track::closes(tcp_flags) {
         // Classified segments have payload: the flow is in `FLOWS`.
-        on_close(hook, &sc.key, st, side, sc.tcp_flags, Table::Flows);
+        on_close(hook, key, st, side, tcp_flags, Table::Flows);
     }
 }
 

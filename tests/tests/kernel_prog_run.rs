@@ -1015,14 +1015,15 @@ fn verified_instructions_stay_below_the_limit() {
 
 /// Bytes of the kernel's per-CPU `Scratch` value (agent-ebpf/src/maps.rs):
 /// the payload prefix, the flow key, length, side, flags, stage pass,
-/// padding, the classifier state carried between stages, the segment's
-/// offset and length and the scan's finding (for the credentials scan).
+/// padding, the flow state carried between stages, the segment's offset
+/// and length, the scan's finding (for the credentials scan) and whether
+/// the state is an embryo's.
 const SCRATCH_BYTES: usize = (PREFIX
     + size_of::<agent_common::wire::FlowKey>()
     + 8
-    + size_of::<agent_common::FlowClassifier>()
+    + size_of::<agent_common::wire::FlowState>()
     + 8
-    + 1)
+    + 2)
 .next_multiple_of(8);
 
 /// The staged payload prefix of every CPU's scratch slot.

@@ -62,14 +62,15 @@ pub struct Recent {
     pub next_seq: u32,
 }
 
-/// The segment of a node-local flow (`FlowState::node_local`) each CPU's
-/// hook last tracked the long way, per slot (a hash of the 4-tuple, as
-/// `RECENT`): on one node both sockets of a connection (cgroup) or both
-/// pods' veths (TC) see each segment, one right after the other on the
-/// same CPU, and the second sighting has nothing left to do. A match
-/// empties the slot, so a later retransmit takes the long way again.
-/// Other flows leave nothing here: they pay one slot compare per segment
-/// that takes the long way, not a write.
+/// The segment each CPU's hook last left here, per slot (a hash of the
+/// 4-tuple, as `RECENT`): every bare SYN that takes the long way, and each
+/// segment a node-local flow (`FlowState::node_local`) tracks. On one node
+/// both sockets of a connection (cgroup) or both pods' veths (TC) see each
+/// segment, one right after the other on the same CPU: the SYN's second
+/// sighting marks the flow node-local, the others have nothing left to
+/// do. A match empties the slot, so a later retransmit takes the long way
+/// again. Other flows pay one slot compare per segment that takes the long
+/// way, and one write at their SYN.
 #[map]
 pub static SEEN: PerCpuArray<Seen> = PerCpuArray::with_max_entries(RECENT_SLOTS, 0);
 

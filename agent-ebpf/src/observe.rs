@@ -16,7 +16,7 @@ use crate::parse::{Packet, parse};
 use agent_common::{
     FlowClassifier, Side, Verdict,
     classify::{Prefix, Route, credentials::SCAN_SLOT},
-    headers::TCP_SYN,
+    headers::{TCP_ACK, TCP_SYN},
     track::{self, Inspect, Segment},
     wire::{
         EVENT_MIDSTREAM, FAMILY_V4, FLOW_CLIENT_IS_HI, FLOW_MIDSTREAM, FlowEvent, FlowKey,
@@ -82,6 +82,9 @@ pub fn observe<C: EbpfContext>(ctx: &C, prog: Program) {
             }
             if seen_again(&pkt) {
                 count(Stat::SecondSightings);
+                if is_bare_client_syn(&pkt) {
+                    mark_node_local(&pkt);
+                }
                 return;
             }
             count(Stat::TcpPackets);
@@ -228,8 +231,8 @@ fn shape(p: &Packet) -> u32 {
     (u32::from(p.flags) << 24) | (p.payload_len & 0x00ff_ffff)
 }
 
-/// True when this segment is the one a node-local flow's other end just
-/// left in the CPU's `SEEN` slot (`remember_seen`): its second sighting,
+/// True when this segment is the one the connection's other end just left
+/// in the CPU's `SEEN` slot (`remember_seen`): its second sighting,
 /// which takes the slot (a third is a retransmit, tracked again). One
 /// slot lookup and one compare for every other segment.
 #[inline(always)]
@@ -251,8 +254,8 @@ fn seen_again(p: &Packet) -> bool {
     true
 }
 
-/// Leaves a node-local flow's segment in the CPU's `SEEN` slot, for its
-/// second sighting (`seen_again`).
+/// Leaves a segment (a bare SYN, or a node-local flow's) in the CPU's
+/// `SEEN` slot, for its second sighting (`seen_again`).
 #[inline(always)]
 fn remember_seen(p: &Packet) {
     let Some(slot) = seen_slot(p) else {
@@ -320,17 +323,12 @@ fn src_is_lo(p: &Packet) -> bool {
     p.sport <= p.dport
 }
 
+/// Builds the segment's flow key in the scratch slot, not on the stack:
+/// the classifier program reads it from there after the tail call, and a
+/// tail call from a program with subprogram calls allows only 256 bytes
+/// of stack. True when the sender is the key's "lo" endpoint.
 #[inline(always)]
-fn track<C: EbpfContext>(ctx: &C, skb: *mut __sk_buff, prog: Program, p: &Packet) {
-    let hook = prog.hook();
-    let Some(sc) = SCRATCH.get_ptr_mut(0) else {
-        return;
-    };
-    // SAFETY: this CPU's slot; nothing else runs on this CPU meanwhile.
-    let sc = unsafe { &mut *sc };
-    // The key is built in the scratch slot, not on the stack: the classifier
-    // program reads it from there after the tail call, and a tail call from a
-    // program with subprogram calls allows only 256 bytes of stack.
+fn stage_key(sc: &mut Scratch, p: &Packet) -> bool {
     let lo = src_is_lo(p);
     let (la, lp, ha, hp) = if lo {
         (&p.src, p.sport, &p.dst, p.dport)
@@ -344,6 +342,48 @@ fn track<C: EbpfContext>(ctx: &C, skb: *mut __sk_buff, prog: Program, p: &Packet
     sc.key.family = p.family;
     sc.key._pad0 = 0;
     sc.key._pad1 = 0;
+    lo
+}
+
+/// A SYN without ACK or payload: what opens an embryonic flow.
+#[inline(always)]
+fn is_bare_client_syn(p: &Packet) -> bool {
+    p.flags & (TCP_SYN | TCP_ACK) == TCP_SYN && p.payload_len == 0
+}
+
+/// The second sighting of a flow's SYN (`seen_again`): the connection's
+/// other end is on this node, and the flow is marked node-local, so that
+/// each segment it tracks is remembered for its own second sighting. One
+/// lookup, where the SYN's long way would have been a failed insert and a
+/// lookup. The flow is embryonic, or in the main table when the SYN
+/// restarted an entry on reused ports.
+#[inline(always)]
+fn mark_node_local(p: &Packet) {
+    let Some(sc) = SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's slot; nothing else runs on this CPU meanwhile.
+    let sc = unsafe { &mut *sc };
+    stage_key(sc, p);
+    let found = match EMBRYOS.get_ptr_mut(&sc.key) {
+        Some(s) => Some(s),
+        None => FLOWS.get_ptr_mut(&sc.key),
+    };
+    if let Some(s) = found {
+        // SAFETY: a live map value (see `track`).
+        unsafe { (*s).node_local = 1 };
+    }
+}
+
+#[inline(always)]
+fn track<C: EbpfContext>(ctx: &C, skb: *mut __sk_buff, prog: Program, p: &Packet) {
+    let hook = prog.hook();
+    let Some(sc) = SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's slot; nothing else runs on this CPU meanwhile.
+    let sc = unsafe { &mut *sc };
+    let lo = stage_key(sc, p);
     let key = &sc.key;
     let seg = Segment {
         from_lo: lo,
@@ -355,6 +395,11 @@ fn track<C: EbpfContext>(ctx: &C, skb: *mut __sk_buff, prog: Program, p: &Packet
     };
     let client_syn = seg.is_client_syn();
     let closing = seg.is_closing();
+    if client_syn && !track::carries_payload(&seg) {
+        // If the connection's other end is on this node, it sees this SYN
+        // next, on this CPU (`seen_again`, `mark_node_local`).
+        remember_seen(p);
+    }
     let Some((state, mut table, inserted)) = entry(key, &seg) else {
         return;
     };

@@ -361,6 +361,10 @@ struct AgentCounters {
     /// Payload segments staged for the classifier: one classifier program
     /// run (tail call) each.
     inspected: f64,
+    /// Segments that took the long way (the flow table), and node-local
+    /// segments whose second sighting skipped it (`SEEN`).
+    long_way: f64,
+    second_sightings: f64,
 }
 
 impl Snapshot {
@@ -417,6 +421,19 @@ impl Snapshot {
                     "plainsight_kernel_total",
                     Some("payload_segments_inspected"),
                 ),
+                // The TCP total counts every segment once: those that
+                // took a shortcut are in their own counters.
+                long_way: sum("plainsight_kernel_total", Some("tcp_packets"))
+                    - [
+                        "pure_acks",
+                        "socket_fast_path",
+                        "recent_fast_path",
+                        "second_sightings",
+                    ]
+                    .iter()
+                    .map(|c| sum("plainsight_kernel_total", Some(c)))
+                    .sum::<f64>(),
+                second_sightings: sum("plainsight_kernel_total", Some("second_sightings")),
             }
         })
     }
@@ -779,6 +796,16 @@ impl Bench<'_> {
                 cfg,
                 &format!("classifier_runs_per_flow.{phase}"),
                 per_flow(a.inspected - b.inspected),
+            );
+            self.record(
+                cfg,
+                &format!("long_way_per_flow.{phase}"),
+                per_flow(a.long_way - b.long_way),
+            );
+            self.record(
+                cfg,
+                &format!("second_sightings_per_flow.{phase}"),
+                per_flow(a.second_sightings - b.second_sightings),
             );
             self.record(cfg, &format!("events_lost.{phase}"), a.lost - b.lost);
             self.record(

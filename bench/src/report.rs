@@ -165,6 +165,16 @@ const ROWS: &[(&str, &str, usize)] = &[
         1,
     ),
     (
+        "long_way_per_flow.crr",
+        "segments through the flow table / connection",
+        1,
+    ),
+    (
+        "second_sightings_per_flow.crr",
+        "second sightings skipped / connection",
+        1,
+    ),
+    (
         "events_lost.crr",
         "plainsight_events_lost_total, per run",
         0,
@@ -208,7 +218,7 @@ const ROWS: &[(&str, &str, usize)] = &[
     ),
     (
         "test_run.syn_insert.ns_per_run",
-        "test run ns/run: SYN, flow-table insert",
+        "test run ns/run: SYN repeated (retransmit / second sighting)",
         0,
     ),
     (
@@ -331,7 +341,7 @@ const ABOVE_FLOOR: &[(&str, &str)] = &[
     ),
     (
         "test_run.syn_insert.ns_per_run",
-        "test run ns/run above the floor: SYN insert",
+        "test run ns/run above the floor: SYN repeated",
     ),
     (
         "test_run.new_flow.ns_per_flow",

@@ -178,10 +178,13 @@ fn measure_hook(progs: &[Measured], results: &mut Results) -> anyhow::Result<()>
         "TC: every run continues the slot or repeats its last segment",
     )?;
 
-    // A SYN: after the first run the entry exists and the insert fails, but
-    // an LRU map takes a node from its free list before it finds the key,
-    // and gives it back: nearly a new flow's insert, on warm caches. A bare
-    // SYN's entry is embryonic (no payload yet): it goes to its own table.
+    // A SYN, repeated: runs alternate between a retransmit's long way
+    // (the embryonic insert fails, but an LRU map takes a node from its
+    // free list before it finds the key and gives it back: nearly a new
+    // flow's insert, on warm caches; then a lookup) and the second
+    // sighting of the SYN the run before left in the CPU's `SEEN` slot
+    // (one lookup, to mark the flow node-local). A bare SYN's entry is
+    // embryonic (no payload yet): it goes to its own table.
     let before = k.stats();
     let syn = Segment::new(C, 40001, S, 80, 1000, SYN, b"").frame();
     k.repeated(progs, &syn, "syn_insert", &mut record)?;

@@ -534,9 +534,10 @@ fn tc_second_sighting_of_a_decided_flows_segment_skips_the_flow_table() {
 fn a_node_local_connection_seen_at_both_ends_is_tracked_once() {
     // Each segment twice in a row, as both sockets of a connection
     // between two pods on one node (cgroup) or both pods' veths (TC).
-    // The SYN's second sighting marks the flow node-local; after it every
-    // second sighting skips the flow table, and the flow has one entry,
-    // one verdict and one close. Per-CPU slots: one CPU throughout.
+    // Every bare SYN is remembered: its second sighting marks the flow
+    // node-local (one lookup); after it every segment's second sighting
+    // skips the flow table, and the flow has one entry, one verdict and
+    // one close. Per-CPU slots: one CPU throughout.
     plainsight_tests::pin_to_this_cpu().expect("pinning the test thread");
     for hook in Hook::ALL {
         let mut k = Kernel::load(hook);
@@ -557,7 +558,7 @@ fn a_node_local_connection_seen_at_both_ends_is_tracked_once() {
         assert_http(&k.one_verdict());
         // (On TC the reply's second sighting is the recent-flow slot's.)
         let skipped = k.stat(Stat::SecondSightings) + k.stat(Stat::RecentFastPath);
-        assert_eq!(skipped, 5, "{hook:?}: all but the SYN's");
+        assert_eq!(skipped, 6, "{hook:?}: every second sighting");
         assert_eq!(k.stat(Stat::EmbryosCreated), 1, "{hook:?}");
         assert_eq!(k.stat(Stat::FlowsCreated), 1, "{hook:?}");
         assert_eq!(k.stat(Stat::FlowsClosed), 1, "{hook:?}");
@@ -567,9 +568,22 @@ fn a_node_local_connection_seen_at_both_ends_is_tracked_once() {
         k.send(&segs[5]);
         assert_eq!(
             k.stat(Stat::SecondSightings) + k.stat(Stat::RecentFastPath),
-            5
+            6
         );
-        // A flow whose SYN was seen once leaves nothing for the memo.
+        // The SYN's second sighting after another flow's SYN took its slot
+        // (source ports 64 apart share one): the long way, whose failed
+        // insert marks the flow node-local just the same.
+        let mut k = Kernel::load(hook);
+        k.send(&segs[0]);
+        k.send(&Segment::new(C, 40064, S, 80, 7000, SYN, b""));
+        k.send(&segs[0]);
+        assert_eq!(k.stat(Stat::SecondSightings), 0, "{hook:?}");
+        k.send(&segs[1]);
+        k.send(&segs[1]);
+        assert_eq!(k.stat(Stat::SecondSightings), 1, "{hook:?}: the SYN-ACK's");
+        assert_eq!(k.stat(Stat::EmbryosCreated), 2, "{hook:?}");
+        // A flow whose SYN was seen once is not node-local: its segments
+        // seen twice take the long way each time.
         let mut k = Kernel::load(hook);
         handshake(&mut k, C, S);
         k.send(&Segment::new(C, 40000, S, 80, 1001, ACK | PSH, GET));

@@ -365,9 +365,10 @@ fn mark_node_local(p: &Packet) {
     // SAFETY: this CPU's slot; nothing else runs on this CPU meanwhile.
     let sc = unsafe { &mut *sc };
     stage_key(sc, p);
-    let found = match EMBRYOS.get_ptr_mut(&sc.key) {
+    let key = &sc.key;
+    let found = match EMBRYOS.get_ptr_mut(key) {
         Some(s) => Some(s),
-        None => FLOWS.get_ptr_mut(&sc.key),
+        None => FLOWS.get_ptr_mut(key),
     };
     if let Some(s) = found {
         // SAFETY: a live map value (see `track`).

@@ -325,16 +325,25 @@ pub enum Stat {
 impl Stat {
     pub const COUNT: u32 = 26;
 
+    /// The slots of TCP segments that skipped the flow table: the raw
+    /// `TcpPackets` slot counts only those that took the long way.
+    pub const SHORTCUTS: [Stat; 4] = [
+        Self::PureAcks,
+        Self::SocketFastPath,
+        Self::RecentFastPath,
+        Self::SecondSightings,
+    ];
+
     /// Packet totals from the kernel's raw per-slot sums: every packet is
     /// counted in exactly one of the tracked, shortcut and parse-failure
     /// slots, and `Packets` / `TcpPackets` are rebuilt from them.
     #[must_use]
     pub fn totals(mut raw: [u64; Self::COUNT as usize]) -> [u64; Self::COUNT as usize] {
         let tcp = raw[Self::TcpPackets as usize]
-            + raw[Self::PureAcks as usize]
-            + raw[Self::SocketFastPath as usize]
-            + raw[Self::RecentFastPath as usize]
-            + raw[Self::SecondSightings as usize];
+            + Self::SHORTCUTS
+                .iter()
+                .map(|s| raw[*s as usize])
+                .sum::<u64>();
         let failed: u64 = [
             Self::ParseTruncated,
             Self::ParseFragment,

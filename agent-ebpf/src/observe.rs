@@ -571,11 +571,14 @@ fn entry(key: &FlowKey, seg: &Segment) -> Option<(*mut FlowState, Table, bool)> 
 fn create(key: &FlowKey, seg: &Segment, table: Table) -> Option<(*mut FlowState, Table, bool)> {
     let flags = track::new_flow(seg)?;
     let mut fresh = fresh_state(flags);
-    // All a bare SYN does to its new flow is note where the side's stream
-    // starts: done here, before the insert, the embryo needs no lookup
-    // after it.
-    let side = track::side(&fresh, seg.from_lo);
-    let opened = table == Table::Embryos && !track::inspect(&mut fresh, side, seg).classify;
+    // All a bare SYN does to its new flow (the only kind that opens an
+    // embryo) is note where the side's stream starts: done here, before
+    // the insert, the embryo needs no lookup after it.
+    let opened = table == Table::Embryos;
+    if opened {
+        let side = track::side(&fresh, seg.from_lo);
+        track::inspect(&mut fresh, side, seg);
+    }
     let flag = u64::from(BPF_NOEXIST);
     // Each table spelled out at its call: one helper call site per map.
     let inserted = match table {

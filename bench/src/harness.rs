@@ -4,7 +4,9 @@
 
 use crate::{floor, peer, pod::RoutedPod, probe, report, test_run};
 
+use agent_common::wire::Stat;
 use anyhow::{Context as _, bail};
+use plainsight::export::metrics::stat_name;
 use plainsight_tests::{Agent, Proc, Side, Topology};
 use report::Results;
 use std::path::{Path, PathBuf};
@@ -423,17 +425,15 @@ impl Snapshot {
                 ),
                 // The TCP total counts every segment once: those that
                 // took a shortcut are in their own counters.
-                long_way: sum("plainsight_kernel_total", Some("tcp_packets"))
-                    - [
-                        "pure_acks",
-                        "socket_fast_path",
-                        "recent_fast_path",
-                        "second_sightings",
-                    ]
-                    .iter()
-                    .map(|c| sum("plainsight_kernel_total", Some(c)))
-                    .sum::<f64>(),
-                second_sightings: sum("plainsight_kernel_total", Some("second_sightings")),
+                long_way: sum("plainsight_kernel_total", Some(stat_name(Stat::TcpPackets)))
+                    - Stat::SHORTCUTS
+                        .iter()
+                        .map(|s| sum("plainsight_kernel_total", Some(stat_name(*s))))
+                        .sum::<f64>(),
+                second_sightings: sum(
+                    "plainsight_kernel_total",
+                    Some(stat_name(Stat::SecondSightings)),
+                ),
             }
         })
     }

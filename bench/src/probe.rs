@@ -66,23 +66,33 @@ pub fn cpu_times() -> anyhow::Result<CpuTimes> {
     })
 }
 
-/// utime + stime of a process (all its threads), in seconds.
+/// CPU time of a process (all its threads), in seconds, to the
+/// nanosecond: the sum of its threads' run time (`/proc/PID/task/*/
+/// schedstat`, first field). `/proc/PID/stat`'s utime and stime count
+/// clock ticks (10 ms here), too coarse for an agent that spends tens of
+/// milliseconds on a phase. The agent's threads live as long as it does;
+/// one that ended within a phase would be missed.
 pub fn process_cpu_secs(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("reading /proc/{pid}/stat"))?;
-    // The command name may hold spaces; fields resume after its ')'.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .context("malformed stat")?;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // After ')': state(3) ... utime is field 14, stime 15 (1-based overall).
-    let field = |i: usize| -> anyhow::Result<f64> {
-        f.get(i - 3)
-            .and_then(|v| v.parse::<f64>().ok())
-            .with_context(|| format!("/proc/{pid}/stat field {i}"))
-    };
-    Ok((field(14)? + field(15)?) / ticks_per_sec())
+    let dir = format!("/proc/{pid}/task");
+    let mut ns = 0u64;
+    for task in std::fs::read_dir(&dir).with_context(|| format!("reading {dir}"))? {
+        let path = task
+            .with_context(|| format!("reading {dir}"))?
+            .path()
+            .join("schedstat");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            // The thread ended since the listing.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        ns += text
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .with_context(|| format!("{} has no run time", path.display()))?;
+    }
+    Ok(ns as f64 / 1e9)
 }
 
 /// (VmRSS, VmHWM) of a process, in MiB.

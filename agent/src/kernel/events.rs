@@ -36,12 +36,22 @@ fn addr(family: u8, words: [u32; 4]) -> IpAddr {
 
 /// Decodes one ring-buffer record; `None` if it is not a whole event.
 pub fn decode(bytes: &[u8]) -> Option<Flow> {
+    read_event(bytes).map(|ev| flow_of(&ev))
+}
+
+/// One ring-buffer record's event, copied out of the ring; `None` if it
+/// is not a whole event.
+fn read_event(bytes: &[u8]) -> Option<FlowEvent> {
     if bytes.len() < size_of::<FlowEvent>() {
         return None;
     }
     // SAFETY: length checked; FlowEvent is plain data valid for any bytes.
-    let ev: FlowEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
-    Some(Flow {
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) })
+}
+
+/// The flow an event tells, without TLS metadata (hellos add it).
+fn flow_of(ev: &FlowEvent) -> Flow {
+    Flow {
         client: addr(ev.family, ev.client_addr),
         client_port: ev.client_port,
         server: addr(ev.family, ev.server_addr),
@@ -50,7 +60,7 @@ pub fn decode(bytes: &[u8]) -> Option<Flow> {
         verdict: ev.verdict(),
         midstream: ev.flags & EVENT_MIDSTREAM != 0,
         tls: TlsMeta::default(),
-    })
+    }
 }
 
 /// Decodes one `HELLOS` record: the header and the hello bytes; `None` if
@@ -161,16 +171,17 @@ pub struct HeldFlows {
 const HOLD_TTL_NS: i64 = 2_000_000_000;
 
 impl HeldFlows {
-    /// Holds `flow` if it awaits its client's flight; else gives it back.
-    pub fn hold(&mut self, flow: Flow, now_ns: i64) -> Option<Flow> {
-        if flow.verdict.encryption != Encryption::Tls
-            || !flow.tls.awaits_client_flight()
-            || self.flows.len() >= PENDING_MAX
-        {
-            return Some(flow);
-        }
+    /// Whether `flow` is to wait for its client's flight (`hold`): a flow
+    /// that is not goes on without being moved.
+    pub fn wants(&self, flow: &Flow) -> bool {
+        flow.verdict.encryption == Encryption::Tls
+            && flow.tls.awaits_client_flight()
+            && self.flows.len() < PENDING_MAX
+    }
+
+    /// Holds a flow that `wants` it until its client's flight comes.
+    pub fn hold(&mut self, flow: Flow, now_ns: i64) {
         self.flows.insert(flow.id(), (flow, now_ns));
-        None
     }
 
     /// Gives a held flow a hello record of its own; false if none is held.
@@ -251,7 +262,10 @@ pub struct Rings {
     held: HeldFlows,
     /// FTP data connections announced on control connections.
     ftp: FtpData,
-    batch: Vec<Flow>,
+    /// One drain's verdict events, read before its hellos: the 44-byte
+    /// events, not their flows (each flow is made once, where it is
+    /// observed).
+    batch: Vec<FlowEvent>,
 }
 
 impl Rings {
@@ -294,10 +308,10 @@ impl Rings {
         let mut read = RingReading::default();
         let ring = self.events.get_mut();
         while let Some(item) = ring.next() {
-            match decode(&item) {
-                Some(flow) => {
+            match read_event(&item) {
+                Some(ev) => {
                     read.received += 1;
-                    self.batch.push(flow);
+                    self.batch.push(ev);
                 }
                 None => read.malformed += 1,
             }
@@ -323,17 +337,21 @@ impl Rings {
                 None => read.malformed += 1,
             }
         }
-        for mut flow in self.batch.drain(..) {
+        for ev in &self.batch {
+            let mut flow = flow_of(ev);
             self.pending.attach(&mut flow);
             let ends = [
                 SocketAddr::new(flow.client, flow.client_port),
                 SocketAddr::new(flow.server, flow.server_port),
             ];
             self.ftp.name(ends, &mut flow.verdict, now);
-            if let Some(flow) = self.held.hold(flow, now) {
+            if self.held.wants(&flow) {
+                self.held.hold(flow, now);
+            } else {
                 observe(&flow, now);
             }
         }
+        self.batch.clear();
         for flow in self.held.release(now) {
             observe(&flow, now);
         }
@@ -369,15 +387,17 @@ mod tests {
     fn a_tls_verdict_waits_for_its_client_flight_or_its_time() {
         let mut held = HeldFlows::default();
         let s = 1_000_000_000;
-        assert!(held.hold(tls_flow(1), 0).is_none(), "held");
-        assert!(held.hold(tls_flow(2), 0).is_none(), "held");
+        for f in [tls_flow(1), tls_flow(2)] {
+            assert!(held.wants(&f), "held");
+            held.hold(f, 0);
+        }
         // Not TLS, or the flight already there: on at once.
         let mut plain = tls_flow(3);
         plain.verdict = Verdict::plaintext(Protocol::Http);
-        assert!(held.hold(plain, 0).is_some());
+        assert!(!held.wants(&plain));
         let mut seen = tls_flow(4);
         seen.tls.client_flight = Some(vec![0x17, 3, 3, 0, 69]);
-        assert!(held.hold(seen, 0).is_some());
+        assert!(!held.wants(&seen));
         assert!(held.release(s / 10).is_empty(), "nothing came yet");
         // Flow 1's flight comes: it goes on with it.
         let flight = Hello::ClientFlight(vec![0x14, 3, 3, 0, 1, 1, 0x17, 3, 3, 0, 69]);

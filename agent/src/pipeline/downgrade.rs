@@ -14,7 +14,11 @@
 
 use super::client_auth::ClientAuth;
 use agent_common::{Encryption, TlsVersion, Verdict};
-use std::{collections::HashMap, hash::RandomState, sync::Arc};
+use hashbrown::{Equivalent, HashMap};
+use std::{
+    hash::{Hash, Hasher, RandomState},
+    sync::Arc,
+};
 
 /// What got worse.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -59,6 +63,24 @@ struct Best {
 
 type Path = (Arc<str>, Arc<str>, u16);
 
+/// A path's names borrowed: a flow of a known path is found with one hash
+/// and no reference count touched (the owned key is made only for a new
+/// path). Hashes as `Path` does: a tuple hashes its fields in order, an
+/// `Arc<str>` as its `str`.
+struct PathRef<'a>(&'a str, &'a str, u16);
+
+impl Hash for PathRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (self.0, self.1, self.2).hash(state);
+    }
+}
+
+impl Equivalent<Path> for PathRef<'_> {
+    fn equivalent(&self, key: &Path) -> bool {
+        self.2 == key.2 && *self.0 == *key.0 && *self.1 == *key.1
+    }
+}
+
 pub struct Downgrades {
     /// `RandomState`: names can be addresses peers choose.
     paths: HashMap<Path, Best, RandomState>,
@@ -91,8 +113,8 @@ impl Downgrades {
     ) -> Vec<Downgrade> {
         let window = self.window_ns;
         let recent = |t: Option<i64>| t.is_some_and(|t| ts_ns.saturating_sub(t) < window);
-        let key = (path.0.clone(), path.1.clone(), path.2);
-        if !self.paths.contains_key(&key) && self.paths.len() >= self.max {
+        let borrowed = PathRef(path.0, path.1, path.2);
+        if self.paths.len() >= self.max && !self.paths.contains_key(&borrowed) {
             self.paths
                 .retain(|_, b| ts_ns.saturating_sub(b.last_ns) < window);
             if self.paths.len() >= self.max {
@@ -100,7 +122,13 @@ impl Downgrades {
                 return Vec::new();
             }
         }
-        let b = self.paths.entry(key).or_default();
+        let b = match self.paths.get_mut(&borrowed) {
+            Some(b) => b,
+            None => self
+                .paths
+                .entry((path.0.clone(), path.1.clone(), path.2))
+                .or_default(),
+        };
         b.last_ns = ts_ns;
         let mut out = Vec::new();
         match v.encryption {
@@ -173,6 +201,27 @@ mod tests {
 
     fn kinds(d: &[Downgrade]) -> Vec<Kind> {
         d.iter().map(|d| d.kind).collect()
+    }
+
+    #[test]
+    fn a_borrowed_path_finds_its_owned_key() {
+        use std::hash::BuildHasher;
+        let owned: Path = ("web".into(), "payments".into(), 443);
+        let s = RandomState::new();
+        assert_eq!(
+            s.hash_one(PathRef("web", "payments", 443)),
+            s.hash_one(&owned)
+        );
+        assert!(PathRef("web", "payments", 443).equivalent(&owned));
+        assert!(!PathRef("web", "payments", 80).equivalent(&owned));
+        assert!(!PathRef("payments", "web", 443).equivalent(&owned));
+        // One entry per path however often it is seen.
+        let mut d = Downgrades::new(10, 60 * S);
+        let (c, v): (Arc<str>, Arc<str>) = ("web".into(), "payments".into());
+        for t in 0..3 {
+            d.observe((&c, &v, 443), &tls(TlsVersion::Tls13), None, t * S);
+        }
+        assert_eq!(d.paths.len(), 1);
     }
 
     #[test]

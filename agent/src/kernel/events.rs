@@ -179,8 +179,10 @@ impl HeldFlows {
             && self.flows.len() < PENDING_MAX
     }
 
-    /// Holds a flow that `wants` it until its client's flight comes.
+    /// Holds a flow that `wants` it until its client's flight comes
+    /// (`wants` is where the `PENDING_MAX` bound is kept).
     pub fn hold(&mut self, flow: Flow, now_ns: i64) {
+        debug_assert!(self.wants(&flow), "held a flow `wants` turned away");
         self.flows.insert(flow.id(), (flow, now_ns));
     }
 
